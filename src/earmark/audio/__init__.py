@@ -1,0 +1,29 @@
+"""Audio decoding: the single boundary where bytes become float32 samples.
+
+Example
+-------
+>>> from earmark.audio import load_audio
+>>> y, sr = load_audio("../shared/data/fsdd/recordings/7_jackson_32.wav")  # doctest: +SKIP
+"""
+
+from earmark.audio._decode import (
+    AUDIO_EXTENSIONS,
+    AudioInfo,
+    audio_info,
+    content_hash,
+    is_audio_file,
+    load_audio,
+    resample,
+    to_mono,
+)
+
+__all__ = [
+    "AUDIO_EXTENSIONS",
+    "AudioInfo",
+    "audio_info",
+    "content_hash",
+    "is_audio_file",
+    "load_audio",
+    "resample",
+    "to_mono",
+]

@@ -1,0 +1,474 @@
+"""Decode any common audio file into float32 samples, or fail with a clear per-file error.
+
+libsndfile (through ``soundfile``) is tried first: it is the fastest reader of WAV, FLAC, Ogg,
+Opus and MP3. Whatever it cannot read goes to FFmpeg (through PyAV) automatically. Before either
+decoder sees a file, its first bytes are checked against the signatures of known audio
+containers, so bytes that are not audio (text, images, …) never reach native code, and decoding
+is bounded in size (``max_bytes``) and, for the FFmpeg path, in time (``timeout``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import stat
+import time
+import warnings
+from dataclasses import dataclass
+from typing import BinaryIO, Union
+
+import numpy as np
+
+from earmark.errors import AudioDecodeError, AudioRangeWarning, ParameterError
+
+AudioSource = Union[str, "os.PathLike[str]", bytes, BinaryIO]
+
+#: File extensions earmark treats as audio when it scans folders (lower case, with the dot).
+AUDIO_EXTENSIONS = frozenset(
+    {
+        ".wav", ".wave", ".w64", ".rf64", ".bwf", ".flac", ".ogg", ".oga", ".opus", ".mp3",
+        ".m4a", ".mp4", ".aac", ".aif", ".aiff", ".aifc", ".caf", ".au", ".snd", ".wma",
+        ".webm", ".mka", ".amr", ".wv", ".ape",
+    }
+)
+
+#: Default upper bound on the size of one input file (2 GiB).
+DEFAULT_MAX_BYTES = 2 * 1024**3
+#: Default upper bound on the wall-clock time of one FFmpeg decode, in seconds.
+DEFAULT_TIMEOUT = 120.0
+#: Above this peak, float audio is scaled back into [-1, 1] with an AudioRangeWarning.
+_RANGE_LIMIT = 1.0
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a file's header says about its audio.
+
+    Attributes
+    ----------
+    path : str
+    sample_rate : int
+    channels : int
+    frames : int
+        Number of sample frames (per channel); an estimate for some compressed formats.
+    duration : float
+        ``frames / sample_rate`` in seconds.
+    format : str
+        Container as detected from the file's first bytes (``wav``, ``flac``, ``ogg``, ``mp3``…).
+    """
+
+    path: str
+    sample_rate: int
+    channels: int
+    frames: int
+    duration: float
+    format: str
+
+
+def is_audio_file(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` has an audio file extension (case-insensitive).
+
+    Example
+    -------
+    >>> is_audio_file("UPPERCASE.WAV"), is_audio_file("notes.txt")
+    (True, False)
+    """
+    return os.path.splitext(os.fspath(path))[1].lower() in AUDIO_EXTENSIONS
+
+
+def _sniff(head: bytes) -> str | None:
+    """Name the container of a file from its first bytes, or ``None`` when it is not audio."""
+    if len(head) >= 12 and head[:4] in (b"RIFF", b"RIFX", b"RF64", b"BW64"):
+        return "wav" if head[8:12] in (b"WAVE", b"AVI ") else None
+    if head[:4] == b"riff":  # Sony Wave64 GUID starts with 'riff'
+        return "w64"
+    if head[:4] == b"fLaC":
+        return "flac"
+    if head[:4] == b"OggS":
+        return "ogg"
+    if head[:3] == b"ID3":
+        return "mp3"
+    if len(head) >= 8 and head[4:8] == b"ftyp":
+        return "mp4"
+    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        return "aiff"
+    if head[:4] == b"caff":
+        return "caf"
+    if head[:4] == b".snd":
+        return "au"
+    if head[:4] == b"\x1aE\xdf\xa3":
+        return "matroska"
+    if head[:5] == b"#!AMR":
+        return "amr"
+    if head[:4] in (b"wvpk", b"MAC ", b"TTA1"):
+        return "lossless"
+    if head[:4] == b"0&\xb2u":
+        return "asf"
+    if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0:
+        # MPEG audio frame sync (mp3) or ADTS (aac): 11 set bits.
+        return "aac" if (head[1] & 0x06) == 0 and (head[1] & 0xF0) == 0xF0 else "mp3"
+    return None
+
+
+def _name(source: AudioSource) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return "<bytes>"
+    return str(getattr(source, "name", "<stream>"))
+
+
+def _open_checked(source: AudioSource, max_bytes: int) -> tuple[BinaryIO, str, str]:
+    """Open ``source`` for reading after checking it is a readable, bounded, audio-looking file.
+
+    Returns the open binary stream (positioned at 0), its display name and detected container.
+    """
+    name = _name(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        if not data:
+            raise AudioDecodeError(name, "empty input (0 bytes)")
+        if len(data) > max_bytes:
+            raise AudioDecodeError(
+                name, f"input is {len(data):,} bytes, above max_bytes={max_bytes:,}; raise max_bytes"
+            )
+        stream: BinaryIO = io.BytesIO(data)
+    elif isinstance(source, (str, os.PathLike)):
+        try:
+            st = os.stat(name)  # follows links: a broken or looping link fails here
+        except FileNotFoundError:
+            if os.path.islink(name):
+                raise AudioDecodeError(name, "broken symbolic link (its target does not exist)") from None
+            raise AudioDecodeError(name, "no such file; check the path") from None
+        except OSError as exc:  # ELOOP, ENAMETOOLONG, EACCES on a parent…
+            raise AudioDecodeError(name, f"cannot be opened: {exc.strerror or exc}") from None
+        if stat.S_ISDIR(st.st_mode):
+            raise AudioDecodeError(name, "is a directory, not an audio file")
+        if not stat.S_ISREG(st.st_mode):
+            raise AudioDecodeError(name, "is not a regular file (device, socket or pipe)")
+        if st.st_size == 0:
+            raise AudioDecodeError(name, "empty file (0 bytes)")
+        if st.st_size > max_bytes:
+            raise AudioDecodeError(
+                name, f"file is {st.st_size:,} bytes, above max_bytes={max_bytes:,}; raise max_bytes"
+            )
+        try:
+            stream = open(name, "rb")  # noqa: SIM115 - returned to the caller, closed there
+        except PermissionError:
+            raise AudioDecodeError(name, "permission denied; check the file's read permission") from None
+        except OSError as exc:
+            raise AudioDecodeError(name, f"cannot be opened: {exc.strerror or exc}") from None
+    else:
+        stream = source
+    try:
+        head = stream.read(16)
+        stream.seek(0)
+    except OSError as exc:
+        stream.close()
+        raise AudioDecodeError(name, f"cannot be read: {exc.strerror or exc}") from None
+    fmt = _sniff(head)
+    if fmt is None:
+        stream.close()
+        shown = head[:8]
+        kind = "text" if shown and all(32 <= b < 127 or b in (9, 10, 13) for b in shown) else "data"
+        raise AudioDecodeError(
+            name, f"not a recognised audio format (starts with {kind} {shown!r}); is it really audio?"
+        )
+    return stream, name, fmt
+
+
+def _read_ffmpeg(
+    stream: BinaryIO, name: str, max_frames: int | None, max_seconds_total: float, timeout: float
+) -> tuple[np.ndarray, int]:
+    import av
+
+    deadline = time.monotonic() + timeout
+    try:
+        container = av.open(stream, mode="r", metadata_errors="ignore")
+    except (av.FFmpegError, ValueError, OSError) as exc:
+        raise AudioDecodeError(name, f"FFmpeg cannot open it: {exc}") from None
+    with container:
+        audio = [s for s in container.streams if s.type == "audio"]
+        if not audio:
+            raise AudioDecodeError(name, "contains no audio stream")
+        st = audio[0]
+        chunks: list[np.ndarray] = []
+        n = 0
+        rate = 0
+        limit = max_frames
+        try:
+            for frame in container.decode(st):
+                if time.monotonic() > deadline:
+                    raise AudioDecodeError(name, f"decoding took longer than {timeout:g} s; giving up")
+                rate = frame.sample_rate
+                arr = frame.to_ndarray()
+                fmt = frame.format
+                if not fmt.is_planar:
+                    arr = arr.reshape(-1, len(frame.layout.channels)).T
+                arr = _to_float(arr)
+                chunks.append(arr)
+                n += arr.shape[1]
+                if limit is None:
+                    limit = int(max_seconds_total * rate)
+                if n >= limit:
+                    if max_frames is None:
+                        raise AudioDecodeError(
+                            name, f"longer than {max_seconds_total:g} s; pass max_seconds to read a part"
+                        )
+                    break
+        except av.FFmpegError as exc:
+            if not chunks:
+                raise AudioDecodeError(name, f"FFmpeg cannot decode it: {exc}") from None
+            # a damaged tail: keep the frames that decoded, as libsndfile does
+    if not chunks:
+        raise AudioDecodeError(name, "decodes to zero samples")
+    y = np.concatenate(chunks, axis=1)
+    if max_frames is not None:
+        y = y[:, :max_frames]
+    return y, int(rate)
+
+
+def _to_float(arr: np.ndarray) -> np.ndarray:
+    """Integer PCM → float32 in [-1, 1]; float passes through as float32."""
+    if arr.dtype.kind == "f":
+        return arr.astype(np.float32, copy=False)
+    if arr.dtype == np.uint8:
+        return (arr.astype(np.float32) - 128.0) / 128.0
+    info = np.iinfo(arr.dtype)
+    return arr.astype(np.float32) / float(-info.min)
+
+
+def to_mono(y: np.ndarray) -> np.ndarray:
+    """Average channels: ``(channels, samples)`` → ``(samples,)``; 1-D input is returned as is.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> to_mono(np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)).tolist()
+    [0.5, 0.5]
+    """
+    if y.ndim == 1:
+        return y
+    if y.shape[0] == 1:
+        return y[0]
+    return y.mean(axis=0, dtype=np.float32)
+
+
+def resample(y: np.ndarray, *, orig_sr: int, target_sr: int, quality: str = "HQ") -> np.ndarray:
+    """Resample with soxr along the last axis (``(..., samples)``), returning float32.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> resample(np.zeros(8000, np.float32), orig_sr=8000, target_sr=16000).shape
+    (16000,)
+    """
+    if orig_sr <= 0 or target_sr <= 0:
+        raise ParameterError(f"Sample rates must be positive. Got orig_sr={orig_sr}, target_sr={target_sr}.")
+    if orig_sr == target_sr:
+        return np.ascontiguousarray(y, dtype=np.float32)
+    import soxr
+
+    if y.ndim == 1:
+        return soxr.resample(y, orig_sr, target_sr, quality=quality).astype(np.float32, copy=False)
+    flat = y.reshape(-1, y.shape[-1]).T  # soxr wants (frames, channels)
+    out = soxr.resample(np.ascontiguousarray(flat), orig_sr, target_sr, quality=quality)
+    return np.ascontiguousarray(out.T.reshape(*y.shape[:-1], -1), dtype=np.float32)
+
+
+def _decode(
+    source: AudioSource,
+    *,
+    max_seconds: float | None,
+    max_bytes: int,
+    timeout: float,
+) -> tuple[np.ndarray, int, str]:
+    """Decode to ``(channels, samples)`` float32 at the native rate; validates the samples."""
+    if max_seconds is not None and not max_seconds > 0:
+        raise ParameterError(f"The 'max_seconds' parameter must be a positive number or None. Got {max_seconds!r} instead.")
+    stream, name, fmt = _open_checked(source, max_bytes)
+    try:
+        y = None
+        sr = 0
+        if fmt not in ("mp4", "aac", "matroska", "asf", "amr", "lossless"):
+            try:
+                import soundfile as sf
+
+                with sf.SoundFile(stream) as f:
+                    sr = int(f.samplerate)
+                    max_frames = None if max_seconds is None else int(round(max_seconds * sr))
+                    y = f.read(frames=-1 if max_frames is None else max_frames,
+                               dtype="float32", always_2d=True).T
+            except Exception:  # libsndfile could not read it: FFmpeg gets its turn
+                y = None
+                stream.seek(0)
+        if y is None:
+            y, sr = _read_ffmpeg(
+                stream,
+                name,
+                None if max_seconds is None else max(1, int(round(max_seconds * _probe_rate(stream)))),
+                max_seconds_total=24 * 3600.0,
+                timeout=timeout,
+            )
+    finally:
+        if isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview)):
+            stream.close()
+    if y.shape[1] == 0:
+        raise AudioDecodeError(name, "decodes to zero samples (no audio frames)")
+    if sr <= 0:
+        raise AudioDecodeError(name, f"invalid sample rate {sr}")
+    if not np.isfinite(y).all():
+        bad = int((~np.isfinite(y)).sum())
+        raise AudioDecodeError(name, f"holds {bad} non-finite samples (NaN or Inf); the file is corrupt")
+    peak = float(np.abs(y).max())
+    if peak > _RANGE_LIMIT:
+        warnings.warn(
+            f"{name}: float samples reach {peak:.3g}, far outside [-1, 1]; scaled down by {peak:.3g}",
+            AudioRangeWarning,
+            stacklevel=3,
+        )
+        y = y / np.float32(peak)
+    return np.ascontiguousarray(y, dtype=np.float32), sr, name
+
+
+def _probe_rate(stream: BinaryIO) -> int:
+    """Sample rate of the first audio stream, for turning max_seconds into frames (FFmpeg path)."""
+    import av
+
+    pos = stream.tell()
+    try:
+        with av.open(stream, mode="r", metadata_errors="ignore") as c:
+            for s in c.streams:
+                if s.type == "audio" and s.codec_context.sample_rate:
+                    return int(s.codec_context.sample_rate)
+    except Exception:
+        pass
+    finally:
+        stream.seek(pos)
+    return 48000
+
+
+def load_audio(
+    path: AudioSource,
+    sr: int | None = None,
+    mono: bool = True,
+    max_seconds: float | None = None,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> tuple[np.ndarray, int]:
+    """Decode an audio file into float32 samples in [-1, 1].
+
+    Parameters
+    ----------
+    path : str, path-like, bytes or binary file object
+        The audio: a file of any common format (WAV of any bit depth, FLAC, Ogg/Vorbis, Opus,
+        MP3, M4A/AAC, AIFF…) or its bytes.
+    sr : int or None
+        Resample to this rate (soxr, high quality). ``None`` keeps the file's rate.
+    mono : bool
+        Mix all channels down to one.
+    max_seconds : float or None
+        Read at most this many seconds from the start (``None``: all of it).
+    max_bytes : int
+        Refuse inputs larger than this many bytes.
+    timeout : float
+        Give up an FFmpeg decode after this many seconds.
+
+    Returns
+    -------
+    samples : np.ndarray, float32
+        ``(samples,)`` when ``mono``, else ``(channels, samples)``.
+    sample_rate : int
+
+    Raises
+    ------
+    AudioDecodeError
+        The file is missing, unreadable, not audio, empty, undecodable or holds NaN/Inf samples;
+        the message names the file and the reason.
+
+    Example
+    -------
+    >>> y, sr = load_audio("../shared/data/fsdd/recordings/7_jackson_32.wav", sr=16000)  # doctest: +SKIP
+    >>> y.dtype, sr  # doctest: +SKIP
+    (dtype('float32'), 16000)
+    """
+    if sr is not None and (not isinstance(sr, (int, np.integer)) or sr <= 0):
+        raise ParameterError(f"The 'sr' parameter of load_audio must be a positive int or None. Got {sr!r} instead.")
+    y, native, _ = _decode(path, max_seconds=max_seconds, max_bytes=max_bytes, timeout=timeout)
+    if mono:
+        y = to_mono(y)
+    if sr is not None and sr != native:
+        y = resample(y, orig_sr=native, target_sr=int(sr))
+        native = int(sr)
+    return y, native
+
+
+def audio_info(path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES) -> AudioInfo:
+    """Read a file's header (rate, channels, length) without decoding all of it.
+
+    Raises :class:`AudioDecodeError` for the same files :func:`load_audio` refuses up front
+    (missing, not audio, empty); a file whose header reads may still fail to decode.
+
+    Example
+    -------
+    >>> audio_info("../shared/data/fsdd/recordings/7_jackson_32.wav").sample_rate  # doctest: +SKIP
+    8000
+    """
+    stream, name, fmt = _open_checked(path, max_bytes)
+    try:
+        if fmt not in ("mp4", "aac", "matroska", "asf", "amr", "lossless"):
+            try:
+                import soundfile as sf
+
+                with sf.SoundFile(stream) as f:
+                    frames = int(f.frames)
+                    return AudioInfo(name, int(f.samplerate), int(f.channels), frames,
+                                     frames / float(f.samplerate), fmt)
+            except Exception:
+                stream.seek(0)
+        import av
+
+        try:
+            with av.open(stream, mode="r", metadata_errors="ignore") as c:
+                audio = [s for s in c.streams if s.type == "audio"]
+                if not audio:
+                    raise AudioDecodeError(name, "contains no audio stream")
+                s = audio[0]
+                rate = int(s.codec_context.sample_rate or 0)
+                if rate <= 0:
+                    raise AudioDecodeError(name, "audio stream has no sample rate")
+                if s.duration is not None and s.time_base is not None:
+                    seconds = float(s.duration * s.time_base)
+                elif c.duration is not None:
+                    seconds = c.duration / 1_000_000
+                else:
+                    seconds = 0.0
+                return AudioInfo(name, rate, int(s.codec_context.channels or 1),
+                                 int(round(seconds * rate)), seconds, fmt)
+        except av.FFmpegError as exc:
+            raise AudioDecodeError(name, f"FFmpeg cannot open it: {exc}") from None
+    finally:
+        stream.close()
+
+
+def content_hash(path: AudioSource) -> str:
+    """Hash of the decoded samples (all channels, native rate): equal audio gives equal hashes
+    whatever the container, name or metadata.
+
+    Example
+    -------
+    >>> content_hash("../shared/data/fsdd/recordings/7_jackson_32.wav")[:8]  # doctest: +SKIP
+    '3f2a9c1e'
+    """
+    y, sr, _ = _decode(path, max_seconds=None, max_bytes=DEFAULT_MAX_BYTES, timeout=DEFAULT_TIMEOUT)
+    return hash_samples(y, sr)
+
+
+def hash_samples(y: np.ndarray, sr: int) -> str:
+    """Hash an array of samples with its rate (helper of :func:`content_hash`)."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{sr}:{y.shape}".encode())
+    h.update(np.ascontiguousarray(y, dtype=np.float32).tobytes())
+    return h.hexdigest()

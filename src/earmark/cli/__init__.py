@@ -1,0 +1,1 @@
+"""The ``earmark`` command-line tool: one module per command group, composed in :mod:`.main`."""
