@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "earmark.cli.models",    # models list, train, tune
     "earmark.cli.evaluate",  # evaluate, cv, compare
     "earmark.cli.serve",     # predict, export, serve, monitor
+    "earmark.cli.synth",     # synth
 )
 
 for _name in COMMAND_MODULES:
