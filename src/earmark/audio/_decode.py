@@ -187,7 +187,7 @@ def _read_ffmpeg(
     try:
         container = av.open(stream, mode="r", metadata_errors="ignore")
     except (av.FFmpegError, ValueError, OSError) as exc:
-        raise AudioDecodeError(name, f"FFmpeg cannot open it: {exc}") from None
+        raise AudioDecodeError(name, f"FFmpeg cannot open it ({_why(exc)})") from None
     with container:
         audio = [s for s in container.streams if s.type == "audio"]
         if not audio:
@@ -219,7 +219,7 @@ def _read_ffmpeg(
                     break
         except av.FFmpegError as exc:
             if not chunks:
-                raise AudioDecodeError(name, f"FFmpeg cannot decode it: {exc}") from None
+                raise AudioDecodeError(name, f"FFmpeg cannot decode it ({_why(exc)}); the file is damaged or not audio") from None
             # a damaged tail: keep the frames that decoded, as libsndfile does
     if not chunks:
         raise AudioDecodeError(name, "decodes to zero samples")
@@ -227,6 +227,11 @@ def _read_ffmpeg(
     if max_frames is not None:
         y = y[:, :max_frames]
     return y, int(rate)
+
+
+def _why(exc: BaseException) -> str:
+    """The readable part of an FFmpeg/OS error (without errno numbers)."""
+    return str(getattr(exc, "strerror", None) or exc)
 
 
 def _to_float(arr: np.ndarray) -> np.ndarray:
@@ -448,7 +453,7 @@ def audio_info(path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYT
                 return AudioInfo(name, rate, int(s.codec_context.channels or 1),
                                  int(round(seconds * rate)), seconds, fmt)
         except av.FFmpegError as exc:
-            raise AudioDecodeError(name, f"FFmpeg cannot open it: {exc}") from None
+            raise AudioDecodeError(name, f"FFmpeg cannot open it ({_why(exc)})") from None
     finally:
         stream.close()
 

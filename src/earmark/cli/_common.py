@@ -1,0 +1,102 @@
+"""Shared pieces of the command line: exit codes, error reporting, progress bars, JSON output."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import IntEnum
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+
+__all__ = ["ExitCode", "err_console", "fail", "progress_bar", "write_json"]
+
+#: Messages, warnings and progress go to stderr; results (tables, JSON) go to stdout.
+err_console = Console(stderr=True)
+
+
+class ExitCode(IntEnum):
+    """Exit codes of every ``earmark`` command."""
+
+    OK = 0
+    #: The command ran, but some inputs failed (undecodable files, …); they are listed.
+    PARTIAL = 1
+    #: Bad usage: an option or argument the command cannot use.
+    USAGE = 2
+    #: The command could not run (missing data, bad bundle, …).
+    ERROR = 3
+    #: ``earmark monitor`` found drift.
+    DRIFT = 4
+
+
+def fail(message: str, code: ExitCode = ExitCode.ERROR) -> NoReturn:
+    """Print ``message`` to stderr and exit with ``code``."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(int(code))
+
+
+def write_json(obj: Any, target: str | Path | None) -> None:
+    """Write ``obj`` as JSON to a file, or to stdout when ``target`` is ``None`` or ``'-'``."""
+    text = json.dumps(obj, indent=2, default=_default, ensure_ascii=False)
+    if target is None or str(target) == "-":
+        sys.stdout.write(text + "\n")
+    else:
+        Path(target).write_text(text + "\n", encoding="utf-8")
+
+
+def _default(o: Any) -> Any:
+    import numpy as np
+
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    return str(o)
+
+
+@contextmanager
+def progress_bar(description: str, total: int | None, *, enabled: bool | None = None) -> Iterator[Any]:
+    """A rich progress bar (files/s and ETA) on a terminal; a no-op elsewhere.
+
+    Yields a callable ``advance(n=1)``.
+    """
+    if enabled is None:
+        enabled = err_console.is_terminal
+    if not enabled:
+        yield lambda n=1: None
+        return
+    from rich.progress import (
+        BarColumn,
+        ProgressColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    class _RateColumn(ProgressColumn):
+        def render(self, task: Any) -> Any:
+            from rich.text import Text
+
+            return Text(f"{task.speed:,.0f} files/s" if task.speed else "", style="cyan")
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        _RateColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err_console, transient=True) as prog:
+        task = prog.add_task(description, total=total)
+        yield lambda n=1: prog.advance(task, n)

@@ -1,0 +1,168 @@
+"""Batch augmentations applied on the fly during neural training (feature domain, torch).
+
+All functions are pure: they take a batch and a ``torch.Generator`` and return a new batch, so a
+seeded generator makes training reproducible. Shapes: spectrogram-like ``(batch, ..., F, T)``;
+raw waveform ``(batch, samples)``; pooled vectors ``(batch, n_features)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["AugmentConfig", "augment_batch", "mixup"]
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Strength of each augmentation; 0 switches it off.
+
+    Attributes
+    ----------
+    time_shift : float
+        Largest circular shift along time, as a fraction of the frames (or samples).
+    time_stretch : float
+        Largest relative change of duration (speed perturbation in the feature domain).
+    freq_warp : float
+        Largest relative stretch of the frequency axis (vocal-tract-length / pitch perturbation).
+    spec_masks : int
+        Number of SpecAugment frequency masks and of time masks (each up to 1/8 of the axis).
+    noise : float
+        Standard deviation of added Gaussian noise, relative to the example's standard deviation.
+    gain_db : float
+        Largest gain change in dB (raw waveforms only; spectrogram inputs are normalised per
+        utterance, which removes gain anyway).
+    mixup : float
+        Beta(alpha, alpha) parameter of mixup; 0 disables it.
+
+    Examples
+    --------
+    >>> AugmentConfig(mixup=0.0).to_dict()["mixup"]
+    0.0
+    """
+
+    time_shift: float = 0.1
+    time_stretch: float = 0.15
+    freq_warp: float = 0.1
+    spec_masks: int = 2
+    noise: float = 0.0
+    gain_db: float = 6.0
+    mixup: float = 0.2
+
+    def to_dict(self) -> dict:
+        """JSON-able form (round-trips through ``AugmentConfig(**d)``)."""
+        return asdict(self)
+
+
+def _uniform(gen: torch.Generator, n: int, low: float, high: float) -> torch.Tensor:
+    return low + (high - low) * torch.rand(n, generator=gen)
+
+
+def _resize_axis(x: torch.Tensor, factor: float, axis: int) -> torch.Tensor:
+    """Stretch ``x`` along ``axis`` (-1 time or -2 frequency) by ``factor``, keep its size."""
+    size = x.shape[axis]
+    new = max(2, round(size * factor))
+    if new == size:
+        return x
+    x2 = x.unsqueeze(0) if x.dim() == 2 else x
+    if axis == -1:
+        y = F.interpolate(x2, size=(x2.shape[-2], new), mode="bilinear", align_corners=False)
+    else:
+        y = F.interpolate(x2, size=(new, x2.shape[-1]), mode="bilinear", align_corners=False)
+    y = y.squeeze(0) if x.dim() == 2 else y
+    if new > size:
+        return y.narrow(axis, 0, size)
+    pad_value = x.amin()
+    pad = [0, size - new] if axis == -1 else [0, 0, 0, size - new]
+    return F.pad(y, pad, value=float(pad_value))
+
+
+def augment_batch(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator, *, kind: str) -> torch.Tensor:
+    """Apply the per-example augmentations of ``cfg`` to a batch.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Batch; see the module docstring for shapes.
+    cfg : AugmentConfig
+        Strengths.
+    gen : torch.Generator
+        Seeded generator (CPU).
+    kind : {"spectrogram", "waveform", "vector"}
+        What the batch holds.
+
+    Returns
+    -------
+    torch.Tensor
+        Augmented batch of the same shape.
+
+    Examples
+    --------
+    >>> g = torch.Generator().manual_seed(0)
+    >>> augment_batch(torch.randn(4, 16, 20), AugmentConfig(), g, kind="spectrogram").shape
+    torch.Size([4, 16, 20])
+    """
+    x = x.clone()
+    n = x.shape[0]
+    if kind == "spectrogram":
+        if cfg.time_stretch > 0 or cfg.freq_warp > 0:
+            ts = _uniform(gen, n, 1 - cfg.time_stretch, 1 + cfg.time_stretch)
+            fw = _uniform(gen, n, 1 - cfg.freq_warp, 1 + cfg.freq_warp)
+            for i in range(n):
+                xi = x[i]
+                if cfg.time_stretch > 0:
+                    xi = _resize_axis(xi, float(ts[i]), -1)
+                if cfg.freq_warp > 0:
+                    xi = _resize_axis(xi, float(fw[i]), -2)
+                x[i] = xi
+        if cfg.spec_masks > 0:
+            f_size, t_size = x.shape[-2], x.shape[-1]
+            fill = x.mean(dim=(-2, -1), keepdim=True)
+            mask = torch.zeros(x.shape[0], *([1] * (x.dim() - 3)), f_size, t_size, dtype=torch.bool)
+            for _ in range(cfg.spec_masks):
+                fw_ = torch.randint(0, max(1, f_size // 8) + 1, (n,), generator=gen)
+                f0 = (torch.rand(n, generator=gen) * (f_size - fw_ + 1)).long()
+                tw_ = torch.randint(0, max(1, t_size // 8) + 1, (n,), generator=gen)
+                t0 = (torch.rand(n, generator=gen) * (t_size - tw_ + 1)).long()
+                fr = torch.arange(f_size)
+                tr = torch.arange(t_size)
+                fm = (fr[None] >= f0[:, None]) & (fr[None] < (f0 + fw_)[:, None])
+                tm = (tr[None] >= t0[:, None]) & (tr[None] < (t0 + tw_)[:, None])
+                m = fm[:, :, None] | tm[:, None, :]
+                mask |= m.view(mask.shape)
+            x = torch.where(mask, fill.expand_as(x), x)
+    if kind == "waveform" and cfg.gain_db > 0:
+        g = _uniform(gen, n, -cfg.gain_db, cfg.gain_db)
+        x = x * (10 ** (g / 20)).view(n, *([1] * (x.dim() - 1)))
+    if kind in ("spectrogram", "waveform") and cfg.time_shift > 0:
+        size = x.shape[-1]
+        shifts = torch.randint(-int(cfg.time_shift * size), int(cfg.time_shift * size) + 1, (n,), generator=gen)
+        x = torch.stack([torch.roll(x[i], int(shifts[i]), dims=-1) for i in range(n)])
+    if cfg.noise > 0:
+        std = x.reshape(n, -1).std(dim=1).view(n, *([1] * (x.dim() - 1)))
+        x = x + cfg.noise * std * torch.randn(x.shape, generator=gen)
+    return x
+
+
+def mixup(
+    x: torch.Tensor, y: torch.Tensor, alpha: float, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    """Mix each example with a random partner: returns ``(x_mixed, y, y_partner, lam)``.
+
+    Examples
+    --------
+    >>> g = torch.Generator().manual_seed(0)
+    >>> xm, ya, yb, lam = mixup(torch.randn(4, 3), torch.arange(4), 0.2, g)
+    >>> 0.0 <= lam <= 1.0
+    True
+    """
+    lam = 1.0
+    if alpha > 0:
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
+        lam = float(np.random.default_rng(seed).beta(alpha, alpha))
+        lam = max(lam, 1 - lam)
+    perm = torch.randperm(x.shape[0], generator=gen)
+    return lam * x + (1 - lam) * x[perm], y, y[perm], lam

@@ -1,0 +1,392 @@
+"""Neural network builders, by family (``network``) and variant (``arch``).
+
+Every builder has the signature ``builder(input_shape, n_outputs, **options) -> nn.Module``;
+``input_shape`` excludes the batch axis:
+
+- ``mlp``: ``(n_features,)`` pooled vectors;
+- ``cnn``: ``(n_mels, frames)`` or ``(channels, n_mels, frames)`` spectrogram-like inputs;
+- ``lstm``: ``(n_coefficients, frames)`` sequences (features first, as librosa returns them);
+- ``cnn1d``: ``(samples,)`` raw waveforms.
+
+Modules take float32 batches ``(batch, *input_shape)`` and return logits ``(batch, n_outputs)``.
+Per-utterance normalisation is part of the module (:class:`UtteranceNorm`), so an exported graph
+(ONNX) carries it along.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from earmark.errors import ParameterError
+
+__all__ = ["ARCHS", "UtteranceNorm", "build_network", "list_archs"]
+
+
+class UtteranceNorm(nn.Module):
+    """Normalise each example on its own (no statistics learned from the training set).
+
+    Parameters
+    ----------
+    mode : {"feature", "global", "none"}
+        ``"feature"``: subtract each feature row's mean over time (cepstral/spectral mean
+        normalisation, removes the channel and much of the speaker colouring) and divide by the
+        example's overall standard deviation; ``"global"``: subtract the example's mean and divide
+        by its standard deviation; ``"none"``: identity.
+    eps : float
+        Floor added to the standard deviation.
+
+    Examples
+    --------
+    >>> x = torch.randn(2, 8, 20) * 5 + 3
+    >>> y = UtteranceNorm("global")(x)
+    >>> bool(torch.allclose(y.mean(dim=(1, 2)), torch.zeros(2), atol=1e-5))
+    True
+    """
+
+    def __init__(self, mode: str = "feature", eps: float = 1e-5) -> None:
+        super().__init__()
+        if mode not in ("feature", "global", "none"):
+            raise ParameterError(
+                f"The 'norm' parameter must be 'feature', 'global' or 'none'. Got {mode!r} instead."
+            )
+        self.mode = mode
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "none":
+            return x
+        dims = tuple(range(1, x.dim()))
+        if self.mode == "feature" and x.dim() >= 3:
+            x = x - x.mean(dim=-1, keepdim=True)
+        else:
+            x = x - x.mean(dim=dims, keepdim=True)
+        return x / (x.std(dim=dims, keepdim=True) + self.eps)
+
+
+def _as_image(input_shape: Sequence[int]) -> tuple[int, int, int]:
+    if len(input_shape) == 2:
+        return (1, int(input_shape[0]), int(input_shape[1]))
+    if len(input_shape) == 3:
+        return tuple(int(s) for s in input_shape)  # type: ignore[return-value]
+    raise ParameterError(
+        f"The cnn network needs inputs of shape (n_mels, frames) or (channels, n_mels, frames) per "
+        f"example; got {tuple(input_shape)}. Use a spectrogram preset such as 'logmel'."
+    )
+
+
+class _AddChannel(nn.Module):
+    def __init__(self, ndim: int) -> None:
+        super().__init__()
+        self.ndim = ndim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.unsqueeze(1) if x.dim() == self.ndim + 1 else x
+
+
+class _ResBlock(nn.Module):
+    """Depthwise-separable residual block (MobileNet/BC-ResNet style)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, dropout: float) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(c_in, c_in, 3, stride=stride, padding=1, groups=c_in, bias=False),
+            nn.BatchNorm2d(c_in),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(c_in, c_out, 1, bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(c_out, c_out, 3, padding=1, groups=c_out, bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(c_out, c_out, 1, bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.Dropout2d(dropout),
+        )
+        self.skip: nn.Module = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.skip = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out)
+            )
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.body(x) + self.skip(x))
+
+
+def cnn_default(
+    input_shape: Sequence[int],
+    n_outputs: int,
+    *,
+    width: int = 32,
+    depth: int = 3,
+    dropout: float = 0.2,
+    norm: str = "feature",
+) -> nn.Module:
+    """Compact residual depthwise-separable CNN with global pooling (~50k parameters)."""
+    c, _, _ = _as_image(input_shape)
+    layers: list[nn.Module] = [
+        _AddChannel(len(input_shape)),
+        UtteranceNorm(norm),
+        nn.Conv2d(c, width, 3, stride=(2, 1), padding=1, bias=False),
+        nn.BatchNorm2d(width),
+        nn.ReLU(inplace=True),
+    ]
+    ch = width
+    for i in range(depth):
+        out = width * 2 ** min(i + 1, 3)
+        layers.append(_ResBlock(ch, out, stride=2, dropout=dropout / 2))
+        ch = out
+    layers += [
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Dropout(dropout),
+        nn.Linear(ch, n_outputs),
+    ]
+    return nn.Sequential(*layers)
+
+
+def cnn_reference(
+    input_shape: Sequence[int], n_outputs: int, *, dropout: float = 0.25, norm: str = "none"
+) -> nn.Module:
+    """The reference recipe: six 3x3 conv layers (32-32-64-64-128-128), max pooling, dense 128."""
+    c, _, _ = _as_image(input_shape)
+    layers: list[nn.Module] = [_AddChannel(len(input_shape)), UtteranceNorm(norm)]
+    ch = c
+    for out in (32, 64, 128):
+        layers += [
+            nn.Conv2d(ch, out, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(out, out, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2, ceil_mode=True),
+            nn.Dropout(dropout),
+        ]
+        ch = out
+    layers += [
+        nn.AdaptiveAvgPool2d((2, 2)),
+        nn.Flatten(),
+        nn.Linear(ch * 4, 128),
+        nn.ReLU(inplace=True),
+        nn.Dropout(2 * dropout),
+        nn.Linear(128, n_outputs),
+    ]
+    return nn.Sequential(*layers)
+
+
+def _mlp(sizes: Sequence[int], n_in: int, n_outputs: int, dropout: float, batchnorm: bool) -> nn.Module:
+    layers: list[nn.Module] = []
+    prev = n_in
+    for h in sizes:
+        layers.append(nn.Linear(prev, h))
+        if batchnorm:
+            layers.append(nn.BatchNorm1d(h))
+        layers += [nn.ReLU(inplace=True), nn.Dropout(dropout)]
+        prev = h
+    layers.append(nn.Linear(prev, n_outputs))
+    return nn.Sequential(*layers)
+
+
+def _flat_features(input_shape: Sequence[int], network: str) -> int:
+    if len(input_shape) != 1:
+        raise ParameterError(
+            f"The {network} network needs pooled feature vectors (n_features,) per example; got "
+            f"{tuple(input_shape)}. Use a pooled preset such as 'classic173' or 'mfcc-mean'."
+        )
+    return int(input_shape[0])
+
+
+class _Standardize(nn.Module):
+    """Feature standardisation with statistics stored as buffers (set by the estimator)."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(n))
+        self.register_buffer("scale", torch.ones(n))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.scale
+
+
+def mlp_default(
+    input_shape: Sequence[int], n_outputs: int, *, hidden: Sequence[int] = (256, 128), dropout: float = 0.3
+) -> nn.Module:
+    """Batch-normalised MLP on pooled feature vectors (inputs standardised inside)."""
+    n = _flat_features(input_shape, "mlp")
+    return nn.Sequential(_Standardize(n), _mlp(hidden, n, n_outputs, dropout, batchnorm=True))
+
+
+def mlp_reference_173(input_shape: Sequence[int], n_outputs: int, *, dropout: float = 0.5) -> nn.Module:
+    """Reference recipe: 173 → 1024 → 512 → 64 → classes (ReLU, dropout)."""
+    n = _flat_features(input_shape, "mlp")
+    return nn.Sequential(_Standardize(n), _mlp((1024, 512, 64), n, n_outputs, dropout, batchnorm=False))
+
+
+def mlp_reference_40(input_shape: Sequence[int], n_outputs: int, *, dropout: float = 0.3) -> nn.Module:
+    """Reference recipe: 40 → 128 → 256 → 512 → 64 → classes (ReLU, dropout)."""
+    n = _flat_features(input_shape, "mlp")
+    return nn.Sequential(
+        _Standardize(n), _mlp((128, 256, 512, 64), n, n_outputs, dropout, batchnorm=False)
+    )
+
+
+class _LSTMNet(nn.Module):
+    def __init__(
+        self,
+        n_features: int,
+        n_outputs: int,
+        hidden: int,
+        layers: int,
+        bidirectional: bool,
+        pool: str,
+        dropout: float,
+        norm: str,
+    ) -> None:
+        super().__init__()
+        self.norm = UtteranceNorm(norm)
+        self.lstm = nn.LSTM(
+            n_features,
+            hidden,
+            num_layers=layers,
+            batch_first=True,
+            bidirectional=bidirectional,
+            dropout=dropout if layers > 1 else 0.0,
+        )
+        self.pool = pool
+        out = hidden * (2 if bidirectional else 1)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(out, n_outputs))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm(x).transpose(1, 2)  # (batch, frames, features)
+        seq, _ = self.lstm(x)
+        z = seq.mean(dim=1) if self.pool == "mean" else seq[:, -1]
+        return self.head(z)
+
+
+def _seq_features(input_shape: Sequence[int]) -> int:
+    if len(input_shape) != 2:
+        raise ParameterError(
+            f"The lstm network needs sequences (n_coefficients, frames) per example; got "
+            f"{tuple(input_shape)}. Use a sequence preset such as 'mfcc-seq'."
+        )
+    return int(input_shape[0])
+
+
+def lstm_default(
+    input_shape: Sequence[int], n_outputs: int, *, hidden: int = 96, layers: int = 2,
+    dropout: float = 0.2, norm: str = "feature",
+) -> nn.Module:
+    """Bidirectional 2-layer LSTM with mean pooling over time and per-utterance normalisation."""
+    return _LSTMNet(_seq_features(input_shape), n_outputs, hidden, layers, True, "mean", dropout, norm)
+
+
+def lstm_reference(
+    input_shape: Sequence[int], n_outputs: int, *, hidden: int = 128, layers: int = 2,
+    dropout: float = 0.2, norm: str = "none",
+) -> nn.Module:
+    """Reference recipe: stacked unidirectional LSTM, last time step, dense output."""
+    return _LSTMNet(_seq_features(input_shape), n_outputs, hidden, layers, False, "last", dropout, norm)
+
+
+def _raw_samples(input_shape: Sequence[int]) -> int:
+    if len(input_shape) != 1:
+        raise ParameterError(
+            f"The cnn1d network needs raw waveforms (samples,) per example; got "
+            f"{tuple(input_shape)}. Use the 'raw' preset."
+        )
+    return int(input_shape[0])
+
+
+def _conv1d_stack(spec: Sequence[tuple[int, int, int]], batchnorm: bool, pool: int) -> list[nn.Module]:
+    layers: list[nn.Module] = []
+    ch = 1
+    for i, (out, k, s) in enumerate(spec):
+        layers.append(nn.Conv1d(ch, out, k, stride=s, padding=k // 2))
+        if batchnorm:
+            layers.append(nn.BatchNorm1d(out))
+        layers.append(nn.ReLU(inplace=True))
+        if i < len(spec) - 1:
+            layers.append(nn.MaxPool1d(pool, ceil_mode=True))
+        ch = out
+    return layers
+
+
+def cnn1d_default(
+    input_shape: Sequence[int], n_outputs: int, *, width: int = 32, dropout: float = 0.2,
+    norm: str = "global",
+) -> nn.Module:
+    """M5-style raw-waveform CNN with batch norm and global pooling."""
+    _raw_samples(input_shape)
+    spec = [(width, 80, 4), (width, 3, 1), (2 * width, 3, 1), (4 * width, 3, 1)]
+    return nn.Sequential(
+        _AddChannel(1), UtteranceNorm(norm), *_conv1d_stack(spec, True, 4),
+        nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(4 * width, n_outputs),
+    )
+
+
+def cnn1d_reference(
+    input_shape: Sequence[int], n_outputs: int, *, dropout: float = 0.3, norm: str = "none"
+) -> nn.Module:
+    """Reference recipe: plain 1-D convolutions (large first kernel), max pooling, dense 64."""
+    _raw_samples(input_shape)
+    spec = [(16, 64, 2), (32, 32, 2), (64, 16, 2), (128, 8, 2)]
+    return nn.Sequential(
+        _AddChannel(1), UtteranceNorm(norm), *_conv1d_stack(spec, False, 8),
+        nn.AdaptiveMaxPool1d(1), nn.Flatten(), nn.Linear(128, 64), nn.ReLU(inplace=True),
+        nn.Dropout(dropout), nn.Linear(64, n_outputs),
+    )
+
+
+#: (network, arch) -> builder
+ARCHS: dict[tuple[str, str], Callable[..., nn.Module]] = {
+    ("mlp", "default"): mlp_default,
+    ("mlp", "reference-173"): mlp_reference_173,
+    ("mlp", "reference-40"): mlp_reference_40,
+    ("cnn", "default"): cnn_default,
+    ("cnn", "reference"): cnn_reference,
+    ("lstm", "default"): lstm_default,
+    ("lstm", "reference"): lstm_reference,
+    ("cnn1d", "default"): cnn1d_default,
+    ("cnn1d", "reference"): cnn1d_reference,
+}
+
+
+def list_archs(network: str | None = None) -> list[tuple[str, str]]:
+    """Known ``(network, arch)`` pairs.
+
+    Examples
+    --------
+    >>> ("mlp", "reference-173") in list_archs("mlp")
+    True
+    """
+    return sorted(k for k in ARCHS if network is None or k[0] == network)
+
+
+def build_network(
+    network: str, arch: str, input_shape: Sequence[int], n_outputs: int, options: dict | None = None
+) -> nn.Module:
+    """Build a fresh module for the given family and variant.
+
+    Examples
+    --------
+    >>> net = build_network("cnn", "default", (40, 32), 10)
+    >>> tuple(net(torch.zeros(2, 40, 32)).shape)
+    (2, 10)
+    """
+    builder = ARCHS.get((network, arch))
+    if builder is None:
+        known = [a for n, a in ARCHS if n == network]
+        if not known:
+            raise ParameterError(
+                f"The 'network' parameter must be one of {sorted({n for n, _ in ARCHS})}. "
+                f"Got {network!r} instead."
+            )
+        raise ParameterError(
+            f"The 'arch' parameter of the {network} network must be one of {known}. Got {arch!r} instead."
+        )
+    try:
+        return builder(tuple(input_shape), int(n_outputs), **(options or {}))
+    except TypeError as exc:
+        raise ParameterError(f"Bad 'net_options' for {network}/{arch}: {exc}") from exc

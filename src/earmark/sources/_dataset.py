@@ -1,0 +1,368 @@
+"""Turn a dataset source (class folders, a CSV manifest, or file names with a pattern) into a table."""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from earmark.audio import audio_info, is_audio_file, load_audio
+from earmark.errors import AudioDecodeError, DatasetError, EarmarkWarning, ParameterError
+
+__all__ = ["GROUP_COLUMNS", "LABEL_COLUMNS", "PATH_COLUMNS", "load_dataset", "parse_pattern"]
+
+#: Column names tried, in order, for the file path of a manifest.
+PATH_COLUMNS = ("path", "filepath", "file_path", "filename", "file", "slice_file_name", "audio", "wav")
+#: Column names tried, in order, for the label (ESC-50 uses `category`, UrbanSound8K `class`).
+LABEL_COLUMNS = ("label", "category", "class", "target_name")
+#: Column names tried, in order, for the group (speaker, recording, voice…) that must not be split.
+GROUP_COLUMNS = ("group", "speaker", "source", "voice", "src_file", "fsID", "speaker_id", "client_id")
+
+_CHECKS = ("header", "decode", "none")
+
+
+class SkippedFileWarning(EarmarkWarning):
+    """Some files of a dataset could not be read and were left out (they are listed)."""
+
+
+def load_dataset(
+    source: str | os.PathLike[str] | pd.DataFrame,
+    *,
+    label_column: str | None = None,
+    group_column: str | None = None,
+    path_column: str | None = None,
+    fold_column: str | None = "fold",
+    pattern: str | None = None,
+    check: str = "header",
+    on_error: str = "skip",
+    workers: int | None = None,
+) -> pd.DataFrame:
+    """Read a labelled audio dataset into a table, one row per readable file.
+
+    Parameters
+    ----------
+    source : path or DataFrame
+        - a CSV manifest (paths relative to the CSV's folder, or absolute; ESC-50's
+          ``meta/esc50.csv`` and UrbanSound8K's ``metadata/UrbanSound8K.csv`` layouts are
+          recognised);
+        - a folder holding ``manifest.csv`` (read through it);
+        - a folder with one sub-folder per class;
+        - a folder of files whose label and group come from their names (``pattern``);
+        - a DataFrame with a ``path`` column (validated and completed like a manifest).
+    label_column, group_column, path_column : str, optional
+        Manifest columns to use. Defaults: the first present of :data:`LABEL_COLUMNS`,
+        :data:`GROUP_COLUMNS` and :data:`PATH_COLUMNS`. They are renamed to ``label``,
+        ``group`` and ``path`` (the original column is kept under its name too).
+    fold_column : str or None
+        Column of predefined cross-validation folds, renamed ``fold`` (``None``: ignore).
+    pattern : str, optional
+        File-name pattern with ``{field}`` placeholders matched against each file's stem, e.g.
+        ``'{label}_{group}_{index}'`` for FSDD's ``7_jackson_32.wav``. Fields become columns;
+        ``{_}`` matches and discards a part.
+    check : {'header', 'decode', 'none'}
+        How each file is checked: read its header (fast; fills ``duration`` and
+        ``sample_rate``), decode it fully (also catches corrupt audio), or not at all.
+    on_error : {'skip', 'raise'}
+        Unreadable files are left out and listed in ``df.attrs['skipped']`` (with a
+        :class:`SkippedFileWarning` giving their number), or the first one raises.
+    workers : int, optional
+        Threads used to check files (default: 1 for header checks, up to 4 for decoding).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``path`` (absolute), ``label`` (str), and where known ``group``, ``fold``,
+        ``duration`` (s), ``sample_rate``, ``channels``, plus every other manifest column.
+        ``attrs`` holds ``source``, ``skipped`` (list of ``{'path', 'reason'}``) and
+        ``n_listed`` (files listed before checking).
+
+    Example
+    -------
+    >>> df = load_dataset("../shared/data/fsdd/manifest.csv")  # doctest: +SKIP
+    >>> df[["label", "group"]].nunique().tolist()  # doctest: +SKIP
+    [10, 5]
+    """
+    if check not in _CHECKS:
+        raise ParameterError(f"The 'check' parameter of load_dataset must be one of {_CHECKS}. Got {check!r} instead.")
+    if on_error not in ("skip", "raise"):
+        raise ParameterError(f"The 'on_error' parameter of load_dataset must be 'skip' or 'raise'. Got {on_error!r} instead.")
+
+    if isinstance(source, pd.DataFrame):
+        df = _from_frame(source.copy(), Path.cwd(), label_column, group_column, path_column, fold_column)
+        origin = "<DataFrame>"
+    else:
+        src = Path(source)
+        origin = str(src)
+        if not src.exists():
+            raise DatasetError(f"{src}: no such file or folder; pass a CSV manifest or a folder of audio files")
+        if src.is_file():
+            if src.suffix.lower() not in (".csv", ".tsv"):
+                raise DatasetError(f"{src}: a dataset source must be a .csv manifest or a folder, not a {src.suffix or 'plain'} file")
+            df = _from_manifest(src, label_column, group_column, path_column, fold_column)
+        elif pattern is not None:
+            df = _from_pattern(src, pattern)
+        elif (src / "manifest.csv").is_file():
+            df = _from_manifest(src / "manifest.csv", label_column, group_column, path_column, fold_column)
+        else:
+            df = _from_class_folders(src)
+    if pattern is not None and isinstance(source, pd.DataFrame):
+        raise ParameterError("The 'pattern' parameter applies to folders of files, not to a DataFrame.")
+
+    n_listed = len(df)
+    skipped: list[dict[str, str]] = []
+    if check != "none" and n_listed:
+        df, skipped = _check_files(df, check, on_error, workers)
+    df = df.reset_index(drop=True)
+    df.attrs.update({"source": origin, "skipped": skipped, "n_listed": n_listed})
+    if skipped:
+        shown = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:3])
+        more = f" (and {len(skipped) - 3} more)" if len(skipped) > 3 else ""
+        warnings.warn(
+            f"{len(skipped)} of {n_listed} files could not be read and were left out "
+            f"(listed in df.attrs['skipped']): {shown}{more}",
+            SkippedFileWarning,
+            stacklevel=2,
+        )
+    return df
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def _from_manifest(
+    csv: Path,
+    label_column: str | None,
+    group_column: str | None,
+    path_column: str | None,
+    fold_column: str | None,
+) -> pd.DataFrame:
+    try:
+        raw = pd.read_csv(csv, sep="\t" if csv.suffix.lower() == ".tsv" else ",", dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise DatasetError(f"{csv}: cannot be read as a CSV manifest ({exc})") from None
+    raw = raw.replace("", np.nan)
+    return _from_frame(raw, csv.parent, label_column, group_column, path_column, fold_column, csv=csv)
+
+
+def _pick(columns: Iterable[str], wanted: str | None, candidates: tuple[str, ...], what: str, where: str) -> str | None:
+    cols = list(columns)
+    if wanted is not None:
+        if wanted not in cols:
+            raise DatasetError(
+                f"{where}: has no column {wanted!r} for the {what}; its columns are {cols}. "
+                f"Pass --{what}-column with one of them."
+            )
+        return wanted
+    lower = {c.lower(): c for c in cols}
+    for cand in candidates:
+        if cand.lower() in lower:
+            return lower[cand.lower()]
+    return None
+
+
+def _from_frame(
+    raw: pd.DataFrame,
+    base: Path,
+    label_column: str | None,
+    group_column: str | None,
+    path_column: str | None,
+    fold_column: str | None,
+    csv: Path | None = None,
+) -> pd.DataFrame:
+    where = str(csv) if csv is not None else "DataFrame"
+    pcol = _pick(raw.columns, path_column, PATH_COLUMNS, "path", where)
+    if pcol is None:
+        raise DatasetError(
+            f"{where}: no column names the audio files (looked for {list(PATH_COLUMNS)}); "
+            "pass --path-column"
+        )
+    lcol = _pick(raw.columns, label_column, LABEL_COLUMNS, "label", where)
+    gcol = _pick(raw.columns, group_column, GROUP_COLUMNS, "group", where)
+    fcol = None
+    if fold_column is not None:
+        fcol = fold_column if fold_column in raw.columns else None
+
+    df = raw.copy()
+    rel = df[pcol].astype(str)
+    if csv is not None and pcol == "slice_file_name" and fcol is not None:
+        # UrbanSound8K: metadata/UrbanSound8K.csv → audio/fold{fold}/{slice_file_name}
+        root = csv.parent.parent / "audio"
+        paths = [str(root / f"fold{f}" / p) for f, p in zip(df[fcol].astype(str), rel)]
+    elif csv is not None and csv.name == "esc50.csv" and csv.parent.name == "meta":
+        root = csv.parent.parent / "audio"
+        paths = [str(root / p) for p in rel]
+    else:
+        paths = [p if os.path.isabs(p) else str(base / p) for p in rel]
+    df["path"] = [os.path.abspath(p) for p in paths]
+    if lcol is not None:
+        df["label"] = df[lcol].map(lambda v: None if pd.isna(v) else str(v).strip())
+    if gcol is not None and gcol != "group":
+        df["group"] = df[gcol]
+    if fcol is not None and fcol != "fold":
+        df["fold"] = df[fcol]
+    for col in ("fold",):
+        if col in df.columns:
+            df[col] = _maybe_numeric(df[col])
+    for col in df.columns:
+        if col not in ("path", "label", "group", "fold") and not pd.api.types.is_numeric_dtype(df[col]):
+            df[col] = _maybe_numeric(df[col])
+    if "group" in df.columns:
+        df["group"] = df["group"].map(lambda v: v if pd.isna(v) else str(v))
+    return _order(df)
+
+
+def _maybe_numeric(col: pd.Series) -> pd.Series:
+    conv = pd.to_numeric(col, errors="coerce")
+    if conv.notna().sum() == col.notna().sum() and col.notna().any():
+        if (conv.dropna() == conv.dropna().round()).all() and not col.dropna().astype(str).str.contains(r"\.").any():
+            return conv.astype("Int64")
+        return conv.astype(float)
+    return col
+
+
+def _scan(folder: Path) -> list[Path]:
+    files = []
+    for root, dirs, names in os.walk(folder, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        files.extend(Path(root) / n for n in sorted(names) if is_audio_file(n) and not n.startswith("."))
+    return files
+
+
+def _from_class_folders(folder: Path) -> pd.DataFrame:
+    classes = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    rows = [{"path": str(p.resolve()), "label": c.name} for c in classes for p in _scan(c)]
+    if not rows:
+        loose = _scan(folder)
+        if loose:
+            raise DatasetError(
+                f"{folder}: holds {len(loose)} audio files but no class sub-folders; "
+                "give a --pattern to read labels from file names (e.g. '{label}_{group}_{index}') "
+                "or a CSV manifest"
+            )
+        raise DatasetError(f"{folder}: no audio files found (looked for {', '.join(sorted({'.wav', '.flac', '.mp3', '.ogg'}))}, …)")
+    return _order(pd.DataFrame(rows))
+
+
+def parse_pattern(pattern: str) -> re.Pattern[str]:
+    """Compile a ``{field}`` file-name pattern into a regular expression over file stems.
+
+    Example
+    -------
+    >>> parse_pattern("{label}_{group}_{index}").fullmatch("7_jackson_32").groupdict()
+    {'label': '7', 'group': 'jackson', 'index': '32'}
+    """
+    parts = re.split(r"(\{[^{}]*\})", pattern)
+    fields: list[str] = []
+    regex = ""
+    for i, part in enumerate(parts):
+        if part.startswith("{") and part.endswith("}"):
+            name = part[1:-1]
+            if name == "_":
+                regex += ".+?"
+                continue
+            if not name.isidentifier() or name in fields:
+                raise ParameterError(
+                    f"The 'pattern' parameter has a bad or repeated field {part!r} in {pattern!r}; "
+                    "use distinct names such as {label}, {group}, {index}."
+                )
+            fields.append(name)
+            nxt = parts[i + 1] if i + 1 < len(parts) else ""
+            # a field stops at its literal separator when one follows
+            if nxt and not nxt.startswith("{"):
+                regex += f"(?P<{name}>[^{re.escape(nxt[0])}]+)"
+            else:
+                regex += f"(?P<{name}>.+?)"
+        else:
+            regex += re.escape(part)
+    if "label" not in fields:
+        raise ParameterError(f"The 'pattern' parameter must contain {{label}}. Got {pattern!r} instead.")
+    return re.compile(regex)
+
+
+def _from_pattern(folder: Path, pattern: str) -> pd.DataFrame:
+    rx = parse_pattern(pattern)
+    rows, unmatched = [], []
+    for p in _scan(folder):
+        m = rx.fullmatch(p.stem)
+        if m is None:
+            unmatched.append(str(p))
+            continue
+        rows.append({"path": str(p.resolve()), **m.groupdict()})
+    if not rows:
+        raise DatasetError(
+            f"{folder}: no file name matches the pattern {pattern!r} "
+            f"(e.g. {Path(unmatched[0]).name!r} does not); check --pattern"
+            if unmatched
+            else f"{folder}: no audio files found"
+        )
+    if unmatched:
+        warnings.warn(
+            f"{len(unmatched)} files in {folder} do not match the pattern {pattern!r} and were left out, "
+            f"e.g. {unmatched[0]}",
+            SkippedFileWarning,
+            stacklevel=3,
+        )
+    df = pd.DataFrame(rows)
+    for col in df.columns:
+        if col not in ("path", "label", "group"):
+            df[col] = _maybe_numeric(df[col])
+    return _order(df)
+
+
+def _order(df: pd.DataFrame) -> pd.DataFrame:
+    first = [c for c in ("path", "label", "group", "fold") if c in df.columns]
+    return df[first + [c for c in df.columns if c not in first]]
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _check_one(path: str, check: str) -> tuple[dict[str, float] | None, str | None]:
+    try:
+        if check == "decode":
+            y, sr = load_audio(path, mono=False)
+            return {"duration": y.shape[-1] / sr, "sample_rate": sr, "channels": y.shape[0] if y.ndim > 1 else 1}, None
+        info = audio_info(path)
+        if info.frames == 0:
+            return None, "holds zero audio frames"
+        return {"duration": info.duration, "sample_rate": info.sample_rate, "channels": info.channels}, None
+    except AudioDecodeError as exc:
+        return None, exc.reason
+
+
+def _check_files(
+    df: pd.DataFrame, check: str, on_error: str, workers: int | None
+) -> tuple[pd.DataFrame, list[dict[str, str]]]:
+    paths = df["path"].tolist()
+    # Header reads are too quick to gain from threads; full decodes release the GIL and do.
+    n_workers = workers or (1 if check == "header" else min(4, os.cpu_count() or 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if n_workers > 1 and len(paths) > 64:
+            with ThreadPoolExecutor(n_workers) as pool:
+                results = list(pool.map(_check_one, paths, [check] * len(paths), chunksize=64))
+        else:
+            results = [_check_one(p, check) for p in paths]
+    keep = np.ones(len(paths), dtype=bool)
+    skipped = []
+    meta: dict[str, list[float]] = {"duration": [], "sample_rate": [], "channels": []}
+    for i, (info, reason) in enumerate(results):
+        if reason is not None:
+            if on_error == "raise":
+                raise AudioDecodeError(paths[i], reason)
+            keep[i] = False
+            skipped.append({"path": paths[i], "reason": reason})
+            continue
+        for k in meta:
+            meta[k].append(info[k])
+    out = df.loc[keep].copy()
+    out["duration"] = np.asarray(meta["duration"], dtype=float)
+    out["sample_rate"] = np.asarray(meta["sample_rate"], dtype=np.int64)
+    out["channels"] = np.asarray(meta["channels"], dtype=np.int64)
+    return out, skipped

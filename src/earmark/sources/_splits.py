@@ -1,0 +1,305 @@
+"""Leakage-free splits: group-aware by default, predefined folds, seeded and reproducible."""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import (
+    GroupShuffleSplit,
+    KFold,
+    LeaveOneGroupOut,
+    StratifiedGroupKFold,
+    StratifiedKFold,
+)
+from sklearn.model_selection import train_test_split as _sk_split
+
+from earmark.audio import content_hash
+from earmark.errors import AudioDecodeError, DatasetError, ParameterError
+
+__all__ = ["LeakageReport", "check_leakage", "find_duplicates", "iter_folds", "split_kind", "train_test_split"]
+
+_BY = ("auto", "group", "fold", "random")
+
+
+def _has(df: pd.DataFrame, col: str) -> bool:
+    return col in df.columns and df[col].notna().all() and df[col].nunique() > 1
+
+
+def _labels(df: pd.DataFrame) -> np.ndarray | None:
+    if "label" in df.columns and df["label"].notna().all():
+        return df["label"].astype(str).to_numpy()
+    return None
+
+
+def split_kind(df: pd.DataFrame, by: str = "auto") -> str:
+    """Resolve ``by='auto'`` to the split a table calls for: ``'group'`` when it has a group
+    column, else ``'random'`` (folds are only used when asked for, or by :func:`iter_folds`).
+
+    Example
+    -------
+    >>> import pandas as pd
+    >>> split_kind(pd.DataFrame({"path": ["a", "b"], "group": ["x", "y"]}))
+    'group'
+    """
+    if by not in _BY:
+        raise ParameterError(f"The 'by' parameter must be one of {_BY}. Got {by!r} instead.")
+    if by != "auto":
+        return by
+    return "group" if _has(df, "group") else "random"
+
+
+def train_test_split(
+    df: pd.DataFrame,
+    *,
+    test_size: float = 0.2,
+    seed: int = 0,
+    by: str = "auto",
+    test_fold: object | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split a dataset table into train and test without leakage.
+
+    Parameters
+    ----------
+    df : DataFrame
+        A table from :func:`load_dataset`.
+    test_size : float
+        Fraction of rows (approximately, when splitting by group) for the test side.
+    seed : int
+        Seed of the shuffle; the same seed gives the same split.
+    by : {'auto', 'group', 'fold', 'random'}
+        ``'group'`` keeps every group (speaker, recording…) on one side and stratifies by label
+        as far as groups allow; ``'fold'`` tests on one predefined fold (``test_fold``, default
+        the last); ``'random'`` is a stratified random split. ``'auto'`` means ``'group'`` when
+        the table has a group column, else ``'random'``.
+    test_fold : optional
+        The fold value held out when ``by='fold'``.
+
+    Returns
+    -------
+    (train, test) : tuple of DataFrame
+        Row subsets of ``df`` (original index kept).
+
+    Example
+    -------
+    >>> train, test = train_test_split(load_dataset("../shared/data/fsdd/manifest.csv"))  # doctest: +SKIP
+    >>> set(train.group) & set(test.group)  # doctest: +SKIP
+    set()
+    """
+    if not 0.0 < test_size < 1.0:
+        raise ParameterError(f"The 'test_size' parameter must be a float in (0, 1). Got {test_size!r} instead.")
+    kind = split_kind(df, by)
+    n = len(df)
+    if n < 2:
+        raise DatasetError(f"Cannot split {n} row(s) into train and test; the dataset needs at least 2 files.")
+    pos = np.arange(n)
+    y = _labels(df)
+    if kind == "fold":
+        if not _has(df, "fold"):
+            raise DatasetError("by='fold' needs a 'fold' column with at least two values; the table has none.")
+        folds = df["fold"].to_numpy()
+        value = sorted(pd.unique(folds))[-1] if test_fold is None else test_fold
+        test_mask = folds == value
+        if not test_mask.any():
+            raise ParameterError(f"The 'test_fold' value {value!r} is not in the fold column {sorted(pd.unique(folds))}.")
+        return df.iloc[pos[~test_mask]], df.iloc[pos[test_mask]]
+    if kind == "group":
+        if not _has(df, "group"):
+            raise DatasetError(
+                "by='group' needs a 'group' column with at least two groups; "
+                "pass group_column= to load_dataset, or by='random'."
+            )
+        groups = df["group"].astype(str).to_numpy()
+        n_groups = len(np.unique(groups))
+        n_splits = max(2, int(round(1.0 / test_size)))
+        if y is not None and n_groups >= n_splits:
+            splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+            train_pos, test_pos = next(splitter.split(pos, y, groups))
+        else:
+            n_test = min(n_groups - 1, max(1, int(round(test_size * n_groups))))
+            gss = GroupShuffleSplit(n_splits=1, test_size=n_test, random_state=seed)
+            train_pos, test_pos = next(gss.split(pos, y, groups))
+        return df.iloc[np.sort(train_pos)], df.iloc[np.sort(test_pos)]
+    stratify = y if y is not None and pd.Series(y).value_counts().min() >= 2 else None
+    train_pos, test_pos = _sk_split(pos, test_size=test_size, random_state=seed, stratify=stratify)
+    return df.iloc[np.sort(train_pos)], df.iloc[np.sort(test_pos)]
+
+
+def iter_folds(
+    df: pd.DataFrame,
+    *,
+    folds: str | int = "auto",
+    seed: int = 0,
+) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """Yield cross-validation folds as ``(name, train_positions, test_positions)``.
+
+    Parameters
+    ----------
+    df : DataFrame
+        A table from :func:`load_dataset`.
+    folds : {'auto', 'fold', 'group'} or int
+        ``'fold'``: one split per value of the predefined ``fold`` column (ESC-50 /
+        UrbanSound8K style); ``'group'``: leave one group out; an int K: K stratified folds,
+        group-aware when a group column exists. ``'auto'``: ``'fold'`` if the table has
+        folds, else ``'group'`` when it has at most 10 groups, else 5 group-aware folds, else
+        5 stratified folds.
+    seed : int
+        Seed of the shuffle for K-fold splits.
+
+    Yields
+    ------
+    (name, train, test) : (str, ndarray of int, ndarray of int)
+        Row positions (for ``df.iloc``); no group is ever on both sides.
+
+    Example
+    -------
+    >>> [name for name, _, _ in iter_folds(load_dataset("../shared/data/fsdd/manifest.csv"))]  # doctest: +SKIP
+    ['george', 'jackson', 'nicolas', 'theo', 'yweweler']
+    """
+    n = len(df)
+    pos = np.arange(n)
+    y = _labels(df)
+    has_group = _has(df, "group")
+    if folds == "auto":
+        if _has(df, "fold"):
+            folds = "fold"
+        elif has_group:
+            folds = "group" if df["group"].nunique() <= 10 else 5
+        else:
+            folds = 5
+    if folds == "fold":
+        if not _has(df, "fold"):
+            raise DatasetError("folds='fold' needs a 'fold' column with at least two values; the table has none.")
+        values = df["fold"].to_numpy()
+        for v in sorted(pd.unique(values)):
+            mask = values == v
+            yield f"fold {v}", pos[~mask], pos[mask]
+        return
+    if folds == "group":
+        if not has_group:
+            raise DatasetError("folds='group' needs a 'group' column with at least two groups; the table has none.")
+        groups = df["group"].astype(str).to_numpy()
+        for train, test in LeaveOneGroupOut().split(pos, y, groups):
+            yield str(groups[test[0]]), train, test
+        return
+    if isinstance(folds, (int, np.integer)) and not isinstance(folds, bool):
+        k = int(folds)
+        if k < 2:
+            raise ParameterError(f"The 'folds' parameter must be >= 2 when an int. Got {k} instead.")
+        if has_group:
+            groups = df["group"].astype(str).to_numpy()
+            if df["group"].nunique() < k:
+                raise DatasetError(
+                    f"folds={k} needs at least {k} groups; the table has {df['group'].nunique()}. "
+                    "Use folds='group' (leave one group out) or fewer folds."
+                )
+            splitter = (
+                StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+                if y is not None
+                else _GroupKFoldShuffled(k, seed)
+            )
+            split = splitter.split(pos, y, groups)
+        elif y is not None:
+            split = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(pos, y)
+        else:
+            split = KFold(n_splits=k, shuffle=True, random_state=seed).split(pos)
+        for i, (train, test) in enumerate(split, start=1):
+            yield f"fold {i}", train, test
+        return
+    raise ParameterError(f"The 'folds' parameter must be 'auto', 'fold', 'group' or an int >= 2. Got {folds!r} instead.")
+
+
+class _GroupKFoldShuffled:
+    """K folds of whole groups, assigned at random (for unlabelled / regression tables)."""
+
+    def __init__(self, k: int, seed: int) -> None:
+        self.k, self.seed = k, seed
+
+    def split(self, pos, y, groups):
+        uniq = np.unique(groups)
+        rng = np.random.default_rng(self.seed)
+        assign = dict(zip(rng.permutation(uniq), np.arange(len(uniq)) % self.k))
+        fold_of = np.array([assign[g] for g in groups])
+        for f in range(self.k):
+            yield pos[fold_of != f], pos[fold_of == f]
+
+
+def _hashes(paths: list[str], workers: int | None) -> list[str | None]:
+    def one(p: str) -> str | None:
+        try:
+            return content_hash(p)
+        except AudioDecodeError:
+            return None
+
+    n = workers or min(8, (os.cpu_count() or 2) * 2)
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(one, paths, chunksize=32))
+
+
+def find_duplicates(paths: list[str] | pd.DataFrame, *, workers: int | None = None) -> list[list[str]]:
+    """Groups of files whose decoded audio is identical (whatever their names or containers).
+
+    Example
+    -------
+    >>> find_duplicates(["a.wav", "copy_of_a.flac", "b.wav"])  # doctest: +SKIP
+    [['a.wav', 'copy_of_a.flac']]
+    """
+    if isinstance(paths, pd.DataFrame):
+        paths = paths["path"].tolist()
+    by_hash: dict[str, list[str]] = defaultdict(list)
+    for p, h in zip(paths, _hashes(list(paths), workers)):
+        if h is not None:
+            by_hash[h].append(p)
+    return [sorted(ps) for ps in by_hash.values() if len(ps) > 1]
+
+
+@dataclass
+class LeakageReport:
+    """What a train/test split shares that it should not.
+
+    Attributes
+    ----------
+    duplicates : list of dict
+        ``{'hash', 'train': [paths], 'test': [paths]}`` for audio content found on both sides.
+    shared_groups : list of str
+        Groups present on both sides.
+    """
+
+    duplicates: list[dict[str, object]] = field(default_factory=list)
+    shared_groups: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing leaks."""
+        return not self.duplicates and not self.shared_groups
+
+
+def check_leakage(train: pd.DataFrame, test: pd.DataFrame, *, workers: int | None = None) -> LeakageReport:
+    """Report identical audio content and shared groups across the two sides of a split.
+
+    Example
+    -------
+    >>> report = check_leakage(*train_test_split(load_dataset("../shared/data/fsdd")))  # doctest: +SKIP
+    >>> report.ok  # doctest: +SKIP
+    True
+    """
+    tr_paths, te_paths = train["path"].tolist(), test["path"].tolist()
+    hashes = _hashes(tr_paths + te_paths, workers)
+    tr_h: dict[str, list[str]] = defaultdict(list)
+    te_h: dict[str, list[str]] = defaultdict(list)
+    for p, h in zip(tr_paths, hashes[: len(tr_paths)]):
+        if h is not None:
+            tr_h[h].append(p)
+    for p, h in zip(te_paths, hashes[len(tr_paths):]):
+        if h is not None:
+            te_h[h].append(p)
+    dups = [{"hash": h, "train": sorted(tr_h[h]), "test": sorted(te_h[h])} for h in sorted(set(tr_h) & set(te_h))]
+    shared: list[str] = []
+    if "group" in train.columns and "group" in test.columns:
+        shared = sorted(set(train["group"].dropna().astype(str)) & set(test["group"].dropna().astype(str)))
+    return LeakageReport(duplicates=dups, shared_groups=shared)
