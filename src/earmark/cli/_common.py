@@ -75,9 +75,9 @@ def progress_bar(description: str, total: int | None, *, enabled: bool | None = 
         return
     from rich.progress import (
         BarColumn,
-        ProgressColumn,
         MofNCompleteColumn,
         Progress,
+        ProgressColumn,
         TaskProgressColumn,
         TextColumn,
         TimeRemainingColumn,

@@ -128,7 +128,7 @@ def tree_digest(files: list[Path]) -> str:
 
 def _fetch(url: str, progress: Callable[[int, int | None], None] | None, timeout: float) -> bytes:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - URLs come from the catalog or the caller
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
             total = resp.headers.get("Content-Length")
             total_n = int(total) if total else None
             buf = io.BytesIO()
