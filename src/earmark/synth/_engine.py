@@ -13,6 +13,7 @@ is not thread-safe: calls are serialised by a lock, and parallel rendering needs
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import threading
 from collections.abc import Callable
@@ -288,7 +289,5 @@ def render_speech(
 
 def _libc_srand(seed: int) -> None:
     # Some espeak-ng builds draw noise from libc's rand(); seed it too so clips do not depend on history.
-    try:
+    with contextlib.suppress(OSError, AttributeError):  # platforms without a global libc
         ctypes.CDLL(None).srand(ctypes.c_uint(int(seed) & 0xFFFFFFFF))
-    except (OSError, AttributeError):  # pragma: no cover - platforms without a global libc
-        pass
