@@ -1,0 +1,322 @@
+"""Datasets from every kind of source, splits without leakage, summaries, the catalog."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from earmark.errors import DatasetError, ParameterError
+from earmark.sources import (
+    SkippedFileWarning,
+    check_leakage,
+    find_duplicates,
+    iter_folds,
+    load_dataset,
+    parse_pattern,
+    summarize,
+    train_test_split,
+)
+from earmark.sources.catalog import download, get_entry, list_entries, tree_digest
+
+
+@pytest.fixture(scope="module")
+def fsdd(shared: Path) -> pd.DataFrame:
+    return load_dataset(shared / "fsdd" / "manifest.csv")
+
+
+@pytest.fixture(scope="module")
+def instruments(shared: Path) -> pd.DataFrame:
+    return load_dataset(shared / "instruments" / "manifest.csv")
+
+
+def _link_files(paths: list[Path], folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for p in paths:
+        dst = folder / p.name
+        dst.symlink_to(p)
+        out.append(dst)
+    return out
+
+
+# ----------------------------------------------------------------------------- sources
+
+
+def test_fsdd_manifest(fsdd: pd.DataFrame, shared: Path) -> None:
+    assert len(fsdd) == 2500 and fsdd.attrs["skipped"] == []
+    assert fsdd["label"].value_counts().to_dict() == {str(d): 250 for d in range(10)}
+    assert fsdd["group"].nunique() == 5 and (fsdd["group"] == fsdd["speaker"]).all()
+    assert all(Path(p).is_absolute() and Path(p).exists() for p in fsdd["path"].head(20))
+    assert (fsdd["sample_rate"] == 8000).all()
+    assert fsdd["duration"].between(0.1, 2.5).all()
+
+
+def test_manifest_keeps_extra_columns_with_types(instruments: pd.DataFrame) -> None:
+    assert len(instruments) == 1000
+    assert instruments["fold"].nunique() == 5
+    assert pd.api.types.is_float_dtype(instruments["pitch"])
+    assert pd.api.types.is_integer_dtype(instruments["velocity"])
+    assert set(instruments["kind"]) == {"note", "chord"}
+
+
+def test_manifest_column_options(shared: Path) -> None:
+    df = load_dataset(shared / "instruments" / "manifest.csv", label_column="kind", group_column="program")
+    assert set(df["label"]) == {"note", "chord"}
+    assert df["group"].nunique() == pd.read_csv(shared / "instruments" / "manifest.csv")["program"].nunique() == 84
+    with pytest.raises(DatasetError, match="no column 'nope'.*label"):
+        load_dataset(shared / "fsdd" / "manifest.csv", label_column="nope")
+
+
+def test_folder_with_manifest_reads_it(shared: Path) -> None:
+    df = load_dataset(shared / "tts-digits" / "espeak")
+    assert len(df) == 500 and df["label"].nunique() == 10
+    assert "group" in df.columns and (df["group"] == df["voice"]).all()
+
+
+def test_class_folders(tmp_path: Path, shared: Path) -> None:
+    rec = shared / "fsdd" / "recordings"
+    for digit in ("3", "8"):
+        _link_files(sorted(rec.glob(f"{digit}_theo_*.wav"))[:5], tmp_path / digit)
+    (tmp_path / ".hidden").mkdir()
+    df = load_dataset(tmp_path)
+    assert sorted(df["label"].value_counts().items()) == [("3", 5), ("8", 5)]
+
+
+def test_file_name_pattern(shared: Path) -> None:
+    df = load_dataset(shared / "fsdd" / "recordings", pattern="{label}_{group}_{index}")
+    assert len(df) == 2500 and df["group"].nunique() == 5
+    assert pd.api.types.is_integer_dtype(df["index"]) and df["index"].max() == 49
+    assert df.loc[df["path"].str.endswith("7_jackson_32.wav"), ["label", "group"]].values.tolist() == [["7", "jackson"]]
+
+
+def test_pattern_with_dashes_and_plus(shared: Path) -> None:
+    df = load_dataset(shared / "tts-digits" / "espeak", pattern="{label}_{group}_{_}")
+    assert len(df) == 500 and df["group"].str.startswith("espeak-").all()
+
+
+def test_pattern_errors() -> None:
+    assert parse_pattern("{label}-{group}").fullmatch("dog-17").groupdict() == {"label": "dog", "group": "17"}
+    with pytest.raises(ParameterError, match="label"):
+        parse_pattern("{group}_{index}")
+    with pytest.raises(ParameterError, match="repeated"):
+        parse_pattern("{label}_{label}")
+
+
+def test_unreadable_files_are_listed_not_dropped(shared: Path) -> None:
+    with pytest.warns(SkippedFileWarning, match="5 of 17"):
+        df = load_dataset(shared / "bad-audio", pattern="{label}", check="decode")
+    bad = pd.read_csv(shared / "bad-audio" / "manifest.csv")
+    expected_errors = set(bad.loc[bad.expected == "error", "file"])
+    skipped = {Path(s["path"]).name: s["reason"] for s in df.attrs["skipped"]}
+    assert set(skipped) == expected_errors and all(skipped.values())
+    assert len(df) + len(skipped) == df.attrs["n_listed"] == 17
+    with pytest.raises(Exception, match="empty.wav"):
+        load_dataset(shared / "bad-audio", pattern="{label}", on_error="raise")
+
+
+def test_esc50_layout(tmp_path: Path, shared: Path) -> None:
+    files = sorted((shared / "fsdd" / "recordings").glob("*_george_1.wav"))
+    _link_files(files, tmp_path / "audio")
+    rows = [
+        {"filename": f.name, "fold": i % 5 + 1, "target": int(f.name[0]), "category": f"c{f.name[0]}",
+         "esc10": False, "src_file": f"s{i // 2}", "take": "A"}
+        for i, f in enumerate(files)
+    ]
+    (tmp_path / "meta").mkdir()
+    pd.DataFrame(rows).to_csv(tmp_path / "meta" / "esc50.csv", index=False)
+    df = load_dataset(tmp_path / "meta" / "esc50.csv")
+    assert len(df) == 10 and set(df["label"]) == {f"c{d}" for d in range(10)}
+    assert df["group"].nunique() == 5 and df["fold"].nunique() == 5
+
+
+def test_urbansound8k_layout(tmp_path: Path, shared: Path) -> None:
+    files = sorted((shared / "fsdd" / "recordings").glob("*_nicolas_2.wav"))
+    rows = []
+    for i, f in enumerate(files):
+        fold = i % 3 + 1
+        _link_files([f], tmp_path / "audio" / f"fold{fold}")
+        rows.append({"slice_file_name": f.name, "fsID": 100 + i // 2, "start": 0, "end": 1, "salience": 1,
+                     "fold": fold, "classID": int(f.name[0]), "class": f"k{f.name[0]}"})
+    (tmp_path / "metadata").mkdir()
+    pd.DataFrame(rows).to_csv(tmp_path / "metadata" / "UrbanSound8K.csv", index=False)
+    df = load_dataset(tmp_path / "metadata" / "UrbanSound8K.csv")
+    assert len(df) == 10 and df.attrs["skipped"] == []
+    assert set(df["label"]) == {f"k{d}" for d in range(10)} and df["group"].nunique() == 5
+
+
+def test_missing_source_and_bad_manifest(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="no such file"):
+        load_dataset(tmp_path / "absent")
+    (tmp_path / "m.csv").write_text("name,label\na.wav,1\n")
+    with pytest.raises(DatasetError, match="path-column"):
+        load_dataset(tmp_path / "m.csv")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="no audio files"):
+        load_dataset(tmp_path / "empty")
+
+
+# ----------------------------------------------------------------------------- splits
+
+
+def test_group_split_is_the_default_and_never_leaks(fsdd: pd.DataFrame) -> None:
+    train, test = train_test_split(fsdd, test_size=0.2, seed=0)
+    assert not set(train["group"]) & set(test["group"])
+    assert len(train) + len(test) == 2500 and len(test) == 500
+    again = train_test_split(fsdd, test_size=0.2, seed=0)[1]
+    assert test.index.equals(again.index)
+
+
+def test_group_split_with_many_groups_is_stratified(shared: Path) -> None:
+    df = load_dataset(shared / "tts-digits" / "espeak")
+    train, test = train_test_split(df, test_size=0.25, seed=3)
+    assert not set(train["group"]) & set(test["group"])
+    assert set(test["label"]) == set(df["label"])
+    assert 0.15 < len(test) / len(df) < 0.35
+
+
+def test_random_split_is_stratified_and_seeded(fsdd: pd.DataFrame) -> None:
+    train, test = train_test_split(fsdd, by="random", test_size=0.2, seed=1)
+    assert (test["label"].value_counts() == 50).all()
+    other = train_test_split(fsdd, by="random", test_size=0.2, seed=2)[1]
+    assert not test.index.equals(other.index)
+
+
+def test_fold_split(instruments: pd.DataFrame) -> None:
+    train, test = train_test_split(instruments, by="fold", test_fold=2)
+    assert set(test["fold"]) == {2} and 2 not in set(train["fold"])
+    assert not set(train["program"]) & set(test["program"])
+    with pytest.raises(DatasetError, match="fold"):
+        train_test_split(instruments.drop(columns="fold"), by="fold")
+
+
+def test_iter_folds_predefined(instruments: pd.DataFrame) -> None:
+    folds = list(iter_folds(instruments))
+    assert [name for name, _, _ in folds] == [f"fold {k}" for k in range(1, 6)]
+    covered = np.concatenate([test for _, _, test in folds])
+    assert sorted(covered) == list(range(1000))
+    for _, train, test in folds:
+        assert not set(instruments.iloc[train]["program"]) & set(instruments.iloc[test]["program"])
+
+
+def test_iter_folds_leave_one_speaker_out(fsdd: pd.DataFrame) -> None:
+    folds = list(iter_folds(fsdd, folds="group"))
+    assert sorted(name for name, _, _ in folds) == sorted(fsdd["group"].unique())
+    for name, train, test in folds:
+        assert set(fsdd.iloc[test]["group"]) == {name}
+        assert name not in set(fsdd.iloc[train]["group"])
+
+
+def test_iter_folds_k_group_folds(shared: Path) -> None:
+    df = load_dataset(shared / "tts-digits" / "espeak")
+    folds = list(iter_folds(df, folds=4, seed=0))
+    assert len(folds) == 4
+    for _, train, test in folds:
+        assert not set(df.iloc[train]["group"]) & set(df.iloc[test]["group"])
+    assert [t.tolist() for _, _, t in folds] == [t.tolist() for _, _, t in iter_folds(df, folds=4, seed=0)]
+    fsdd = load_dataset(shared / "fsdd" / "manifest.csv", check="none")
+    with pytest.raises(DatasetError, match="at least 6 groups"):
+        list(iter_folds(fsdd, folds=6))
+
+
+def test_iter_folds_regression_table_without_labels(instruments: pd.DataFrame) -> None:
+    table = instruments.drop(columns=["label", "fold"]).assign(group=instruments["program"].astype(str))
+    folds = list(iter_folds(table, folds=5))
+    for _, train, test in folds:
+        assert not set(table.iloc[train]["group"]) & set(table.iloc[test]["group"])
+
+
+# ----------------------------------------------------------------------------- leakage, summary
+
+
+def test_leakage_check_finds_same_audio_under_other_names(tmp_path: Path, fsdd: pd.DataFrame) -> None:
+    train, test = train_test_split(fsdd, seed=0)
+    assert check_leakage(train.head(50), test.head(50)).ok
+    # the same recording, re-encoded as FLAC under another name, slips into the test side
+    src = Path(train["path"].iloc[0])
+    y, sr = sf.read(src, dtype="int16")
+    copy = tmp_path / "renamed.flac"
+    sf.write(copy, y, sr, subtype="PCM_16")
+    leaky_test = pd.concat([test.head(50), pd.DataFrame({"path": [str(copy)], "group": ["someone"]})])
+    report = check_leakage(train.head(50), leaky_test)
+    assert not report.ok and len(report.duplicates) == 1
+    assert report.duplicates[0]["train"] == [str(src)] and report.duplicates[0]["test"] == [str(copy)]
+    shared_groups = check_leakage(fsdd.head(5), fsdd.head(10)).shared_groups
+    assert shared_groups == ["george"]
+
+
+def test_summarize_fsdd(fsdd: pd.DataFrame) -> None:
+    s = summarize(fsdd)
+    assert s["n_files"] == s["n_ok"] == 2500 and s["errors"] == [] and s["duplicates"] == []
+    assert s["classes"] == {str(d): 250 for d in range(10)} and len(s["groups"]) == 5
+    assert s["sample_rates"] == {"8000": 2500} and s["balance"] == 1.0
+    assert 15 * 60 < s["duration"]["total"] < 19 * 60
+
+
+def test_find_duplicates(tmp_path: Path, shared: Path) -> None:
+    src = shared / "fsdd" / "recordings" / "1_theo_3.wav"
+    shutil.copy(src, tmp_path / "a.wav")
+    shutil.copy(src, tmp_path / "b.wav")
+    shutil.copy(shared / "fsdd" / "recordings" / "1_theo_4.wav", tmp_path / "c.wav")
+    assert find_duplicates([str(tmp_path / n) for n in ("a.wav", "b.wav", "c.wav")]) == [
+        [str(tmp_path / "a.wav"), str(tmp_path / "b.wav")]
+    ]
+
+
+# ----------------------------------------------------------------------------- catalog
+
+
+def _fsdd_zip(shared: Path, dest: Path, *, drop: int = 0, tamper: bool = False) -> Path:
+    archive = dest / "fsdd.zip"
+    files = sorted((shared / "fsdd" / "recordings").glob("*.wav"))[drop:]
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as z:
+        z.writestr("free-spoken-digit-dataset-x/README.md", "FSDD")
+        for i, f in enumerate(files):
+            data = f.read_bytes()
+            if tamper and i == 0:
+                data = data[:-2] + b"\x00\x01"
+            z.writestr(f"free-spoken-digit-dataset-x/recordings/{f.name}", data)
+    return archive
+
+
+def test_catalog_entries() -> None:
+    names = [e.name for e in list_entries()]
+    assert {"fsdd", "esc50", "urbansound8k", "speech_commands"} <= set(names)
+    fsdd = get_entry("fsdd")
+    assert fsdd.downloadable and fsdd.version in fsdd.url and fsdd.n_files == 2500
+    with pytest.raises(ParameterError, match="catalog has"):
+        get_entry("nope")
+    with pytest.raises(DatasetError, match="not downloaded automatically"):
+        download("esc50", "/tmp/never")
+
+
+def test_pinned_digest_matches_the_shared_copy(shared: Path) -> None:
+    files = sorted((shared / "fsdd" / "recordings").glob("*.wav"))
+    assert tree_digest(files) == get_entry("fsdd").digest
+
+
+def test_download_verifies_and_writes_a_manifest(tmp_path: Path, shared: Path) -> None:
+    archive = _fsdd_zip(shared, tmp_path)
+    dest = download("fsdd", tmp_path / "fsdd", url=archive.as_uri())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        df = load_dataset(dest / "manifest.csv", check="none")
+    assert len(df) == 2500 and df["group"].nunique() == 5 and df["label"].nunique() == 10
+    got = hashlib.sha256((dest / "recordings" / "7_jackson_32.wav").read_bytes()).hexdigest()
+    want = hashlib.sha256((shared / "fsdd" / "recordings" / "7_jackson_32.wav").read_bytes()).hexdigest()
+    assert got == want
+
+
+@pytest.mark.parametrize(("drop", "tamper", "message"), [(1, False, "2499 recordings"), (0, True, "do not match")])
+def test_download_refuses_incomplete_or_altered(tmp_path: Path, shared: Path, drop: int, tamper: bool, message: str) -> None:
+    archive = _fsdd_zip(shared, tmp_path, drop=drop, tamper=tamper)
+    with pytest.raises(DatasetError, match=message):
+        download("fsdd", tmp_path / "fsdd", url=archive.as_uri())
+    assert not (tmp_path / "fsdd").exists()
