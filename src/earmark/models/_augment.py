@@ -67,12 +67,11 @@ def _resize_axis(x: torch.Tensor, factor: float, axis: int) -> torch.Tensor:
     new = max(2, round(size * factor))
     if new == size:
         return x
-    x2 = x.unsqueeze(0) if x.dim() == 2 else x
-    if axis == -1:
-        y = F.interpolate(x2, size=(x2.shape[-2], new), mode="bilinear", align_corners=False)
-    else:
-        y = F.interpolate(x2, size=(new, x2.shape[-1]), mode="bilinear", align_corners=False)
-    y = y.squeeze(0) if x.dim() == 2 else y
+    shape = x.shape
+    x2 = x.reshape(1, -1, shape[-2], shape[-1])
+    out_hw = (shape[-2], new) if axis == -1 else (new, shape[-1])
+    y = F.interpolate(x2, size=out_hw, mode="bilinear", align_corners=False)
+    y = y.reshape(*shape[:-2], *out_hw)
     if new > size:
         return y.narrow(axis, 0, size)
     pad_value = x.amin()
@@ -147,16 +146,17 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator, *, 
     return x
 
 
-def mixup(
-    x: torch.Tensor, y: torch.Tensor, alpha: float, gen: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
-    """Mix each example with a random partner: returns ``(x_mixed, y, y_partner, lam)``.
+def mixup(x: torch.Tensor, alpha: float, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Mix each example with a random partner of the batch.
+
+    Returns ``(x_mixed, partner_index, lam)``: the loss is ``lam * loss(y) + (1 - lam) *
+    loss(y[partner_index])``. ``lam`` is drawn from Beta(alpha, alpha) and folded to >= 0.5.
 
     Examples
     --------
     >>> g = torch.Generator().manual_seed(0)
-    >>> xm, ya, yb, lam = mixup(torch.randn(4, 3), torch.arange(4), 0.2, g)
-    >>> 0.0 <= lam <= 1.0
+    >>> xm, partner, lam = mixup(torch.randn(4, 3), 0.2, g)
+    >>> 0.5 <= lam <= 1.0
     True
     """
     lam = 1.0
@@ -165,4 +165,4 @@ def mixup(
         lam = float(np.random.default_rng(seed).beta(alpha, alpha))
         lam = max(lam, 1 - lam)
     perm = torch.randperm(x.shape[0], generator=gen)
-    return lam * x + (1 - lam) * x[perm], y, y[perm], lam
+    return lam * x + (1 - lam) * x[perm], perm, lam

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from earmark.errors import ParameterError
@@ -35,6 +35,10 @@ class ModelSpec:
         Family of the estimator (decides persistence and tuning strategy).
     builder : callable
         ``builder(**params) -> estimator``; not part of :meth:`to_dict`.
+    search_space : dict
+        Hyper-parameter search space for ``earmark tune``: parameter name (as ``get_params``
+        spells it) -> list of candidate values, or ``("log", low, high)`` / ``("int", low, high)``
+        ranges for random/Optuna search.
     """
 
     name: str
@@ -43,6 +47,7 @@ class ModelSpec:
     description: str
     kind: Literal["sklearn", "torch"]
     builder: Callable[..., Any]
+    search_space: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, str]:
         """JSON-able description (without the builder).
@@ -52,9 +57,13 @@ class ModelSpec:
         >>> get_spec("logreg").to_dict()["task"]
         'classification'
         """
-        d = asdict(self)
-        d.pop("builder")
-        return d
+        return {
+            "name": self.name,
+            "task": self.task,
+            "preset": self.preset,
+            "description": self.description,
+            "kind": self.kind,
+        }
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -68,6 +77,7 @@ def register_model(
     preset: str,
     description: str,
     kind: Literal["sklearn", "torch"] = "sklearn",
+    search_space: dict | None = None,
     overwrite: bool = False,
 ) -> ModelSpec:
     """Add a model to the registry.
@@ -86,6 +96,8 @@ def register_model(
         One-line description.
     kind : {"sklearn", "torch"}
         Estimator family.
+    search_space : dict, optional
+        Search space for tuning (see :class:`ModelSpec`).
     overwrite : bool
         Replace an existing entry of the same name instead of raising.
 
@@ -110,7 +122,7 @@ def register_model(
         raise ParameterError(
             f"A model named {name!r} is already registered; pass overwrite=True to replace it."
         )
-    spec = ModelSpec(name, task, preset, description, kind, builder)
+    spec = ModelSpec(name, task, preset, description, kind, builder, dict(search_space or {}))
     _REGISTRY[name] = spec
     return spec
 
