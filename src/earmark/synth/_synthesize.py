@@ -119,7 +119,7 @@ def synthesize(
     seed : int
         Seed of the voice draw and of the post-processing.
     text_map : mapping or str, optional
-        Label → text to speak, or ``'7=seven,8=eight'``.
+        Label → text to speak, or ``'7=seven,8=eight'``; entries for other labels are ignored.
     progress : callable, optional
         Called as ``progress(done, total)`` after each clip.
     design : VoiceDesign, optional
@@ -156,10 +156,10 @@ def synthesize(
         raise ParameterError(f"The 'words' parameter of synthesize repeats {duplicates}; give each label once.")
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or not 4000 <= sample_rate <= 192000:
         raise ParameterError(f"The 'sample_rate' parameter of synthesize must be an int in [4000, 192000]. Got {sample_rate!r} instead.")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ParameterError(f"The 'seed' parameter of synthesize must be an int >= 0. Got {seed!r} instead.")
     mapping = parse_text_map(text_map)
-    unused = sorted(set(mapping) - set(labels))
-    if unused:
-        raise ParameterError(f"The text map names labels {unused} that are not among the words {labels}; remove them or add the words.")
+    mapping = {k: v for k, v in mapping.items() if k in labels}  # a shared map may cover more labels
     if isinstance(voices, (int, np.integer)) and not isinstance(voices, bool):
         voice_list = design_voices(int(voices), seed=seed, design=design)
     else:

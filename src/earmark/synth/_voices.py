@@ -191,6 +191,8 @@ def design_voices(n: int, *, seed: int = 0, design: VoiceDesign | None = None) -
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ParameterError(f"The 'voices' parameter must be an int >= 1 (or a list of Voice). Got {n!r} instead.")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ParameterError(f"The 'seed' parameter of design_voices must be an int >= 0. Got {seed!r} instead.")
     design = design or VoiceDesign()
     _check_languages(design.languages)
     variants: tuple[str, ...] = ("", *voice_variants()) if design.variants is None else design.variants
