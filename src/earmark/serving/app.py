@@ -1,0 +1,359 @@
+"""The HTTP prediction service: a FastAPI app factory.
+
+The model is loaded once, in the app's lifespan; prediction runs in the thread pool; domain
+errors become 4xx JSON answers that name the problem, and the server keeps serving.
+
+Endpoints: ``POST /predict`` (multipart field ``file`` or the raw bytes as body), ``POST
+/predict/batch`` (multipart fields ``files``), ``GET /health``, ``GET /model``, ``GET /metrics``
+(Prometheus), ``GET /`` (web page), ``GET /docs`` (OpenAPI).
+
+Example
+-------
+>>> from fastapi.testclient import TestClient
+>>> app = create_app("models/digits")  # doctest: +SKIP
+>>> with TestClient(app) as client:  # doctest: +SKIP
+...     client.post("/predict", content=open("7_jackson_32.wav", "rb").read()).json()["label"]
+'7'
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from starlette.concurrency import run_in_threadpool
+
+from earmark.errors import AudioDecodeError, BundleError, EarmarkError, ParameterError
+from earmark.serving.metrics import ServiceMetrics
+from earmark.serving.predictor import Prediction, Predictor, UploadRejected
+from earmark.serving.settings import ServeSettings
+
+__all__ = ["create_app"]
+
+_ROUTES = {"/predict", "/predict/batch", "/health", "/model", "/metrics", "/"}
+_SPEC_MELS = 64
+
+
+class _MetricsMiddleware:
+    """Pure ASGI middleware timing every HTTP request (cheaper than BaseHTTPMiddleware)."""
+
+    def __init__(self, app: Any, metrics: ServiceMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = {"code": 500}
+
+        async def _send(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, _send)
+        finally:
+            path = scope.get("path", "")
+            endpoint = path if path in _ROUTES else "other"
+            self.metrics.observe_request(endpoint, status["code"], time.perf_counter() - start)
+
+
+def _error(status: int, kind: str, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": kind, "detail": message, **extra})
+
+
+def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> FastAPI:
+    """Build the prediction service for a model.
+
+    Parameters
+    ----------
+    model_or_path : TrainedModel, Predictor, str or path-like
+        The model, or a bundle directory / ``.earmark`` file (loaded and verified at startup).
+    settings : ServeSettings, optional
+        Limits and options; default :meth:`ServeSettings.from_env` (``EARMARK_SERVE_*`` variables).
+
+    Returns
+    -------
+    FastAPI
+
+    Example
+    -------
+    >>> app = create_app("digits.earmark", ServeSettings(max_seconds=10))  # doctest: +SKIP
+    >>> # uvicorn.run(app, host="127.0.0.1", port=8000)
+    """
+    settings = settings or ServeSettings.from_env()
+    metrics = ServiceMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        predictor = await run_in_threadpool(Predictor.load, model_or_path, reject_below=settings.reject_below)
+        if predictor.reject_below is None and settings.reject_below is not None:
+            predictor.reject_below = settings.reject_below
+        log = None
+        if settings.log_path:
+            from earmark.serving.requestlog import RequestLog
+
+            log = RequestLog(settings.log_path, classes=predictor.classes)
+        app.state.predictor = predictor
+        app.state.log = log
+        try:
+            yield
+        finally:
+            if log is not None:
+                log.close()
+
+    app = FastAPI(
+        title="earmark",
+        summary="Audio classification service",
+        description="Upload a clip, get its class probabilities. Web page at `/`.",
+        version=_version(),
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.add_middleware(_MetricsMiddleware, metrics=metrics)
+
+    # ------------------------------------------------------------------ error handlers
+
+    @app.exception_handler(UploadRejected)
+    async def _rejected(request: Request, exc: UploadRejected) -> JSONResponse:
+        metrics.observe_error(request.url.path, exc.kind)
+        return _error(exc.status, exc.kind, str(exc))
+
+    @app.exception_handler(AudioDecodeError)
+    async def _undecodable(request: Request, exc: AudioDecodeError) -> JSONResponse:
+        metrics.observe_error(request.url.path, "audio_decode_error")
+        return _error(422, "audio_decode_error", f"the upload is not decodable audio: {exc.reason}")
+
+    @app.exception_handler(ParameterError)
+    async def _bad_parameter(request: Request, exc: ParameterError) -> JSONResponse:
+        metrics.observe_error(request.url.path, "bad_request")
+        return _error(400, "bad_request", str(exc))
+
+    @app.exception_handler(BundleError)
+    async def _bad_bundle(request: Request, exc: BundleError) -> JSONResponse:
+        metrics.observe_error(request.url.path, "bundle_error")
+        return _error(500, "bundle_error", str(exc))
+
+    @app.exception_handler(EarmarkError)
+    async def _earmark(request: Request, exc: EarmarkError) -> JSONResponse:
+        metrics.observe_error(request.url.path, type(exc).__name__)
+        return _error(400, type(exc).__name__, str(exc))
+
+    # ------------------------------------------------------------------ helpers
+
+    def _predict_one(data: bytes, *, spectrogram: bool, source: str | None) -> tuple[Prediction, Any]:
+        predictor: Predictor = app.state.predictor
+        log = app.state.log
+        y = predictor.decode(data, max_bytes=settings.max_bytes, max_seconds=settings.max_seconds,
+                             timeout=settings.decode_timeout)
+        pred = predictor.predict_arrays([y], summaries=log is not None)[0]
+        metrics.observe_prediction(pred.label)
+        if log is not None:
+            log.append(features=pred.features, proba=np.array(list(pred.probabilities.values())),
+                       label=pred.label, source=source)
+        spec = _spectrogram(y, predictor.sample_rate) if spectrogram and settings.spectrogram else None
+        return pred, spec
+
+    def _answer(pred: Prediction, spec: Any, k: int | None) -> dict[str, Any]:
+        out = pred.to_dict(k=k or settings.top_k)
+        if spec is not None:
+            out["spectrogram"] = spec
+        return out
+
+    async def _upload(request: Request) -> tuple[bytes, str | None]:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > settings.max_bytes + 64 * 1024:
+            raise UploadRejected(
+                f"request body is {int(length):,} bytes, above the limit of {settings.max_bytes:,} "
+                "(setting max_bytes / --max-bytes / EARMARK_SERVE_MAX_BYTES)",
+                kind="too_large", status=413,
+            )
+        ctype = request.headers.get("content-type", "")
+        if ctype.startswith("multipart/form-data"):
+            form = await request.form(max_files=1, max_fields=16)
+            item = form.get("file")
+            if item is None or isinstance(item, str):
+                raise UploadRejected("multipart body has no file field 'file'; send the audio as field 'file'",
+                                     kind="no_file", status=400)
+            data = await item.read()
+            await form.close()
+            return data, item.filename
+        return await _read_limited(request), None
+
+    async def _read_limited(request: Request) -> bytes:
+        chunks = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > settings.max_bytes:
+                raise UploadRejected(
+                    f"request body is above the limit of {settings.max_bytes:,} bytes "
+                    "(setting max_bytes / --max-bytes / EARMARK_SERVE_MAX_BYTES)",
+                    kind="too_large", status=413,
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    # ------------------------------------------------------------------ endpoints
+
+    @app.post(
+        "/predict",
+        summary="Classify one clip",
+        description="Send an audio file as multipart field `file`, or its raw bytes as the body. "
+        "Answers the top `label`, its `confidence`, the `probabilities` of every class and the "
+        "`top` classes; `?spectrogram=true` adds a log-mel image (for the web page).",
+        openapi_extra={"requestBody": {"content": {
+            "multipart/form-data": {"schema": {"type": "object", "properties": {
+                "file": {"type": "string", "format": "binary"}}, "required": ["file"]}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        }}},
+    )
+    async def predict(request: Request, top_k: int | None = None, spectrogram: bool = False) -> dict[str, Any]:
+        data, name = await _upload(request)
+        pred, spec = await run_in_threadpool(_predict_one, data, spectrogram=spectrogram, source=name)
+        return _answer(pred, spec, top_k)
+
+    @app.post(
+        "/predict/batch",
+        summary="Classify several clips",
+        description="Multipart fields `files` (repeated). Each file gets its answer or its error; "
+        "one bad file does not fail the others.",
+        openapi_extra={"requestBody": {"content": {"multipart/form-data": {"schema": {
+            "type": "object", "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}},
+            "required": ["files"]}}}}},
+    )
+    async def predict_batch(request: Request, top_k: int | None = None) -> dict[str, Any]:
+        length = request.headers.get("content-length")
+        limit = settings.max_bytes * settings.max_batch
+        if length is not None and length.isdigit() and int(length) > limit:
+            raise UploadRejected(f"request body is {int(length):,} bytes, above max_bytes × max_batch = {limit:,}",
+                                 kind="too_large", status=413)
+        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+            raise UploadRejected("send the clips as multipart/form-data fields named 'files'", kind="no_file", status=400)
+        form = await request.form(max_files=settings.max_batch, max_fields=settings.max_batch + 16)
+        items = [f for f in form.getlist("files") if not isinstance(f, str)]
+        if not items:
+            raise UploadRejected("multipart body has no 'files' fields; send one field 'files' per clip",
+                                 kind="no_file", status=400)
+        uploads = [(f.filename, await f.read()) for f in items]
+        await form.close()
+
+        def work() -> list[dict[str, Any]]:
+            results = []
+            for name, data in uploads:
+                try:
+                    pred, _ = _predict_one(data, spectrogram=False, source=name)
+                    results.append({"file": name, **_answer(pred, None, top_k)})
+                except UploadRejected as exc:
+                    metrics.observe_error("/predict/batch", exc.kind)
+                    results.append({"file": name, "error": exc.kind, "detail": str(exc)})
+                except AudioDecodeError as exc:
+                    metrics.observe_error("/predict/batch", "audio_decode_error")
+                    results.append({"file": name, "error": "audio_decode_error", "detail": exc.reason})
+            return results
+
+        results = await run_in_threadpool(work)
+        return {"results": results, "n": len(results), "failed": sum("error" in r for r in results)}
+
+    @app.get("/health", summary="Liveness and readiness")
+    def health() -> dict[str, Any]:
+        predictor: Predictor = app.state.predictor
+        return {"status": "ok", "classes": len(predictor.classes), "version": _version()}
+
+    @app.get("/model", summary="The served model: classes, feature and model config, metrics")
+    def model_info() -> dict[str, Any]:
+        predictor: Predictor = app.state.predictor
+        return _model_info(predictor, settings)
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
+    def prometheus() -> PlainTextResponse:
+        return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.get("/", summary="Web page: upload or record a clip", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> HTMLResponse:
+        return HTMLResponse(_page())
+
+    return app
+
+
+def _version() -> str:
+    from earmark import __version__
+
+    return __version__
+
+
+_PAGE: str | None = None
+
+
+def _page() -> str:
+    global _PAGE
+    if _PAGE is None:
+        _PAGE = resources.files("earmark.serving").joinpath("static/index.html").read_text(encoding="utf-8")
+    return _PAGE
+
+
+def _model_info(predictor: Predictor, settings: ServeSettings) -> dict[str, Any]:
+    from earmark.bundle import _jsonable
+
+    m = predictor.manifest
+    model = predictor.model
+    if m is not None:
+        info = {k: m.get(k) for k in ("task", "target", "classes", "features", "model", "config", "metrics",
+                                      "data", "earmark_version", "libraries", "format_version", "created")}
+        info["model"] = {k: v for k, v in (m.get("model") or {}).items() if k != "estimator"} | {
+            "estimator": {k: v for k, v in (m["model"].get("estimator") or {}).items() if k not in ("history",)}
+        }
+    else:
+        info = {
+            "task": getattr(model, "task", None),
+            "target": getattr(model, "target", None),
+            "classes": predictor.classes,
+            "features": {"settings": _jsonable(predictor.preset.to_dict())},
+            "model": {"type": type(model.estimator).__name__},
+            "config": {"settings": _jsonable(getattr(model, "config", None))},
+            "metrics": _jsonable(getattr(model, "metrics", None)),
+            "data": _jsonable(getattr(model, "data", None)),
+        }
+    info["labels"] = predictor.classes
+    info["sample_rate"] = predictor.sample_rate
+    info["settings"] = settings.to_dict()
+    return info
+
+
+_MEL_CACHE: dict[tuple[int, int], np.ndarray] = {}
+
+
+def _spectrogram(y: np.ndarray, sr: int) -> dict[str, Any]:
+    """A small log-mel image for the web page: uint8 rows (frames × mels), base64."""
+    import base64
+
+    n_fft = 1 << max(8, int(np.ceil(np.log2(sr * 0.032))))
+    hop = n_fft // 4
+    key = (sr, n_fft)
+    if key not in _MEL_CACHE:
+        import librosa
+
+        _MEL_CACHE[key] = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=_SPEC_MELS, fmin=0.0, fmax=sr / 2,
+                                              htk=False, norm="slaney").astype(np.float32)
+    if y.shape[0] < n_fft:
+        y = np.pad(y, (0, n_fft - y.shape[0]))
+    frames = 1 + (y.shape[0] - n_fft) // hop
+    idx = np.arange(n_fft)[None, :] + hop * np.arange(frames)[:, None]
+    win = np.hanning(n_fft).astype(np.float32)
+    power = np.abs(np.fft.rfft(y[idx] * win, axis=1)) ** 2
+    mel = power @ _MEL_CACHE[key].T
+    db = 10 * np.log10(np.maximum(mel, 1e-10))
+    top = float(db.max())
+    db = np.clip(db, top - 80.0, top)
+    img = np.round((db - (top - 80.0)) / 80.0 * 255).astype(np.uint8)
+    return {"frames": int(frames), "mels": _SPEC_MELS, "hop_seconds": hop / sr, "db_range": [top - 80.0, top],
+            "data": base64.b64encode(img.tobytes()).decode("ascii")}

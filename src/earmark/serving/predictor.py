@@ -1,0 +1,330 @@
+"""Prediction from audio bytes, arrays and files with the model's own feature code.
+
+:class:`Predictor` wraps a trained model (or a bundle path) once and answers many requests:
+decode → the model's feature preset → the estimator. It is what the HTTP service, ``earmark
+predict`` and the benchmarks share, so all of them compute features exactly as training did.
+
+Example
+-------
+>>> p = Predictor.load("models/digits")  # doctest: +SKIP
+>>> p.predict_file("../shared/data/fsdd/recordings/7_jackson_32.wav").label  # doctest: +SKIP
+'7'
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from earmark.audio import load_audio
+from earmark.errors import AudioDecodeError, ParameterError
+
+__all__ = ["Prediction", "Predictor", "UploadRejected", "top_k"]
+
+UNKNOWN = "unknown"
+
+
+class UploadRejected(ParameterError):
+    """An input breaks a limit of the service (size, duration, emptiness); ``status`` is the HTTP code.
+
+    Attributes
+    ----------
+    kind : str
+        Short machine-readable name (``too_large``, ``too_long``, ``empty``).
+    status : int
+        HTTP status the service answers with.
+    """
+
+    def __init__(self, message: str, *, kind: str, status: int) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One clip's answer.
+
+    Attributes
+    ----------
+    label : str
+        Top class (or ``unknown`` when rejected as too uncertain).
+    confidence : float
+        Probability of the top class.
+    probabilities : dict
+        Probability of every class, in the model's class order.
+    duration : float
+        Seconds of audio used.
+    features : np.ndarray or None
+        The clip's summary vector for drift monitoring.
+    """
+
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+    duration: float
+    features: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def top(self, k: int) -> list[dict[str, Any]]:
+        """The ``k`` most probable classes as ``[{"label", "probability"}, …]``."""
+        return top_k(self.probabilities, k)
+
+    def to_dict(self, *, k: int | None = None) -> dict[str, Any]:
+        """JSON-ready answer: ``label``, ``confidence``, ``probabilities``, ``top``, ``duration``."""
+        return {
+            "label": self.label,
+            "confidence": self.confidence,
+            "probabilities": self.probabilities,
+            "top": self.top(k or len(self.probabilities)),
+            "duration": self.duration,
+        }
+
+
+def top_k(probabilities: dict[str, float], k: int) -> list[dict[str, Any]]:
+    """The ``k`` largest entries of a ``{label: probability}`` dict, most probable first.
+
+    Example
+    -------
+    >>> top_k({"a": 0.2, "b": 0.7, "c": 0.1}, 2)
+    [{'label': 'b', 'probability': 0.7}, {'label': 'a', 'probability': 0.2}]
+    """
+    items = sorted(probabilities.items(), key=lambda kv: -kv[1])[: max(int(k), 1)]
+    return [{"label": lab, "probability": p} for lab, p in items]
+
+
+class Predictor:
+    """A trained model ready to answer: decoding limits, features, probabilities, drift summary.
+
+    Parameters
+    ----------
+    model : earmark.training.TrainedModel
+        The model (from :func:`earmark.train` or :func:`earmark.load_model`).
+    manifest : dict, optional
+        Its bundle manifest, when it came from one (shown by ``GET /model``).
+    reject_below : float or None
+        Answer ``unknown`` when the top probability is below this.
+
+    Example
+    -------
+    >>> p = Predictor(trained)  # doctest: +SKIP
+    >>> p.classes[:3]  # doctest: +SKIP
+    ['0', '1', '2']
+    """
+
+    def __init__(self, model: Any, manifest: dict[str, Any] | None = None, *, reject_below: float | None = None) -> None:
+        if getattr(model, "classes", None) is None:
+            raise ParameterError(
+                "Predictor serves classifiers; this model has no classes (a regressor?). "
+                "Use model.predict for regression."
+            )
+        self.model = model
+        self.manifest = manifest
+        self.preset = model.preset
+        self.classes: list[str] = [str(c) for c in model.classes]
+        self.sample_rate = int(self.preset.sample_rate)
+        self.reject_below = reject_below
+        est_classes = getattr(model.estimator, "classes_", None)
+        # column order of predict_proba → position in self.classes
+        self._order = None
+        if est_classes is not None:
+            names = [str(c) for c in est_classes]
+            if names != self.classes and sorted(names) == sorted(self.classes):
+                self._order = np.array([names.index(c) for c in self.classes])
+
+    @classmethod
+    def load(cls, model_or_path: Any, *, reject_below: float | None = None) -> Predictor:
+        """A predictor for a trained model, or for the bundle at a path (verified on load).
+
+        Example
+        -------
+        >>> Predictor.load("digits.earmark").classes  # doctest: +SKIP
+        ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9']
+        """
+        if isinstance(model_or_path, Predictor):
+            return model_or_path
+        if isinstance(model_or_path, (str, os.PathLike)):
+            from earmark.bundle import load_bundle
+
+            model, manifest = load_bundle(model_or_path)
+            return cls(model, manifest, reject_below=reject_below)
+        return cls(model_or_path, reject_below=reject_below)
+
+    # -- features -------------------------------------------------------------------------
+
+    def features(self, y: np.ndarray) -> np.ndarray:
+        """The model's input for one mono clip at :attr:`sample_rate` (the training preset)."""
+        from earmark.features import featurize
+
+        return np.asarray(featurize(y, self.preset))
+
+    def summary(self, y: np.ndarray, x: np.ndarray) -> np.ndarray | None:
+        """The per-clip summary vector compared with the bundle's reference for drift."""
+        from earmark.training import reference_summary
+
+        return np.asarray(reference_summary(y, self.preset, features=x), dtype=np.float32)
+
+    def proba(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
+        """Probabilities ``(n, n_classes)`` in :attr:`classes` order for model inputs."""
+        est = self.model.estimator
+        batch: Any = np.stack(inputs) if getattr(self.preset, "pooled", True) else list(inputs)
+        p = np.asarray(est.predict_proba(batch), dtype=np.float64)
+        if self._order is not None:
+            p = p[:, self._order]
+        return p
+
+    # -- prediction -------------------------------------------------------------------------
+
+    def decode(
+        self,
+        source: Any,
+        *,
+        max_bytes: int | None = None,
+        max_seconds: float | None = None,
+        timeout: float | None = None,
+    ) -> np.ndarray:
+        """Decode bytes, a file or a file object to mono float32 at :attr:`sample_rate`, enforcing limits.
+
+        Raises
+        ------
+        UploadRejected
+            Empty, larger than ``max_bytes`` or longer than ``max_seconds``.
+        AudioDecodeError
+            Not decodable audio.
+        """
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            if len(source) == 0:
+                raise UploadRejected("empty upload (0 bytes); send an audio file", kind="empty", status=400)
+            if max_bytes is not None and len(source) > max_bytes:
+                raise UploadRejected(
+                    f"upload is {len(source):,} bytes, above the limit of {max_bytes:,} "
+                    "(setting max_bytes / --max-bytes / EARMARK_SERVE_MAX_BYTES)",
+                    kind="too_large", status=413,
+                )
+        kwargs: dict[str, Any] = {}
+        if max_bytes is not None:
+            kwargs["max_bytes"] = max_bytes
+        if timeout is not None:
+            kwargs["timeout"] = timeout
+        # decode a little more than allowed, to tell "too long" from "exactly the limit"
+        limit = None if max_seconds is None else max_seconds + 0.5
+        y, _ = load_audio(source, sr=self.sample_rate, mono=True, max_seconds=limit, **kwargs)
+        if max_seconds is not None and y.shape[0] > max_seconds * self.sample_rate + 1:
+            raise UploadRejected(
+                f"audio is longer than the limit of {max_seconds:g} s "
+                "(setting max_seconds / --max-seconds / EARMARK_SERVE_MAX_SECONDS)",
+                kind="too_long", status=413,
+            )
+        return y
+
+    def _make(self, p: np.ndarray, duration: float, summary: np.ndarray | None) -> Prediction:
+        i = int(np.argmax(p))
+        conf = float(p[i])
+        label = self.classes[i]
+        if self.reject_below is not None and conf < self.reject_below:
+            label = UNKNOWN
+        return Prediction(
+            label=label,
+            confidence=conf,
+            probabilities={c: float(v) for c, v in zip(self.classes, p, strict=True)},
+            duration=duration,
+            features=summary,
+        )
+
+    def predict_arrays(self, clips: Sequence[np.ndarray], *, summaries: bool = False) -> list[Prediction]:
+        """Predict mono clips already at :attr:`sample_rate`.
+
+        Example
+        -------
+        >>> p.predict_arrays([y])[0].label  # doctest: +SKIP
+        '7'
+        """
+        if not clips:
+            return []
+        xs = [self.features(y) for y in clips]
+        proba = self.proba(xs)
+        out = []
+        for y, x, p in zip(clips, xs, proba, strict=True):
+            s = self.summary(y, x) if summaries else None
+            out.append(self._make(p, y.shape[0] / self.sample_rate, s))
+        return out
+
+    def predict_bytes(
+        self,
+        data: Any,
+        *,
+        max_bytes: int | None = None,
+        max_seconds: float | None = None,
+        timeout: float | None = None,
+        summaries: bool = False,
+    ) -> Prediction:
+        """Decode (with limits) and predict one upload; see :meth:`decode` for the errors.
+
+        Example
+        -------
+        >>> p.predict_bytes(open("7_jackson_32.wav", "rb").read()).label  # doctest: +SKIP
+        '7'
+        """
+        y = self.decode(data, max_bytes=max_bytes, max_seconds=max_seconds, timeout=timeout)
+        return self.predict_arrays([y], summaries=summaries)[0]
+
+    def predict_file(self, path: str | os.PathLike[str], **limits: Any) -> Prediction:
+        """Predict one file (same limits as :meth:`predict_bytes`)."""
+        return self.predict_bytes_path(Path(path), **limits)
+
+    def predict_bytes_path(self, path: Path, **limits: Any) -> Prediction:
+        y = self.decode(path, max_bytes=limits.get("max_bytes"), max_seconds=limits.get("max_seconds"),
+                        timeout=limits.get("timeout"))
+        return self.predict_arrays([y], summaries=limits.get("summaries", False))[0]
+
+    def predict_windows(
+        self, y: np.ndarray, *, window: float, hop: float | None = None
+    ) -> tuple[list[tuple[float, float, Prediction]], Prediction]:
+        """Predict a long clip window by window; also the clip-level summary (mean probabilities).
+
+        Parameters
+        ----------
+        y : np.ndarray
+            Mono clip at :attr:`sample_rate`.
+        window, hop : float
+            Window length and step in seconds (``hop`` defaults to ``window``).
+
+        Returns
+        -------
+        windows : list of (start, end, Prediction)
+        summary : Prediction
+
+        Example
+        -------
+        >>> windows, clip = p.predict_windows(y, window=1.0, hop=0.5)  # doctest: +SKIP
+        """
+        if not window > 0:
+            raise ParameterError(f"The 'window' parameter must be a positive number of seconds. Got {window!r} instead.")
+        hop = window if hop is None else hop
+        if not hop > 0:
+            raise ParameterError(f"The 'hop' parameter must be a positive number of seconds. Got {hop!r} instead.")
+        sr = self.sample_rate
+        w, h = max(1, round(window * sr)), max(1, round(hop * sr))
+        n = y.shape[0]
+        starts = list(range(0, max(n - w, 0) + 1, h))
+        if starts[-1] + w < n:  # cover the tail
+            starts.append(max(n - w, 0))
+        chunks = [y[s : s + w] for s in starts]
+        xs = [self.features(c) for c in chunks]
+        proba = self.proba(xs)
+        windows = [
+            (s / sr, min(s + w, n) / sr, self._make(p, c.shape[0] / sr, None))
+            for s, c, p in zip(starts, chunks, proba, strict=True)
+        ]
+        return windows, self._make(proba.mean(axis=0), n / sr, None)
+
+
+def check_decodable(error: Exception) -> str:
+    """A one-line reason for a per-file error (used in outputs that list failures)."""
+    if isinstance(error, AudioDecodeError):
+        return error.reason
+    return str(error)
