@@ -24,6 +24,7 @@ from earmark.sources._splits import (
     train_test_split,
 )
 from earmark.sources._summary import summarize
+from earmark.sources._synthetic import make_demo_dataset
 
 __all__ = [
     "GROUP_COLUMNS",
@@ -35,6 +36,7 @@ __all__ = [
     "find_duplicates",
     "iter_folds",
     "load_dataset",
+    "make_demo_dataset",
     "parse_pattern",
     "split_kind",
     "summarize",
