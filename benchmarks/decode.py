@@ -13,10 +13,10 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import librosa  # noqa: E402
-import numpy as np  # noqa: E402
+import librosa
+import numpy as np
 
-from earmark.audio import load_audio  # noqa: E402
+from earmark.audio import load_audio
 
 REPO = Path(__file__).resolve().parents[1]
 
