@@ -20,12 +20,14 @@ app = typer.Typer(
 
 #: Command modules, in the order their commands appear in ``earmark --help``.
 COMMAND_MODULES = (
-    "earmark.cli.data",      # info, datasets, demo
+    "earmark.cli.data",      # info, datasets
+    "earmark.cli.demo",      # demo
     "earmark.cli.features",  # features list, extract
     "earmark.cli.models",    # models list, train, tune
     "earmark.cli.evaluate",  # evaluate, cv, compare
     "earmark.cli.serve",     # predict, export, serve, monitor
     "earmark.cli.synth",     # synth
+    "earmark.cli.transfer",  # embed
 )
 
 for _name in COMMAND_MODULES:
