@@ -1,0 +1,269 @@
+"""Synthetic speakers on FSDD: do espeak-ng voices help a model hear the word, not the speaker?
+
+Two experiments (issue 8):
+
+``loso``      FSDD leave-one-speaker-out (5 folds) with 0, 500, 2,000 and 5,000 synthetic clips mixed
+              into TRAINING ONLY (validation and test are real speakers), several seeds each; prints
+              mean and worst fold accuracy with their spread over seeds. Goal for the default model
+              with synthetic speakers: LOSO mean >= 95 %, worst fold >= 90 %.
+``detector``  a real-vs-synthetic detector (logistic regression on pooled MFCC statistics) trained
+              on FSDD speakers vs clips of this generator with voices that tts-digits does NOT use;
+              tested on a held-out FSDD speaker vs ../shared/data/tts-digits (another espeak-ng
+              build, other voices, SoX post-processing).
+
+Usage (defaults are the full configuration; the shared 2-core machine needs smaller ones):
+    python benchmarks/synthetic_speakers.py detector [--voices 100]
+    python benchmarks/synthetic_speakers.py loso [--clips 0,500,2000,5000] [--seeds 0,1,2]
+        [--folds george,jackson] [--epochs 30] [--model cnn] [--threads 2]
+
+Synthetic sets are cached under --cache (default: $TMPDIR/earmark-synth-bench), never in the repo.
+espeak-ng is GPL-3.0-or-later (optional extra: pip install 'earmark[synth]').
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("EARMARK_SHARED", REPO.parent / "shared")) / "data"
+DIGIT_WORDS = "0=zero,1=one,2=two,3=three,4=four,5=five,6=six,7=seven,8=eight,9=nine"
+SR = 8000
+
+
+# --- data ------------------------------------------------------------------------------------
+
+
+def fsdd() -> pd.DataFrame:
+    from earmark.sources import load_dataset
+
+    return load_dataset(SHARED / "fsdd" / "manifest.csv")
+
+
+def synthetic_set(cache: Path, *, n_voices: int, seed: int, voices=None, tag: str = "", post=None) -> pd.DataFrame:
+    """Render the ten digits in ``n_voices`` voices (cached; voices are prefix-stable, so a larger
+    cached set serves a smaller request)."""
+    from earmark.synth import synthesize
+
+    folder = cache / f"digits-seed{seed}{tag}-{n_voices}"
+    if (folder / "manifest.csv").is_file():
+        df = pd.read_csv(folder / "manifest.csv", dtype={"label": str})
+        df["path"] = [str(folder / p) for p in df["path"]]
+        return df
+    t0 = time.perf_counter()
+    df = synthesize(
+        [str(d) for d in range(10)], voices=voices if voices is not None else n_voices, out=folder,
+        sample_rate=SR, seed=seed, text_map=DIGIT_WORDS, post=post, overwrite=True,
+    )
+    dt = time.perf_counter() - t0
+    print(f"  synthesised {len(df)} clips in {dt:.1f} s ({1000 * dt / len(df):.1f} ms/clip) -> {folder}", file=sys.stderr)
+    return df
+
+
+def take_clips(df: pd.DataFrame, n_clips: int) -> pd.DataFrame:
+    """The first voices' clips, ``n_clips`` in all (whole voices: 10 clips each)."""
+    groups = list(dict.fromkeys(df["group"]))[: n_clips // 10]
+    return df[df["group"].isin(groups)].reset_index(drop=True)
+
+
+# --- features (log-mel for the CNN, pooled MFCC statistics for the detector) --------------------
+
+
+def _load(paths) -> list[np.ndarray]:
+    from earmark.audio import load_audio
+
+    return [load_audio(p, sr=SR)[0] for p in paths]
+
+
+def logmel(paths) -> list[np.ndarray]:
+    import librosa
+
+    out = []
+    for y in _load(paths):
+        m = librosa.feature.melspectrogram(
+            y=y, sr=SR, n_fft=256, win_length=200, hop_length=80, n_mels=40, fmin=20.0, fmax=4000.0,
+            power=2.0, center=True,
+        )
+        out.append(librosa.power_to_db(m, ref=1.0, top_db=None).astype(np.float32))
+    return out
+
+
+def mfcc_stats(paths) -> np.ndarray:
+    import librosa
+
+    rows = []
+    for y in _load(paths):
+        m = librosa.feature.mfcc(y=y, sr=SR, n_mfcc=20, n_fft=256, hop_length=80, n_mels=40, fmax=4000.0)
+        d = librosa.feature.delta(m, width=9, mode="nearest")
+        rows.append(np.r_[m.mean(1), m.std(1), d.mean(1), d.std(1)])
+    return np.asarray(rows, np.float32)
+
+
+# --- leave one speaker out -----------------------------------------------------------------------
+
+
+def fit_predict(train: pd.DataFrame, test: pd.DataFrame, extra: pd.DataFrame | None, *, model: str,
+                epochs: int | None, seed: int, extra_weight: float, feats: dict) -> np.ndarray:
+    """Train on ``train`` (+ ``extra``, training only) and predict ``test``.
+
+    Uses ``earmark.training.train`` when it exists; otherwise fits the registered model directly
+    on librosa log-mel features (same network, a stand-in for the feature preset).
+    """
+    try:
+        from earmark.training import train as earmark_train
+    except ImportError:
+        earmark_train = None
+    if earmark_train is not None:
+        trained = earmark_train(train, model=model, epochs=epochs, seed=seed, extra_train=extra, extra_weight=extra_weight)
+        return np.asarray(trained.predict(test), dtype=str)
+
+    from earmark.models import get_model
+
+    frames = pd.concat([train, extra]) if extra is not None and len(extra) else train
+    X = [feats[p] for p in frames["path"]]
+    y = frames["label"].astype(str).to_numpy()
+    w = np.r_[np.ones(len(train)), np.full(len(frames) - len(train), extra_weight)].astype(np.float32)
+    # Early stopping must look at real speakers only: validate on one held-in real speaker.
+    val_group = sorted(train["group"].unique())[seed % train["group"].nunique()]
+    is_val = (frames["group"] == val_group).to_numpy()
+    params = {"random_state": seed} | ({"epochs": epochs} if epochs else {})
+    clf = get_model(model, **params)
+    clf.fit([x for x, v in zip(X, is_val, strict=True) if not v], y[~is_val], sample_weight=w[~is_val],
+            X_val=[x for x, v in zip(X, is_val, strict=True) if v], y_val=y[is_val])
+    return np.asarray(clf.predict([feats[p] for p in test["path"]]), dtype=str)
+
+
+def run_loso(args: argparse.Namespace) -> None:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    real = fsdd()
+    speakers = sorted(real["group"].unique())
+    folds = args.folds.split(",") if args.folds else speakers
+    clip_counts = [int(c) for c in args.clips.split(",")]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    max_clips = max(clip_counts)
+    synth = {s: synthetic_set(args.cache, n_voices=max(max_clips // 10, 1), seed=s) for s in seeds} if max_clips else {}
+
+    paths = list(real["path"]) + [p for df in synth.values() for p in take_clips(df, max_clips)["path"]]
+    t0 = time.perf_counter()
+    feats = dict(zip(paths, logmel(paths), strict=True))
+    print(f"  log-mel of {len(paths)} clips in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+
+    rows = []
+    for n in clip_counts:
+        for s in seeds:
+            extra = take_clips(synth[s], n) if n else None
+            for spk in folds:
+                t0 = time.perf_counter()
+                train, test = real[real["group"] != spk], real[real["group"] == spk]
+                assert extra is None or not set(extra["path"]) & set(test["path"])  # synthetic never scored
+                pred = fit_predict(train, test, extra, model=args.model, epochs=args.epochs, seed=s,
+                                   extra_weight=args.extra_weight, feats=feats)
+                acc = float(np.mean(pred == test["label"].astype(str).to_numpy()))
+                rows.append({"clips": n, "seed": s, "fold": spk, "accuracy": acc})
+                print(f"  clips={n:5d} seed={s} fold={spk:9s} acc={acc:.3f} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+    res = pd.DataFrame(rows)
+    per_seed = res.groupby(["clips", "seed"])["accuracy"].agg(["mean", "min"])
+    table = per_seed.groupby("clips").agg(
+        mean=("mean", "mean"), mean_sd=("mean", "std"), worst=("min", "mean"), worst_sd=("min", "std"),
+    )
+    print(f"\nFSDD leave-one-speaker-out, model={args.model}, epochs={args.epochs or 'default'}, "
+          f"folds={','.join(folds)}, seeds={args.seeds}, extra_weight={args.extra_weight}")
+    print("synthetic clips | LOSO mean (± sd over seeds) | worst fold (± sd over seeds)")
+    for n, r in table.iterrows():
+        print(f"{n:15d} | {100 * r['mean']:6.1f} % ± {100 * np.nan_to_num(r['mean_sd']):4.1f}      "
+              f"| {100 * r['worst']:6.1f} % ± {100 * np.nan_to_num(r['worst_sd']):4.1f}")
+    print("per fold (mean over seeds):")
+    print((100 * res.pivot_table(index="clips", columns="fold", values="accuracy")).round(1).to_string())
+
+
+# --- real vs synthetic ---------------------------------------------------------------------------
+
+
+def run_detector(args: argparse.Namespace) -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from earmark.synth import PostProcessing, design_voices
+
+    real = fsdd()
+    tts_dir = SHARED / "tts-digits" / "espeak"
+    tts = pd.read_csv(tts_dir / "manifest.csv", dtype={"label": str})
+    tts["path"] = [str(tts_dir / p) for p in tts["path"]]
+    used = set(tts["voice"])
+    pool = design_voices(len(used) + 4 * args.voices, seed=args.seed)
+    others = [v for v in pool if v.name not in used][: args.voices]
+    assert len(others) == args.voices and not {v.name for v in others} & used
+    sets = {
+        "recording-like (noise, room)": synthetic_set(args.cache, n_voices=args.voices, seed=args.seed, voices=others, tag="-other"),
+        "clean (trim + level only)": synthetic_set(
+            args.cache, n_voices=args.voices, seed=args.seed, voices=others, tag="-other-clean",
+            post=PostProcessing(noise_probability=0.0, reverb_probability=0.0),
+        ),
+    }
+    t0 = time.perf_counter()
+    all_paths = list(real["path"]) + list(tts["path"]) + [p for df in sets.values() for p in df["path"]]
+    feats = dict(zip(all_paths, mfcc_stats(all_paths), strict=True))
+    print(f"  MFCC statistics of {len(all_paths)} clips in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    X_tts = np.stack([feats[p] for p in tts["path"]])
+
+    print(f"\nReal-vs-synthetic detector: logistic regression on pooled MFCC statistics (80 dims).\n"
+          f"Train: 4 FSDD speakers (2,000 clips, real) vs {len(others)} generator voices x 10 digits "
+          f"(none of tts-digits' {len(used)} voice strings).\n"
+          "Test: the held-out FSDD speaker (500, real) vs tts-digits (500, synthetic); mean over the 5 folds.")
+    print("synthetic training set          | AUC   | balanced acc | tts-digits flagged | real flagged")
+    for name, syn in sets.items():
+        aucs, baccs, tprs, fprs = [], [], [], []
+        for spk in sorted(real["group"].unique()):
+            tr = real[real["group"] != spk]
+            te = real[real["group"] == spk]
+            X = np.vstack([np.stack([feats[p] for p in tr["path"]]), np.stack([feats[p] for p in syn["path"]])])
+            y = np.r_[np.zeros(len(tr)), np.ones(len(syn))]
+            clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000, C=1.0, class_weight="balanced"))
+            clf.fit(X, y)
+            X_te = np.vstack([np.stack([feats[p] for p in te["path"]]), X_tts])
+            y_te = np.r_[np.zeros(len(te)), np.ones(len(X_tts))]
+            p = clf.predict_proba(X_te)[:, 1]
+            tpr = float(np.mean(p[y_te == 1] >= 0.5))
+            fpr = float(np.mean(p[y_te == 0] >= 0.5))
+            aucs.append(roc_auc_score(y_te, p))
+            baccs.append((tpr + 1 - fpr) / 2)
+            tprs.append(tpr)
+            fprs.append(fpr)
+        print(f"{name:31s} | {np.mean(aucs):.3f} | {100 * np.mean(baccs):10.1f} % | {100 * np.mean(tprs):16.1f} % "
+              f"| {100 * np.mean(fprs):10.1f} %   (worst fold AUC {np.min(aucs):.3f})")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", required=True)
+    default_cache = Path(tempfile.gettempdir()) / "earmark-synth-bench"
+    lo = sub.add_parser("loso", help="leave-one-speaker-out with synthetic speakers in training")
+    lo.add_argument("--clips", default="0,500,2000,5000", help="synthetic clip counts (multiples of 10)")
+    lo.add_argument("--seeds", default="0,1,2")
+    lo.add_argument("--folds", default="", help="speakers to hold out (default: all five)")
+    lo.add_argument("--model", default="cnn")
+    lo.add_argument("--epochs", type=int, default=None, help="default: the model's own")
+    lo.add_argument("--extra-weight", type=float, default=1.0)
+    lo.add_argument("--threads", type=int, default=2)
+    lo.add_argument("--cache", type=Path, default=default_cache)
+    de = sub.add_parser("detector", help="real-vs-synthetic detector against tts-digits")
+    de.add_argument("--voices", type=int, default=100)
+    de.add_argument("--seed", type=int, default=100)
+    de.add_argument("--cache", type=Path, default=default_cache)
+    args = ap.parse_args()
+    {"loso": run_loso, "detector": run_detector}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
