@@ -262,6 +262,18 @@ class _TorchEstimator(BaseEstimator):
         n_val = max(1, round(frac * n))
         return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
+    # ------------------------------------------------------------------ hooks (transfer learning)
+    def _build_module(self, input_shape: tuple[int, ...], n_outputs: int) -> torch.nn.Module:
+        """Fresh network for ``fit``; subclasses override it to start from pretrained weights."""
+        return build_network(self.network, self.arch, input_shape, n_outputs, self.net_options)
+
+    def _param_groups(self, module: torch.nn.Module) -> list[dict]:
+        """Optimizer parameter groups, each with its own peak ``lr`` (one group by default)."""
+        return [{"params": list(module.parameters()), "lr": self.lr}]
+
+    def _on_epoch_start(self, module: torch.nn.Module, epoch: int) -> None:
+        """Called after ``module.train()`` at the start of every epoch (1-based); no-op by default."""
+
     # ------------------------------------------------------------------ fit
     def _fit(
         self,
@@ -309,7 +321,7 @@ class _TorchEstimator(BaseEstimator):
         gen = torch.Generator().manual_seed(seed)
         device = _resolve_device(self.device)
         self.input_shape_ = tuple(int(s) for s in X.shape[1:])
-        module = build_network(self.network, self.arch, self.input_shape_, self._n_outputs(), self.net_options)
+        module = self._build_module(self.input_shape_, self._n_outputs())
         for m in module.modules():
             if isinstance(m, _Standardize):
                 m.mean.copy_(torch.as_tensor(Xt.mean(axis=0)))
@@ -320,9 +332,11 @@ class _TorchEstimator(BaseEstimator):
         Xt_t = torch.as_tensor(Xt)
         yt_t = torch.as_tensor(yt)
         steps_per_epoch = max(1, len(Xt) // self.batch_size + (1 if len(Xt) % self.batch_size > 1 else 0))
-        opt = torch.optim.AdamW(module.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        groups = self._param_groups(module)
+        opt = torch.optim.AdamW(groups, lr=self.lr, weight_decay=self.weight_decay)
         sched = torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=max(self.lr, 1e-12), total_steps=self.epochs * steps_per_epoch, pct_start=0.25
+            opt, max_lr=[max(g.get("lr", self.lr), 1e-12) for g in groups],
+            total_steps=self.epochs * steps_per_epoch, pct_start=0.25,
         )
         aug_cfg = AugmentConfig(**(self.augment_options or {})) if self.augment else None
         kind = self._kind(X.ndim - 1)
@@ -354,6 +368,7 @@ class _TorchEstimator(BaseEstimator):
             if stopped:
                 break
             module.train()
+            self._on_epoch_start(module, epoch)
             perm = torch.randperm(len(Xt_t), generator=gen)
             tot_loss = tot_w = correct = seen = 0.0
             for b in range(steps_per_epoch):
