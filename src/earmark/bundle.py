@@ -151,7 +151,14 @@ def _earmark_class(name: str | None) -> Any:
 # ----------------------------------------------------------------------------- save
 
 
-def save_model(trained: Any, path: str | os.PathLike[str], *, pack: bool = False, overwrite: bool = True) -> Path:
+def save_model(
+    trained: Any,
+    path: str | os.PathLike[str],
+    *,
+    pack: bool = False,
+    overwrite: bool = True,
+    reference: Mapping[str, Any] | None = None,
+) -> Path:
     """Save a trained model as a bundle.
 
     Parameters
@@ -164,6 +171,9 @@ def save_model(trained: Any, path: str | os.PathLike[str], *, pack: bool = False
         Write one ``.earmark`` zip file instead of a directory (implied by a ``.earmark`` suffix).
     overwrite : bool
         Replace an existing bundle at ``path``; ``False`` raises instead.
+    reference : mapping, optional
+        Extra reference statistics merged into ``trained.reference`` (e.g. the drift reference
+        of :func:`earmark.serving.monitor.build_reference`).
 
     Returns
     -------
@@ -202,7 +212,8 @@ def save_model(trained: Any, path: str | os.PathLike[str], *, pack: bool = False
         work = Path(tmp) / "bundle"
         (work / ESTIMATOR_DIR).mkdir(parents=True)
         description = dump_estimator(trained.estimator, work / ESTIMATOR_DIR)
-        reference = _save_reference(getattr(trained, "reference", None) or {}, work / REFERENCE)
+        merged = {**(getattr(trained, "reference", None) or {}), **(reference or {})}
+        reference_info = _save_reference(merged, work / REFERENCE)
         preset = trained.preset
         config = getattr(trained, "config", None)
         manifest: dict[str, Any] = {
@@ -220,7 +231,7 @@ def save_model(trained: Any, path: str | os.PathLike[str], *, pack: bool = False
             "history": _jsonable(getattr(trained, "history", None)),
             "metrics": _jsonable(getattr(trained, "metrics", None)),
             "data": _jsonable(getattr(trained, "data", None)),
-            "reference": reference,
+            "reference": reference_info,
         }
         manifest["files"] = {
             p.relative_to(work).as_posix(): _sha256(p)

@@ -1,9 +1,187 @@
-"""Commands of this group land here as they are built (see the open issues)."""
+"""``earmark predict``, ``earmark export``, ``earmark serve`` and ``earmark monitor``."""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
 import typer
+
+from earmark.cli._common import ExitCode, err_console, fail, progress_bar, write_json
+from earmark.errors import EarmarkError
+
+
+class OutputFormat:
+    CHOICES = ("csv", "json")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to app (none yet)."""
+    """Add predict, export, serve and monitor to ``app``."""
+    app.command("predict")(predict)
+    app.command("export")(export)
+    app.command("serve")(serve)
+    app.command("monitor")(monitor)
+
+
+def predict(
+    model: Path = typer.Argument(..., exists=True, help="Model bundle (directory or .earmark file)."),
+    paths: list[Path] = typer.Argument(..., help="Audio files and folders (searched recursively)."),
+    fmt: str = typer.Option("csv", "--format", "-f", help="Output format: csv or json."),
+    top_k: int = typer.Option(1, "--top-k", "-k", min=1, help="Classes listed per file."),
+    window: float | None = typer.Option(None, "--window", min=0.01, help="Predict per window of this many seconds."),
+    hop: float | None = typer.Option(None, "--hop", min=0.01, help="Step between windows, seconds (default: --window)."),
+    reject_below: float | None = typer.Option(
+        None, "--reject-below", min=0.0, max=1.0, help="Label files 'unknown' below this top probability."
+    ),
+    workers: int | None = typer.Option(None, "--workers", "-j", min=1, help="Parallel threads (default: CPU count)."),
+    cache: Path | None = typer.Option(None, "--cache", help="Feature store folder (read, and filled)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write here instead of stdout."),
+) -> None:
+    """Predict audio files with a trained model; undecodable files are listed with their error."""
+    from earmark.serving.batch import expand_paths, predict_paths
+
+    if fmt not in OutputFormat.CHOICES:
+        fail(f"--format must be one of {', '.join(OutputFormat.CHOICES)}; got {fmt!r}.", ExitCode.USAGE)
+    if hop is not None and window is None:
+        fail("--hop needs --window (both in seconds).", ExitCode.USAGE)
+    try:
+        files = expand_paths(paths)
+        if not files:
+            fail(f"No audio files under {', '.join(map(str, paths))}.", ExitCode.USAGE)
+        with progress_bar("predicting", len(files)) as advance:
+            rows = predict_paths(model, files, k=top_k, window=window, hop=hop, reject_below=reject_below,
+                                 workers=workers, cache=cache, progress=advance)
+    except EarmarkError as exc:
+        fail(str(exc))
+    text = _format(rows, fmt, top_k)
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text, encoding="utf-8")
+    failed = [r for r in rows if r["error"]]
+    for r in failed:
+        err_console.print(f"[red]failed[/] {r['path']}: {r['error']}", highlight=False)
+    if failed:
+        err_console.print(f"{len(failed)} of {len(rows)} files failed.", highlight=False)
+        raise typer.Exit(int(ExitCode.PARTIAL))
+
+
+def _format(rows: list[dict], fmt: str, k: int) -> str:
+    if fmt == "json":
+        return json.dumps(rows, indent=2, ensure_ascii=False) + "\n"
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    windowed = any("windows" in r for r in rows)
+    head = ["path", "label", "confidence"]
+    for i in range(2, k + 1):
+        head += [f"label_{i}", f"probability_{i}"]
+    w.writerow([*head, "start", "end", "error"] if windowed else [*head, "error"])
+
+    def line(path, label, conf, top, start=None, end=None, error=None):
+        cells = [path, label if label is not None else "", "" if conf is None else f"{conf:.6f}"]
+        for i in range(1, k):
+            if i < len(top):
+                cells += [top[i]["label"], f"{top[i]['probability']:.6f}"]
+            else:
+                cells += ["", ""]
+        if windowed:
+            cells += ["" if start is None else f"{start:.3f}", "" if end is None else f"{end:.3f}"]
+        cells.append(error or "")
+        w.writerow(cells)
+
+    for r in rows:
+        line(r["path"], r["label"], r["confidence"], r["top"], error=r["error"])
+        for win in r.get("windows", []):
+            line(r["path"], win["label"], win["confidence"], [], win["start"], win["end"])
+    return buf.getvalue()
+
+
+def export(
+    model: Path = typer.Argument(..., exists=True, help="Model bundle (directory or .earmark file)."),
+    onnx: Path = typer.Option(..., "--onnx", help="ONNX file to write."),
+    frontend: bool = typer.Option(True, "--frontend/--no-frontend",
+                                  help="Include the feature frontend (waveform in) where it is expressible."),
+    check: bool = typer.Option(True, "--check/--no-check", help="Compare ONNX Runtime with PyTorch on random input."),
+) -> None:
+    """Export a neural model to ONNX (network, and the log-mel frontend where expressible)."""
+    from earmark.serving.export import export_onnx
+
+    try:
+        info = export_onnx(model, onnx, frontend=frontend, check=check)
+    except EarmarkError as exc:
+        fail(str(exc))
+    err_console.print(
+        f"wrote {onnx}: input {info['input_name']} {info['input_shape']} → {info['output_name']}"
+        + (f"; max |onnxruntime − torch| = {info['max_abs_diff']:.2e}" if info.get("max_abs_diff") is not None else ""),
+        highlight=False,
+    )
+
+
+def serve(
+    model: Path = typer.Argument(..., exists=True, help="Model bundle (directory or .earmark file)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
+    port: int = typer.Option(8000, "--port", "-p", min=0, max=65535, help="TCP port."),
+    workers: int = typer.Option(1, "--workers", "-w", min=1, help="Server processes."),
+    max_bytes: int | None = typer.Option(None, "--max-bytes", min=1, help="Largest upload (bytes)."),
+    max_seconds: float | None = typer.Option(None, "--max-seconds", min=0.01, help="Longest upload (seconds)."),
+    reject_below: float | None = typer.Option(None, "--reject-below", min=0.0, max=1.0,
+                                              help="Answer 'unknown' below this top probability."),
+    log: Path | None = typer.Option(None, "--log", help="Record requests for drift monitoring (SQLite file)."),
+) -> None:
+    """Serve a model over HTTP (FastAPI + uvicorn): /predict, /docs, a web page at /."""
+    import os
+
+    import uvicorn
+
+    from earmark.bundle import read_manifest
+    from earmark.serving.settings import ENV_PREFIX, ServeSettings
+
+    try:
+        read_manifest(model)  # refuse a bad bundle before binding the port
+        settings = ServeSettings.from_env(max_bytes=max_bytes, max_seconds=max_seconds, reject_below=reject_below,
+                                          log_path=str(log) if log else None)
+    except EarmarkError as exc:
+        fail(str(exc))
+    # the workers build the app from the environment (uvicorn's factory mode)
+    os.environ[ENV_PREFIX + "MODEL"] = str(model.resolve())
+    for key, value in settings.to_dict().items():
+        if value is not None:
+            os.environ[ENV_PREFIX + key.upper()] = str(value)
+    err_console.print(f"serving {model} on http://{host}:{port} (docs at /docs)", highlight=False)
+    uvicorn.run("earmark.serving.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+                log_level="warning", access_log=False)
+
+
+def monitor(
+    model: Path = typer.Argument(..., exists=True, help="Model bundle (directory or .earmark file)."),
+    log: str = typer.Option(..., "--log", help="Request log (SQLite) of the service, or a dataset source."),
+    reference: str | None = typer.Option(None, "--reference",
+                                         help="Training data, when the bundle holds no drift reference."),
+    report: Path | None = typer.Option(None, "--report", help="Write an HTML report here."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the result as JSON here ('-': stdout)."),
+    alpha: float | None = typer.Option(None, "--alpha", min=1e-9, max=1.0, help="False-discovery rate of the tests."),
+    psi: float | None = typer.Option(None, "--psi", min=0.0, help="PSI above which a descriptor drifts."),
+    workers: int | None = typer.Option(None, "--workers", "-j", min=1, help="Threads for a dataset source."),
+) -> None:
+    """Compare what the model hears now (request log or data) with its training data; exit 4 on drift."""
+    from earmark.serving.monitor import monitor as run_monitor
+    from earmark.serving.monitor import render_html
+
+    thresholds = {k: v for k, v in (("alpha", alpha), ("psi_threshold", psi)) if v is not None}
+    try:
+        result = run_monitor(model, log, reference_source=reference, workers=workers, **thresholds)
+    except EarmarkError as exc:
+        fail(str(exc))
+    if report is not None:
+        report.write_text(render_html(result, title=f"earmark drift report: {model.name}"), encoding="utf-8")
+    if json_out is not None:
+        write_json(result.to_dict(), json_out)
+    verdict = "[bold red]drift[/]" if result.drift else "[green]no drift[/]"
+    err_console.print(f"{verdict}: {result.n} clips vs {result.n_reference} reference clips", highlight=False)
+    for reason in result.reasons:
+        err_console.print(f"  - {reason}", highlight=False)
+    if result.drift:
+        raise typer.Exit(int(ExitCode.DRIFT))

@@ -357,3 +357,21 @@ def _spectrogram(y: np.ndarray, sr: int) -> dict[str, Any]:
     img = np.round((db - (top - 80.0)) / 80.0 * 255).astype(np.uint8)
     return {"frames": int(frames), "mels": _SPEC_MELS, "hop_seconds": hop / sr, "db_range": [top - 80.0, top],
             "data": base64.b64encode(img.tobytes()).decode("ascii")}
+
+
+def app_from_env() -> FastAPI:
+    """App for ``EARMARK_SERVE_MODEL`` with settings from ``EARMARK_SERVE_*`` (uvicorn factory mode).
+
+    Example
+    -------
+    >>> # EARMARK_SERVE_MODEL=digits.earmark uvicorn --factory earmark.serving.app:app_from_env
+    """
+    import os
+
+    from earmark.serving.settings import ENV_PREFIX
+
+    model = os.environ.get(ENV_PREFIX + "MODEL")
+    if not model:
+        raise ParameterError(f"Set {ENV_PREFIX}MODEL to the model bundle to serve.")
+    env = {k: v for k, v in os.environ.items() if k != ENV_PREFIX + "MODEL"}
+    return create_app(model, ServeSettings.from_env(env))

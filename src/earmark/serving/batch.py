@@ -185,10 +185,11 @@ def _extract_cached(
 
     df = pd.DataFrame({"path": [os.path.abspath(f) for f in files]})
     fs = extract(df, predictor.preset, cache=cache, workers=workers)
+    xs_all = fs.X
     xs: list[Any] = [None] * len(files)
     rows = list(np.asarray(fs.rows))
     for j, i in enumerate(rows):
-        xs[int(i)] = fs.X[j]
+        xs[int(i)] = xs_all[j]
     errors: dict[int, str] = {}
     err_map = _errors_by_path(getattr(fs, "errors", None))
     for i, f in enumerate(files):
@@ -209,7 +210,9 @@ def _errors_by_path(errors: Any) -> dict[str, str]:
         pass
     out = {}
     for item in errors:
-        if isinstance(item, (tuple, list)) and len(item) >= 2:
+        if isinstance(item, dict) and "path" in item:
+            out[os.path.abspath(str(item["path"]))] = str(item.get("reason", item.get("error", "")))
+        elif isinstance(item, (tuple, list)) and len(item) >= 2:
             out[os.path.abspath(str(item[0]))] = str(item[1])
     return out
 

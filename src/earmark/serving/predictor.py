@@ -158,20 +158,19 @@ class Predictor:
 
     def features(self, y: np.ndarray) -> np.ndarray:
         """The model's input for one mono clip at :attr:`sample_rate` (the training preset)."""
-        from earmark.features import featurize
+        return np.asarray(self.preset.transform(y))
 
-        return np.asarray(featurize(y, self.preset))
+    def summary(self, y: np.ndarray) -> np.ndarray:
+        """The per-clip drift descriptors (:func:`earmark.serving.drift.drift_summary`)."""
+        from earmark.serving.drift import drift_summary
 
-    def summary(self, y: np.ndarray, x: np.ndarray) -> np.ndarray | None:
-        """The per-clip summary vector compared with the bundle's reference for drift."""
-        from earmark.training import reference_summary
-
-        return np.asarray(reference_summary(y, self.preset, features=x), dtype=np.float32)
+        return drift_summary(y, self.sample_rate)
 
     def proba(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
         """Probabilities ``(n, n_classes)`` in :attr:`classes` order for model inputs."""
         est = self.model.estimator
-        batch: Any = np.stack(inputs) if getattr(self.preset, "pooled", True) else list(inputs)
+        shapes = {np.shape(x) for x in inputs}
+        batch: Any = np.stack(inputs) if len(shapes) == 1 else list(inputs)
         p = np.asarray(est.predict_proba(batch), dtype=np.float64)
         if self._order is not None:
             p = p[:, self._order]
@@ -245,11 +244,11 @@ class Predictor:
         """
         if not clips:
             return []
-        xs = [self.features(y) for y in clips]
-        proba = self.proba(xs)
+        xs = self.preset.transform_batch([np.asarray(y, dtype=np.float32) for y in clips])
+        proba = self.proba(list(xs))
         out = []
-        for y, x, p in zip(clips, xs, proba, strict=True):
-            s = self.summary(y, x) if summaries else None
+        for y, p in zip(clips, proba, strict=True):
+            s = self.summary(y) if summaries else None
             out.append(self._make(p, y.shape[0] / self.sample_rate, s))
         return out
 
@@ -314,8 +313,7 @@ class Predictor:
         if starts[-1] + w < n:  # cover the tail
             starts.append(max(n - w, 0))
         chunks = [y[s : s + w] for s in starts]
-        xs = [self.features(c) for c in chunks]
-        proba = self.proba(xs)
+        proba = self.proba(list(self.preset.transform_batch(chunks)))
         windows = [
             (s / sr, min(s + w, n) / sr, self._make(p, c.shape[0] / sr, None))
             for s, c, p in zip(starts, chunks, proba, strict=True)

@@ -1,0 +1,224 @@
+"""Drift monitoring of a deployed model: reference statistics, current statistics, the report.
+
+The reference is what the model heard in training: drift descriptors
+(:func:`~earmark.serving.drift.drift_summary`) and predicted probabilities of the training clips,
+stored in the bundle under ``drift_features`` / ``drift_proba`` (see :func:`build_reference`).
+The current sample is the service's request log, or any dataset source.
+
+Example
+-------
+>>> report = monitor("digits.earmark", "requests.sqlite")  # doctest: +SKIP
+>>> report.drift, report.n  # doctest: +SKIP
+(False, 812)
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from earmark.errors import EarmarkError, ParameterError
+from earmark.serving.drift import DRIFT_FEATURES, DriftReport, detect_drift
+from earmark.serving.predictor import Predictor
+from earmark.serving.requestlog import RequestLog, is_request_log
+
+__all__ = ["build_reference", "current_statistics", "monitor", "render_html"]
+
+
+def _source_paths(source: Any) -> list[str]:
+    if isinstance(source, (list, tuple)):
+        return [str(p) for p in source]
+    if hasattr(source, "columns") and "path" in source.columns:
+        return [str(p) for p in source["path"]]
+    from earmark.sources import load_dataset
+
+    return [str(p) for p in load_dataset(source)["path"]]
+
+
+def current_statistics(
+    model: Any, source: Any, *, workers: int | None = None
+) -> dict[str, np.ndarray]:
+    """Drift descriptors and probabilities of every decodable clip of a source.
+
+    Parameters
+    ----------
+    model : TrainedModel, Predictor or bundle path
+    source : dataset source, DataFrame with ``path``, or list of paths
+    workers : int, optional
+        Threads (default: CPU count).
+
+    Returns
+    -------
+    dict
+        ``features`` ``(n, 7)`` float32 and ``proba`` ``(n, n_classes)``.
+
+    Example
+    -------
+    >>> current_statistics(model, "../shared/data/tts-digits/espeak")["features"].shape  # doctest: +SKIP
+    (502, 7)
+    """
+    predictor = Predictor.load(model)
+    paths = _source_paths(source)
+
+    def one(path: str) -> tuple[np.ndarray, np.ndarray] | None:
+        try:
+            y = predictor.decode(path)
+        except (EarmarkError, OSError):
+            return None
+        x = predictor.features(y)
+        return predictor.summary(y), x
+
+    with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
+        rows = [r for r in pool.map(one, paths, chunksize=16) if r is not None]
+    if not rows:
+        raise ParameterError(f"No decodable audio in {source!r}; nothing to compare.")
+    feats = np.stack([r[0] for r in rows]).astype(np.float32)
+    proba = np.concatenate([predictor.proba([r[1] for r in rows[i : i + 256]]) for i in range(0, len(rows), 256)])
+    return {"features": feats, "proba": proba.astype(np.float32)}
+
+
+def build_reference(model: Any, source: Any, *, workers: int | None = None) -> dict[str, np.ndarray]:
+    """Reference statistics for drift from the model's training clips, ready for the bundle.
+
+    Returns
+    -------
+    dict
+        ``drift_features`` and ``drift_proba``; pass it as ``save_model(..., reference=...)``.
+
+    Example
+    -------
+    >>> ref = build_reference(trained, train_df)  # doctest: +SKIP
+    >>> save_model(trained, "digits.earmark", reference=ref)  # doctest: +SKIP
+    """
+    stats = current_statistics(model, source, workers=workers)
+    return {"drift_features": stats["features"], "drift_proba": stats["proba"]}
+
+
+def _reference_of(predictor: Predictor, reference_source: Any, workers: int | None) -> dict[str, np.ndarray]:
+    ref = getattr(predictor.model, "reference", None) or {}
+    if "drift_features" in ref:
+        return {"features": np.asarray(ref["drift_features"]), "proba": ref.get("drift_proba")}
+    if reference_source is not None:
+        stats = current_statistics(predictor, reference_source, workers=workers)
+        return {"features": stats["features"], "proba": stats["proba"]}
+    feats = ref.get("features")
+    if feats is not None and np.ndim(feats) == 2 and np.shape(feats)[1] == len(DRIFT_FEATURES):
+        return {"features": np.asarray(feats), "proba": ref.get("proba")}
+    raise ParameterError(
+        "The model holds no drift reference (drift_features). Pass the training data as "
+        "reference_source (--reference SOURCE), or save the bundle with "
+        "save_model(..., reference=build_reference(model, train_source))."
+    )
+
+
+def monitor(
+    model: Any,
+    log_or_source: Any,
+    *,
+    reference_source: Any = None,
+    workers: int | None = None,
+    **thresholds: Any,
+) -> DriftReport:
+    """Compare what a model hears now with what it was trained on.
+
+    Parameters
+    ----------
+    model : TrainedModel, Predictor or bundle path
+    log_or_source : path, DataFrame or list of paths
+        A request log written by the service (SQLite), or a dataset source whose clips are
+        predicted now.
+    reference_source : optional
+        Training data, when the bundle holds no drift reference.
+    workers : int, optional
+        Threads for a dataset source.
+    **thresholds
+        Passed to :func:`~earmark.serving.drift.detect_drift` (``alpha``, ``psi_threshold``,
+        ``feature_share``, ``confidence_drop``, ``prediction_psi``, ``min_samples``).
+
+    Returns
+    -------
+    DriftReport
+
+    Example
+    -------
+    >>> monitor("digits.earmark", "../shared/data/tts-digits/espeak").drift  # doctest: +SKIP
+    True
+    """
+    predictor = Predictor.load(model)
+    reference = _reference_of(predictor, reference_source, workers)
+    if isinstance(log_or_source, (str, os.PathLike)) and is_request_log(log_or_source):
+        with RequestLog(log_or_source) as log:
+            rows = log.read()
+        if rows["proba"].shape[0] == 0:
+            raise ParameterError(f"{log_or_source}: the request log is empty; nothing to compare yet.")
+        if rows["proba"].shape[1] != len(predictor.classes):
+            raise ParameterError(
+                f"{log_or_source}: logged probabilities have {rows['proba'].shape[1]} classes but the model has "
+                f"{len(predictor.classes)}; was the log written by another model?"
+            )
+        current = {"features": rows["features"], "proba": rows["proba"]}
+    else:
+        current = current_statistics(predictor, log_or_source, workers=workers)
+    return detect_drift(
+        reference,
+        current["features"],
+        current["proba"] if reference.get("proba") is not None else None,
+        classes=predictor.classes,
+        feature_names=DRIFT_FEATURES,
+        **thresholds,
+    )
+
+
+def render_html(report: DriftReport, *, title: str = "earmark drift report") -> str:
+    """A self-contained HTML page of a drift report.
+
+    Example
+    -------
+    >>> "<table" in render_html(report)  # doctest: +SKIP
+    True
+    """
+    e = html.escape
+    verdict = "DRIFT" if report.drift else "no drift"
+    color = "#c0392b" if report.drift else "#1e8449"
+    rows = []
+    for t in report.tests:
+        rows.append(
+            "<tr{cls}><td>{name}</td><td>{kind}</td><td>{test}</td><td>{stat:.4g}</td><td>{p:.3g}</td>"
+            "<td>{q:.3g}</td><td>{eff:.3f}</td><td>{ref}</td><td>{cur}</td><td>{d}</td></tr>".format(
+                cls=' class="drift"' if t.drift else "", name=e(t.name), kind=e(t.kind), test=e(t.test),
+                stat=t.statistic, p=t.p_value, q=t.p_adjusted, eff=t.effect,
+                ref="" if np.isnan(t.reference_mean) else f"{t.reference_mean:.4g}",
+                cur="" if np.isnan(t.current_mean) else f"{t.current_mean:.4g}",
+                d="yes" if t.drift else "",
+            )
+        )
+    reasons = "".join(f"<li>{e(r)}</li>" for r in report.reasons) or "<li>none</li>"
+    classes = sorted(set(report.prediction_counts) | set(report.reference_prediction_share))
+    total = max(sum(report.prediction_counts.values()), 1)
+    pred_rows = "".join(
+        f"<tr><td>{e(c)}</td><td>{100 * report.reference_prediction_share.get(c, 0):.1f}%</td>"
+        f"<td>{100 * report.prediction_counts.get(c, 0) / total:.1f}%</td></tr>"
+        for c in classes
+    )
+    thresholds = ", ".join(f"{k} = {v:g}" for k, v in report.thresholds.items())
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>
+<style>body{{font:14px system-ui,sans-serif;margin:24px;color:#1d2330}}table{{border-collapse:collapse;margin:12px 0}}
+td,th{{border:1px solid #d5d9e4;padding:4px 8px;text-align:right}}td:first-child,th:first-child{{text-align:left}}
+tr.drift{{background:#fdecea}}.verdict{{font-size:22px;font-weight:700;color:{color}}}</style></head>
+<body><h1>{e(title)}</h1>
+<p class="verdict">{verdict}</p>
+<p>{report.n} current clips compared with {report.n_reference} reference clips;
+{100 * report.feature_drift_share:.0f}% of descriptors drifted. Thresholds: {e(thresholds)}.</p>
+<h2>Reasons</h2><ul>{reasons}</ul>
+<h2>Tests</h2><p>p-values adjusted with Benjamini–Hochberg over all tests; effect is PSI for descriptors and
+predictions, the mean drop of top-class probability for confidence.</p>
+<table><tr><th>name</th><th>kind</th><th>test</th><th>statistic</th><th>p</th><th>p (BH)</th><th>effect</th>
+<th>reference mean</th><th>current mean</th><th>drift</th></tr>{''.join(rows)}</table>
+<h2>Predicted classes</h2><table><tr><th>class</th><th>reference</th><th>current</th></tr>{pred_rows}</table>
+</body></html>
+"""
