@@ -1,0 +1,462 @@
+"""Scoring trained models: evaluate on a dataset, cross-validate, compare models on the same folds.
+
+These functions call the training and feature layers below them and return result objects;
+they print nothing and write nothing (``compare`` measures model size in a temporary folder).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from earmark.errors import DatasetError, ParameterError
+from earmark.evaluation._results import (
+    LOWER_IS_BETTER,
+    CVResult,
+    EvaluationResult,
+    FoldResult,
+    Leaderboard,
+    evaluate_predictions,
+)
+
+__all__ = ["compare", "cross_validate", "evaluate", "load_table", "predict_table"]
+
+
+def load_table(
+    dataset: Any,
+    *,
+    label_column: str | None = None,
+    group_column: str | None = None,
+    pattern: str | None = None,
+) -> pd.DataFrame:
+    """A dataset table: a DataFrame as given, anything else through ``load_dataset``.
+
+    Parameters
+    ----------
+    dataset : DataFrame, str or Path
+        A table from :func:`earmark.sources.load_dataset`, or a source it accepts (folder,
+        manifest, catalog name).
+    label_column, group_column, pattern : str, optional
+        Passed to :func:`earmark.sources.load_dataset`.
+
+    Returns
+    -------
+    DataFrame
+
+    Examples
+    --------
+    >>> load_table(pd.DataFrame({"path": ["a.wav"], "label": ["x"]})).shape
+    (1, 2)
+    """
+    if isinstance(dataset, pd.DataFrame):
+        return dataset
+    from earmark.sources import load_dataset
+
+    return load_dataset(dataset, label_column=label_column, group_column=group_column,
+                        pattern=pattern)
+
+
+def _target_of(trained: Any, target: str | None) -> str:
+    if target is not None:
+        return target
+    for source in (trained, getattr(trained, "config", None)):
+        value = getattr(source, "target", None)
+        if isinstance(value, str):
+            return value
+        if isinstance(source, Mapping) and isinstance(source.get("target"), str):
+            return source["target"]
+    return "label"
+
+
+def predict_table(trained: Any, table: pd.DataFrame) -> dict[str, Any]:
+    """Predict every row of a table, keeping apart the rows whose audio cannot be decoded.
+
+    Parameters
+    ----------
+    trained : TrainedModel
+        From :func:`earmark.train` or :func:`earmark.load_model`.
+    table : DataFrame
+        Rows with a ``path`` column.
+
+    Returns
+    -------
+    dict
+        ``positions`` (int array of the predicted rows), ``predicted`` (labels or values),
+        ``proba`` (array or ``None``), ``errors`` (list of ``{"path", "reason"}``), ``X``
+        (the feature matrix or embeddings of the predicted rows, for plots, or ``None``) and
+        ``seconds`` (wall time of feature extraction plus prediction).
+
+    Examples
+    --------
+    >>> out = predict_table(trained, table)  # doctest: +SKIP
+    >>> out["predicted"][:3]  # doctest: +SKIP
+    array(['0', '0', '1'], dtype=object)
+    """
+    from earmark.features import extract
+
+    start = time.perf_counter()
+    feats = extract(table, trained.preset)
+    positions = np.asarray(feats.rows, dtype=np.int64)
+    estimator = trained.estimator
+    X = feats.X
+    proba = None
+    if trained.task == "classification" and len(positions):
+        if hasattr(estimator, "predict_proba"):
+            proba = np.asarray(estimator.predict_proba(X), dtype=np.float64)
+            names = [str(c) for c in estimator.classes_]
+            classes = [str(c) for c in trained.classes]
+            if names != classes:  # reorder columns into the model's class order
+                order = [names.index(c) for c in classes]
+                proba = proba[:, order]
+            predicted = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
+        else:
+            predicted = np.asarray([str(v) for v in estimator.predict(X)], dtype=object)
+    elif len(positions):
+        predicted = np.asarray(estimator.predict(X), dtype=np.float64)
+    else:
+        predicted = np.asarray([], dtype=object)
+    seconds = time.perf_counter() - start
+    errors = [_error_dict(e) for e in feats.errors]
+    return {"positions": positions, "predicted": predicted, "proba": proba, "errors": errors,
+            "X": X, "seconds": seconds}
+
+
+def _error_dict(error: Any) -> dict[str, str]:
+    if isinstance(error, Mapping):
+        return {"path": str(error.get("path", "")), "reason": str(error.get("reason", error))}
+    return {"path": str(getattr(error, "path", "")), "reason": str(getattr(error, "reason", error))}
+
+
+def evaluate(
+    trained: Any,
+    dataset: Any,
+    *,
+    target: str | None = None,
+    label_column: str | None = None,
+    group_column: str | None = None,
+) -> EvaluationResult:
+    """Score a trained model on a dataset; unreadable files are listed and left out.
+
+    Parameters
+    ----------
+    trained : TrainedModel
+        From :func:`earmark.train` or :func:`earmark.load_model`.
+    dataset : DataFrame, str or Path
+        A table from :func:`earmark.sources.load_dataset` or a source it reads.
+    target : str, optional
+        Column holding the truth (default: the model's target, else ``label``).
+    label_column, group_column : str, optional
+        Passed to :func:`earmark.sources.load_dataset` when ``dataset`` is a source.
+
+    Returns
+    -------
+    EvaluationResult
+        Metrics, per-row predictions, skipped files; ``info`` holds ``predict_seconds`` and
+        ``ms_per_clip``.
+
+    Raises
+    ------
+    DatasetError
+        Not one file of the dataset could be scored.
+
+    Examples
+    --------
+    >>> import earmark
+    >>> model = earmark.load_model("models/digits")  # doctest: +SKIP
+    >>> evaluate(model, "../shared/data/fsdd/manifest.csv").metrics["accuracy"]  # doctest: +SKIP
+    0.97
+    """
+    table = load_table(dataset, label_column=label_column, group_column=group_column)
+    target = _target_of(trained, target)
+    if target not in table.columns:
+        raise DatasetError(
+            f"The dataset has no {target!r} column to score the model against (columns: "
+            f"{list(table.columns)}). Pass --label-column/--target naming the truth column."
+        )
+    skipped = list(table.attrs.get("skipped", []))
+    labelled = table[target].notna().to_numpy()
+    if not labelled.all():
+        missing = table.loc[~labelled, "path"].tolist()
+        skipped += [{"path": str(p), "reason": f"no {target!r} value"} for p in missing]
+        table = table[labelled]
+    if trained.task == "classification":
+        known = {str(c) for c in trained.classes}
+        unknown = sorted(set(table[target].astype(str)) - known)
+        if unknown:
+            raise DatasetError(
+                f"The dataset has labels the model never learnt: {unknown[:10]}. The model "
+                f"knows {sorted(known)[:20]}. Evaluate on data with the model's classes."
+            )
+    out = predict_table(trained, table)
+    skipped += out["errors"]
+    if len(out["positions"]) == 0:
+        raise DatasetError(
+            f"None of the {len(table)} files could be scored (first errors: "
+            f"{skipped[:3]}). Check the files decode with `earmark info SOURCE`."
+        )
+    scored = table.iloc[out["positions"]]
+    n = len(scored)
+    info = {
+        "model": getattr(getattr(trained, "config", None), "model", None)
+        or getattr(trained, "name", None),
+        "source": table.attrs.get("source"),
+        "predict_seconds": out["seconds"],
+        "ms_per_clip": 1000.0 * out["seconds"] / n,
+    }
+    result = evaluate_predictions(
+        scored,
+        out["predicted"],
+        proba=out["proba"],
+        classes=trained.classes if trained.task == "classification" else None,
+        task=trained.task,
+        target=target,
+        skipped=skipped,
+        info={k: v for k, v in info.items() if v is not None},
+    )
+    result.features = _as_matrix(out["X"])
+    return result
+
+
+def _as_matrix(X: Any) -> np.ndarray | None:
+    """Feature arrays as (n, d) for plots: time-frequency inputs become mean and std per band."""
+    if X is None:
+        return None
+    try:
+        X = np.asarray(X, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    if X.ndim == 1:
+        return X[:, None]
+    if X.ndim == 2:
+        return X
+    flat = X.reshape(X.shape[0], -1, X.shape[-1])
+    return np.concatenate([flat.mean(axis=-1), flat.std(axis=-1)], axis=1)
+
+
+def _check_no_straddle(table: pd.DataFrame, train: np.ndarray, test: np.ndarray, name: str) -> list[str]:
+    if "group" not in table.columns:
+        return []
+    groups = table["group"].astype(str).to_numpy()
+    shared = set(groups[train]) & set(groups[test])
+    if shared:  # the splitter promised otherwise; never score a leaky fold
+        raise DatasetError(
+            f"Fold {name!r} has groups on both sides of the split: {sorted(shared)[:5]}. "
+            "This would leak speakers/sources into the test set; report it as a bug."
+        )
+    return sorted(set(groups[test]))
+
+
+def cross_validate(
+    dataset: Any,
+    *,
+    model: str | None = None,
+    features: str | None = None,
+    folds: str | int = "auto",
+    seed: int = 0,
+    target: str | None = None,
+    label_column: str | None = None,
+    group_column: str | None = None,
+    on_fold: Callable[[FoldResult], None] | None = None,
+    **train_kwargs: Any,
+) -> CVResult:
+    """Cross-validate a model: train on all folds but one, score the held-out one, repeat.
+
+    No group (speaker, source recording, GM program…) is ever on both sides of a split.
+
+    Parameters
+    ----------
+    dataset : DataFrame, str or Path
+        A table from :func:`earmark.sources.load_dataset` or a source it reads.
+    model : str, optional
+        Registry name (:func:`earmark.list_models`); default: training's default model.
+    features : str, optional
+        Feature preset; default: the model's own.
+    folds : {"auto", "fold", "group"} or int, default "auto"
+        Predefined ``fold`` column, leave-one-group-out, or K stratified group folds
+        (:func:`earmark.sources.iter_folds`).
+    seed : int, default 0
+        Seed of the fold shuffle and of training.
+    target : str, optional
+        Column to predict (e.g. ``"pitch"`` for a regressor); default ``label``.
+    label_column, group_column : str, optional
+        Passed to :func:`earmark.sources.load_dataset` when ``dataset`` is a source.
+    on_fold : callable, optional
+        Called with each :class:`FoldResult` as it completes (progress reporting).
+    **train_kwargs
+        Further keyword arguments of :func:`earmark.train` (e.g. ``epochs``).
+
+    Returns
+    -------
+    CVResult
+        Per-fold results, ``summary`` (mean ± std), ``worst_fold`` and pooled out-of-fold
+        scores.
+
+    Examples
+    --------
+    >>> cv = cross_validate("../shared/data/fsdd/manifest.csv", model="logreg",
+    ...                     folds="group")  # doctest: +SKIP
+    >>> cv.summary["accuracy"]["mean"], cv.worst_fold["fold"]  # doctest: +SKIP
+    (0.87, 'theo')
+    """
+    from earmark.sources import iter_folds
+    from earmark.training import train
+
+    table = load_table(dataset, label_column=label_column, group_column=group_column)
+    skipped = list(table.attrs.get("skipped", []))
+    results: list[FoldResult] = []
+    pooled_parts: list[tuple[pd.DataFrame, EvaluationResult]] = []
+    for name, train_pos, test_pos in iter_folds(table, folds=folds, seed=seed):
+        test_groups = _check_no_straddle(table, train_pos, test_pos, name)
+        start = time.perf_counter()
+        trained = train(table.iloc[train_pos], model=model, features=features, target=target,
+                        seed=seed, **train_kwargs)
+        train_seconds = time.perf_counter() - start
+        res = evaluate(trained, table.iloc[test_pos], target=target)
+        fold = FoldResult(
+            name=str(name), n_train=len(train_pos), n_test=len(test_pos),
+            test_groups=test_groups, result=res, train_seconds=train_seconds,
+            predict_seconds=float(res.info.get("predict_seconds", 0.0)),
+            history=list(getattr(trained, "history", None) or []),
+        )
+        results.append(fold)
+        pooled_parts.append((table.iloc[test_pos], res))
+        if on_fold is not None:
+            on_fold(fold)
+        model_name = res.info.get("model") or model
+    if not results:
+        raise DatasetError("The splitter produced no folds; the dataset is too small.")
+    pooled = _pool(results)
+    fold_skips = [s for f in results for s in f.result.skipped if s not in skipped]
+    info = {"source": table.attrs.get("source"), "seed": seed, "features": features,
+            "mean_train_seconds": float(np.mean([f.train_seconds for f in results]))}
+    return CVResult(results, str(model_name or "default"), str(folds), pooled,
+                    skipped + fold_skips, {k: v for k, v in info.items() if v is not None},
+                    last_model=trained)
+
+
+def _pool(folds: Sequence[FoldResult]) -> EvaluationResult:
+    """Score all out-of-fold predictions together."""
+    frames = []
+    for f in folds:
+        part = f.result.predictions.copy()
+        part.insert(0, "cv_fold", f.name)
+        frames.append(part)
+    preds = pd.concat(frames, ignore_index=True)
+    first = folds[0].result
+    if first.task == "regression":
+        return evaluate_predictions(preds.rename(columns={"true": "_truth"}), preds["predicted"],
+                                    task="regression", target="_truth")
+    classes = first.classes
+    proba = None
+    cols = [f"proba:{c}" for c in classes or []]
+    if cols and all(c in preds.columns for c in cols):
+        proba = preds[cols].to_numpy(dtype=np.float64)
+    res = evaluate_predictions(preds.rename(columns={"true": "_truth"}), preds["predicted"],
+                               proba=proba, classes=classes, target="_truth")
+    res.predictions.insert(0, "cv_fold", preds["cv_fold"].to_numpy())
+    feats = [f.result.features for f in folds]
+    if all(x is not None for x in feats) and len({x.shape[1] for x in feats}) == 1:
+        res.features = np.concatenate(feats, axis=0)
+    return res
+
+
+def _bundle_bytes(trained: Any) -> int | None:
+    if trained is None:
+        return None
+    try:
+        from earmark.bundle import save_model
+    except ImportError:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(tmp) / "model"
+        save_model(trained, target)
+        return sum(p.stat().st_size for p in Path(tmp).rglob("*") if p.is_file())
+
+
+def compare(
+    dataset: Any,
+    *,
+    models: Sequence[str],
+    features: str | None = None,
+    folds: str | int = "auto",
+    seed: int = 0,
+    target: str | None = None,
+    label_column: str | None = None,
+    group_column: str | None = None,
+    on_fold: Callable[[str, FoldResult], None] | None = None,
+    **train_kwargs: Any,
+) -> Leaderboard:
+    """Cross-validate several models on the same folds and rank them.
+
+    Parameters
+    ----------
+    dataset : DataFrame, str or Path
+        A table from :func:`earmark.sources.load_dataset` or a source it reads (read once).
+    models : sequence of str
+        Registry names, e.g. ``["logreg", "random-forest", "cnn"]``.
+    features : str, optional
+        One feature preset for every model; default: each model's own.
+    folds : {"auto", "fold", "group"} or int, default "auto"
+        The same folds are used for every model.
+    seed : int, default 0
+        Seed of the folds and of training.
+    target : str, optional
+        Column to predict; default ``label``.
+    label_column, group_column : str, optional
+        Passed to :func:`earmark.sources.load_dataset` when ``dataset`` is a source.
+    on_fold : callable, optional
+        Called as ``on_fold(model_name, fold_result)`` after each fold.
+    **train_kwargs
+        Further keyword arguments of :func:`earmark.train`.
+
+    Returns
+    -------
+    Leaderboard
+        ``table`` sorted best first with columns ``model``, ``<metric>_mean``,
+        ``<metric>_std``, ``worst_fold``, ``train_seconds``, ``model_bytes``, ``ms_per_clip``.
+
+    Examples
+    --------
+    >>> board = compare("../shared/data/fsdd/manifest.csv",
+    ...                 models=["logreg", "random-forest"], folds=3)  # doctest: +SKIP
+    >>> board.table[["model", "accuracy_mean"]]  # doctest: +SKIP
+    """
+    models = [m.strip() for m in models if m and m.strip()]
+    if not models:
+        raise ParameterError("The 'models' parameter of compare needs at least one model name.")
+    if len(set(models)) != len(models):
+        raise ParameterError(f"The 'models' parameter of compare repeats a model: {models}.")
+    from earmark.models import get_model
+
+    for name in models:  # fail before hours of training, not after
+        get_model(name)
+    table = load_table(dataset, label_column=label_column, group_column=group_column)
+    rows = []
+    results: dict[str, CVResult] = {}
+    for name in models:
+        callback = (lambda f, _n=name: on_fold(_n, f)) if on_fold is not None else None
+        cv = cross_validate(table, model=name, features=features, folds=folds, seed=seed,
+                            target=target, on_fold=callback, **train_kwargs)
+        results[name] = cv
+        row: dict[str, Any] = {"model": name}
+        for metric, stats in cv.summary.items():
+            row[f"{metric}_mean"] = stats["mean"]
+            row[f"{metric}_std"] = stats["std"]
+        worst = cv.worst_fold
+        row["worst_fold"] = f"{worst['fold']} ({worst['value']:.3f})"
+        row["train_seconds"] = float(np.mean([f.train_seconds for f in cv.folds]))
+        n_test = sum(f.n_test for f in cv.folds)
+        row["ms_per_clip"] = 1000.0 * sum(f.predict_seconds for f in cv.folds) / max(n_test, 1)
+        row["model_bytes"] = _bundle_bytes(cv.last_model)
+        rows.append(row)
+    board = pd.DataFrame(rows)
+    key = "rmse_mean" if "rmse_mean" in board.columns else "accuracy_mean"
+    board = board.sort_values(key, ascending=key.split("_mean")[0] in LOWER_IS_BETTER,
+                              kind="stable").reset_index(drop=True)
+    return Leaderboard(board, results)
