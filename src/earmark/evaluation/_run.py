@@ -227,6 +227,20 @@ def _as_matrix(X: Any) -> np.ndarray | None:
     """Feature arrays as (n, d) for plots: time-frequency inputs become mean and std per band."""
     if X is None:
         return None
+    if isinstance(X, list):  # variable number of frames per clip
+        if not X:
+            return None
+        try:
+            rows = [np.asarray(x, dtype=np.float64) for x in X]
+            if len({r.ndim for r in rows}) != 1 or rows[0].ndim == 0:
+                return None
+            if rows[0].ndim == 1:
+                return np.stack(rows) if len({r.shape for r in rows}) == 1 else None
+            return np.stack([np.concatenate([r.reshape(-1, r.shape[-1]).mean(axis=-1),
+                                             r.reshape(-1, r.shape[-1]).std(axis=-1)])
+                             for r in rows])
+        except ValueError:
+            return None
     try:
         X = np.asarray(X, dtype=np.float64)
     except (TypeError, ValueError):

@@ -124,7 +124,7 @@ def _history_of(model: Any) -> list[dict[str, Any]] | None:
 
 
 def _feature_names(model: Any) -> list[str] | None:
-    for source in (model, getattr(model, "reference", None)):
+    for source in (getattr(model, "preset", None), model, getattr(model, "reference", None)):
         names = getattr(source, "feature_names", None)
         if names is None and isinstance(source, Mapping):
             names = source.get("feature_names")
