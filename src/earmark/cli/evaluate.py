@@ -1,9 +1,315 @@
-"""Commands of this group land here as they are built (see the open issues)."""
+"""Evaluation commands: ``earmark evaluate``, ``earmark cv`` and ``earmark compare``.
+
+Scores go to stdout as a table (or JSON with ``--json -``); progress, warnings and the list of
+files left out go to stderr. Files that cannot be decoded are excluded from the scores and
+listed; the command then exits with :attr:`ExitCode.PARTIAL`.
+"""
 
 from __future__ import annotations
 
+import warnings
+from pathlib import Path
+from typing import Any
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from earmark.cli._common import ExitCode, err_console, fail
+
+_HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "micro_f1", "log_loss", "ece",
+             "roc_auc", "pr_auc", "mae", "rmse", "r2")
+
+_SOURCE_HELP = "CSV manifest, folder of class folders, or folder of files."
+_LABEL_HELP = "Manifest column of the labels."
+_GROUP_HELP = "Manifest column of the groups (speaker, recording…)."
+_JSON_HELP = "Write all scores as one JSON object to this file ('-' for stdout)."
+_REPORT_HELP = "Write a self-contained HTML report (plots, misclassified clips with audio)."
+_LOG_HELP = "Also log the run to an experiment tracker: tensorboard or mlflow."
+_FOLDS_HELP = ("'fold' (the manifest's fold column), 'group' (leave one group out), an integer K "
+               "(K stratified group folds) or 'auto'.")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to app (none yet)."""
+    """Add ``evaluate``, ``cv`` and ``compare`` to ``app``."""
+    app.command("evaluate")(evaluate)
+    app.command("cv")(cv)
+    app.command("compare")(compare)
+
+
+def _folds(value: str) -> str | int:
+    value = value.strip().lower()
+    if value in ("auto", "fold", "group"):
+        return value
+    try:
+        k = int(value)
+    except ValueError:
+        fail(f"--folds must be 'auto', 'fold', 'group' or an integer >= 2; got {value!r}.",
+             ExitCode.USAGE)
+    if k < 2:
+        fail(f"--folds must be at least 2 when a number; got {k}.", ExitCode.USAGE)
+    return k
+
+
+def _check_log(log: str | None) -> None:
+    if log is None:
+        return
+    import importlib.util
+
+    from earmark.evaluation import TRACKERS
+
+    if log not in TRACKERS:
+        fail(f"--log must be one of {', '.join(sorted(TRACKERS))}; got {log!r}.", ExitCode.USAGE)
+    if importlib.util.find_spec(TRACKERS[log]) is None:
+        fail(f"--log {log} needs the {TRACKERS[log]!r} package: `pip install {TRACKERS[log]}` "
+             "(or leave out --log).", ExitCode.USAGE)
+
+
+def _load(source: Path, label_column: str | None, group_column: str | None) -> Any:
+    from earmark.sources import load_dataset
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # skipped files are listed by the command itself
+        return load_dataset(source, label_column=label_column, group_column=group_column)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def _print_metrics(metrics: dict[str, Any], title: str, spread: dict | None = None) -> None:
+    out = Console()
+    table = Table("metric", "value", *(["± std", "worst"] if spread else []), title=title)
+    for key in _HEADLINE:
+        if metrics.get(key) is None and not (spread and key in spread):
+            continue
+        if spread and key in spread:
+            s = spread[key]
+            worst = s["max"] if key in ("log_loss", "ece", "mae", "rmse") else s["min"]
+            table.add_row(key, _fmt(s["mean"]), _fmt(s["std"]), _fmt(worst))
+        else:
+            table.add_row(key, _fmt(metrics[key]), *([""] * 2 if spread else []))
+    for k, v in (metrics.get("top_k_accuracy") or {}).items():
+        table.add_row(f"top-{k} accuracy", _fmt(v), *([""] * 2 if spread else []))
+    table.add_row("clips scored", str(metrics.get("n")), *([""] * 2 if spread else []))
+    out.print(table)
+    per_class = metrics.get("per_class")
+    if per_class and not spread:
+        t = Table("class", "precision", "recall", "f1", "support", title="per class")
+        for label, s in per_class.items():
+            t.add_row(label, _fmt(s["precision"]), _fmt(s["recall"]), _fmt(s["f1"]),
+                      str(s["support"]))
+        out.print(t)
+
+
+def _report_skipped(skipped: list[dict[str, str]]) -> None:
+    for s in skipped[:50]:
+        err_console.print(f"[yellow]left out[/] {s.get('path')}: {s.get('reason')}",
+                          highlight=False)
+    if len(skipped) > 50:
+        err_console.print(f"… and {len(skipped) - 50} more (see --json).", highlight=False)
+    if skipped:
+        err_console.print(f"{len(skipped)} files left out of the scores.", highlight=False)
+
+
+def _write_outputs(result: Any, *, json_out: str | None, report: Path | None, model: Any,
+                   summary: dict | None, max_clips: int, embedding: str, config: dict) -> None:
+    from earmark.evaluation import build_report, to_json, write_report
+
+    if json_out is not None:
+        if json_out == "-":
+            typer.echo(to_json(result.to_dict()))
+        else:
+            to_json(result.to_dict(), json_out)
+            err_console.print(f"scores written to {json_out}", highlight=False)
+    if report is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            html = build_report(result, model=model, summary=summary, max_clips=max_clips,
+                                embedding=embedding, config=config)
+        write_report(html, report)
+        err_console.print(f"report written to {report}", highlight=False)
+
+
+def _log(log: str | None, logdir: Path, run_name: str, metrics: dict, history: Any,
+         params: dict) -> None:
+    if log is None:
+        return
+    from earmark.evaluation import log_run
+
+    where = log_run(backend=log, metrics=metrics, history=list(history or []), logdir=logdir,
+                    run_name=run_name, params=params)
+    err_console.print(f"logged to {log}: {where}", highlight=False)
+
+
+def evaluate(
+    model_dir: Path = typer.Argument(..., exists=True, help="A saved model (earmark train --out)."),
+    source: Path = typer.Argument(..., exists=True, help=_SOURCE_HELP),
+    json_out: str | None = typer.Option(None, "--json", help=_JSON_HELP),
+    report: Path | None = typer.Option(None, "--report", help=_REPORT_HELP, dir_okay=False),
+    label_column: str | None = typer.Option(None, "--label-column", help=_LABEL_HELP),
+    group_column: str | None = typer.Option(None, "--group-column", help=_GROUP_HELP),
+    target: str | None = typer.Option(None, "--target", help="Column of the truth (default: the model's target)."),
+    max_clips: int = typer.Option(20, "--max-clips", min=0, help="Misclassified clips in the report."),
+    embedding: str = typer.Option("pca", "--embedding", help="2-D map in the report: pca or tsne."),
+    log: str | None = typer.Option(None, "--log", help=_LOG_HELP),
+    logdir: Path = typer.Option(Path("runs"), "--logdir", help="Where --log writes."),
+) -> None:
+    """Score a trained model on a dataset: accuracy, F1, confusion, calibration (or MAE/RMSE/R²).
+
+    Files that cannot be decoded are listed and left out of the scores (exit code 1).
+    """
+    from earmark.bundle import load_model
+    from earmark.errors import EarmarkError
+    from earmark.evaluation import evaluate as run_evaluation
+    from earmark.sources import summarize
+
+    if embedding not in ("pca", "tsne"):
+        fail(f"--embedding must be 'pca' or 'tsne'; got {embedding!r}.", ExitCode.USAGE)
+    _check_log(log)
+    try:
+        model = load_model(model_dir)
+        table = _load(source, label_column, group_column)
+        result = run_evaluation(model, table, target=target)
+        summary = summarize(table, duplicates=False) if report is not None else None
+        if json_out != "-":
+            _print_metrics(result.metrics, f"{model_dir.name} on {source.name}")
+        _write_outputs(result, json_out=json_out, report=report, model=model, summary=summary,
+                       max_clips=max_clips, embedding=embedding,
+                       config={"model": str(model_dir), "source": str(source)})
+        _log(log, logdir, f"evaluate-{model_dir.name}", result.to_dict(),
+             getattr(model, "history", None), {"model": str(model_dir), "source": str(source)})
+    except EarmarkError as exc:
+        fail(str(exc))
+    _report_skipped(result.skipped)
+    if result.skipped:
+        raise typer.Exit(int(ExitCode.PARTIAL))
+
+
+def _fold_printer(prefix: str = "") -> Any:
+    def show(fold: Any) -> None:
+        m = fold.result.metrics
+        key = "accuracy" if "accuracy" in m else "rmse"
+        err_console.print(
+            f"{prefix}fold {fold.name}: {key} {m[key]:.4f} on {fold.n_test} clips "
+            f"(trained on {fold.n_train} in {fold.train_seconds:.1f} s)", highlight=False)
+    return show
+
+
+def cv(
+    source: Path = typer.Argument(..., exists=True, help=_SOURCE_HELP),
+    model: str | None = typer.Option(None, "--model", "-m", help="Model name (earmark models list)."),
+    features: str | None = typer.Option(None, "--features", help="Feature preset (default: the model's)."),
+    folds: str = typer.Option("auto", "--folds", help=_FOLDS_HELP),
+    seed: int = typer.Option(0, "--seed", help="Seed of the folds and of training."),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Training epochs (neural models)."),
+    target: str | None = typer.Option(None, "--target", help="Column to predict (e.g. pitch for a regressor)."),
+    json_out: str | None = typer.Option(None, "--json", help=_JSON_HELP),
+    report: Path | None = typer.Option(None, "--report", help=_REPORT_HELP, dir_okay=False),
+    label_column: str | None = typer.Option(None, "--label-column", help=_LABEL_HELP),
+    group_column: str | None = typer.Option(None, "--group-column", help=_GROUP_HELP),
+    max_clips: int = typer.Option(20, "--max-clips", min=0, help="Misclassified clips in the report."),
+    embedding: str = typer.Option("pca", "--embedding", help="2-D map in the report: pca or tsne."),
+    log: str | None = typer.Option(None, "--log", help=_LOG_HELP),
+    logdir: Path = typer.Option(Path("runs"), "--logdir", help="Where --log writes."),
+) -> None:
+    """Cross-validate a model: per-fold scores, mean ± std and the worst fold.
+
+    No group (speaker, recording, program…) is ever on both sides of a split.
+    """
+    from earmark.errors import EarmarkError
+    from earmark.evaluation import cross_validate
+    from earmark.sources import summarize
+
+    k = _folds(folds)
+    _check_log(log)
+    train_kwargs = {"epochs": epochs} if epochs is not None else {}
+    try:
+        table = _load(source, label_column, group_column)
+        result = cross_validate(table, model=model, features=features, folds=k, seed=seed,
+                                target=target, on_fold=_fold_printer(), **train_kwargs)
+        summary = summarize(table, duplicates=False) if report is not None else None
+        if json_out != "-":
+            w = result.worst_fold
+            _print_metrics(result.pooled.metrics,
+                           f"{result.model}: {len(result.folds)} folds ({result.folds_kind}); "
+                           f"worst {w['fold']} ({w['metric']} {w['value']:.4f})",
+                           spread=result.summary)
+        config = {"model": model, "features": features, "folds": folds, "seed": seed,
+                  "epochs": epochs, "source": str(source)}
+        _write_outputs(result, json_out=json_out, report=report, model=None, summary=summary,
+                       max_clips=max_clips, embedding=embedding, config=config)
+        _log(log, logdir, f"cv-{result.model}", result.to_dict(),
+             getattr(result.last_model, "history", None), config)
+    except EarmarkError as exc:
+        fail(str(exc))
+    _report_skipped(result.skipped)
+    if result.skipped:
+        raise typer.Exit(int(ExitCode.PARTIAL))
+
+
+def compare(
+    source: Path = typer.Argument(..., exists=True, help=_SOURCE_HELP),
+    models: str = typer.Option(..., "--models", help="Comma-separated model names, e.g. logreg,random-forest,cnn."),
+    features: str | None = typer.Option(None, "--features", help="One feature preset for all (default: each model's)."),
+    folds: str = typer.Option("auto", "--folds", help=_FOLDS_HELP),
+    seed: int = typer.Option(0, "--seed", help="Seed of the folds and of training."),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Training epochs (neural models)."),
+    target: str | None = typer.Option(None, "--target", help="Column to predict."),
+    json_out: str | None = typer.Option(None, "--json", help=_JSON_HELP),
+    report: Path | None = typer.Option(None, "--report", help=_REPORT_HELP, dir_okay=False),
+    label_column: str | None = typer.Option(None, "--label-column", help=_LABEL_HELP),
+    group_column: str | None = typer.Option(None, "--group-column", help=_GROUP_HELP),
+) -> None:
+    """Cross-validate several models on the same folds: one leaderboard of scores, time and size."""
+    from earmark.errors import EarmarkError
+    from earmark.evaluation import compare as run_compare
+    from earmark.sources import summarize
+
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    if not names:
+        fail("--models needs at least one model name, e.g. --models logreg,random-forest.",
+             ExitCode.USAGE)
+    k = _folds(folds)
+    train_kwargs = {"epochs": epochs} if epochs is not None else {}
+    try:
+        table = _load(source, label_column, group_column)
+        board = run_compare(table, models=names, features=features, folds=k, seed=seed,
+                            target=target,
+                            on_fold=lambda name, f: _fold_printer(f"{name} ")(f), **train_kwargs)
+        summary = summarize(table, duplicates=False) if report is not None else None
+        if json_out != "-":
+            _print_board(board.table)
+        config = {"models": names, "features": features, "folds": folds, "seed": seed,
+                  "epochs": epochs, "source": str(source)}
+        _write_outputs(board, json_out=json_out, report=report, model=None, summary=summary,
+                       max_clips=0, embedding="pca", config=config)
+    except EarmarkError as exc:
+        fail(str(exc))
+    skipped = next(iter(board.results.values())).skipped if board.results else []
+    _report_skipped(skipped)
+    if skipped:
+        raise typer.Exit(int(ExitCode.PARTIAL))
+
+
+def _print_board(table: Any) -> None:
+    main = "rmse" if "rmse_mean" in table.columns else "accuracy"
+    second = "mae" if main == "rmse" else "macro_f1"
+    out = Console()
+    t = Table("#", "model", main, second, "worst fold", "train s/fold", "size", "ms/clip",
+              title="Leaderboard (same folds for every model)")
+    for i, row in enumerate(table.to_dict(orient="records"), start=1):
+        size = row.get("model_bytes")
+        t.add_row(
+            str(i), row["model"],
+            f"{row[f'{main}_mean']:.4f} ± {row[f'{main}_std']:.4f}",
+            f"{row[f'{second}_mean']:.4f}" if row.get(f"{second}_mean") is not None else "—",
+            row["worst_fold"], f"{row['train_seconds']:.2f}",
+            "—" if size is None or size != size else f"{size / 1024:.0f} KiB",
+            f"{row['ms_per_clip']:.2f}",
+        )
+    out.print(t)
