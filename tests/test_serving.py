@@ -1,0 +1,213 @@
+"""The HTTP service: TestClient, a real uvicorn process on loopback, and the web page in Chromium."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+import wave
+
+import numpy as np
+import pytest
+
+from _serving_model import BAD, FSDD, fsdd_model, require_training
+from earmark.serving import ServeSettings, create_app
+
+pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient
+
+CLIP = FSDD / "recordings" / "7_jackson_40.wav"
+CLIP_3 = FSDD / "recordings" / "3_theo_12.wav"
+
+
+def _wav(seconds: float, sr: int = 8000) -> bytes:
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sr)
+        w.writeframes((np.sin(np.arange(int(seconds * sr)) * 0.1) * 8000).astype("<i2").tobytes())
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    log = tmp_path_factory.mktemp("log") / "requests.sqlite"
+    app = create_app(fsdd_model(), ServeSettings(max_seconds=3.0, max_bytes=200_000, log_path=str(log)))
+    with TestClient(app) as c:
+        c.log_path = log
+        yield c
+
+
+def test_predict_raw_and_multipart_agree_and_are_right(client):
+    data = CLIP.read_bytes()
+    raw = client.post("/predict", content=data, headers={"content-type": "application/octet-stream"})
+    multi = client.post("/predict", files={"file": ("clip.wav", data, "audio/wav")})
+    assert raw.status_code == multi.status_code == 200
+    a, b = raw.json(), multi.json()
+    assert a["label"] == b["label"] == "7"
+    assert set(a["probabilities"]) == {str(d) for d in range(10)}
+    assert abs(sum(a["probabilities"].values()) - 1) < 1e-5
+    assert a["probabilities"] == pytest.approx(b["probabilities"])
+    assert a["top"][0]["label"] == "7" and a["confidence"] == pytest.approx(a["top"][0]["probability"])
+
+
+def test_top_k_and_spectrogram(client):
+    out = client.post("/predict?top_k=3&spectrogram=true", content=CLIP_3.read_bytes()).json()
+    assert len(out["top"]) == 3 and out["label"] == "3"
+    spec = out["spectrogram"]
+    assert spec["mels"] == 64 and spec["frames"] > 5 and len(spec["data"]) > 100
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "kind"),
+    [
+        (b"", 400, "empty"),
+        (b"this is plain text, not audio at all", 422, "audio_decode_error"),
+        (b"RIFF\x00\x00\x00\x00WAVEjunkjunkjunk", 422, "audio_decode_error"),
+    ],
+)
+def test_bad_uploads_get_4xx_json_naming_the_problem(client, body, status, kind):
+    r = client.post("/predict", content=body)
+    assert r.status_code == status
+    assert r.json()["error"] == kind and r.json()["detail"]
+
+
+def test_limits_too_long_and_too_large(client):
+    r = client.post("/predict", content=_wav(5.0))  # 80 kB, 5 s > max_seconds 3
+    assert r.status_code == 413 and r.json()["error"] == "too_long"
+    assert "max_seconds" in r.json()["detail"]
+    r = client.post("/predict", content=_wav(14.0))  # 224 kB > max_bytes 200 kB
+    assert r.status_code == 413 and r.json()["error"] == "too_large"
+    # still serving
+    assert client.post("/predict", content=CLIP.read_bytes()).json()["label"] == "7"
+
+
+def test_bad_audio_corpus_never_breaks_the_service(client):
+    import pandas as pd
+
+    manifest = pd.read_csv(BAD / "manifest.csv")
+    for row in manifest.itertuples():
+        data = (BAD / row.file).read_bytes()
+        r = client.post("/predict", content=data)
+        if row.expected == "error":
+            assert 400 <= r.status_code < 500, (row.file, r.status_code)
+        else:  # ok files decode; some are above this service's limits
+            assert r.status_code in (200, 413), (row.file, r.status_code, r.text)
+    assert client.get("/health").json()["status"] == "ok"
+
+
+def test_batch_reports_each_file(client):
+    files = [("files", ("a.wav", CLIP.read_bytes())), ("files", ("b.txt", b"not audio")),
+             ("files", ("c.wav", CLIP_3.read_bytes()))]
+    out = client.post("/predict/batch", files=files).json()
+    assert out["n"] == 3 and out["failed"] == 1
+    assert [r.get("label") for r in out["results"]] == ["7", None, "3"]
+    assert out["results"][1]["error"] == "audio_decode_error"
+
+
+def test_health_model_docs_and_metrics(client):
+    assert client.get("/health").json()["classes"] == 10
+    info = client.get("/model").json()
+    assert info["labels"] == [str(d) for d in range(10)] and info["sample_rate"] == 8000
+    assert info["features"]["settings"]["sample_rate"] == 8000
+    assert client.get("/openapi.json").json()["paths"]["/predict"]["post"]
+    assert client.get("/docs").status_code == 200
+    page = client.get("/")
+    assert page.status_code == 200 and 'id="file"' in page.text
+    text = client.get("/metrics").text
+    assert 'earmark_requests_total{endpoint="/predict",status="200"}' in text
+    assert 'earmark_predictions_total{label="7"}' in text
+    assert 'earmark_request_duration_seconds_bucket{endpoint="/predict",le="+Inf"}' in text
+    assert 'earmark_errors_total{endpoint="/predict",kind="audio_decode_error"}' in text
+
+
+def test_request_log_records_predictions(client):
+    from earmark.serving import RequestLog
+
+    before = len(RequestLog(client.log_path))
+    client.post("/predict", content=CLIP.read_bytes())
+    with RequestLog(client.log_path) as log:
+        rows = log.read()
+    assert len(rows["label"]) == before + 1 and rows["label"][-1] == "7"
+    assert rows["features"].shape[1] == 7 and rows["proba"].shape[1] == 10
+
+
+# ----------------------------------------------------------------------------- real server
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`earmark serve` on a saved bundle, in its own process, on a free loopback port."""
+    require_training()
+    from earmark.bundle import save_model
+
+    bundle = save_model(fsdd_model(), tmp_path_factory.mktemp("bundle") / "digits.earmark")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "earmark.cli.main", "serve", str(bundle), "--port", str(port), "--max-seconds", "5"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    import httpx
+
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"server exited: {proc.stdout.read().decode(errors='replace')}")
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("server did not start within 60 s")
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def test_uvicorn_process_answers_over_loopback(server):
+    import httpx
+
+    with httpx.Client(base_url=server, timeout=10) as c:
+        assert c.post("/predict", content=CLIP.read_bytes()).json()["label"] == "7"
+        assert c.post("/predict", files={"file": ("x.wav", CLIP_3.read_bytes())}).json()["label"] == "3"
+        r = c.post("/predict", content=b"GIF89a not audio")
+        assert r.status_code == 422 and r.json()["error"] == "audio_decode_error"
+        assert c.post("/predict", content=_wav(6.0)).status_code == 413
+        assert c.get("/health").json()["status"] == "ok"
+        assert "earmark_requests_total" in c.get("/metrics").text
+
+
+def test_web_page_upload_shows_the_right_label(server):
+    from _chromium import chromium_path, open_page
+
+    if chromium_path() is None:
+        pytest.skip("chromium is not installed")
+    with open_page(server + "/") as page:
+        doc = page.send("DOM.getDocument")["root"]["nodeId"]
+        node = page.send("DOM.querySelector", nodeId=doc, selector="#file")["nodeId"]
+        page.send("DOM.setFileInputFiles", nodeId=node, files=[str(CLIP_3)])
+        deadline = time.monotonic() + 20
+        label = ""
+        while time.monotonic() < deadline and not label:
+            label = page.evaluate("document.getElementById('label').textContent")
+            time.sleep(0.1)
+        assert label == "3"
+        assert page.evaluate("document.querySelectorAll('#bars .bar').length") == 5
+        assert page.evaluate("document.getElementById('spectrogram').width") > 5
+        assert page.console_errors() == []
