@@ -1,0 +1,208 @@
+"""evaluate / cross_validate / compare and the CLI on real data (FSDD, bad-audio, instruments)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from earmark.errors import DatasetError
+
+SHARED = Path(os.environ.get("EARMARK_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
+DATA = SHARED / "data"
+FSDD = DATA / "fsdd"
+BAD = DATA / "bad-audio"
+
+pytestmark = pytest.mark.skipif(not (FSDD / "manifest.csv").exists(), reason=f"no FSDD at {FSDD}")
+
+try:
+    from earmark.training import train as _train
+except ImportError:  # earmark.training not in the tree yet
+    _train = None
+
+needs_training = pytest.mark.skipif(_train is None, reason="earmark.training is not importable yet")
+
+
+def _preset():
+    from earmark.features import get_preset
+
+    return get_preset("mfcc-mean", sample_rate=8000, n_fft=256, hop_length=80, n_mels=40,
+                      n_mfcc=20)
+
+
+@pytest.fixture(scope="module")
+def fsdd_small():
+    """300 FSDD clips (6 repetitions × 10 digits × 5 speakers) through load_dataset."""
+    from earmark.sources import load_dataset
+
+    df = load_dataset(FSDD / "manifest.csv")
+    keep = df["path"].str.extract(r"_(\d+)\.wav$")[0].astype(int) < 6
+    return df[keep.to_numpy()].reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def model(fsdd_small):
+    """logreg on MFCC means, trained without speaker 'theo'."""
+    train_df = fsdd_small[fsdd_small["group"] != "theo"]
+    if _train is not None:
+        return _train(train_df, model="logreg", features=_preset(), seed=0)
+    from earmark.features import extract
+    from earmark.models import get_model
+
+    fs = extract(train_df, _preset(), workers=1)
+    y = train_df["label"].astype(str).to_numpy()[np.asarray(fs.rows)]
+    est = get_model("logreg").fit(fs.X, y)
+    return SimpleNamespace(estimator=est, preset=_preset(), task="classification",
+                           classes=[str(c) for c in est.classes_], target="label", config=None,
+                           history=None, metrics={}, data=None, reference={})
+
+
+def test_evaluate_scores_a_held_out_speaker(model, fsdd_small):
+    from earmark.evaluation import evaluate
+
+    test = fsdd_small[fsdd_small["group"] == "theo"]
+    res = evaluate(model, test)
+    m = res.metrics
+    assert m["n"] == len(test) == 60 and res.skipped == []
+    assert m["classes"] == [str(d) for d in range(10)]
+    assert 0.4 < m["accuracy"] <= 1.0  # chance is 0.1
+    assert set(res.predictions["path"]) == set(test["path"])
+    assert (res.predictions["group"] == "theo").all()
+    assert np.allclose(res.proba.sum(axis=1), 1.0)
+    # the predictions agree with the estimator called directly on the features
+    from earmark.features import extract
+
+    fs = extract(test, model.preset, workers=1)
+    direct = model.estimator.predict(fs.X)
+    assert (res.predictions["predicted"].to_numpy() == np.asarray(direct, dtype=str)).all()
+    assert res.features.shape == (60, np.asarray(fs.X).shape[1])
+
+
+def test_undecodable_files_are_listed_and_excluded_not_fatal(model, fsdd_small):
+    from earmark.evaluation import evaluate
+
+    bad = pd.read_csv(BAD / "manifest.csv")
+    good = fsdd_small[fsdd_small["group"] == "theo"].head(20)
+    mixed = pd.concat([
+        good[["path", "label"]],
+        pd.DataFrame({"path": [str(BAD / f) for f in bad["file"]], "label": "0"}),
+    ], ignore_index=True)
+    res = evaluate(model, mixed)
+    errors = {str(BAD / f) for f in bad.loc[bad["expected"] == "error", "file"]}
+    skipped = {s["path"] for s in res.skipped}
+    assert errors <= skipped  # every broken file is listed with a reason …
+    assert all(s["reason"] for s in res.skipped)
+    assert not (set(res.predictions["path"]) & skipped)  # … and left out of the scores
+    assert res.metrics["n"] == len(mixed) - len(skipped)
+    assert res.to_dict()["n_skipped"] == len(skipped)
+
+
+def test_evaluate_refuses_labels_the_model_never_learnt(model, fsdd_small):
+    from earmark.evaluation import evaluate
+
+    odd = fsdd_small.head(5).assign(label="eleven")
+    with pytest.raises(DatasetError, match="never learnt"):
+        evaluate(model, odd)
+
+
+def test_a_leaky_split_is_refused():
+    from earmark.evaluation._run import _check_no_straddle
+
+    table = pd.DataFrame({"path": list("abcd"), "group": ["s1", "s1", "s2", "s2"]})
+    assert _check_no_straddle(table, np.array([0, 1]), np.array([2, 3]), "ok") == ["s2"]
+    with pytest.raises(DatasetError, match="both sides"):
+        _check_no_straddle(table, np.array([0, 2]), np.array([1, 3]), "leaky")
+
+
+@needs_training  # load_model builds an earmark.training.TrainedModel
+def test_cli_evaluate_writes_json_and_report(model, fsdd_small, tmp_path):
+    from earmark.bundle import save_model
+    from earmark.cli.main import app
+
+    bundle = save_model(model, tmp_path / "digits")
+    test = fsdd_small[fsdd_small["group"] == "theo"]
+    manifest = tmp_path / "theo.csv"
+    test[["path", "label", "group"]].rename(columns={"group": "speaker"}).to_csv(manifest,
+                                                                                index=False)
+    out, report = tmp_path / "scores.json", tmp_path / "report.html"
+    r = CliRunner().invoke(app, ["evaluate", str(bundle), str(manifest), "--json", str(out),
+                                 "--report", str(report), "--max-clips", "3"])
+    assert r.exit_code == 0, r.output
+    scores = json.loads(out.read_text())
+    for key in ("accuracy", "balanced_accuracy", "macro_f1", "n", "per_class", "confusion"):
+        assert key in scores
+    assert scores["n"] == 60 and len(scores["confusion"]) == 10
+    html = report.read_text()
+    assert html.count("<audio") == min(3, round(60 * (1 - scores["accuracy"])))
+    assert "accuracy" in r.output  # the table on stdout
+
+
+def test_cli_rejects_bad_options(tmp_path):
+    from earmark.cli.main import app
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["cv", str(FSDD / "manifest.csv"), "--folds", "one"])
+    assert r.exit_code == 2 and "--folds" in r.output
+    r = runner.invoke(app, ["cv", str(FSDD / "manifest.csv"), "--folds", "1"])
+    assert r.exit_code == 2
+    r = runner.invoke(app, ["compare", str(FSDD / "manifest.csv"), "--models", " , "])
+    assert r.exit_code == 2 and "--models" in r.output
+
+
+@needs_training
+def test_cross_validation_never_lets_a_speaker_straddle_folds(fsdd_small):
+    from earmark.evaluation import cross_validate
+
+    cv = cross_validate(fsdd_small, model="logreg", features=_preset(), folds=3, seed=0)
+    groups = fsdd_small.set_index("path")["group"]
+    assert len(cv.folds) == 3
+    seen: list[str] = []
+    for fold in cv.folds:
+        test_paths = fold.result.predictions["path"]
+        fold_groups = set(groups[test_paths])
+        assert fold_groups == set(fold.test_groups)
+        # a speaker in this test fold was not in its training set: train = the other folds
+        assert fold.n_train == len(fsdd_small) - fold.n_test
+        assert fold.n_train == int((~groups.isin(fold_groups)).sum())
+        seen += fold.test_groups
+    assert sorted(seen) == sorted(fsdd_small["group"].unique())  # each speaker tested once
+    pooled = cv.pooled.predictions
+    assert sorted(pooled["path"]) == sorted(fsdd_small["path"])  # every clip predicted once
+    d = cv.to_dict()
+    assert d["summary"]["accuracy"]["n_folds"] == 3
+    assert d["worst_fold"]["value"] == min(f["accuracy"] for f in d["folds"])
+
+
+@needs_training
+def test_cv_on_predefined_folds_and_a_regressor():
+    from earmark.evaluation import cross_validate
+    from earmark.sources import load_dataset
+
+    inst = load_dataset(DATA / "instruments" / "manifest.csv")
+    inst = inst.groupby(["fold", "label"], group_keys=False).head(3)  # 150 clips
+    cv = cross_validate(inst, model="ridge", target="pitch", folds="fold", seed=0)
+    assert [f.name for f in cv.folds] == [f"fold {k}" for k in range(1, 6)]
+    assert cv.task == "regression" and cv.main_metric == "rmse"
+    for key in ("mae", "rmse", "r2"):
+        assert key in cv.summary
+    assert cv.worst_fold["value"] == max(f.result.metrics["rmse"] for f in cv.folds)
+
+
+@needs_training
+def test_compare_ranks_models_on_the_same_folds(fsdd_small):
+    from earmark.evaluation import compare
+
+    board = compare(fsdd_small, models=["logreg", "knn"], features=_preset(), folds=3)
+    t = board.table
+    assert sorted(t["model"]) == ["knn", "logreg"]
+    assert t["accuracy_mean"].is_monotonic_decreasing
+    for col in ("train_seconds", "ms_per_clip", "model_bytes"):
+        assert (t[col] > 0).all()
+    folds = [[f.test_groups for f in cv.folds] for cv in board.results.values()]
+    assert folds[0] == folds[1]  # same folds for every model
