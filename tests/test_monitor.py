@@ -1,0 +1,120 @@
+"""Drift monitoring: statistics on arrays, and the FSDD / TTS / noise behaviour the issue asks for."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from _serving_model import FSDD, TTS, fsdd_model, require_training, split
+from earmark.serving.drift import benjamini_hochberg, detect_drift, drift_summary, psi
+from earmark.serving.monitor import build_reference, monitor, render_html
+
+
+def test_psi_zero_for_same_sample_and_large_for_shift():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=4000)
+    assert psi(a, a) == pytest.approx(0.0, abs=1e-12)
+    assert psi(a, rng.normal(size=4000)) < 0.02
+    assert psi(a, a + 1.0) > 0.5
+
+
+def test_benjamini_hochberg_matches_hand_computation():
+    p = np.array([0.001, 0.008, 0.039, 0.041, 0.042, 0.06, 0.074, 0.205])
+    # p_(i) * m / i, then running minimum from the top
+    expected = np.minimum.accumulate((p * 8 / np.arange(1, 9))[::-1])[::-1]
+    assert benjamini_hochberg(p) == pytest.approx(expected)
+    assert benjamini_hochberg(p[::-1]) == pytest.approx(expected[::-1])
+
+
+def test_detect_drift_on_synthetic_arrays():
+    rng = np.random.default_rng(1)
+    ref = {"features": rng.normal(size=(800, 5)), "proba": rng.dirichlet([30, 1, 1], size=800)}
+    same = detect_drift(ref, rng.normal(size=(300, 5)), rng.dirichlet([30, 1, 1], size=300))
+    assert not same.drift and same.n == 300 and same.n_reference == 800
+    moved = detect_drift(ref, rng.normal(size=(300, 5)) + 3, rng.dirichlet([30, 1, 1], size=300))
+    assert moved.drift and moved.feature_drift_share == 1.0
+    unsure = detect_drift(ref, rng.normal(size=(300, 5)), rng.dirichlet([1, 1, 1], size=300))
+    assert unsure.test("confidence").drift and unsure.drift
+    d = moved.to_dict()
+    assert {"drift", "n", "tests"} <= set(d) and len(d["tests"]) == 7
+    json.dumps(d)
+
+
+def test_detect_drift_refuses_too_few_or_mismatched():
+    from earmark.errors import ParameterError
+
+    ref = {"features": np.zeros((50, 3))}
+    with pytest.raises(ParameterError, match="min_samples"):
+        detect_drift(ref, np.zeros((5, 3)))
+    with pytest.raises(ParameterError, match="columns"):
+        detect_drift(ref, np.zeros((50, 4)))
+
+
+# ----------------------------------------------------------------------------- real data
+
+
+@pytest.fixture(scope="module")
+def model():
+    """The FSDD model with a drift reference of its training speakers' clips (every 2nd one)."""
+    train_df, _ = split()
+    m = fsdd_model()
+    ref = build_reference(m, train_df.iloc[::2], workers=2)
+    return dataclasses.replace(m, reference={**(m.reference or {}), **ref})
+
+
+def test_held_out_speakers_clean_clips_are_not_drift(model):
+    _, held = split()
+    report = monitor(model, held, workers=2)
+    assert report.n == len(held)
+    assert not report.drift, report.reasons
+
+
+def test_synthetic_voices_are_drift(model):
+    report = monitor(model, sorted(str(p) for p in TTS.glob("*.wav")), workers=2)
+    assert report.drift, [(t.name, round(t.effect, 2)) for t in report.tests]
+    assert report.feature_drift_share >= 0.4
+
+
+def test_fsdd_with_noise_is_drift(model, tmp_path):
+    _, held = split()
+    rng = np.random.default_rng(0)
+    paths = []
+    for path in list(held["path"])[::3]:
+        y, sr = sf.read(path, dtype="float32")
+        noise = rng.normal(size=y.shape).astype(np.float32) * np.sqrt(np.mean(y**2) / 10)  # 10 dB SNR
+        out = tmp_path / ("noisy_" + path.rsplit("/", 1)[-1])
+        sf.write(out, np.clip(y + noise, -1, 1), sr)
+        paths.append(str(out))
+    report = monitor(model, paths, workers=2)
+    assert report.drift and report.feature_drift_share >= 0.5
+    html = render_html(report)
+    assert "DRIFT" in html and "spectral_flux" in html
+
+
+def test_drift_summary_is_finite_for_short_and_silent_clips():
+    for y in (np.zeros(10, np.float32), np.zeros(8000, np.float32), np.ones(300, np.float32)):
+        assert np.isfinite(drift_summary(y, 8000)).all()
+    y, sr = sf.read(FSDD / "recordings" / "3_theo_12.wav", dtype="float32")
+    assert drift_summary(y, sr).shape == (7,)
+
+
+def test_monitor_cli_writes_json_and_exits_4_on_drift(model, tmp_path):
+    require_training()
+    from typer.testing import CliRunner
+
+    from earmark.bundle import save_model
+    from earmark.cli.main import app
+
+    bundle = save_model(model, tmp_path / "digits")
+    out, html = tmp_path / "drift.json", tmp_path / "drift.html"
+    tts = str(TTS)
+    res = CliRunner().invoke(app, ["monitor", str(bundle), "--log", tts, "--json", str(out), "--report", str(html)])
+    assert res.exit_code == 4, res.output
+    result = json.loads(out.read_text())
+    assert result["drift"] is True and result["n"] == len(list(TTS.glob("*.wav")))
+    assert any(t["name"] == "spectral_flux" and t["drift"] for t in result["tests"])
+    assert "DRIFT" in html.read_text()
