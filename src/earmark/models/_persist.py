@@ -179,7 +179,7 @@ def load_estimator(directory: str | Path, description: dict) -> Any:
         est.history_ = description.get("history", [])
         est.best_epoch_ = description.get("best_epoch", 0)
         est.n_epochs_ = len(est.history_)
-        if cls is TorchClassifier:
+        if issubclass(cls, TorchClassifier):
             est.classes_ = _classes_from_json(description["classes"])
             n_out = len(est.classes_)
         else:
