@@ -1,0 +1,453 @@
+"""Extraction over many files: decode, featurize in batches, in parallel (processes or Ray), cached.
+
+Example
+-------
+>>> from earmark.features import extract
+>>> fs = extract(["a.wav", "b.wav"], "mfcc-mean")  # doctest: +SKIP
+>>> fs.X.shape, fs.errors  # doctest: +SKIP
+((2, 40), [])
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from earmark.errors import AudioDecodeError, EarmarkError, ParameterError
+from earmark.features._presets import Preset, get_preset
+
+__all__ = ["FeatureSet", "extract", "featurize"]
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass
+class FeatureSet:
+    """Features of the rows of a dataset that decoded.
+
+    Attributes
+    ----------
+    X : np.ndarray or list of np.ndarray
+        Stacked features, ``(n_ok, *preset.output_shape)``; a list of arrays when the preset's
+        number of frames varies.
+    rows : np.ndarray of int
+        Positions (0-based, into the dataset given to :func:`extract`) of the rows in ``X``.
+    errors : list of dict
+        ``{"path", "reason"}`` for every file that could not be featurized (never fatal).
+    preset : Preset
+    paths : list of str
+        Path of each row of ``X``.
+    cached : int
+        How many rows came from the feature store.
+    """
+
+    X: np.ndarray | list[np.ndarray]
+    rows: np.ndarray
+    errors: list[dict[str, str]]
+    preset: Preset
+    paths: list[str] = field(default_factory=list)
+    cached: int = 0
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def _as_preset(preset: str | Preset) -> Preset:
+    return preset if isinstance(preset, Preset) else get_preset(preset)
+
+
+def featurize(y_or_path: np.ndarray | str | os.PathLike[str] | bytes, preset: str | Preset, *,
+              sr: int | None = None) -> np.ndarray:
+    """Features of one clip: a file (decoded at the preset's rate) or samples.
+
+    Parameters
+    ----------
+    y_or_path : np.ndarray, path or bytes
+        Mono float samples, or an audio file (any format :func:`earmark.audio.load_audio` reads).
+    preset : str or Preset
+    sr : int or None
+        Rate of the samples when ``y_or_path`` is an array and not already at
+        ``preset.sample_rate`` (resampled with soxr).
+
+    Raises
+    ------
+    AudioDecodeError
+        The file cannot be decoded.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> featurize(np.zeros(8000, np.float32), "mfcc-mean", sr=8000).shape
+    (40,)
+    """
+    from earmark.audio import load_audio, resample, to_mono
+
+    p = _as_preset(preset)
+    if isinstance(y_or_path, np.ndarray):
+        y = to_mono(np.asarray(y_or_path, dtype=np.float32))
+        if sr is not None and sr != p.sample_rate:
+            y = resample(y, orig_sr=int(sr), target_sr=p.sample_rate)
+    else:
+        y, _ = load_audio(y_or_path, sr=p.sample_rate)
+    return p.transform(y)
+
+
+# ----------------------------------------------------------------------------------------------
+# one batch (runs in a worker process, a Ray task or in-process)
+# ----------------------------------------------------------------------------------------------
+
+
+def _read(path: str, preset: Preset, want_hash: bool) -> tuple[np.ndarray, dict[str, Any]]:
+    from earmark.audio import load_audio
+
+    meta: dict[str, Any] = {"path": path}
+    try:
+        st = os.stat(path)
+        meta["size"], meta["mtime_ns"] = int(st.st_size), int(st.st_mtime_ns)
+        if want_hash and os.path.isfile(path):
+            with open(path, "rb") as f:
+                data = f.read()
+            meta["hash"] = hashlib.blake2b(data, digest_size=16).hexdigest()
+            src: Any = data
+        else:
+            src = path
+    except OSError:
+        src = path  # load_audio names the problem (missing, permission, …)
+    try:
+        y, _ = load_audio(src, sr=preset.sample_rate)
+    except AudioDecodeError as exc:
+        raise AudioDecodeError(path, exc.reason) from None
+    return y, meta
+
+
+def compute_batch(paths: Sequence[str], preset_record: dict[str, Any], want_hash: bool = False
+                  ) -> tuple[list[int], list[np.ndarray], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Decode and featurize ``paths``; returns (ok indices, arrays, metas of ok, errors).
+
+    Never raises for a bad file: it lands in ``errors`` (``{"path", "reason", ...meta}``).
+    """
+    from threadpoolctl import threadpool_limits
+
+    # Parallelism comes from processes; threaded BLAS on many small products only contends.
+    with threadpool_limits(1):
+        return _compute_batch(paths, Preset.from_dict(preset_record), want_hash)
+
+
+def _compute_batch(paths: Sequence[str], preset: Preset, want_hash: bool
+                   ) -> tuple[list[int], list[np.ndarray], list[dict[str, Any]], list[dict[str, Any]]]:
+    import warnings
+
+    clips: list[np.ndarray] = []
+    ok: list[int] = []
+    metas: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
+    for i, p in enumerate(paths):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                y, meta = _read(p, preset, want_hash)
+        except AudioDecodeError as exc:
+            errors.append({"path": p, "reason": exc.reason})
+            continue
+        except Exception as exc:  # a decoder bug must not stop a run of thousands of files
+            errors.append({"path": p, "reason": f"{type(exc).__name__}: {exc}"})
+            continue
+        ok.append(i)
+        clips.append(y)
+        metas.append(meta)
+    arrays: list[np.ndarray] = []
+    if clips:
+        try:
+            out = preset.transform_batch(clips)
+            arrays = list(out)
+        except Exception:
+            # one clip broke the batch (e.g. too short for a setting): isolate it
+            keep_ok, keep_meta = [], []
+            for i, c, m in zip(ok, clips, metas):
+                try:
+                    arrays.append(preset.transform_batch([c])[0])
+                    keep_ok.append(i)
+                    keep_meta.append(m)
+                except Exception as exc:
+                    reason = str(exc) if isinstance(exc, EarmarkError) else f"{type(exc).__name__}: {exc}"
+                    errors.append({**m, "reason": f"feature extraction failed: {reason}"})
+            ok, metas = keep_ok, keep_meta
+    arrays = [np.asarray(a, dtype=np.float32) for a in arrays]
+    return ok, arrays, metas, errors
+
+
+# ----------------------------------------------------------------------------------------------
+# executors
+# ----------------------------------------------------------------------------------------------
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return os.cpu_count() or 1
+
+
+def _run_local(batches: list[list[str]], record: dict[str, Any], want_hash: bool, workers: int
+               ) -> Iterator[tuple[int, Any]]:
+    if workers <= 1 or len(batches) <= 1:
+        for b, paths in enumerate(batches):
+            yield b, compute_batch(paths, record, want_hash)
+        return
+    import multiprocessing as mp
+
+    ctx = mp.get_context("forkserver" if sys.platform.startswith("linux") else "spawn")
+    if ctx.get_start_method() == "forkserver":
+        ctx.set_forkserver_preload(["earmark.features._extract", "earmark.features._kernels"])
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        pending: dict[Future, int] = {}
+        nxt = 0
+        max_inflight = 2 * workers
+        while nxt < len(batches) or pending:
+            while nxt < len(batches) and len(pending) < max_inflight:
+                pending[pool.submit(compute_batch, batches[nxt], record, want_hash)] = nxt
+                nxt += 1
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                b = pending.pop(fut)
+                yield b, fut.result()
+
+
+def _run_ray(batches: list[list[str]], record: dict[str, Any], want_hash: bool, workers: int,
+             address: str | None) -> Iterator[tuple[int, Any]]:
+    try:
+        import ray
+    except ImportError:
+        raise ParameterError("backend='ray' needs Ray: pip install 'earmark[ray]'.") from None
+    started = False
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        started = True
+    try:
+        task = ray.remote(compute_batch)
+        max_inflight = 2 * max(1, int(ray.available_resources().get("CPU", workers)))
+        pending: dict[Any, int] = {}
+        nxt = 0
+        while nxt < len(batches) or pending:
+            while nxt < len(batches) and len(pending) < max_inflight:
+                pending[task.remote(batches[nxt], record, want_hash)] = nxt
+                nxt += 1
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                b = pending.pop(ref)
+                yield b, ray.get(ref)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+# ----------------------------------------------------------------------------------------------
+# extract
+# ----------------------------------------------------------------------------------------------
+
+
+def _paths_of(dataset: Any) -> list[str]:
+    try:
+        import pandas as pd
+
+        if isinstance(dataset, pd.DataFrame):
+            if "path" not in dataset.columns:
+                raise ParameterError(
+                    f"The dataset table has no 'path' column (columns: {list(dataset.columns)}); "
+                    "build it with earmark.sources.load_dataset."
+                )
+            return [os.fspath(p) for p in dataset["path"].tolist()]
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(dataset, (str, os.PathLike)):
+        raise ParameterError(
+            f"extract takes a dataset table or a list of paths, not the single path {dataset!r}; "
+            "use featurize() for one file or earmark.sources.load_dataset() for a folder."
+        )
+    return [os.fspath(p) for p in dataset]
+
+
+def _rich_progress() -> tuple[ProgressCallback, Callable[[], None]]:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    prog = Progress(TextColumn("features"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[rate]} files/s"), TimeRemainingColumn(),
+                    console=Console(stderr=True), transient=True)
+    task = prog.add_task("extract", total=None, rate="-")
+    prog.start()
+
+    def update(done: int, total: int) -> None:
+        t = prog.tasks[0]
+        rate = done / t.elapsed if t.elapsed else 0.0
+        prog.update(task, completed=done, total=total, rate=f"{rate:,.0f}")
+
+    return update, prog.stop
+
+
+def extract(
+    dataset: Any,
+    preset: str | Preset,
+    *,
+    cache: str | os.PathLike[str] | None = None,
+    workers: int | None = None,
+    backend: str = "local",
+    progress: bool | ProgressCallback = False,
+    ray_address: str | None = None,
+    batch_size: int | None = None,
+) -> FeatureSet:
+    """Features of every file of a dataset, in parallel, optionally through an on-disk store.
+
+    Parameters
+    ----------
+    dataset : pandas.DataFrame with a ``path`` column, or a sequence of paths
+    preset : str or Preset
+        See :func:`list_presets`.
+    cache : path or None
+        Feature store folder: cached features are read from it, new ones written to it (sharded,
+        keyed by file content hash and the preset's full settings; atomic writes, so an
+        interrupted run resumes). ``None`` computes without a store.
+    workers : int or None
+        Processes (or Ray CPUs for a local Ray instance); ``None``: all cores.
+    backend : {"local", "ray"}
+        ``"ray"`` runs the batches as Ray tasks on ``ray_address`` (or a local Ray instance).
+    progress : bool or callable
+        ``True`` shows a progress bar on stderr; a callable receives ``(done, total)``.
+    ray_address : str or None
+        Address of a running Ray cluster (``backend="ray"``).
+    batch_size : int or None
+        Files per batch (one task); ``None`` picks one from the dataset size.
+
+    Returns
+    -------
+    FeatureSet
+        ``X`` aligned with ``rows`` (positions into ``dataset``); failed files in ``errors``.
+
+    Example
+    -------
+    >>> fs = extract(["../shared/data/fsdd/recordings/7_jackson_32.wav"], "mfcc-mean")  # doctest: +SKIP
+    >>> fs.X.shape  # doctest: +SKIP
+    (1, 40)
+    """
+    p = _as_preset(preset)
+    paths = _paths_of(dataset)
+    if backend not in ("local", "ray"):
+        raise ParameterError(f"The 'backend' parameter of extract must be 'local' or 'ray'. Got {backend!r}.")
+    if workers is None:
+        workers = _cpu_count()
+    if not isinstance(workers, int) or workers < 1:
+        raise ParameterError(f"The 'workers' parameter of extract must be an int >= 1. Got {workers!r}.")
+    n = len(paths)
+    record = p.to_dict()
+    shape = p.output_shape
+    results: list[np.ndarray | None] = [None] * n
+    X = np.empty((n, *shape), dtype=np.float32) if shape is not None else None
+    done_mask = np.zeros(n, dtype=bool)
+    error_of: dict[int, str] = {}
+    cached = 0
+
+    store = None
+    if cache is not None:
+        from earmark.features._store import FeatureStore
+
+        store = FeatureStore(cache, record, p.cache_key())
+
+    def put(pos: int, arr: np.ndarray) -> None:
+        if X is not None:
+            if arr.shape != shape:
+                raise EarmarkError(f"internal: features of shape {arr.shape}, expected {shape}")
+            X[pos] = arr
+        else:
+            results[pos] = arr
+        done_mask[pos] = True
+
+    # which positions need computing; identical paths are computed once
+    todo: dict[str, list[int]] = {}
+    for pos, path in enumerate(paths):
+        if store is not None:
+            try:
+                st = os.stat(path)
+                h = store.lookup_hash(path, int(st.st_size), int(st.st_mtime_ns))
+            except OSError:
+                h = None
+            if h is not None and h in store.entries:
+                put(pos, store.get(h))
+                cached += 1
+                continue
+            if h is not None and h in store.failures:
+                error_of[pos] = store.failures[h]["reason"]
+                continue
+        todo.setdefault(path, []).append(pos)
+
+    uniq = list(todo)
+    if batch_size is None:
+        per = math.ceil(len(uniq) / max(1, 4 * workers)) if uniq else 1
+        batch_size = int(min(256, max(16, per)))
+    batches = [uniq[i:i + batch_size] for i in range(0, len(uniq), batch_size)]
+
+    cb: ProgressCallback | None = None
+    stop: Callable[[], None] | None = None
+    if progress is True:
+        cb, stop = _rich_progress()
+    elif callable(progress):
+        cb = progress
+    total = n
+    n_done = n - sum(len(v) for v in todo.values())
+    if cb:
+        cb(n_done, total)
+    want_hash = store is not None
+    runner = (_run_ray(batches, record, want_hash, workers, ray_address) if backend == "ray"
+              else _run_local(batches, record, want_hash, workers))
+    try:
+        for b, (ok, arrays, metas, errors) in runner:
+            bpaths = batches[b]
+            for i, arr in zip(ok, arrays):
+                for pos in todo[bpaths[i]]:
+                    put(pos, arr)
+            for e in errors:
+                for pos in todo[e["path"]]:
+                    error_of[pos] = e["reason"]
+            if store is not None:
+                items = [{k: m[k] for k in ("hash", "path", "size", "mtime_ns")} for m in metas if "hash" in m]
+                arrs = [a for a, m in zip(arrays, metas) if "hash" in m]
+                errs = [e for e in errors if "hash" in e]
+                store.write_shard(items, arrs, errs)
+            n_done += sum(len(todo[pp]) for pp in bpaths)
+            if cb:
+                cb(n_done, total)
+    finally:
+        if stop:
+            stop()
+
+    rows = np.flatnonzero(done_mask)
+    if X is not None:
+        if len(rows) < n:  # compact in place, keeping the order
+            for k, pos in enumerate(rows):
+                if k != pos:
+                    X[k] = X[pos]
+            X = X[: len(rows)]
+        Xout: np.ndarray | list[np.ndarray] = X
+    else:
+        Xout = [results[i] for i in rows]  # type: ignore[misc]
+    errors_out = [{"path": paths[i], "reason": error_of[i]} for i in sorted(error_of)]
+    if store is not None:
+        store.write_report(errors_out, len(rows))
+    return FeatureSet(X=Xout, rows=rows, errors=errors_out, preset=p, paths=[paths[i] for i in rows],
+                      cached=cached)

@@ -1,0 +1,636 @@
+"""Feature presets: named, frozen, JSON-round-tripping recipes from one mono clip to an array.
+
+A :class:`Preset` is a frozen dataclass (``name``, ``kind``, ``sample_rate``, ``params``). The
+``kind`` selects the implementation from a registry of *kinds*; ``params`` hold every setting
+(all DSP parameters explicit). ``to_dict()`` is the full recipe: it is the cache key of the
+feature store and is saved in model bundles.
+
+Example
+-------
+>>> from earmark.features import get_preset
+>>> p = get_preset("logmel")
+>>> p.output_shape
+(64, 101)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from earmark.errors import ParameterError
+from earmark.features import _spectral as sp
+
+__all__ = ["FEATURE_FORMAT", "Preset", "get_preset", "list_presets", "register_preset"]
+
+#: Bumped when an implementation changes its numbers (part of every cache key).
+FEATURE_FORMAT = 1
+
+
+# ----------------------------------------------------------------------------------------------
+# kinds: the implementations
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Kind:
+    name: str
+    defaults: Mapping[str, Any]
+    batch: Callable[[Sequence[np.ndarray], int, Mapping[str, Any]], np.ndarray | list[np.ndarray]]
+    pooled: bool
+    shape: Callable[[int, Mapping[str, Any]], tuple[int, ...] | None]
+    names: Callable[[Mapping[str, Any]], list[str] | None] = lambda p: None
+    description: str = ""
+
+
+_KINDS: dict[str, _Kind] = {}
+
+
+def _fix_length(clips: Sequence[np.ndarray], n: int, align: str) -> list[np.ndarray]:
+    out = []
+    for c in clips:
+        if len(c) > n:
+            start = 0 if align == "start" else (len(c) - n) // 2
+            c = c[start:start + n]
+        out.append(c)
+    return out
+
+
+def _target_samples(sr: int, p: Mapping[str, Any]) -> int | None:
+    d = p.get("duration")
+    return None if d is None else int(round(float(d) * sr))
+
+
+# --- logmel -----------------------------------------------------------------------------------
+
+
+def _logmel_batch(clips: Sequence[np.ndarray], sr: int, p: Mapping[str, Any]) -> np.ndarray:
+    n_target = _target_samples(sr, p)
+    assert n_target is not None
+    n_fft, hop = p["n_fft"], p["hop_length"]
+    n_frames = 1 + n_target // hop
+    clips = _fix_length(clips, n_target, p["align"])
+    # Frames that lie wholly in the zero padding have zero power: only compute the others.
+    short = [np.pad(c, (0, max(0, min(n_target, len(c) + n_fft) - len(c)))) for c in clips]
+    spec, counts = sp._stft_ragged(short, n_fft=n_fft, hop_length=hop, win_length=p["win_length"],
+                                   window=p["window"], center=True, pad_mode="constant")
+    mag = np.abs(spec)
+    power = mag if p["power"] == 1.0 else mag ** p["power"]
+    fb = sp.mel_filterbank(sr=sr, n_fft=n_fft, n_mels=p["n_mels"], fmin=p["fmin"], fmax=p["fmax"],
+                           htk=p["htk"], norm=p["norm"])
+    M = fb @ power
+    out = np.zeros((len(clips), p["n_mels"], n_frames), dtype=np.float32)
+    off = 0
+    for i, c in enumerate(counts):
+        k = min(int(c), n_frames)
+        out[i, :, :k] = M[:, off:off + k]
+        off += int(c)
+    flat = out.transpose(1, 0, 2).reshape(p["n_mels"], -1)
+    db = sp._power_to_db_flat(flat, np.full(len(clips), n_frames), ref=p["ref"], amin=p["amin"],
+                              top_db=p["top_db"])
+    return np.ascontiguousarray(db.reshape(p["n_mels"], len(clips), n_frames).transpose(1, 0, 2))
+
+
+_register_kind = _KINDS.__setitem__
+
+_register_kind("logmel", _Kind(
+    name="logmel",
+    defaults={"duration": 1.0, "align": "start", "n_fft": 512, "win_length": 400, "hop_length": 160,
+              "window": "hann", "power": 2.0, "n_mels": 64, "fmin": 20.0, "fmax": 8000.0,
+              "htk": False, "norm": "slaney", "ref": 1.0, "amin": 1e-10, "top_db": 80.0},
+    batch=_logmel_batch,
+    pooled=False,
+    shape=lambda sr, p: (p["n_mels"], 1 + _target_samples(sr, p) // p["hop_length"]),
+    description="log-mel spectrogram (dB) of a clip padded/cropped to a fixed duration",
+))
+
+
+# --- mfcc sequences ---------------------------------------------------------------------------
+
+
+def _normalize_seq(x: np.ndarray, how: str) -> np.ndarray:
+    if how == "none":
+        return x
+    if how == "minmax":
+        lo = x.min(axis=-1, keepdims=True)
+        hi = x.max(axis=-1, keepdims=True)
+        return (x - lo) / np.where(hi - lo > 0, hi - lo, 1)
+    if how == "meanvar":
+        mu = x.mean(axis=-1, keepdims=True)
+        sd = x.std(axis=-1, keepdims=True)
+        return (x - mu) / np.where(sd > 0, sd, 1)
+    raise ParameterError(f"The 'normalize' parameter must be 'none', 'minmax' or 'meanvar'. Got {how!r}.")
+
+
+def _with_deltas(x: np.ndarray, deltas: int, width: int) -> np.ndarray:
+    parts = [x]
+    for order in range(1, deltas + 1):
+        parts.append(sp.delta(x, width=width, order=order) if x.shape[-1] >= width
+                     else np.zeros_like(x))
+    return np.concatenate(parts, axis=-2)
+
+
+def _stack_or_list(arrs: list[np.ndarray], fixed: bool) -> np.ndarray | list[np.ndarray]:
+    return np.stack(arrs).astype(np.float32, copy=False) if fixed else arrs
+
+
+def _mfcc_seq_batch(clips: Sequence[np.ndarray], sr: int, p: Mapping[str, Any]):
+    n_target = _target_samples(sr, p)
+    if n_target is not None:
+        clips = [np.pad(c, (0, max(0, n_target - len(c)))) for c in _fix_length(clips, n_target, p["align"])]
+    spec, counts = sp._stft_ragged(clips, n_fft=p["n_fft"], hop_length=p["hop_length"],
+                                   win_length=p["win_length"], window=p["window"], center=True,
+                                   pad_mode="constant")
+    fb = sp.mel_filterbank(sr=sr, n_fft=p["n_fft"], n_mels=p["n_mels"], fmin=p["fmin"], fmax=p["fmax"],
+                           htk=p["htk"], norm="slaney")
+    logm = sp._power_to_db_flat(fb @ (np.abs(spec) ** 2), counts, ref=1.0, amin=1e-10, top_db=p["top_db"])
+    M = sp._mfcc_flat(logm, n_mfcc=p["n_mfcc"], dct_type=2, norm="ortho", lifter=p["lifter"])
+    out = []
+    off = 0
+    for c in counts:
+        x = M[:, off:off + int(c)]
+        off += int(c)
+        x = _with_deltas(x, p["deltas"], p["delta_width"])
+        out.append(_normalize_seq(x, p["normalize"]).astype(np.float32))
+    return _stack_or_list(out, n_target is not None)
+
+
+_register_kind("mfcc-seq", _Kind(
+    name="mfcc-seq",
+    defaults={"duration": 1.0, "align": "start", "n_mfcc": 13, "deltas": 0, "delta_width": 9,
+              "normalize": "meanvar", "n_fft": 512, "win_length": 400, "hop_length": 160,
+              "window": "hann", "n_mels": 40, "fmin": 0.0, "fmax": None, "htk": False, "lifter": 0.0,
+              "top_db": 80.0},
+    batch=_mfcc_seq_batch,
+    pooled=False,
+    shape=lambda sr, p: None if p["duration"] is None else (
+        p["n_mfcc"] * (1 + p["deltas"]), 1 + _target_samples(sr, p) // p["hop_length"]),
+    description="MFCC sequence (+ deltas), per-clip normalised (minmax | meanvar | none)",
+))
+
+
+# --- python_speech_features recipe --------------------------------------------------------------
+
+
+def _psf_filterbank(nfilt: int, nfft: int, sr: int, lowfreq: float, highfreq: float) -> np.ndarray:
+    def hz2mel(hz):
+        return 2595 * np.log10(1 + hz / 700.0)
+
+    def mel2hz(mel):
+        return 700 * (10 ** (mel / 2595.0) - 1)
+
+    melpoints = np.linspace(hz2mel(lowfreq), hz2mel(highfreq), nfilt + 2)
+    bins = np.floor((nfft + 1) * mel2hz(melpoints) / sr)
+    fb = np.zeros([nfilt, nfft // 2 + 1])
+    for j in range(nfilt):
+        for i in range(int(bins[j]), int(bins[j + 1])):
+            fb[j, i] = (i - bins[j]) / (bins[j + 1] - bins[j])
+        for i in range(int(bins[j + 1]), int(bins[j + 2])):
+            fb[j, i] = (bins[j + 2] - i) / (bins[j + 2] - bins[j + 1])
+    return fb
+
+
+def _round_half_up(x: float) -> int:
+    import decimal
+
+    return int(decimal.Decimal(x).quantize(decimal.Decimal("1"), rounding=decimal.ROUND_HALF_UP))
+
+
+def _psf_batch(clips: Sequence[np.ndarray], sr: int, p: Mapping[str, Any]):
+    n_target = _target_samples(sr, p)
+    if n_target is not None:
+        clips = [np.pad(c, (0, max(0, n_target - len(c)))) for c in _fix_length(clips, n_target, p["align"])]
+    flen = _round_half_up(p["winlen"] * sr)
+    fstep = _round_half_up(p["winstep"] * sr)
+    nfft = p["nfft"]
+    if flen > nfft:
+        raise ParameterError(
+            f"psf-mfcc frame length {flen} samples exceeds nfft={nfft}; raise nfft or lower winlen."
+        )
+    fb = _psf_filterbank(p["nfilt"], nfft, sr, p["lowfreq"], p["highfreq"] or sr / 2)
+    eps = np.finfo(float).eps
+    n = np.arange(p["numcep"])
+    lift = 1 + (p["ceplifter"] / 2.0) * np.sin(np.pi * n / p["ceplifter"]) if p["ceplifter"] > 0 else 1
+    frames_all = []
+    counts = []
+    for c in clips:
+        x = np.asarray(c, dtype=np.float64)
+        x = np.append(x[0], x[1:] - p["preemph"] * x[:-1]) if len(x) else x
+        slen = len(x)
+        nf = 1 if slen <= flen else 1 + int(np.ceil((1.0 * slen - flen) / fstep))
+        padlen = int((nf - 1) * fstep + flen)
+        x = np.concatenate((x, np.zeros(padlen - slen)))
+        idx = np.arange(flen)[None, :] + (np.arange(nf) * fstep)[:, None]
+        frames_all.append(x[idx])
+        counts.append(nf)
+    F = np.concatenate(frames_all)
+    pspec = 1.0 / nfft * np.square(np.abs(np.fft.rfft(F, nfft)))
+    energy = pspec.sum(axis=1)
+    energy = np.where(energy == 0, eps, energy)
+    feat = pspec @ fb.T
+    feat = np.where(feat == 0, eps, feat)
+    import scipy.fft
+
+    cep = scipy.fft.dct(np.log(feat), type=2, axis=1, norm="ortho")[:, : p["numcep"]] * lift
+    if p["append_energy"]:
+        cep[:, 0] = np.log(energy)
+    out = []
+    off = 0
+    for nf in counts:
+        out.append(cep[off:off + nf].T.astype(np.float32))
+        off += nf
+    out = [_with_deltas(x, p["deltas"], p["delta_width"]) for x in out]
+    out = [_normalize_seq(x, p["normalize"]) for x in out]
+    return _stack_or_list(out, n_target is not None)
+
+
+def _psf_shape(sr: int, p: Mapping[str, Any]) -> tuple[int, int] | None:
+    n = _target_samples(sr, p)
+    if n is None:
+        return None
+    flen = _round_half_up(p["winlen"] * sr)
+    fstep = _round_half_up(p["winstep"] * sr)
+    nf = 1 if n <= flen else 1 + int(np.ceil((1.0 * n - flen) / fstep))
+    return (p["numcep"] * (1 + p["deltas"]), nf)
+
+
+_register_kind("psf-mfcc", _Kind(
+    name="psf-mfcc",
+    defaults={"duration": 1.0, "align": "start", "winlen": 0.025, "winstep": 0.01, "numcep": 13,
+              "nfilt": 26, "nfft": 512, "lowfreq": 0.0, "highfreq": None, "preemph": 0.97,
+              "ceplifter": 22, "append_energy": True, "deltas": 0, "delta_width": 9,
+              "normalize": "none"},
+    batch=_psf_batch,
+    pooled=False,
+    shape=_psf_shape,
+    description="python_speech_features MFCC recipe (13 cepstra, 26 filters, preemph 0.97, lifter 22, "
+                "log-energy as c0)",
+))
+
+
+# --- pooled presets ---------------------------------------------------------------------------
+
+
+def _mfcc_mean_batch(clips: Sequence[np.ndarray], sr: int, p: Mapping[str, Any]) -> np.ndarray:
+    spec, counts = sp._stft_ragged(clips, n_fft=p["n_fft"], hop_length=p["hop_length"], win_length=None,
+                                   window="hann", center=True, pad_mode="constant")
+    fb = sp.mel_filterbank(sr=sr, n_fft=p["n_fft"], n_mels=p["n_mels"], fmin=0.0, fmax=None)
+    logm = sp._power_to_db_flat(fb @ (np.abs(spec) ** 2), counts, ref=1.0, amin=1e-10, top_db=80.0)
+    M = sp._mfcc_flat(logm, n_mfcc=p["n_mfcc"], dct_type=2, norm="ortho", lifter=0.0)
+    return sp.segment_mean(M, counts).T.astype(np.float32)
+
+
+_register_kind("mfcc-mean", _Kind(
+    name="mfcc-mean",
+    defaults={"n_mfcc": 40, "n_fft": 2048, "hop_length": 512, "n_mels": 128},
+    batch=_mfcc_mean_batch,
+    pooled=True,
+    shape=lambda sr, p: (p["n_mfcc"],),
+    names=lambda p: [f"mfcc_{i}_mean" for i in range(p["n_mfcc"])],
+    description="time-mean of librosa-default MFCCs (UrbanSound8K / spoken-digit references)",
+))
+
+
+def _classic_batch(clips: Sequence[np.ndarray], sr: int, p: Mapping[str, Any]) -> np.ndarray:
+    D, counts = sp._stft_ragged(clips, n_fft=2048, hop_length=512, win_length=None, window="hann",
+                                center=True, pad_mode="constant")
+    S = np.abs(D)
+    mel = sp.mel_filterbank(sr=sr, n_fft=2048, n_mels=128, fmin=0.0, fmax=None) @ (S * S)
+    logm = sp._power_to_db_flat(mel, counts, ref=1.0, amin=1e-10, top_db=80.0)
+    mf = sp._mfcc_flat(logm, n_mfcc=20, dct_type=2, norm="ortho", lifter=0.0)
+    chroma = sp._chroma_stft_flat(S, counts, sr=sr, n_chroma=12, tuning=None, norm=np.inf)
+    contrast = sp._contrast_flat(S, counts, sr=sr, fmin=200.0, n_bands=6, quantile=0.02, linear=False)
+    harm = sp._harmonic_ragged(clips, n_fft=2048, hop_length=512, kernel_size=31, power=2.0, margin=1.0,
+                               stft_done=(D, counts))
+    ch_cqt, c_counts = sp._chroma_cqt_ragged(harm, sr=sr, hop_length=512, fmin=32.70319566257483,
+                                             n_chroma=12, n_octaves=7, bins_per_octave=36, tuning=None,
+                                             norm=np.inf, threshold=0.0)
+    ton = sp._tonnetz_flat(ch_cqt)
+    parts = [sp.segment_mean(mf, counts), sp.segment_mean(chroma, counts), sp.segment_mean(mel, counts),
+             sp.segment_mean(contrast, counts), sp.segment_mean(ton, c_counts)]
+    return np.concatenate(parts, axis=0).T.astype(np.float32)
+
+
+_CHROMA_NAMES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
+
+_register_kind("classic173", _Kind(
+    name="classic173",
+    defaults={},
+    batch=_classic_batch,
+    pooled=True,
+    shape=lambda sr, p: (173,),
+    names=lambda p: ([f"mfcc_{i}" for i in range(20)] + [f"chroma_{c}" for c in _CHROMA_NAMES]
+                     + [f"mel_{i}" for i in range(128)] + [f"contrast_{i}" for i in range(7)]
+                     + [f"tonnetz_{i}" for i in range(6)]),
+    description="time-means of MFCC(20), chroma(12), mel(128), contrast(7), tonnetz(6) as the "
+                "spoken-digit reference (librosa defaults at 22,050 Hz)",
+))
+
+
+_STATS = ("mean", "std", "p10", "p50", "p90")
+
+
+def _stats_rows(p: Mapping[str, Any]) -> list[str]:
+    rows = [f"mfcc{i}" for i in range(p["n_mfcc"])] + [f"dmfcc{i}" for i in range(p["n_mfcc"])]
+    rows += ["centroid", "bandwidth", "rolloff", "flatness", "zcr", "rms"]
+    rows += [f"contrast{i}" for i in range(p["n_bands"] + 1)] + [f"chroma_{c}" for c in _CHROMA_NAMES]
+    return rows
+
+
+def _stats_batch(clips: Sequence[np.ndarray], sr: int, p: Mapping[str, Any]) -> np.ndarray:
+    n_fft, hop = p["n_fft"], p["hop_length"]
+    D, counts = sp._stft_ragged(clips, n_fft=n_fft, hop_length=hop, win_length=p["win_length"],
+                                window="hann", center=True, pad_mode="constant")
+    S = np.abs(D)
+    fb = sp.mel_filterbank(sr=sr, n_fft=n_fft, n_mels=p["n_mels"], fmin=0.0, fmax=None)
+    logm = sp._power_to_db_flat(fb @ (S * S), counts, ref=1.0, amin=1e-10, top_db=80.0)
+    mf = sp._mfcc_flat(logm, n_mfcc=p["n_mfcc"], dct_type=2, norm="ortho", lifter=0.0)
+    frames, _ = sp._frame_ragged(clips, frame_length=n_fft, hop_length=hop, center=True, pad_mode="constant")
+    zframes, _ = sp._frame_ragged(clips, frame_length=n_fft, hop_length=hop, center=True, pad_mode="edge")
+    rows = [
+        sp._centroid_flat(S, sr), sp._bandwidth_flat(S, sr, 2.0), sp._rolloff_flat(S, sr, 0.85),
+        sp._flatness_flat(S, 1e-10, 2.0), sp._zcr_frames(zframes)[None, :], sp._rms_frames(frames)[None, :],
+        sp._contrast_flat(S, counts, sr=sr, fmin=200.0, n_bands=p["n_bands"], quantile=0.02, linear=False),
+        sp._chroma_stft_flat(S * S, counts, sr=sr, n_chroma=12, tuning=0.0, norm=np.inf),
+    ]
+    out = np.empty((len(clips), len(_stats_rows(p)) * len(_STATS)), dtype=np.float32)
+    off = 0
+    for i, c in enumerate(counts):
+        c = int(c)
+        m = mf[:, off:off + c]
+        d = sp.delta(m, width=p["delta_width"], order=1) if c >= p["delta_width"] else np.zeros_like(m)
+        X = np.concatenate([m, d] + [r[:, off:off + c] for r in rows], axis=0).astype(np.float64)
+        pct = np.percentile(X, [10, 50, 90], axis=1)
+        out[i] = np.stack([X.mean(axis=1), X.std(axis=1), pct[0], pct[1], pct[2]], axis=1).ravel()
+        off += c
+    return out
+
+
+_register_kind("stats", _Kind(
+    name="stats",
+    defaults={"n_mfcc": 20, "n_mels": 40, "n_fft": 512, "win_length": 400, "hop_length": 160,
+              "n_bands": 6, "delta_width": 9},
+    batch=_stats_batch,
+    pooled=True,
+    shape=lambda sr, p: (len(_stats_rows(p)) * len(_STATS),),
+    names=lambda p: [f"{r}_{s}" for r in _stats_rows(p) for s in _STATS],
+    description="mean, std and 10/50/90th percentiles of MFCC, ΔMFCC, spectral shape, ZCR, RMS, "
+                "contrast and chroma frames",
+))
+
+
+def _raw_batch(clips: Sequence[np.ndarray], sr: int, p: Mapping[str, Any]) -> np.ndarray:
+    n = _target_samples(sr, p)
+    assert n is not None
+    out = np.zeros((len(clips), n), dtype=np.float32)
+    for i, c in enumerate(_fix_length(clips, n, p["align"])):
+        if p["peak_normalize"]:
+            peak = float(np.abs(c).max()) if len(c) else 0.0
+            c = c / peak if peak > 0 else c
+        out[i, : len(c)] = c
+    return out
+
+
+_register_kind("raw", _Kind(
+    name="raw",
+    defaults={"duration": 1.0, "align": "start", "peak_normalize": False},
+    batch=_raw_batch,
+    pooled=False,
+    shape=lambda sr, p: (_target_samples(sr, p),),
+    description="the waveform, zero-padded/cropped to a fixed duration (1-D CNN input)",
+))
+
+
+# ----------------------------------------------------------------------------------------------
+# Preset
+# ----------------------------------------------------------------------------------------------
+
+
+def _freeze(d: Mapping[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(dict(d))
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named feature recipe: the implementation ``kind``, the decode ``sample_rate`` and every
+    setting in ``params``.
+
+    Attributes
+    ----------
+    name : str
+    kind : str
+        Registered implementation (``logmel``, ``mfcc-seq``, ``psf-mfcc``, ``mfcc-mean``,
+        ``classic173``, ``stats``, ``raw``).
+    sample_rate : int
+        Audio is decoded and resampled to this rate before :meth:`transform`.
+    params : Mapping[str, Any]
+        All settings (read-only).
+
+    Example
+    -------
+    >>> p = get_preset("mfcc-mean", n_mfcc=20)
+    >>> Preset.from_dict(p.to_dict()) == p
+    True
+    """
+
+    name: str
+    kind: str
+    sample_rate: int
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in _KINDS:
+            raise ParameterError(f"Unknown feature kind {self.kind!r}; known kinds: {sorted(_KINDS)}.")
+        if not isinstance(self.sample_rate, (int, np.integer)) or self.sample_rate <= 0:
+            raise ParameterError(
+                f"The 'sample_rate' of preset {self.name!r} must be a positive int. Got {self.sample_rate!r}."
+            )
+        kind = _KINDS[self.kind]
+        unknown = set(self.params) - set(kind.defaults)
+        if unknown:
+            raise ParameterError(
+                f"Preset {self.name!r} (kind {self.kind!r}) has no parameter(s) {sorted(unknown)}; "
+                f"valid: {sorted(kind.defaults)}."
+            )
+        merged = {**kind.defaults, **self.params}
+        object.__setattr__(self, "sample_rate", int(self.sample_rate))
+        object.__setattr__(self, "params", _freeze(merged))
+        if "duration" in merged and merged["duration"] is not None and float(merged["duration"]) <= 0:
+            raise ParameterError(f"The 'duration' of preset {self.name!r} must be > 0. Got {merged['duration']}.")
+        if "align" in merged and merged["align"] not in ("start", "center"):
+            raise ParameterError(f"The 'align' of preset {self.name!r} must be 'start' or 'center'. "
+                                 f"Got {merged['align']!r}.")
+        if self.kind in ("logmel", "raw") and merged["duration"] is None:
+            raise ParameterError(f"Preset {self.name!r} needs a fixed 'duration' in seconds.")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Preset) and self.to_dict() == other.to_dict()
+
+    def __hash__(self) -> int:
+        return hash(self.cache_key())
+
+    def __repr__(self) -> str:
+        return f"Preset(name={self.name!r}, kind={self.kind!r}, sample_rate={self.sample_rate})"
+
+    # -- description --------------------------------------------------------------------------
+
+    @property
+    def pooled(self) -> bool:
+        """One 1-D vector per clip (for classical models)."""
+        return _KINDS[self.kind].pooled
+
+    @property
+    def output_shape(self) -> tuple[int, ...] | None:
+        """Shape of one clip's features, or ``None`` when the number of frames varies."""
+        return _KINDS[self.kind].shape(self.sample_rate, self.params)
+
+    @property
+    def feature_names(self) -> list[str] | None:
+        """Names of the dimensions of pooled presets (``None`` for sequences)."""
+        return _KINDS[self.kind].names(self.params)
+
+    @property
+    def description(self) -> str:
+        """One line on what the preset computes."""
+        return _KINDS[self.kind].description
+
+    def to_dict(self) -> dict[str, Any]:
+        """Full JSON-able recipe (cache key and bundle record)."""
+        return {"name": self.name, "kind": self.kind, "sample_rate": self.sample_rate,
+                "params": dict(self.params), "format": FEATURE_FORMAT}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Preset:
+        """Rebuild a preset saved by :meth:`to_dict`.
+
+        Raises
+        ------
+        ParameterError
+            The dict is not a preset record, or was written by an incompatible feature format.
+        """
+        try:
+            fmt = d.get("format", FEATURE_FORMAT)
+            if fmt != FEATURE_FORMAT:
+                raise ParameterError(
+                    f"Preset record has feature format {fmt}, this earmark computes format "
+                    f"{FEATURE_FORMAT}; re-extract the features (or install the matching earmark)."
+                )
+            return cls(name=str(d["name"]), kind=str(d["kind"]), sample_rate=int(d["sample_rate"]),
+                       params=dict(d.get("params", {})))
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ParameterError(f"Not a preset record ({exc!r}): {d!r}") from None
+
+    def cache_key(self) -> str:
+        """Hex digest of :meth:`to_dict` (the feature store's folder for this preset)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()[:20]
+
+    # -- computing ----------------------------------------------------------------------------
+
+    def transform(self, y: np.ndarray) -> np.ndarray:
+        """Features of one mono float32 clip sampled at :attr:`sample_rate`.
+
+        Example
+        -------
+        >>> import numpy as np
+        >>> get_preset("raw").transform(np.ones(100, np.float32)).shape
+        (16000,)
+        """
+        out = self.transform_batch([y])
+        return out[0]
+
+    def transform_batch(self, clips: Sequence[np.ndarray]) -> np.ndarray | list[np.ndarray]:
+        """Features of many clips at once (the fast path): a stacked array, or a list of arrays
+        when the preset's number of frames varies (``output_shape is None``).
+
+        Example
+        -------
+        >>> import numpy as np
+        >>> get_preset("logmel").transform_batch([np.zeros(8000, np.float32)] * 3).shape
+        (3, 64, 101)
+        """
+        arrs = []
+        for i, c in enumerate(clips):
+            a = np.asarray(c, dtype=np.float32)
+            if a.ndim != 1 or a.size == 0:
+                raise ParameterError(
+                    f"Preset {self.name!r} needs non-empty mono 1-D clips; clip {i} has shape {a.shape}."
+                )
+            arrs.append(a)
+        if not arrs:
+            shape = self.output_shape
+            return np.zeros((0, *shape), np.float32) if shape is not None else []
+        return _KINDS[self.kind].batch(arrs, self.sample_rate, self.params)
+
+
+_PRESETS: dict[str, Preset] = {}
+
+
+def register_preset(preset: Preset, *, overwrite: bool = False) -> Preset:
+    """Add a preset to the registry under ``preset.name``.
+
+    Example
+    -------
+    >>> p = register_preset(Preset("logmel-2s", "logmel", 16000, {"duration": 2.0}), overwrite=True)
+    >>> get_preset("logmel-2s").output_shape
+    (64, 201)
+    """
+    if not isinstance(preset, Preset):
+        raise ParameterError(f"register_preset takes a Preset. Got {type(preset).__name__}.")
+    if preset.name in _PRESETS and not overwrite and _PRESETS[preset.name] != preset:
+        raise ParameterError(f"A preset named {preset.name!r} exists; pass overwrite=True or pick another name.")
+    _PRESETS[preset.name] = preset
+    return preset
+
+
+def list_presets() -> list[str]:
+    """Names of the registered presets.
+
+    Example
+    -------
+    >>> "classic173" in list_presets()
+    True
+    """
+    return sorted(_PRESETS)
+
+
+def get_preset(name: str | Preset, **overrides: Any) -> Preset:
+    """A registered preset, optionally with some settings changed (``sample_rate`` or any param).
+
+    Example
+    -------
+    >>> get_preset("mfcc-mean", n_mfcc=20).output_shape
+    (20,)
+    """
+    if isinstance(name, Preset):
+        base = name
+    else:
+        if name not in _PRESETS:
+            import difflib
+
+            close = difflib.get_close_matches(str(name), list(_PRESETS), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ParameterError(f"Unknown feature preset {name!r}.{hint} Known: {', '.join(list_presets())}.")
+        base = _PRESETS[name]
+    if not overrides:
+        return base
+    sr = overrides.pop("sample_rate", base.sample_rate)
+    return Preset(name=base.name, kind=base.kind, sample_rate=sr, params={**base.params, **overrides})
+
+
+for _p in (
+    Preset("logmel", "logmel", 16000),
+    Preset("mfcc-seq", "mfcc-seq", 16000),
+    Preset("psf-mfcc", "psf-mfcc", 16000),
+    Preset("mfcc-mean", "mfcc-mean", 22050),
+    Preset("classic173", "classic173", 22050),
+    Preset("stats", "stats", 16000),
+    Preset("raw", "raw", 16000),
+):
+    register_preset(_p)
