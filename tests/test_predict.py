@@ -1,0 +1,95 @@
+"""Batch prediction (`earmark predict` and predict_paths): folders, bad files, formats, windows."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from _serving_model import BAD, FSDD, fsdd_model, require_training
+from earmark.serving.batch import expand_paths, predict_paths
+
+GOOD = ["7_jackson_40.wav", "7_jackson_41.wav", "3_theo_12.wav", "3_theo_13.wav", "7_george_40.wav"]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """Good FSDD clips in nested folders, plus every file of the bad-audio corpus."""
+    root = tmp_path_factory.mktemp("clips")
+    (root / "a" / "b").mkdir(parents=True)
+    for i, name in enumerate(GOOD):
+        shutil.copy(FSDD / "recordings" / name, root / ("a/b" if i % 2 else "a") / name)
+    shutil.copytree(BAD, root / "bad", ignore=shutil.ignore_patterns("*.csv", "*.md"))
+    return root
+
+
+def test_expand_paths_recurses_and_keeps_missing_files(folder):
+    files = expand_paths([folder / "a", folder / "missing.wav"])
+    assert len(files) == len(GOOD) + 1 and files[-1].endswith("missing.wav")
+
+
+def test_predict_paths_right_labels_and_listed_errors(folder):
+    import pandas as pd
+
+    manifest = pd.read_csv(BAD / "manifest.csv")
+    rows = predict_paths(fsdd_model(), [folder], k=3, workers=2)
+    by_name = {r["path"].rsplit("/", 1)[-1]: r for r in rows}
+    for name in GOOD:
+        assert by_name[name]["label"] == name[0] and by_name[name]["error"] is None
+        assert len(by_name[name]["top"]) == 3
+    for row in manifest.itertuples():
+        r = by_name.get(row.file.rsplit("/", 1)[-1])
+        if r is None:  # not an audio extension: not scanned
+            continue
+        if row.expected == "error":
+            assert r["error"] and r["label"] is None, row.file
+        else:
+            assert r["error"] is None, (row.file, r["error"])
+
+
+def test_reject_below_labels_unknown():
+    rows = predict_paths(fsdd_model(), [FSDD / "recordings" / GOOD[0]], reject_below=0.999999)
+    assert rows[0]["label"] == "unknown" and rows[0]["confidence"] < 0.999999
+
+
+def test_windows_give_a_timeline_and_a_clip_summary(tmp_path):
+    a, sr = sf.read(FSDD / "recordings" / "3_theo_12.wav", dtype="float32")
+    b, _ = sf.read(FSDD / "recordings" / "7_jackson_40.wav", dtype="float32")
+    gap = np.zeros(int(0.3 * sr), np.float32)
+    long = tmp_path / "long.wav"
+    sf.write(long, np.concatenate([a, gap, b]), sr)
+    rows = predict_paths(fsdd_model(), [long], window=0.5, hop=0.25)
+    wins = rows[0]["windows"]
+    assert len(wins) >= 4 and wins[0]["start"] == 0.0
+    assert wins[-1]["end"] == pytest.approx(rows[0]["duration"], abs=1e-3)
+    assert all(w["end"] - w["start"] == pytest.approx(0.5, abs=1e-3) for w in wins)
+    # a window that is exactly the first clip (and one that ends exactly with the last) gets its label
+    w = len(a) / sr
+    first = predict_paths(fsdd_model(), [long], window=w, hop=w)[0]["windows"][0]
+    assert first["label"] == "3" and first["end"] == pytest.approx(w, abs=1e-3)
+    sf.write(long, np.concatenate([gap, b]), sr)
+    w = len(b) / sr
+    last = predict_paths(fsdd_model(), [long], window=w, hop=w)[0]["windows"][-1]
+    assert last["label"] == "7"
+
+
+def test_cli_predict_csv_json_and_exit_code(folder, tmp_path):
+    require_training()
+    from typer.testing import CliRunner
+
+    from earmark.bundle import save_model
+    from earmark.cli.main import app
+
+    bundle = save_model(fsdd_model(), tmp_path / "m.earmark")
+    runner = CliRunner()
+    res = runner.invoke(app, ["predict", str(bundle), str(folder / "a"), "--format", "csv"])
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.strip().splitlines()
+    assert lines[0].startswith("path,label,confidence") and len(lines) == len(GOOD) + 1
+    res = runner.invoke(app, ["predict", str(bundle), str(folder), "--format", "json", "--top-k", "2"])
+    assert res.exit_code == 1  # some files failed
+    rows = json.loads(res.stdout)
+    assert any(r["error"] for r in rows) and all(len(r["top"]) == 2 for r in rows if not r["error"])
