@@ -173,6 +173,9 @@ def hf_pretrained_state(source: str, n_outputs: int) -> dict[str, torch.Tensor]:
     >>> sd = hf_pretrained_state("./tiny-wav2vec2", 3)  # doctest: +SKIP
     """
     tf = _transformers()
+    verbosity = tf.logging.get_verbosity()
+    tf.logging.set_verbosity_error()  # the head's size mismatch is intended: no load report
+    tf.utils.logging.disable_progress_bar()
     try:
         model = tf.AutoModelForAudioClassification.from_pretrained(
             source, num_labels=int(n_outputs), ignore_mismatched_sizes=True
@@ -182,4 +185,7 @@ def hf_pretrained_state(source: str, n_outputs: int) -> dict[str, torch.Tensor]:
         raise ParameterError(
             f"init_from='hf:{source}': cannot load the pretrained weights{offline}: {exc}"
         ) from exc
+    finally:
+        tf.logging.set_verbosity(verbosity)
+        tf.utils.logging.enable_progress_bar()
     return {f"model.{k}": v for k, v in model.state_dict().items()}

