@@ -61,24 +61,6 @@ def _uniform(gen: torch.Generator, n: int, low: float, high: float) -> torch.Ten
     return low + (high - low) * torch.rand(n, generator=gen)
 
 
-def _resize_axis(x: torch.Tensor, factor: float, axis: int) -> torch.Tensor:
-    """Stretch ``x`` along ``axis`` (-1 time or -2 frequency) by ``factor``, keep its size."""
-    size = x.shape[axis]
-    new = max(2, round(size * factor))
-    if new == size:
-        return x
-    shape = x.shape
-    x2 = x.reshape(1, -1, shape[-2], shape[-1])
-    out_hw = (shape[-2], new) if axis == -1 else (new, shape[-1])
-    y = F.interpolate(x2, size=out_hw, mode="bilinear", align_corners=False)
-    y = y.reshape(*shape[:-2], *out_hw)
-    if new > size:
-        return y.narrow(axis, 0, size)
-    pad_value = x.amin()
-    pad = [0, size - new] if axis == -1 else [0, 0, 0, size - new]
-    return F.pad(y, pad, value=float(pad_value))
-
-
 def augment_batch(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator, *, kind: str) -> torch.Tensor:
     """Apply the per-example augmentations of ``cfg`` to a batch.
 
@@ -108,15 +90,19 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator, *, 
     n = x.shape[0]
     if kind == "spectrogram":
         if cfg.time_stretch > 0 or cfg.freq_warp > 0:
+            # one vectorised resampling: time scaled about the start, frequency about the bottom
             ts = _uniform(gen, n, 1 - cfg.time_stretch, 1 + cfg.time_stretch)
             fw = _uniform(gen, n, 1 - cfg.freq_warp, 1 + cfg.freq_warp)
-            for i in range(n):
-                xi = x[i]
-                if cfg.time_stretch > 0:
-                    xi = _resize_axis(xi, float(ts[i]), -1)
-                if cfg.freq_warp > 0:
-                    xi = _resize_axis(xi, float(fw[i]), -2)
-                x[i] = xi
+            theta = torch.zeros(n, 2, 3)
+            theta[:, 0, 0] = 1 / ts
+            theta[:, 0, 2] = 1 / ts - 1
+            theta[:, 1, 1] = 1 / fw
+            theta[:, 1, 2] = 1 / fw - 1
+            shape = x.shape
+            x4 = x.reshape(n, -1, shape[-2], shape[-1])
+            grid = F.affine_grid(theta, list(x4.shape), align_corners=False)
+            x = F.grid_sample(x4, grid, mode="bilinear", padding_mode="border", align_corners=False)
+            x = x.reshape(shape)
         if cfg.spec_masks > 0:
             f_size, t_size = x.shape[-2], x.shape[-1]
             fill = x.mean(dim=(-2, -1), keepdim=True)
@@ -139,7 +125,9 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator, *, 
     if kind in ("spectrogram", "waveform") and cfg.time_shift > 0:
         size = x.shape[-1]
         shifts = torch.randint(-int(cfg.time_shift * size), int(cfg.time_shift * size) + 1, (n,), generator=gen)
-        x = torch.stack([torch.roll(x[i], int(shifts[i]), dims=-1) for i in range(n)])
+        idx = (torch.arange(size)[None, :] - shifts[:, None]) % size
+        idx = idx.view(n, *([1] * (x.dim() - 2)), size).expand_as(x)
+        x = x.gather(-1, idx)
     if cfg.noise > 0:
         std = x.reshape(n, -1).std(dim=1).view(n, *([1] * (x.dim() - 1)))
         x = x + cfg.noise * std * torch.randn(x.shape, generator=gen)

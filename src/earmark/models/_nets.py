@@ -120,17 +120,17 @@ def cnn_default(
     input_shape: Sequence[int],
     n_outputs: int,
     *,
-    width: int = 32,
+    width: int = 16,
     depth: int = 3,
     dropout: float = 0.2,
     norm: str = "feature",
 ) -> nn.Module:
-    """Compact residual depthwise-separable CNN with global pooling (~50k parameters)."""
+    """Compact residual depthwise-separable CNN with global pooling (~50k parameters at width 16)."""
     c, _, _ = _as_image(input_shape)
     layers: list[nn.Module] = [
         _AddChannel(len(input_shape)),
         UtteranceNorm(norm),
-        nn.Conv2d(c, width, 3, stride=(2, 1), padding=1, bias=False),
+        nn.Conv2d(c, width, 3, stride=2, padding=1, bias=False),
         nn.BatchNorm2d(width),
         nn.ReLU(inplace=True),
     ]

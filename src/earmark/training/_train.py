@@ -1,0 +1,410 @@
+"""``train``: from a dataset table to a :class:`TrainedModel` (split, features, fit, validate)."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from earmark.errors import DatasetError, ParameterError
+from earmark.training._trained import TrainedModel, summary_vectors
+
+__all__ = ["DEFAULT_CLASSIFIER", "DEFAULT_REGRESSOR", "train"]
+
+#: Model trained when ``model`` is not given.
+DEFAULT_CLASSIFIER = "cnn"
+DEFAULT_REGRESSOR = "cnn-reg"
+_REFERENCE_CLIPS = 2000
+
+
+def _is_numeric(col: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
+
+
+def _fingerprint(paths: list[str], targets: list[str]) -> str:
+    lines = sorted(f"{p}\t{t}" for p, t in zip(paths, targets))
+    return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
+
+
+def _jsonable_params(params: dict) -> dict:
+    out = {}
+    for k, v in params.items():
+        if isinstance(v, (str, int, float, bool)) or v is None:
+            out[k] = v
+        elif isinstance(v, (list, tuple)) and all(isinstance(x, (str, int, float, bool)) for x in v):
+            out[k] = list(v)
+        elif isinstance(v, dict):
+            out[k] = _jsonable_params(v)
+        elif isinstance(v, np.generic):
+            out[k] = v.item()
+        else:
+            out[k] = repr(v)
+    return out
+
+
+def _metrics(task: str, y_true: np.ndarray, pred: np.ndarray, proba: np.ndarray | None,
+             classes: list[str]) -> dict[str, float]:
+    from sklearn import metrics as skm
+
+    if len(y_true) == 0:
+        return {}
+    if task == "classification":
+        out = {
+            "accuracy": float(skm.accuracy_score(y_true, pred)),
+            "balanced_accuracy": float(skm.balanced_accuracy_score(y_true, pred)),
+            "macro_f1": float(skm.f1_score(y_true, pred, average="macro", zero_division=0)),
+        }
+        if proba is not None:
+            out["log_loss"] = float(skm.log_loss(y_true, np.clip(proba, 1e-7, 1), labels=classes))
+        out["n"] = len(y_true)
+        return out
+    err = pred - y_true
+    return {
+        "mae": float(np.mean(np.abs(err))),
+        "rmse": float(np.sqrt(np.mean(err**2))),
+        "r2": float(skm.r2_score(y_true, pred)) if len(y_true) > 1 else float("nan"),
+        "n": len(y_true),
+    }
+
+
+def _fit_sklearn(est: Any, X: Any, y: np.ndarray, w: np.ndarray) -> None:
+    """Fit a scikit-learn estimator, passing weights only when they are not all one."""
+    if np.allclose(w, 1.0):
+        est.fit(X, y)
+        return
+    last = est.steps[-1][0] if hasattr(est, "steps") else None
+    key = f"{last}__sample_weight" if last else "sample_weight"
+    try:
+        est.fit(X, y, **{key: w})
+    except TypeError as exc:
+        raise ParameterError(f"This model does not take per-sample weights ({exc}); use extra_weight=1.") from exc
+
+
+def _rich_epoch_progress(total: int) -> tuple[Callable[[Any, dict], None], Callable[[], None]]:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn("training"), BarColumn(), TextColumn("{task.fields[info]}"),
+                   TimeElapsedColumn(), transient=True)
+    task = bar.add_task("train", total=total, info="")
+    bar.start()
+
+    def update(_est: Any, rec: dict) -> None:
+        info = f"epoch {rec['epoch']} loss {rec['loss']:.3f}"
+        if "val_accuracy" in rec:
+            info += f" val_acc {rec['val_accuracy']:.3f}"
+        elif "val_mae" in rec:
+            info += f" val_mae {rec['val_mae']:.3f}"
+        bar.update(task, completed=rec["epoch"], info=info)
+
+    return update, bar.stop
+
+
+def _split(df: pd.DataFrame, group_col: str | None, val_fraction: float, seed: int
+           ) -> tuple[np.ndarray, np.ndarray, str]:
+    """Positions of the training and validation rows, and how they were split."""
+    from earmark.sources import train_test_split
+
+    n = len(df)
+    pos = np.arange(n)
+    if val_fraction <= 0 or n < 4:
+        return pos, pos[:0], "none"
+    tmp = pd.DataFrame({"path": df["path"].to_numpy(), "_pos": pos})
+    if "label" in df.columns:
+        tmp["label"] = df["label"].astype(str).to_numpy()
+    by = "random"
+    if group_col is not None and df[group_col].nunique() >= 2:
+        tmp["group"] = df[group_col].astype(str).to_numpy()
+        by = "group"
+    try:
+        tr, va = train_test_split(tmp, test_size=val_fraction, seed=seed, by=by)
+    except (DatasetError, ValueError):
+        if by != "group":
+            raise
+        tr, va = train_test_split(tmp.drop(columns="group"), test_size=val_fraction, seed=seed, by="random")
+        by = "random"
+    return np.sort(tr["_pos"].to_numpy()), np.sort(va["_pos"].to_numpy()), f"{by}:{group_col}" if by == "group" else by
+
+
+def train(
+    dataset: pd.DataFrame,
+    *,
+    model: str | None = None,
+    features: Any = None,
+    target: str | None = None,
+    group: str | None = None,
+    epochs: int | None = None,
+    seed: int = 0,
+    val_fraction: float = 0.15,
+    extra_train: pd.DataFrame | None = None,
+    extra_weight: float = 1.0,
+    cache: Any = None,
+    progress: bool | Callable[[Any, dict], None] = False,
+    **model_params: Any,
+) -> TrainedModel:
+    """Train a model on a dataset table, validating on held-out groups of it.
+
+    Parameters
+    ----------
+    dataset : DataFrame
+        Table from :func:`earmark.sources.load_dataset` (``path``, ``label``, optional ``group``…).
+    model : str, optional
+        Registry name (``earmark models list``). Default: ``"cnn"`` for labels, ``"cnn-reg"``
+        for a numeric ``target``.
+    features : str or Preset, optional
+        Feature preset; default: the model's preset.
+    target : str, optional
+        Column to learn (default ``"label"``). A numeric column gives a regression task unless
+        ``model`` is a classifier.
+    group : str, optional
+        Column whose values must not be split between training and validation (default: the
+        ``group`` column, else ``fold``, else a stratified random split).
+    epochs : int, optional
+        Maximum epochs of neural models (their default otherwise).
+    seed : int
+        Seed of the split, initialisation, shuffling and augmentation.
+    val_fraction : float
+        Share of the data (by group) held out for early stopping and validation metrics.
+    extra_train : DataFrame, optional
+        Additional rows used for training only, never for validation (e.g. synthetic voices).
+    extra_weight : float
+        Loss weight of the ``extra_train`` rows relative to the dataset's.
+    cache : path, optional
+        Feature store directory for :func:`earmark.features.extract`.
+    progress : bool or callable
+        ``True`` shows a progress bar (command line); a callable is called as
+        ``cb(estimator, epoch_record)`` after each epoch.
+    **model_params
+        Estimator parameters (e.g. ``arch="reference"``, ``lr=1e-3``, ``C=10``).
+
+    Returns
+    -------
+    TrainedModel
+
+    Raises
+    ------
+    ParameterError
+        Unknown model, preset or column; a sequence preset for a classical model.
+    DatasetError
+        Too few usable clips or classes.
+
+    Examples
+    --------
+    >>> from earmark.sources import load_dataset
+    >>> df = load_dataset("../shared/data/fsdd/manifest.csv")  # doctest: +SKIP
+    >>> model = train(df, model="logreg", features="mfcc-mean")  # doctest: +SKIP
+    >>> round(model.metrics["accuracy"], 2)  # doctest: +SKIP
+    0.9
+    """
+    from earmark.features import Preset, extract, get_preset
+    from earmark.models import get_spec
+
+    started = time.perf_counter()
+    if not isinstance(dataset, pd.DataFrame) or "path" not in dataset.columns:
+        raise ParameterError("train() takes a dataset table with a 'path' column; build it with "
+                             "earmark.sources.load_dataset(SOURCE).")
+    target_col = target or "label"
+    for name, frame in (("dataset", dataset), ("extra_train", extra_train)):
+        if frame is not None and target_col not in frame.columns:
+            raise ParameterError(
+                f"The {name} table has no column {target_col!r} (columns: {list(frame.columns)}); "
+                "pass target= naming the column to learn."
+            )
+    if not 0 <= val_fraction < 1:
+        raise ParameterError(f"The 'val_fraction' parameter must be a float in [0, 1). Got {val_fraction!r} instead.")
+    if extra_weight <= 0:
+        raise ParameterError(f"The 'extra_weight' parameter must be > 0. Got {extra_weight!r} instead.")
+    numeric = _is_numeric(dataset[target_col]) and target_col != "label"
+    if model is None:
+        model = DEFAULT_REGRESSOR if numeric else DEFAULT_CLASSIFIER
+    spec = get_spec(model)
+    task = spec.task
+    if task == "regression" and not _is_numeric(dataset[target_col]):
+        raise ParameterError(f"Model {model!r} is a regressor but column {target_col!r} is not numeric; "
+                             "choose a classifier (earmark models list) or a numeric --target.")
+    preset = features if isinstance(features, Preset) else get_preset(features or spec.preset)
+
+    group_col = group
+    if group_col is None:
+        group_col = next((c for c in ("group", "fold") if c in dataset.columns and dataset[c].notna().all()), None)
+    elif group_col not in dataset.columns:
+        raise ParameterError(f"The group column {group_col!r} is not in the dataset (columns: {list(dataset.columns)}).")
+
+    main = dataset.reset_index(drop=True)
+    tr_pos, va_pos, split_how = _split(main, group_col, val_fraction, seed)
+    extra = extra_train.reset_index(drop=True) if extra_train is not None else None
+    table = pd.concat([main[["path"]], extra[["path"]]], ignore_index=True) if extra is not None else main[["path"]]
+    fs = extract(table, preset, cache=cache)
+    if len(fs.rows) == 0:
+        raise DatasetError(f"No clip of the dataset could be featurized ({len(fs.errors)} errors, e.g. "
+                           f"{fs.errors[:1]}); check the files.")
+    X_all = fs.X
+    ok = np.asarray(fs.rows)
+    n_main = len(main)
+    all_targets = pd.concat([main[target_col], extra[target_col]], ignore_index=True) if extra is not None else main[target_col]
+    if task == "classification":
+        y_all = all_targets.astype(str).to_numpy(dtype=object)
+    else:
+        y_all = all_targets.to_numpy(dtype=np.float64)
+        if not np.isfinite(y_all[ok]).all():
+            raise DatasetError(f"Column {target_col!r} has missing or non-finite values; drop those rows first.")
+    is_train = np.zeros(len(table), bool)
+    is_train[tr_pos] = True
+    if extra is not None:
+        is_train[n_main:] = True
+    is_val = np.zeros(len(table), bool)
+    is_val[va_pos] = True
+
+    def take(mask: np.ndarray) -> tuple[Any, np.ndarray]:
+        sel = np.flatnonzero(mask[ok])
+        if isinstance(X_all, np.ndarray):
+            return X_all[sel], sel
+        return [X_all[i] for i in sel], sel
+
+    X_tr, sel_tr = take(is_train)
+    X_va, sel_va = take(is_val)
+    y_tr, y_va = y_all[ok][sel_tr], y_all[ok][sel_va]
+    w_tr = np.where(ok[sel_tr] >= n_main, extra_weight, 1.0)
+    if task == "classification" and len(np.unique(y_tr)) < 2:
+        raise DatasetError(f"Training needs at least 2 classes of {target_col!r}; the training part holds "
+                           f"{sorted(set(y_tr))}.")
+    if task == "classification" and len(X_va):
+        known = set(y_tr)
+        keep = np.array([v in known for v in y_va], bool)
+        X_va = X_va[keep] if isinstance(X_va, np.ndarray) else [x for x, k in zip(X_va, keep) if k]
+        y_va = y_va[keep]
+
+    est = spec.builder(**model_params) if model_params else spec.builder()
+    params = est.get_params()
+    is_torch = spec.kind == "torch"
+    if not is_torch:
+        x0 = X_tr[0] if len(X_tr) else None
+        if x0 is not None and np.ndim(x0) != 1:
+            raise ParameterError(
+                f"Model {model!r} needs one feature vector per clip, but preset {preset.name!r} gives "
+                f"arrays of shape {np.shape(x0)}; use a pooled preset such as 'classic173' or 'mfcc-mean'."
+            )
+    seed_keys = [k for k in params if k == "random_state" or k.endswith("__random_state")]
+    if seed_keys:
+        est.set_params(**{k: seed for k in seed_keys})
+    if epochs is not None:
+        if "epochs" not in params:
+            raise ParameterError(f"Model {model!r} is not trained in epochs; drop --epochs.")
+        est.set_params(epochs=int(epochs))
+
+    stop_progress = None
+    if is_torch:
+        callbacks = list(est.callbacks or [])
+        if callable(progress):
+            callbacks.append(progress)
+        elif progress:
+            cb, stop_progress = _rich_epoch_progress(est.epochs)
+            callbacks.append(cb)
+        est.set_params(callbacks=callbacks or None, validation_fraction=0.0)
+        fit_kw: dict[str, Any] = {"sample_weight": w_tr}
+        if len(X_va):
+            fit_kw.update(X_val=X_va, y_val=y_va)
+        try:
+            est.fit(X_tr, y_tr, **fit_kw)
+        finally:
+            if stop_progress is not None:
+                stop_progress()
+        est.set_params(callbacks=None)
+        history = [dict(h) for h in est.history_]
+    else:
+        _fit_sklearn(est, X_tr, y_tr, w_tr)
+        history = []
+
+    classes = [str(c) for c in est.classes_] if task == "classification" else []
+    proba_va = None
+    if len(X_va):
+        if task == "classification":
+            proba_va = est.predict_proba(X_va)
+            pred_va = np.asarray(est.classes_)[proba_va.argmax(axis=1)].astype(str)
+        else:
+            pred_va = np.asarray(est.predict(X_va), np.float64)
+        metrics = _metrics(task, y_va, pred_va, proba_va, classes)
+    else:
+        pred_va = np.zeros(0)
+        metrics = {}
+    refit = False
+    if not is_torch and len(X_va):
+        # classical models do not early-stop: validate, then refit on all the data
+        X_fit = np.concatenate([X_tr, X_va]) if isinstance(X_tr, np.ndarray) else [*X_tr, *X_va]
+        y_fit = np.concatenate([y_tr, y_va])
+        w_fit = np.concatenate([w_tr, np.ones(len(y_va))])
+        _fit_sklearn(est, X_fit, y_fit, w_fit)
+        refit = True
+
+    rng = np.random.default_rng(seed)
+    main_tr = sel_tr[ok[sel_tr] < n_main]
+    pick = main_tr if len(main_tr) <= _REFERENCE_CLIPS else np.sort(rng.choice(main_tr, _REFERENCE_CLIPS, replace=False))
+    ref_X = X_all[pick] if isinstance(X_all, np.ndarray) else [X_all[i] for i in pick]
+    reference: dict[str, np.ndarray] = {"features": summary_vectors(ref_X)}
+    if proba_va is not None:
+        reference["proba"] = np.asarray(proba_va, np.float32)
+    elif task == "regression" and len(pred_va):
+        reference["pred"] = np.asarray(pred_va, np.float32)
+
+    main_ok = ok[ok < n_main]
+    main_targets = [str(v) for v in main[target_col].to_numpy()[main_ok]]
+    data: dict[str, Any] = {
+        "n": int(len(main_ok)),
+        "n_train": int(len(main_tr)),
+        "n_val": int(len(sel_va)),
+        "sha256": _fingerprint([str(p) for p in main["path"].to_numpy()[main_ok]], main_targets),
+        "skipped": [dict(e) for e in fs.errors],
+        "split": split_how,
+        "group": group_col,
+    }
+    if task == "classification":
+        counts = pd.Series(main_targets).value_counts()
+        data["class_counts"] = {str(k): int(v) for k, v in counts.sort_index().items()}
+    else:
+        vals = main[target_col].to_numpy(dtype=np.float64)[main_ok]
+        data["target_stats"] = {"mean": float(vals.mean()), "std": float(vals.std()),
+                                "min": float(vals.min()), "max": float(vals.max())}
+    if extra is not None:
+        extra_ok = ok[ok >= n_main]
+        data["extra_train"] = {
+            "n": int(len(extra_ok)),
+            "weight": float(extra_weight),
+            "sha256": _fingerprint([str(p) for p in extra["path"].to_numpy()[extra_ok - n_main]],
+                                   [str(v) for v in extra[target_col].to_numpy()[extra_ok - n_main]]),
+        }
+
+    est_params = _jsonable_params(est.get_params(deep=False) if is_torch else model_params)
+    if is_torch:
+        est_params.pop("callbacks", None)
+    config: dict[str, Any] = {
+        "model": model,
+        "kind": spec.kind,
+        "task": task,
+        "params": est_params,
+        "preset": preset.to_dict(),
+        "target": target_col,
+        "group": group_col,
+        "seed": int(seed),
+        "epochs": int(est.epochs) if is_torch else None,
+        "epochs_run": len(history),
+        "best_epoch": int(getattr(est, "best_epoch_", 0)) if is_torch else None,
+        "val_fraction": float(val_fraction),
+        "split": split_how,
+        "refit_on_all": refit,
+        "extra_weight": float(extra_weight) if extra is not None else None,
+        "padding": {
+            "preset_duration": preset.params.get("duration"),
+            "preset_align": preset.params.get("align"),
+            "n_frames": getattr(est, "n_frames_", None),
+            "pad": getattr(est, "pad", None),
+            "crop": getattr(est, "crop", None),
+        },
+        "train_seconds": round(time.perf_counter() - started, 2),
+    }
+    return TrainedModel(
+        estimator=est, preset=preset, task=task, classes=classes, target=target_col, config=config,
+        history=history, metrics=metrics, data=data, reference=reference,
+    )

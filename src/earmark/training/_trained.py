@@ -1,0 +1,263 @@
+"""The result of :func:`earmark.training.train`: estimator + feature preset + everything a bundle keeps."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from earmark.errors import ParameterError
+
+__all__ = ["TrainedModel", "summary_vectors"]
+
+
+def summary_vectors(X: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+    """One vector per clip for drift monitoring: the pooled vector, or the time mean of sequences.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d) or (n, ..., frames), or list of (..., frames) arrays
+        Features as :func:`earmark.features.extract` returns them.
+
+    Returns
+    -------
+    ndarray of shape (n, k), float32
+
+    Examples
+    --------
+    >>> summary_vectors(np.ones((3, 64, 101))).shape
+    (3, 64)
+    """
+    if isinstance(X, np.ndarray) and X.ndim == 2:
+        return X.astype(np.float32, copy=False)
+    if isinstance(X, np.ndarray) and X.dtype != object:
+        if X.ndim == 1:
+            return X.reshape(-1, 1).astype(np.float32)
+        return X.mean(axis=-1).reshape(len(X), -1).astype(np.float32)
+    rows = [np.asarray(x, np.float32) for x in X]
+    if not rows:
+        return np.zeros((0, 0), np.float32)
+    return np.stack([r.mean(axis=-1).ravel() if r.ndim > 1 else r for r in rows]).astype(np.float32)
+
+
+@dataclass
+class TrainedModel:
+    """A trained model with the feature recipe and the record of how it was made.
+
+    Attributes
+    ----------
+    estimator : estimator
+        Fitted scikit-learn estimator (a :class:`~earmark.models.TorchClassifier` for neural models).
+    preset : earmark.features.Preset
+        Feature recipe the estimator was trained on (audio is decoded at ``preset.sample_rate``).
+    task : {"classification", "regression"}
+    classes : list of str
+        Class names in the order of probability columns (empty for regression).
+    target : str
+        Dataset column that was learned.
+    config : dict
+        Full JSON-able run configuration (model name and parameters, preset, seed, epochs,
+        validation, padding policy, …).
+    history : list of dict
+        Per-epoch ``epoch, loss, accuracy, val_loss, val_accuracy, lr`` (empty for classical models).
+    metrics : dict
+        Metrics on the held-out validation part of the training data.
+    data : dict
+        Fingerprint of the training data (counts, class counts, SHA-256 of the sorted paths and
+        labels, extra-train info, skipped files).
+    reference : dict of ndarray
+        ``"features"``: summary vectors of up to 2,000 training clips; ``"proba"``: the model's
+        validation probabilities (``"pred"`` for regression). Used for drift monitoring.
+
+    Examples
+    --------
+    >>> from earmark.training import train  # doctest: +SKIP
+    >>> model = train(df, model="logreg", features="mfcc-mean")  # doctest: +SKIP
+    >>> model.predict(["../shared/data/fsdd/recordings/7_jackson_32.wav"]).label[0]  # doctest: +SKIP
+    '7'
+    """
+
+    estimator: Any
+    preset: Any
+    task: str = "classification"
+    classes: list[str] = field(default_factory=list)
+    target: str = "label"
+    config: dict = field(default_factory=dict)
+    history: list[dict] = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)
+    reference: dict = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ features
+    def features(self, inputs: Any, *, sr: int | None = None) -> tuple[Any, list[str], list[dict]]:
+        """Features of paths, a dataset table, or arrays of samples.
+
+        Parameters
+        ----------
+        inputs : DataFrame with a ``path`` column, sequence of paths, one path, or sequence of
+            1-D float arrays (samples at ``sr``, default ``preset.sample_rate``)
+        sr : int, optional
+            Rate of array inputs.
+
+        Returns
+        -------
+        (X, names, errors)
+            Features of the clips that decoded, their names (path, or ``"array[i]"``), and
+            ``{"path", "reason"}`` for those that did not.
+        """
+        from earmark.features import extract, featurize
+
+        if isinstance(inputs, np.ndarray) and inputs.ndim == 1 and inputs.dtype != object:
+            inputs = [inputs]
+        if isinstance(inputs, (str, os.PathLike)):
+            inputs = [inputs]
+        if isinstance(inputs, pd.DataFrame) or (
+            len(inputs) and isinstance(inputs[0], (str, os.PathLike))
+        ):
+            fs = extract(inputs, self.preset, workers=1)
+            return fs.X, list(fs.paths), list(fs.errors)
+        feats = [featurize(np.asarray(y, np.float32), self.preset, sr=sr) for y in inputs]
+        names = [f"array[{i}]" for i in range(len(feats))]
+        if feats and len({f.shape for f in feats}) == 1:
+            return np.stack(feats), names, []
+        return feats, names, []
+
+    # ------------------------------------------------------------------ prediction
+    def _need_classifier(self, what: str) -> None:
+        if self.task != "classification":
+            raise ParameterError(f"{what} needs a classifier; this model is a {self.task} model "
+                                 f"of {self.target!r}. Use predict().")
+
+    def predict_proba_features(self, X: Any) -> np.ndarray:
+        """Class probabilities of precomputed features, shape (n, len(classes)).
+
+        Examples
+        --------
+        >>> model.predict_proba_features(fs.X).shape  # doctest: +SKIP
+        (20, 10)
+        """
+        self._need_classifier("predict_proba_features")
+        return np.asarray(self.estimator.predict_proba(X), dtype=np.float64)
+
+    def predict_features(self, X: Any) -> np.ndarray:
+        """Predictions (class names or numbers) of precomputed features."""
+        if self.task == "classification":
+            proba = self.predict_proba_features(X)
+            return np.asarray(self.classes, dtype=object)[proba.argmax(axis=1)]
+        return np.asarray(self.estimator.predict(X), dtype=np.float64)
+
+    def predict_proba(self, inputs: Any, *, sr: int | None = None) -> np.ndarray:
+        """Class probabilities of audio files or sample arrays, shape (n, len(classes)).
+
+        Raises :class:`~earmark.errors.AudioDecodeError` when a file cannot be decoded (use
+        :meth:`predict` to get per-file errors instead).
+
+        Examples
+        --------
+        >>> model.predict_proba(["../shared/data/fsdd/recordings/7_jackson_32.wav"]).shape  # doctest: +SKIP
+        (1, 10)
+        """
+        from earmark.errors import AudioDecodeError
+
+        self._need_classifier("predict_proba")
+        X, _, errors = self.features(inputs, sr=sr)
+        if errors:
+            raise AudioDecodeError(errors[0]["path"], errors[0]["reason"])
+        return self.predict_proba_features(X)
+
+    def predict(self, inputs: Any, *, sr: int | None = None) -> pd.DataFrame:
+        """Predict audio files (or arrays); one row per input, failed files included with ``error``.
+
+        Returns
+        -------
+        DataFrame
+            ``path``, ``label`` (classification; ``prediction`` for regression), ``confidence``,
+            ``proba_<class>`` per class, and ``error`` (None when the file decoded).
+
+        Examples
+        --------
+        >>> model.predict(["../shared/data/fsdd/recordings/7_jackson_32.wav"])  # doctest: +SKIP
+        """
+        X, names, errors = self.features(inputs, sr=sr)
+        rows: list[dict[str, Any]] = []
+        if len(names):
+            if self.task == "classification":
+                proba = self.predict_proba_features(X)
+                best = proba.argmax(axis=1)
+                for i, name in enumerate(names):
+                    row = {"path": name, "label": self.classes[best[i]], "confidence": float(proba[i, best[i]])}
+                    row.update({f"proba_{c}": float(p) for c, p in zip(self.classes, proba[i])})
+                    row["error"] = None
+                    rows.append(row)
+            else:
+                pred = self.predict_features(X)
+                rows += [{"path": n, "prediction": float(p), "error": None} for n, p in zip(names, pred)]
+        key = "label" if self.task == "classification" else "prediction"
+        rows += [{"path": e["path"], key: None, "error": e["reason"]} for e in errors]
+        return pd.DataFrame(rows)
+
+    def predict_windows(
+        self, path_or_array: Any, *, window: float = 1.0, hop: float = 0.5, sr: int | None = None
+    ) -> tuple[pd.DataFrame, dict]:
+        """Predict a long recording window by window.
+
+        Parameters
+        ----------
+        path_or_array : path or 1-D array
+            The recording (arrays at ``sr``, default ``preset.sample_rate``).
+        window, hop : float
+            Window length and hop in seconds.
+
+        Returns
+        -------
+        (windows, summary)
+            ``windows``: one row per window (``start``, ``end`` in seconds, ``label``/``prediction``,
+            ``confidence`` and ``proba_<class>``); ``summary``: the clip-level result (``label``
+            from the mean of the window probabilities, ``confidence``, ``probabilities``; or the
+            mean ``prediction`` for regression) and ``n_windows``.
+
+        Examples
+        --------
+        >>> windows, clip = model.predict_windows("long.wav", window=1.0, hop=0.5)  # doctest: +SKIP
+        """
+        from earmark.audio import load_audio, resample
+
+        if not (window > 0 and hop > 0):
+            raise ParameterError(f"window and hop must be > 0 seconds; got window={window}, hop={hop}.")
+        rate = self.preset.sample_rate
+        if isinstance(path_or_array, np.ndarray):
+            y = np.asarray(path_or_array, np.float32)
+            if sr is not None and sr != rate:
+                y = resample(y, orig_sr=int(sr), target_sr=rate)
+        else:
+            y, _ = load_audio(path_or_array, sr=rate)
+        win, step = max(1, round(window * rate)), max(1, round(hop * rate))
+        starts = list(range(0, max(1, len(y) - win + 1), step))
+        if len(y) > win and starts[-1] + win < len(y):
+            starts.append(len(y) - win)
+        clips = [y[s : s + win] for s in starts]
+        feats = self.preset.transform_batch(clips)
+        rows: list[dict[str, Any]] = []
+        summary: dict[str, Any] = {"n_windows": len(clips)}
+        if self.task == "classification":
+            proba = self.predict_proba_features(feats)
+            for s, p in zip(starts, proba):
+                k = int(p.argmax())
+                row = {"start": s / rate, "end": min(len(y), s + win) / rate, "label": self.classes[k],
+                       "confidence": float(p[k])}
+                row.update({f"proba_{c}": float(v) for c, v in zip(self.classes, p)})
+                rows.append(row)
+            mean = proba.mean(axis=0)
+            k = int(mean.argmax())
+            summary.update(label=self.classes[k], confidence=float(mean[k]),
+                           probabilities={c: float(v) for c, v in zip(self.classes, mean)})
+        else:
+            pred = self.predict_features(feats)
+            rows = [{"start": s / rate, "end": min(len(y), s + win) / rate, "prediction": float(p)}
+                    for s, p in zip(starts, pred)]
+            summary["prediction"] = float(np.mean(pred))
+        return pd.DataFrame(rows), summary
