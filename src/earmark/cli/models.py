@@ -1,9 +1,188 @@
-"""Commands of this group land here as they are built (see the open issues)."""
+"""Model commands: ``earmark models list``, ``earmark train`` and ``earmark tune``.
+
+Results go to stdout; progress and errors to stderr. Exit codes are
+:class:`earmark.cli._common.ExitCode`.
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from earmark.cli._common import ExitCode, err_console, fail, write_json
+
+models_app = typer.Typer(help="The model registry: list the models earmark can train.", no_args_is_help=True)
+
+_SOURCE_HELP = "CSV manifest, folder of class folders, or folder of files."
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to app (none yet)."""
+    """Add ``models list``, ``train`` and ``tune`` to ``app``."""
+    models_app.command("list")(list_command)
+    app.add_typer(models_app, name="models")
+    app.command("train")(train_command)
+    app.command("tune")(tune_command)
+
+
+def list_command(
+    task: str | None = typer.Option(None, "--task", help="Only 'classification' or 'regression' models."),
+    as_json: bool = typer.Option(False, "--json", help="Print the registry as JSON."),
+) -> None:
+    """List the registered models with their task and default feature preset."""
+    from earmark.models import list_models
+
+    if task not in (None, "classification", "regression"):
+        fail(f"--task must be 'classification' or 'regression'; got {task!r}.", ExitCode.USAGE)
+    specs = list_models(task)  # type: ignore[arg-type]
+    if as_json:
+        write_json([s.to_dict() for s in specs], None)
+        return
+    table = Table(title="earmark models")
+    for col in ("name", "task", "preset", "kind", "description"):
+        table.add_column(col)
+    for s in specs:
+        table.add_row(s.name, s.task, s.preset, s.kind, s.description)
+    Console().print(table)
+
+
+def _load(source: str, label: str | None, group: str | None) -> Any:
+    from earmark.sources import load_dataset
+
+    kwargs: dict[str, Any] = {}
+    if label:
+        kwargs["label_column"] = label
+    if group:
+        kwargs["group_column"] = group
+    return load_dataset(source, **kwargs)
+
+
+def _parse_params(items: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            fail(f"--param takes KEY=VALUE (e.g. --param lr=0.001); got {item!r}.", ExitCode.USAGE)
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+def _save(trained: Any, out: Path, overwrite: bool) -> Path:
+    """Write the bundle (earmark.bundle) or, when that is not available, a plain directory."""
+    try:
+        from earmark.bundle import save_model
+    except ImportError:
+        save_model = None
+    if save_model is not None:
+        return save_model(trained, out, overwrite=overwrite)
+    from earmark.models import dump_estimator
+
+    out.mkdir(parents=True, exist_ok=overwrite)
+    desc = dump_estimator(trained.estimator, out / "estimator")
+    record = {"estimator": desc, "preset": trained.preset.to_dict(), "task": trained.task,
+              "classes": trained.classes, "target": trained.target, "config": trained.config,
+              "history": trained.history, "metrics": trained.metrics, "data": trained.data}
+    write_json(record, out / "model.json")
+    return out
+
+
+def train_command(
+    source: str = typer.Argument(..., help=_SOURCE_HELP),
+    out: Path = typer.Option(..., "--out", "-o", help="Directory (or .earmark file) of the model bundle to write."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Model name (earmark models list). Default: cnn, or a regressor for a numeric --target."),
+    features: str | None = typer.Option(None, "--features", "-f", help="Feature preset (earmark features list). Default: the model's."),
+    target: str | None = typer.Option(None, "--target", help="Column to learn (default: label). A numeric column trains a regressor."),
+    label: str | None = typer.Option(None, "--label", help="Manifest column of the labels."),
+    group: str | None = typer.Option(None, "--group", help="Column of groups kept apart by the validation split (speaker…)."),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Maximum epochs (neural models)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    val_fraction: float = typer.Option(0.15, "--val-fraction", min=0.0, max=0.95, help="Share of the data held out (by group) for validation."),
+    extra_train: str | None = typer.Option(None, "--extra-train", help="Extra training-only source (e.g. synthetic voices)."),
+    extra_weight: float = typer.Option(1.0, "--extra-weight", min=0.0, help="Loss weight of the extra training rows."),
+    param: list[str] = typer.Option([], "--param", "-p", help="Model parameter KEY=VALUE (JSON value), repeatable, e.g. -p arch=reference."),
+    cache: Path | None = typer.Option(None, "--cache", help="Feature store directory."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle at --out."),
+    as_json: bool = typer.Option(False, "--json", help="Print the validation metrics and config as JSON."),
+) -> None:
+    """Train a model on all of SOURCE (validation carved from it by group) and write a bundle."""
+    from earmark.errors import EarmarkError
+    from earmark.training import train
+
+    params = _parse_params(param)
+    try:
+        df = _load(source, label, group)
+        extra = _load(extra_train, label, None) if extra_train else None
+        trained = train(
+            df, model=model, features=features, target=target, group="group" if group else None,
+            epochs=epochs, seed=seed, val_fraction=val_fraction, extra_train=extra,
+            extra_weight=extra_weight, cache=cache, progress=err_console.is_terminal, **params,
+        )
+        if out.exists() and not overwrite:
+            fail(f"{out} exists; pass --overwrite or choose another --out.", ExitCode.USAGE)
+        path = _save(trained, out, overwrite)
+    except EarmarkError as exc:
+        fail(str(exc))
+    skipped = trained.data.get("skipped", [])
+    for s in skipped:
+        err_console.print(f"[yellow]skipped[/] {s['path']}: {s['reason']}", highlight=False)
+    if as_json:
+        write_json({"bundle": str(path), "metrics": trained.metrics, "config": trained.config}, None)
+    else:
+        cfg = trained.config
+        table = Table(title=f"{cfg['model']} on {trained.preset.name} → {path}")
+        table.add_column("metric")
+        table.add_column("validation", justify="right")
+        for k, v in trained.metrics.items():
+            table.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
+        table.add_row("train clips", str(trained.data["n_train"]))
+        table.add_row("validation clips", str(trained.data["n_val"]))
+        if cfg.get("epochs_run"):
+            table.add_row("epochs (best)", f"{cfg['epochs_run']} ({cfg['best_epoch']})")
+        table.add_row("seconds", f"{cfg['train_seconds']:.0f}")
+        Console().print(table)
+    if skipped:
+        raise typer.Exit(int(ExitCode.PARTIAL))
+
+
+def tune_command(
+    source: str = typer.Argument(..., help=_SOURCE_HELP),
+    model: str = typer.Option(..., "--model", "-m", help="Model name (earmark models list)."),
+    trials: int = typer.Option(20, "--trials", "-n", min=1, help="Number of trials (grid points, random draws or Optuna trials)."),
+    features: str | None = typer.Option(None, "--features", "-f", help="Feature preset. Default: the model's."),
+    target: str | None = typer.Option(None, "--target", help="Column to learn (default: label)."),
+    label: str | None = typer.Option(None, "--label", help="Manifest column of the labels."),
+    group: str | None = typer.Option(None, "--group", help="Column of groups kept together in the folds."),
+    folds: int = typer.Option(3, "--folds", min=2, help="Cross-validation folds (group-aware)."),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Epochs per trial (neural models)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    cache: Path | None = typer.Option(None, "--cache", help="Feature store directory."),
+    json_out: str | None = typer.Option(None, "--json", help="Write all trials as JSON to this file ('-' for stdout)."),
+) -> None:
+    """Search hyper-parameters with group-aware cross-validation (grid/random search or Optuna)."""
+    from earmark.errors import EarmarkError
+    from earmark.training import tune
+
+    try:
+        df = _load(source, label, group)
+        result = tune(df, model=model, trials=trials, features=features, target=target,
+                      group="group" if group else None, folds=folds, epochs=epochs, seed=seed, cache=cache)
+    except EarmarkError as exc:
+        fail(str(exc))
+    if json_out is not None:
+        write_json(result.to_dict(), json_out)
+        if json_out == "-":
+            return
+    table = Table(title=f"tune {model}: {result.method} search, {result.cv}")
+    table.add_column("score", justify="right")
+    table.add_column("params")
+    for t in sorted(result.trials, key=lambda t: -t["score"])[:10]:
+        table.add_row(f"{t['score']:.4f}", json.dumps(t["params"], default=str))
+    Console().print(table)
+    Console().print(f"best: {result.best_score:.4f} with {json.dumps(result.best_params, default=str)}")

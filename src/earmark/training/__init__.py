@@ -11,5 +11,14 @@ Example
 
 from earmark.training._train import DEFAULT_CLASSIFIER, DEFAULT_REGRESSOR, train
 from earmark.training._trained import TrainedModel, summary_vectors
+from earmark.training._tune import TuneResult, tune
 
-__all__ = ["DEFAULT_CLASSIFIER", "DEFAULT_REGRESSOR", "TrainedModel", "summary_vectors", "train"]
+__all__ = [
+    "DEFAULT_CLASSIFIER",
+    "DEFAULT_REGRESSOR",
+    "TrainedModel",
+    "TuneResult",
+    "summary_vectors",
+    "train",
+    "tune",
+]

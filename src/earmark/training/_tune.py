@@ -1,0 +1,233 @@
+"""Hyper-parameter search with group-aware cross-validation.
+
+Classical models: scikit-learn grid search (random search when the grid is larger than the
+trial budget). Neural models: Optuna (TPE) over the model's search space.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from earmark.errors import DatasetError, ParameterError
+
+__all__ = ["TuneResult", "tune"]
+
+
+@dataclass
+class TuneResult:
+    """Outcome of :func:`tune`.
+
+    Attributes
+    ----------
+    model : str
+        Registry name.
+    best_params : dict
+        Best parameters (as ``get_model(model, **best_params)`` takes them for neural models;
+        pipeline-prefixed names for classical ones, usable with ``set_params``).
+    best_score : float
+        Mean cross-validated score (accuracy, or negative MAE for regression).
+    trials : list of dict
+        ``{"params", "score"}`` for every trial, in order.
+    method : str
+        ``"grid"``, ``"random"`` or ``"optuna"``.
+    cv : str
+        How the folds were made.
+    """
+
+    model: str
+    best_params: dict
+    best_score: float
+    trials: list[dict] = field(default_factory=list)
+    method: str = "grid"
+    cv: str = ""
+
+    def to_dict(self) -> dict:
+        """JSON-able form."""
+        return {"model": self.model, "best_params": self.best_params, "best_score": self.best_score,
+                "trials": self.trials, "method": self.method, "cv": self.cv}
+
+
+def _cv(y: np.ndarray, groups: np.ndarray | None, folds: int, seed: int, classification: bool):
+    from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
+
+    if groups is not None and len(np.unique(groups)) >= 2:
+        k = min(folds, len(np.unique(groups)))
+        if classification:
+            return StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed), groups, f"{k} group folds"
+        return GroupKFold(n_splits=k), groups, f"{k} group folds"
+    if classification:
+        return StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed), None, f"{folds} stratified folds"
+    return KFold(n_splits=folds, shuffle=True, random_state=seed), None, f"{folds} folds"
+
+
+def _grid_size(space: dict) -> int:
+    n = 1
+    for v in space.values():
+        if not isinstance(v, list):
+            return 10**9
+        n *= len(v)
+    return n
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def tune(
+    dataset: pd.DataFrame,
+    *,
+    model: str,
+    trials: int = 20,
+    features: Any = None,
+    target: str | None = None,
+    group: str | None = None,
+    folds: int = 3,
+    epochs: int | None = None,
+    seed: int = 0,
+    cache: Any = None,
+    search_space: dict | None = None,
+) -> TuneResult:
+    """Search hyper-parameters of a registered model with group-aware cross-validation.
+
+    Parameters
+    ----------
+    dataset : DataFrame
+        Table from :func:`earmark.sources.load_dataset`.
+    model : str
+        Registry name.
+    trials : int
+        Budget: grid points / random draws / Optuna trials.
+    features : str or Preset, optional
+        Feature preset (default: the model's).
+    target : str, optional
+        Column to learn (default ``label``).
+    group : str, optional
+        Column keeping groups together in the folds (default ``group``, else ``fold``).
+    folds : int
+        Number of cross-validation folds.
+    epochs : int, optional
+        Epochs of neural models in each trial (their default otherwise; when the search space
+        has ``epochs`` and this is given, it is fixed).
+    seed : int
+        Seed of the folds, the sampler and the models.
+    cache : path, optional
+        Feature store directory.
+    search_space : dict, optional
+        Replaces the model's registered search space (see :class:`~earmark.models.ModelSpec`).
+
+    Returns
+    -------
+    TuneResult
+
+    Examples
+    --------
+    >>> res = tune(df, model="knn", trials=5)  # doctest: +SKIP
+    >>> sorted(res.best_params)  # doctest: +SKIP
+    ['kneighborsclassifier__n_neighbors', 'kneighborsclassifier__weights']
+    """
+    from earmark.features import Preset, extract, get_preset
+    from earmark.models import get_spec
+
+    if trials < 1:
+        raise ParameterError(f"The 'trials' parameter must be an int >= 1. Got {trials!r} instead.")
+    if folds < 2:
+        raise ParameterError(f"The 'folds' parameter must be an int >= 2. Got {folds!r} instead.")
+    spec = get_spec(model)
+    space = dict(search_space if search_space is not None else spec.search_space)
+    if epochs is not None:
+        space.pop("epochs", None)
+    if not space:
+        raise ParameterError(f"Model {model!r} has no search space; pass search_space=.")
+    target_col = target or "label"
+    if target_col not in dataset.columns:
+        raise ParameterError(f"The dataset has no column {target_col!r}; pass target= naming the column to learn.")
+    preset = features if isinstance(features, Preset) else get_preset(features or spec.preset)
+    group_col = group or next((c for c in ("group", "fold") if c in dataset.columns), None)
+    df = dataset.reset_index(drop=True)
+    fs = extract(df, preset, cache=cache)
+    if len(fs.rows) < 2 * folds:
+        raise DatasetError(f"Only {len(fs.rows)} clips could be featurized; tuning needs more.")
+    rows = np.asarray(fs.rows)
+    X = fs.X
+    classification = spec.task == "classification"
+    y = df[target_col].to_numpy()[rows]
+    y = y.astype(str) if classification else y.astype(np.float64)
+    groups = df[group_col].astype(str).to_numpy()[rows] if group_col else None
+    cv, cv_groups, cv_desc = _cv(y, groups, folds, seed, classification)
+    scoring = "accuracy" if classification else "neg_mean_absolute_error"
+
+    if spec.kind == "sklearn":
+        from scipy.stats import loguniform, randint
+        from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
+
+        est = spec.builder()
+        if np.ndim(X[0]) != 1:
+            raise ParameterError(f"Model {model!r} needs a pooled preset; {preset.name!r} gives sequences.")
+        size = _grid_size(space)
+        if size <= trials:
+            search = GridSearchCV(est, {k: list(v) for k, v in space.items()}, cv=cv, scoring=scoring, n_jobs=1)
+            method = "grid"
+        else:
+            dist = {}
+            for k, v in space.items():
+                if isinstance(v, list):
+                    dist[k] = v
+                elif v[0] == "log":
+                    dist[k] = loguniform(v[1], v[2])
+                else:
+                    dist[k] = randint(v[1], v[2] + 1)
+            search = RandomizedSearchCV(est, dist, n_iter=trials, cv=cv, scoring=scoring, n_jobs=1,
+                                        random_state=seed)
+            method = "random"
+        search.fit(X, y, groups=cv_groups)
+        res = search.cv_results_
+        trial_list = [
+            {"params": {k: _jsonable(v) for k, v in p.items()}, "score": float(s)}
+            for p, s in zip(res["params"], res["mean_test_score"])
+        ]
+        return TuneResult(model, {k: _jsonable(v) for k, v in search.best_params_.items()},
+                          float(search.best_score_), trial_list, method, cv_desc)
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    splits = list(cv.split(np.zeros(len(y)), y, cv_groups))
+
+    def objective(trial: Any) -> float:
+        params: dict[str, Any] = {}
+        for k, v in space.items():
+            if isinstance(v, list):
+                params[k] = trial.suggest_categorical(k, v)
+            elif v[0] == "log":
+                params[k] = trial.suggest_float(k, v[1], v[2], log=True)
+            else:
+                params[k] = trial.suggest_int(k, v[1], v[2])
+        if epochs is not None:
+            params["epochs"] = int(epochs)
+        scores = []
+        for step, (tr, te) in enumerate(splits):
+            est = spec.builder(**{**params, "random_state": seed})
+            take = (lambda idx: X[idx]) if isinstance(X, np.ndarray) else (lambda idx: [X[i] for i in idx])
+            est.fit(take(tr), y[tr], groups=None if groups is None else groups[tr])
+            pred = est.predict(take(te))
+            score = float(np.mean(pred == y[te])) if classification else -float(np.mean(np.abs(pred - y[te])))
+            scores.append(score)
+            trial.report(float(np.mean(scores)), step)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return float(np.mean(scores))
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
+                                pruner=optuna.pruners.MedianPruner(n_startup_trials=3))
+    study.optimize(objective, n_trials=trials)
+    trial_list = [{"params": t.params, "score": t.value} for t in study.trials if t.value is not None]
+    best = dict(study.best_params)
+    if epochs is not None:
+        best["epochs"] = int(epochs)
+    return TuneResult(model, best, float(study.best_value), trial_list, "optuna", cv_desc)
