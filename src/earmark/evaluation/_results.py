@@ -61,7 +61,11 @@ def _clean(value: Any) -> Any:
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None
-    return value
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if hasattr(value, "to_dict"):  # a Preset, a config dataclass
+        return _clean(value.to_dict())
+    return str(value)  # a Path, an enum…
 
 
 def to_json(obj: Mapping[str, Any], path: str | Path | None = None) -> str:

@@ -74,7 +74,13 @@ def _target_of(trained: Any, target: str | None) -> str:
     return "label"
 
 
-def predict_table(trained: Any, table: pd.DataFrame) -> dict[str, Any]:
+def predict_table(
+    trained: Any,
+    table: pd.DataFrame,
+    *,
+    workers: int | None = None,
+    cache: str | Path | None = None,
+) -> dict[str, Any]:
     """Predict every row of a table, keeping apart the rows whose audio cannot be decoded.
 
     Parameters
@@ -83,6 +89,10 @@ def predict_table(trained: Any, table: pd.DataFrame) -> dict[str, Any]:
         From :func:`earmark.train` or :func:`earmark.load_model`.
     table : DataFrame
         Rows with a ``path`` column.
+    workers : int, optional
+        Processes extracting features (default: all cores).
+    cache : str or Path, optional
+        Feature store folder (:func:`earmark.features.extract`).
 
     Returns
     -------
@@ -101,7 +111,7 @@ def predict_table(trained: Any, table: pd.DataFrame) -> dict[str, Any]:
     from earmark.features import extract
 
     start = time.perf_counter()
-    feats = extract(table, trained.preset)
+    feats = extract(table, trained.preset, workers=workers, cache=cache)
     positions = np.asarray(feats.rows, dtype=np.int64)
     estimator = trained.estimator
     X = feats.X
@@ -140,6 +150,8 @@ def evaluate(
     target: str | None = None,
     label_column: str | None = None,
     group_column: str | None = None,
+    workers: int | None = None,
+    cache: str | Path | None = None,
 ) -> EvaluationResult:
     """Score a trained model on a dataset; unreadable files are listed and left out.
 
@@ -153,6 +165,10 @@ def evaluate(
         Column holding the truth (default: the model's target, else ``label``).
     label_column, group_column : str, optional
         Passed to :func:`earmark.sources.load_dataset` when ``dataset`` is a source.
+    workers : int, optional
+        Processes extracting features (default: all cores).
+    cache : str or Path, optional
+        Feature store folder, shared with training to avoid recomputing features.
 
     Returns
     -------
@@ -193,7 +209,7 @@ def evaluate(
                 f"The dataset has labels the model never learnt: {unknown[:10]}. The model "
                 f"knows {sorted(known)[:20]}. Evaluate on data with the model's classes."
             )
-    out = predict_table(trained, table)
+    out = predict_table(trained, table, workers=workers, cache=cache)
     skipped += out["errors"]
     if len(out["positions"]) == 0:
         raise DatasetError(
@@ -206,6 +222,7 @@ def evaluate(
         "model": getattr(getattr(trained, "config", None), "model", None)
         or getattr(trained, "name", None),
         "source": table.attrs.get("source"),
+        "target": target,
         "predict_seconds": out["seconds"],
         "ms_per_clip": 1000.0 * out["seconds"] / n,
     }
@@ -276,6 +293,7 @@ def cross_validate(
     target: str | None = None,
     label_column: str | None = None,
     group_column: str | None = None,
+    workers: int | None = None,
     on_fold: Callable[[FoldResult], None] | None = None,
     **train_kwargs: Any,
 ) -> CVResult:
@@ -300,10 +318,12 @@ def cross_validate(
         Column to predict (e.g. ``"pitch"`` for a regressor); default ``label``.
     label_column, group_column : str, optional
         Passed to :func:`earmark.sources.load_dataset` when ``dataset`` is a source.
+    workers : int, optional
+        Processes extracting the features of each test fold (default: all cores).
     on_fold : callable, optional
         Called with each :class:`FoldResult` as it completes (progress reporting).
     **train_kwargs
-        Further keyword arguments of :func:`earmark.train` (e.g. ``epochs``).
+        Further keyword arguments of :func:`earmark.train` (e.g. ``epochs``, ``cache``).
 
     Returns
     -------
@@ -331,7 +351,8 @@ def cross_validate(
         trained = train(table.iloc[train_pos], model=model, features=features, target=target,
                         seed=seed, **train_kwargs)
         train_seconds = time.perf_counter() - start
-        res = evaluate(trained, table.iloc[test_pos], target=target)
+        res = evaluate(trained, table.iloc[test_pos], target=target, workers=workers,
+                       cache=train_kwargs.get("cache"))
         fold = FoldResult(
             name=str(name), n_train=len(train_pos), n_test=len(test_pos),
             test_groups=test_groups, result=res, train_seconds=train_seconds,
@@ -364,8 +385,11 @@ def _pool(folds: Sequence[FoldResult]) -> EvaluationResult:
     preds = pd.concat(frames, ignore_index=True)
     first = folds[0].result
     if first.task == "regression":
-        return evaluate_predictions(preds.rename(columns={"true": "_truth"}), preds["predicted"],
-                                    task="regression", target="_truth")
+        res = evaluate_predictions(preds.rename(columns={"true": "_truth"}), preds["predicted"],
+                                   task="regression", target="_truth",
+                                   info={"target": first.info.get("target")})
+        res.predictions.insert(0, "cv_fold", preds["cv_fold"].to_numpy())
+        return res
     classes = first.classes
     proba = None
     cols = [f"proba:{c}" for c in classes or []]
@@ -403,6 +427,7 @@ def compare(
     target: str | None = None,
     label_column: str | None = None,
     group_column: str | None = None,
+    workers: int | None = None,
     on_fold: Callable[[str, FoldResult], None] | None = None,
     **train_kwargs: Any,
 ) -> Leaderboard:
@@ -424,6 +449,8 @@ def compare(
         Column to predict; default ``label``.
     label_column, group_column : str, optional
         Passed to :func:`earmark.sources.load_dataset` when ``dataset`` is a source.
+    workers : int, optional
+        Processes extracting the features of each test fold (default: all cores).
     on_fold : callable, optional
         Called as ``on_fold(model_name, fold_result)`` after each fold.
     **train_kwargs
@@ -456,7 +483,7 @@ def compare(
     for name in models:
         callback = (lambda f, _n=name: on_fold(_n, f)) if on_fold is not None else None
         cv = cross_validate(table, model=name, features=features, folds=folds, seed=seed,
-                            target=target, on_fold=callback, **train_kwargs)
+                            target=target, workers=workers, on_fold=callback, **train_kwargs)
         results[name] = cv
         row: dict[str, Any] = {"model": name}
         for metric, stats in cv.summary.items():

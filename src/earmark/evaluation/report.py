@@ -77,7 +77,8 @@ def _evaluation_figures(
     if res.task == "regression":
         _try(figures, "Predicted vs true",
              lambda: plots.plot_predicted_vs_true(res.predictions["true"],
-                                                  res.predictions["predicted"]))
+                                                  res.predictions["predicted"],
+                                                  target=str(res.info.get("target") or "target")))
         return figures
     classes = res.classes or []
     _try(figures, "Confusion matrix", lambda: plots.plot_confusion_matrix(m["confusion"], classes))
@@ -103,16 +104,23 @@ def _evaluation_figures(
 
 
 def _clips(res: EvaluationResult, max_clips: int, max_seconds: float) -> list[dict[str, Any]]:
-    wrong = res.misclassified.head(max_clips)
+    """Misclassified clips (most confident first), or a regressor's largest errors."""
+    if res.task == "regression":
+        order = res.predictions["error"].abs().sort_values(ascending=False, kind="stable").index
+        rows = res.predictions.loc[order].head(max_clips)
+    else:
+        rows = res.misclassified.head(max_clips)
     clips = []
-    for _, row in wrong.iterrows():
+    for _, row in rows.iterrows():
         conf = row.get("confidence")
+        where = row.get("cv_fold", row.get("group"))
         clips.append({
             "path": row["path"],
-            "true": row["true"],
-            "predicted": row["predicted"],
+            "true": f"{row['true']:.2f}" if res.task == "regression" else row["true"],
+            "predicted": (f"{row['predicted']:.2f}" if res.task == "regression"
+                          else row["predicted"]),
             "confidence": None if conf is None or pd.isna(conf) else float(conf),
-            "extra": row.get("cv_fold") or row.get("group"),
+            "extra": None if where is None or pd.isna(where) else where,
             "audio": _clip_audio(row["path"], max_seconds),
         })
     return clips
@@ -228,14 +236,16 @@ def build_report(
         skipped = res.skipped
     figures = {**extra_figs, **_evaluation_figures(res, _history_of(model), embedding, seed,
                                                    max_seconds, _feature_names(model))}
-    clips = _clips(res, max_clips, max_seconds) if res.task == "classification" else []
+    clips = _clips(res, max_clips, max_seconds)
     if res.task == "classification" and not clips:
         notes.append("No clip was misclassified.")
+    clips_title = ("Largest errors" if res.task == "regression"
+                   else "Misclassified clips (most confident first)")
     subtitle = f"{res.metrics.get('n', 0)} clips scored · {len(skipped)} left out · {stamp}"
     page = render_report(
         title=heading, subtitle=subtitle, summary=summary, metrics=headline, spread=spread,
         tables=tables, figures=figures, clips=clips,
-        clips_title="Misclassified clips (most confident first)", skipped=skipped, notes=notes,
+        clips_title=clips_title, skipped=skipped, notes=notes,
         config=config,
     )
     for fig in figures.values():
