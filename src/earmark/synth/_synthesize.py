@@ -160,7 +160,8 @@ def synthesize(
         raise ParameterError(f"The 'seed' parameter of synthesize must be an int >= 0. Got {seed!r} instead.")
     mapping = parse_text_map(text_map)
     mapping = {k: v for k, v in mapping.items() if k in labels}  # a shared map may cover more labels
-    if isinstance(voices, (int, np.integer)) and not isinstance(voices, bool):
+    drawn_voices = isinstance(voices, (int, np.integer)) and not isinstance(voices, bool)
+    if drawn_voices:
         voice_list = design_voices(int(voices), seed=seed, design=design)
     else:
         voice_list = list(voices)  # type: ignore[arg-type]
@@ -209,7 +210,7 @@ def synthesize(
     info = {
         "generator": "earmark.synth", "engine": f"espeak-ng {espeak_version()}", "license": ESPEAK_LICENSE,
         "seed": seed, "sample_rate": int(sample_rate), "words": labels, "text_map": mapping,
-        "design": (design or VoiceDesign()).to_dict(), "post": post.to_dict(),
+        "design": (design or VoiceDesign()).to_dict() if drawn_voices else None, "post": post.to_dict(),
         "voices": [v.to_dict() for v in voice_list],
     }
     (root / "synth.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
