@@ -16,8 +16,8 @@ LAYERS = {
     "earmark.audio": 1,
     "earmark.sources": 2, "earmark.synth": 2,
     "earmark.features": 3,
-    "earmark.models": 4, "earmark.training": 4, "earmark.transfer": 4,
-    "earmark.evaluation": 5, "earmark.bundle": 5,
+    "earmark.models": 4, "earmark.training": 4,
+    "earmark.evaluation": 5, "earmark.bundle": 5, "earmark.transfer": 5,
     "earmark.serving": 6,
     "earmark.cli": 7,
 }

@@ -451,6 +451,7 @@ def load_bundle(path: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
     >>> manifest["format_version"]  # doctest: +SKIP
     1
     """
+    import earmark.transfer  # noqa: F401  (registers fine-tuned networks and classes a bundle may hold)
     from earmark.features import Preset
     from earmark.models import load_estimator
     from earmark.training import TrainedModel

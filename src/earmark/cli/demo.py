@@ -46,7 +46,7 @@ def _find_data(data: Path | None, out: Path, download: bool, console: Console) -
             console.print(f"[yellow]Download failed:[/] {exc}")
     console.print(
         "[bold yellow]No FSDD available (no local copy, no download). Running on a SMALL SYNTHESIZED "
-        "STAND-IN dataset (tone contours × 5 fake speakers): its numbers say nothing about speech.[/]"
+        "STAND-IN dataset (vowel-like formant glides × 5 fake speakers): its numbers say nothing about speech.[/]"
     )
     return make_demo_dataset(out / "synthetic-data"), "SYNTHETIC STAND-IN (not FSDD)"
 
