@@ -88,15 +88,16 @@ def featurize(y_or_path: np.ndarray | str | os.PathLike[str] | bytes, preset: st
     >>> featurize(np.zeros(8000, np.float32), "mfcc-mean", sr=8000).shape
     (40,)
     """
-    from earmark.audio import load_audio, resample, to_mono
+    from earmark.audio import load_audio, to_mono
 
     p = _as_preset(preset)
     if isinstance(y_or_path, np.ndarray):
         y = to_mono(np.asarray(y_or_path, dtype=np.float32))
         if sr is not None and sr != p.sample_rate:
-            y = resample(y, orig_sr=int(sr), target_sr=p.sample_rate)
+            y = resample_like_librosa(y, orig_sr=int(sr), target_sr=p.sample_rate)
     else:
-        y, _ = load_audio(y_or_path, sr=p.sample_rate)
+        y, native = load_audio(y_or_path)
+        y = resample_like_librosa(y, orig_sr=native, target_sr=p.sample_rate)
     return p.transform(y)
 
 
@@ -122,10 +123,30 @@ def _read(path: str, preset: Preset, want_hash: bool) -> tuple[np.ndarray, dict[
     except OSError:
         src = path  # load_audio names the problem (missing, permission, …)
     try:
-        y, _ = load_audio(src, sr=preset.sample_rate)
+        y, native = load_audio(src)
     except AudioDecodeError as exc:
         raise AudioDecodeError(path, exc.reason) from None
-    return y, meta
+    return resample_like_librosa(y, orig_sr=native, target_sr=preset.sample_rate), meta
+
+
+def resample_like_librosa(y: np.ndarray, *, orig_sr: int, target_sr: int) -> np.ndarray:
+    """soxr high-quality resampling to exactly ``ceil(len(y) * target_sr / orig_sr)`` samples
+    (zero-padded or trimmed), as ``librosa.load(path, sr=target_sr)`` returns them.
+
+    Example
+    -------
+    >>> resample_like_librosa(np.ones(8000, np.float32), orig_sr=8000, target_sr=22050).shape
+    (22050,)
+    """
+    from earmark.audio import resample
+
+    if orig_sr == target_sr:
+        return y
+    n = int(np.ceil(len(y) * float(target_sr) / orig_sr))
+    z = resample(y, orig_sr=orig_sr, target_sr=target_sr)
+    if len(z) < n:
+        z = np.pad(z, (0, n - len(z)))
+    return z[:n]
 
 
 def compute_batch(paths: Sequence[str], preset_record: dict[str, Any], want_hash: bool = False

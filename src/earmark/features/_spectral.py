@@ -64,7 +64,7 @@ def _check_positive_int(name: str, value: object, owner: str) -> int:
 
 @functools.lru_cache(maxsize=64)
 def _window(window: str, win_length: int, n_fft: int) -> np.ndarray:
-    w = scipy.signal.get_window(window, win_length, fftbins=True).astype(np.float32)
+    w = scipy.signal.get_window(window, win_length, fftbins=True).astype(np.float64)
     if win_length < n_fft:
         left = (n_fft - win_length) // 2
         w = np.pad(w, (left, n_fft - win_length - left))
@@ -147,7 +147,8 @@ def _stft_ragged(
     frames, counts = _frame_ragged(
         clips, frame_length=n_fft, hop_length=hop_length, center=center, pad_mode=pad_mode
     )
-    spec = scipy.fft.rfft(frames * w, axis=1).astype(np.complex64, copy=False)
+    # float64 FFT rounded to complex64, as librosa: near-silent bins keep their relative precision
+    spec = np.fft.rfft(frames * w, axis=1).astype(np.complex64)
     return spec.T, counts
 
 
@@ -937,7 +938,8 @@ def _istft_ragged(spec: np.ndarray, counts: np.ndarray, lengths: Sequence[int], 
     from earmark.features._kernels import overlap_add
 
     w = _window(window, n_fft, n_fft)
-    frames = (scipy.fft.irfft(spec.T, n=n_fft, axis=1) * w).astype(np.float32)
+    # numpy's FFT and float64 window, accumulated into float32: the same rounding as librosa
+    frames = np.fft.irfft(spec.T, n=n_fft, axis=1) * w
     n_frames = counts
     buf_len = n_fft + hop_length * (n_frames - 1)
     buf_off = np.concatenate([[0], np.cumsum(buf_len)[:-1]])
@@ -1002,7 +1004,13 @@ def _harmonic_ragged(clips: Sequence[np.ndarray], *, n_fft: int, hop_length: int
     mask = np.empty_like(mh)
     mask[good] = mh[good] / (mh[good] + mp[good])
     mask[bad] = 0.5 if margin == 1 else 0.0
-    Dh = (Dt * mask).T
+    # librosa.magphase: (|D| * mask) * phase, with the same rounding
+    nz = mag == 0
+    denom = mag + nz
+    phase = np.empty_like(Dt)
+    phase.real = Dt.real / denom + nz
+    phase.imag = Dt.imag / denom
+    Dh = ((mag * mask) * phase).T
     return _istft_ragged(Dh, counts, [len(c) for c in clips], n_fft=n_fft, hop_length=hop_length,
                          window="hann")
 
@@ -1148,7 +1156,7 @@ def _cqt_one_tuning(clips: Sequence[np.ndarray], tuning: float, *, sr: float, ho
                                          octave, filter_scale, norm, sparsity, window)
         frames, counts = _frame_ragged(cur, frame_length=n_fft, hop_length=hop, center=True,
                                        pad_mode="constant")
-        D = scipy.fft.rfft(frames, axis=1).astype(np.complex64)  # window 'ones'
+        D = np.fft.rfft(frames.astype(np.float64), axis=1).astype(np.complex64)  # window 'ones'
         responses.append(D @ basis)  # (frames, filters)
         frame_counts.append(counts)
         if octave < n_octaves - 1:
