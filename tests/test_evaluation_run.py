@@ -159,7 +159,8 @@ def test_cli_rejects_bad_options(tmp_path):
 def test_cross_validation_never_lets_a_speaker_straddle_folds(fsdd_small):
     from earmark.evaluation import cross_validate
 
-    cv = cross_validate(fsdd_small, model="logreg", features=_preset(), folds=3, seed=0)
+    cv = cross_validate(fsdd_small, model="logreg", features=_preset(), folds=3, seed=0,
+                        workers=1)
     groups = fsdd_small.set_index("path")["group"]
     assert len(cv.folds) == 3
     seen: list[str] = []
@@ -186,7 +187,12 @@ def test_cv_on_predefined_folds_and_a_regressor():
 
     inst = load_dataset(DATA / "instruments" / "manifest.csv")
     inst = inst.groupby(["fold", "label"], group_keys=False).head(3)  # 150 clips
-    cv = cross_validate(inst, model="ridge", target="pitch", folds="fold", seed=0)
+    from earmark.features import get_preset
+
+    preset = get_preset("mfcc-mean", sample_rate=16000, n_fft=512, hop_length=256, n_mels=40,
+                        n_mfcc=20)
+    cv = cross_validate(inst, model="ridge", features=preset, target="pitch", folds="fold",
+                        seed=0, workers=1)
     assert [f.name for f in cv.folds] == [f"fold {k}" for k in range(1, 6)]
     assert cv.task == "regression" and cv.main_metric == "rmse"
     for key in ("mae", "rmse", "r2"):
@@ -198,7 +204,8 @@ def test_cv_on_predefined_folds_and_a_regressor():
 def test_compare_ranks_models_on_the_same_folds(fsdd_small):
     from earmark.evaluation import compare
 
-    board = compare(fsdd_small, models=["logreg", "knn"], features=_preset(), folds=3)
+    board = compare(fsdd_small, models=["logreg", "knn"], features=_preset(), folds=3,
+                    workers=1)
     t = board.table
     assert sorted(t["model"]) == ["knn", "logreg"]
     assert t["accuracy_mean"].is_monotonic_decreasing

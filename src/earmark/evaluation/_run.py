@@ -113,28 +113,34 @@ def predict_table(
     start = time.perf_counter()
     feats = extract(table, trained.preset, workers=workers, cache=cache)
     positions = np.asarray(feats.rows, dtype=np.int64)
-    estimator = trained.estimator
     X = feats.X
     proba = None
     if trained.task == "classification" and len(positions):
-        if hasattr(estimator, "predict_proba"):
-            proba = np.asarray(estimator.predict_proba(X), dtype=np.float64)
-            names = [str(c) for c in estimator.classes_]
-            classes = [str(c) for c in trained.classes]
-            if names != classes:  # reorder columns into the model's class order
-                order = [names.index(c) for c in classes]
-                proba = proba[:, order]
-            predicted = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
-        else:
-            predicted = np.asarray([str(v) for v in estimator.predict(X)], dtype=object)
+        classes = [str(c) for c in trained.classes]
+        proba = _proba(trained, X, classes)
+        predicted = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
     elif len(positions):
-        predicted = np.asarray(estimator.predict(X), dtype=np.float64)
+        predict = getattr(trained, "predict_features", None) or trained.estimator.predict
+        predicted = np.asarray(predict(X), dtype=np.float64)
     else:
         predicted = np.asarray([], dtype=object)
     seconds = time.perf_counter() - start
     errors = [_error_dict(e) for e in feats.errors]
     return {"positions": positions, "predicted": predicted, "proba": proba, "errors": errors,
             "X": X, "seconds": seconds}
+
+
+def _proba(trained: Any, X: Any, classes: list[str]) -> np.ndarray:
+    """Class probabilities in the model's class order."""
+    own = getattr(trained, "predict_proba_features", None)
+    if own is not None:
+        return np.asarray(own(X), dtype=np.float64)
+    estimator = trained.estimator
+    proba = np.asarray(estimator.predict_proba(X), dtype=np.float64)
+    names = [str(c) for c in getattr(estimator, "classes_", classes)]
+    if names != classes and sorted(names) == sorted(classes):
+        proba = proba[:, [names.index(c) for c in classes]]
+    return proba
 
 
 def _error_dict(error: Any) -> dict[str, str]:
@@ -218,9 +224,9 @@ def evaluate(
         )
     scored = table.iloc[out["positions"]]
     n = len(scored)
+    config = getattr(trained, "config", None)
     info = {
-        "model": getattr(getattr(trained, "config", None), "model", None)
-        or getattr(trained, "name", None),
+        "model": config.get("model") if isinstance(config, Mapping) else None,
         "source": table.attrs.get("source"),
         "target": target,
         "predict_seconds": out["seconds"],
@@ -323,7 +329,9 @@ def cross_validate(
     on_fold : callable, optional
         Called with each :class:`FoldResult` as it completes (progress reporting).
     **train_kwargs
-        Further keyword arguments of :func:`earmark.train` (e.g. ``epochs``, ``cache``).
+        Further keyword arguments of :func:`earmark.train` (e.g. ``epochs``). Without a
+        ``cache`` folder, a temporary feature store shared by the folds is used, so every clip
+        is featurized once.
 
     Returns
     -------
@@ -338,10 +346,33 @@ def cross_validate(
     >>> cv.summary["accuracy"]["mean"], cv.worst_fold["fold"]  # doctest: +SKIP
     (0.87, 'theo')
     """
+    table = load_table(dataset, label_column=label_column, group_column=group_column)
+    if train_kwargs.get("cache") is None:
+        # one throw-away feature store for all folds: each clip is featurized once, not K times
+        with tempfile.TemporaryDirectory(prefix="earmark-cv-") as tmp:
+            return _cross_validate(table, model=model, features=features, folds=folds,
+                                   seed=seed, target=target, workers=workers, on_fold=on_fold,
+                                   train_kwargs={**train_kwargs, "cache": tmp})
+    return _cross_validate(table, model=model, features=features, folds=folds, seed=seed,
+                           target=target, workers=workers, on_fold=on_fold,
+                           train_kwargs=train_kwargs)
+
+
+def _cross_validate(
+    table: pd.DataFrame,
+    *,
+    model: str | None,
+    features: Any,
+    folds: str | int,
+    seed: int,
+    target: str | None,
+    workers: int | None,
+    on_fold: Callable[[FoldResult], None] | None,
+    train_kwargs: Mapping[str, Any],
+) -> CVResult:
     from earmark.sources import iter_folds
     from earmark.training import train
 
-    table = load_table(dataset, label_column=label_column, group_column=group_column)
     skipped = list(table.attrs.get("skipped", []))
     results: list[FoldResult] = []
     pooled_parts: list[tuple[pd.DataFrame, EvaluationResult]] = []
@@ -368,7 +399,8 @@ def cross_validate(
         raise DatasetError("The splitter produced no folds; the dataset is too small.")
     pooled = _pool(results)
     fold_skips = [s for f in results for s in f.result.skipped if s not in skipped]
-    info = {"source": table.attrs.get("source"), "seed": seed, "features": features,
+    info = {"source": table.attrs.get("source"), "seed": seed,
+            "features": getattr(features, "name", features),
             "mean_train_seconds": float(np.mean([f.train_seconds for f in results]))}
     return CVResult(results, str(model_name or "default"), str(folds), pooled,
                     skipped + fold_skips, {k: v for k, v in info.items() if v is not None},
@@ -478,6 +510,17 @@ def compare(
     for name in models:  # fail before hours of training, not after
         get_model(name)
     table = load_table(dataset, label_column=label_column, group_column=group_column)
+    if train_kwargs.get("cache") is None:
+        with tempfile.TemporaryDirectory(prefix="earmark-compare-") as tmp:
+            return _compare(table, models, features, folds, seed, target, workers, on_fold,
+                            {**train_kwargs, "cache": tmp})
+    return _compare(table, models, features, folds, seed, target, workers, on_fold, train_kwargs)
+
+
+def _compare(table: pd.DataFrame, models: list[str], features: Any, folds: str | int, seed: int,
+             target: str | None, workers: int | None,
+             on_fold: Callable[[str, FoldResult], None] | None,
+             train_kwargs: Mapping[str, Any]) -> Leaderboard:
     rows = []
     results: dict[str, CVResult] = {}
     for name in models:
