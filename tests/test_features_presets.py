@@ -1,0 +1,140 @@
+"""Presets registry, shapes, JSON round-trip, batch consistency, scikit-learn and torch wrappers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from earmark.errors import ParameterError
+from earmark.features import (
+    FeatureTransformer,
+    Preset,
+    get_preset,
+    list_presets,
+    log_mel,
+    register_preset,
+)
+from earmark.features._extract import resample_like_librosa
+
+REQUIRED = {"logmel", "mfcc-seq", "psf-mfcc", "mfcc-mean", "classic173", "stats", "raw"}
+
+
+@pytest.fixture(scope="module")
+def speech(shared):
+    from earmark.audio import load_audio
+
+    out = []
+    for name in ("1_george_3.wav", "8_yweweler_20.wav", "4_theo_41.wav"):
+        y, sr = load_audio(shared / "fsdd/recordings" / name)
+        out.append(y)
+    return out, sr
+
+
+def test_registry_has_required_presets_and_rejects_unknown():
+    assert set(list_presets()) >= REQUIRED
+    with pytest.raises(ParameterError, match="Did you mean 'logmel'"):
+        get_preset("logmell")
+    with pytest.raises(ParameterError, match="no parameter"):
+        get_preset("logmel", n_melz=10)
+    with pytest.raises(ParameterError, match="exists"):
+        register_preset(Preset("logmel", "logmel", 8000))
+
+
+@pytest.mark.parametrize("name", sorted(REQUIRED))
+def test_preset_shapes_and_round_trip(name, speech):
+    ys, sr = speech
+    p = get_preset(name)
+    q = Preset.from_dict(json.loads(json.dumps(p.to_dict())))
+    assert q == p and q.cache_key() == p.cache_key() and hash(q) == hash(p)
+    clips = [resample_like_librosa(y, orig_sr=sr, target_sr=p.sample_rate) for y in ys]
+    X = p.transform_batch(clips)
+    assert X.shape == (len(clips), *p.output_shape) and X.dtype == np.float32
+    assert np.isfinite(X).all()
+    # batch consistency: one by one equals the batch
+    for c, row in zip(clips, X):
+        np.testing.assert_allclose(p.transform(c), row, rtol=1e-5, atol=1e-4)
+    if p.pooled:
+        assert len(p.feature_names) == p.output_shape[0] == len(set(p.feature_names))
+    else:
+        assert p.feature_names is None
+
+
+def test_changed_setting_changes_cache_key_and_output():
+    a, b = get_preset("mfcc-mean"), get_preset("mfcc-mean", n_mfcc=20)
+    assert a.cache_key() != b.cache_key() and b.output_shape == (20,)
+    assert get_preset("logmel", sample_rate=8000, fmax=4000.0).sample_rate == 8000
+
+
+def test_logmel_preset_is_log_mel_of_padded_clip(speech):
+    ys, sr = speech
+    p = get_preset("logmel")
+    y = resample_like_librosa(ys[0], orig_sr=sr, target_sr=16000)
+    padded = np.zeros(16000, np.float32)
+    padded[: min(16000, len(y))] = y[:16000]
+    ref = log_mel(padded, sr=16000, n_fft=512, win_length=400, hop_length=160, n_mels=64, fmin=20.0,
+                  fmax=8000.0)
+    np.testing.assert_allclose(p.transform(y), ref, atol=1e-3)
+    # a long clip is cropped, a short one padded: same shape
+    assert p.transform(np.tile(y, 5)).shape == p.transform(y[:100]).shape == (64, 101)
+
+
+def test_mfcc_seq_normalisation_and_variable_length(speech):
+    ys, sr = speech
+    y = resample_like_librosa(ys[1], orig_sr=sr, target_sr=16000)
+    mm = get_preset("mfcc-seq", normalize="minmax", deltas=2).transform(y)
+    assert mm.shape == (39, 101) and mm.min() == pytest.approx(0) and mm.max() == pytest.approx(1)
+    mv = get_preset("mfcc-seq").transform(y)
+    np.testing.assert_allclose(mv.mean(axis=1), 0, atol=1e-4)
+    var = get_preset("mfcc-seq", duration=None)
+    assert var.output_shape is None
+    out = var.transform_batch([y, y[: len(y) // 2]])
+    assert isinstance(out, list) and out[0].shape[1] != out[1].shape[1]
+
+
+def test_bad_clips_are_refused_with_clear_errors():
+    with pytest.raises(ParameterError, match="non-empty mono"):
+        get_preset("logmel").transform(np.zeros(0, np.float32))
+    with pytest.raises(ParameterError, match="duration"):
+        get_preset("raw", duration=-1.0)
+
+
+def test_feature_transformer_is_a_clonable_sklearn_transformer(shared, speech):
+    from sklearn.base import clone
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    paths = sorted((shared / "fsdd/recordings").glob("*.wav"))[::125]
+    labels = [p.name.split("_")[0] for p in paths]
+    ft = FeatureTransformer(preset="mfcc-mean", workers=1)
+    assert clone(ft).get_params() == ft.get_params()
+    pipe = make_pipeline(ft, LogisticRegression(max_iter=500)).fit([str(p) for p in paths], labels)
+    assert pipe.score([str(p) for p in paths], labels) > 0.5
+    X = FeatureTransformer(preset="mfcc-mean").fit_transform([str(p) for p in paths[:2]])
+    assert X.shape == (2, 40)
+    assert list(ft.get_feature_names_out()[:2]) == ["mfcc_0_mean", "mfcc_1_mean"]
+    flat = FeatureTransformer(preset="logmel", flatten=True).fit_transform([np.zeros(4000, np.float32)])
+    assert flat.shape == (1, 64 * 101)
+
+
+def test_torch_logmel_equals_numpy_and_exports_to_onnx(tmp_path, speech):
+    torch = pytest.importorskip("torch")
+    from earmark.features import LogMel
+
+    ys, sr = speech
+    clips = [resample_like_librosa(y, orig_sr=sr, target_sr=16000) for y in ys]
+    raw = get_preset("raw").transform_batch(clips)
+    ref = get_preset("logmel").transform_batch(clips)
+    m = LogMel.from_preset("logmel").eval()
+    with torch.no_grad():
+        out = m(torch.from_numpy(raw)).numpy()
+    assert out.shape == ref.shape
+    assert np.abs(out - ref).max() < 0.01  # dB; float32 DFT by convolution vs float64 FFT
+    onnx = pytest.importorskip("onnxruntime")
+    path = tmp_path / "logmel.onnx"
+    torch.onnx.export(m, (torch.from_numpy(raw[:1]),), str(path), input_names=["y"], output_names=["db"],
+                      dynamic_axes={"y": {0: "batch"}, "db": {0: "batch"}}, dynamo=False)
+    sess = onnx.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"y": raw})[0]
+    assert np.abs(got - ref).max() < 0.01
