@@ -128,7 +128,7 @@ def cnn_default(
     """Compact residual depthwise-separable CNN with global pooling (~50k parameters at width 16)."""
     c, _, _ = _as_image(input_shape)
     layers: list[nn.Module] = [
-        _AddChannel(len(input_shape)),
+        _AddChannel(2),
         UtteranceNorm(norm),
         nn.Conv2d(c, width, 3, stride=2, padding=1, bias=False),
         nn.BatchNorm2d(width),
@@ -153,7 +153,7 @@ def cnn_reference(
 ) -> nn.Module:
     """The reference recipe: six 3x3 conv layers (32-32-64-64-128-128), max pooling, dense 128."""
     c, _, _ = _as_image(input_shape)
-    layers: list[nn.Module] = [_AddChannel(len(input_shape)), UtteranceNorm(norm)]
+    layers: list[nn.Module] = [_AddChannel(2), UtteranceNorm(norm)]
     ch = c
     for out in (32, 64, 128):
         layers += [

@@ -190,7 +190,11 @@ class _TorchEstimator(BaseEstimator):
         ragged = isinstance(X, (list, tuple)) and len(X) > 0 and isinstance(X[0], np.ndarray) and (
             len({np.shape(c) for c in X}) > 1
         )
-        if ragged or (isinstance(X, np.ndarray) and X.dtype == object):
+        ragged = ragged or (
+            isinstance(X, np.ndarray) and X.dtype == object and X.ndim == 1 and len(X) > 0
+            and isinstance(X[0], np.ndarray)
+        )
+        if ragged:
             if not self._is_sequence:
                 raise ParameterError(
                     f"The {self.network} network needs examples of one shape; got clips of "
@@ -297,11 +301,20 @@ class _TorchEstimator(BaseEstimator):
             self.n_frames_ = int(X.shape[-1])
         else:
             self.n_frames_ = None
+        if len(y) < 2:
+            raise ParameterError(
+                f"{type(self).__name__} needs at least 2 samples to train; got n_samples={len(y)}."
+            )
         y_enc = self._encode_targets(y)
         sw = np.ones(len(y), np.float32) if sample_weight is None else np.asarray(sample_weight, np.float32)
         if sw.shape != (len(y),):
             raise ParameterError(
                 f"sample_weight must have shape ({len(y)},) to match X; got {sw.shape}."
+            )
+        if not np.all(np.isfinite(sw)) or (sw < 0).any() or sw.sum() <= 0:
+            raise ParameterError(
+                "sample_weight must be finite, non-negative and not all zero; got "
+                f"sum={float(sw.sum())}, min={float(sw.min())}."
             )
         groups_arr = None if groups is None else np.asarray(groups)
 
@@ -412,7 +425,8 @@ class _TorchEstimator(BaseEstimator):
                 vl, vm = self._evaluate(module, Xv, yv, device)
                 record["val_loss"] = vl
                 record.update(vm)
-                key = vm["val_accuracy"] - 1e-6 * vl if self._task == "classification" else -vl
+                # select by class-weighted accuracy, so class weights also steer model selection
+                key = vm.pop("_key") if "_key" in vm else -vl
             else:
                 key = float(epoch)  # no validation data: keep the last epoch
             history.append(record)
@@ -460,8 +474,13 @@ class _TorchEstimator(BaseEstimator):
                 outs.append(module(torch.as_tensor(Xv[s : s + 256]).to(device)).float().cpu())
         out = torch.cat(outs)
         target = torch.as_tensor(yv)
-        loss = float(self._loss(out, target, torch.ones(len(yv))))
-        return loss, self._val_metrics(out, target)
+        w = torch.as_tensor(self._sample_class_weights(yv))
+        loss = float(self._loss(out, target, w))
+        metrics = self._val_metrics(out, target)
+        if self._task == "classification":
+            hit = (out.argmax(1) == target).float()
+            metrics["_key"] = float((hit * w).sum() / w.sum().clamp_min(1e-12)) - 1e-6 * loss
+        return loss, metrics
 
     def _val_metrics(self, out: torch.Tensor, target: torch.Tensor) -> dict:
         raise NotImplementedError
@@ -509,8 +528,8 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
     validation_fraction : float
         Share of the training data held out for early stopping when ``X_val`` is not given
         (carved by ``groups`` when given to ``fit``, stratified otherwise).
-    class_weight : {"balanced"} or None
-        Weight classes inversely to their frequency.
+    class_weight : "balanced", dict or None
+        Weight classes inversely to their frequency, or by a ``{class: weight}`` mapping.
     augment : bool
         Apply on-the-fly augmentation (SpecAugment masks, time shift/stretch, frequency warp,
         gain, noise, mixup; see :class:`~earmark.models.AugmentConfig`).
@@ -573,7 +592,7 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
         max_grad_norm: float = 5.0,
         patience: int = 10,
         validation_fraction: float = 0.15,
-        class_weight: str | None = "balanced",
+        class_weight: str | dict | None = "balanced",
         augment: bool = True,
         augment_options: dict | None = None,
         max_frames: int | None = None,
@@ -617,10 +636,13 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
     def _sample_class_weights(self, y_enc: np.ndarray) -> np.ndarray:
         if self.class_weight is None:
             return np.ones(len(y_enc), np.float32)
+        if isinstance(self.class_weight, dict):
+            cw = np.array([float(self.class_weight.get(c, 1.0)) for c in self.classes_.tolist()])
+            return cw[y_enc].astype(np.float32)
         if self.class_weight != "balanced":
             raise ParameterError(
-                f"The 'class_weight' parameter of {type(self).__name__} must be 'balanced' or None. "
-                f"Got {self.class_weight!r} instead."
+                f"The 'class_weight' parameter of {type(self).__name__} must be 'balanced', a dict "
+                f"{{class: weight}} or None. Got {self.class_weight!r} instead."
             )
         counts = np.bincount(y_enc, minlength=len(self.classes_)).astype(np.float64)
         cw = len(y_enc) / (len(self.classes_) * np.maximum(counts, 1))
@@ -664,6 +686,7 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
 
     def predict(self, X: Any) -> np.ndarray:
         """Most probable class of each example."""
+        check_is_fitted(self, "module_")
         return self.classes_[np.argmax(self._forward(X), axis=1)]
 
 

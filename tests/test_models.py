@@ -1,0 +1,297 @@
+"""Models: registry, every model learning on small real subsets, sklearn contract, persistence,
+determinism and resume-from-checkpoint."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV, GroupKFold, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from earmark.errors import BundleError, ParameterError
+from earmark.features import extract, get_preset
+from earmark.models import (
+    AugmentConfig,
+    TorchClassifier,
+    TorchRegressor,
+    augment_batch,
+    build_network,
+    dump_estimator,
+    fix_length,
+    get_model,
+    get_spec,
+    list_models,
+    load_estimator,
+    mixup,
+)
+
+SHARED = Path(os.environ.get("EARMARK_SHARED", Path(__file__).resolve().parents[1].parent / "shared")) / "data"
+FSDD = SHARED / "fsdd"
+
+torch.set_num_threads(1)
+
+
+def _fsdd_subset(digits: tuple[int, ...], per: int) -> pd.DataFrame:
+    m = pd.read_csv(FSDD / "manifest.csv")
+    m["index"] = m["path"].str.extract(r"_(\d+)\.wav$")[0].astype(int)
+    m = m[m["label"].isin(digits) & (m["index"] < per)].copy()
+    m["path"] = [str(FSDD / p) for p in m["path"]]
+    return m.reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def fsdd_small() -> pd.DataFrame:
+    """All 10 digits, 5 speakers, 6 takes each: 300 clips."""
+    return _fsdd_subset(tuple(range(10)), 6)
+
+
+@pytest.fixture(scope="module")
+def mfcc_mean(fsdd_small):
+    fs = extract(fsdd_small, get_preset("mfcc-mean"), workers=1)
+    assert not fs.errors
+    return fs.X, fsdd_small["label"].to_numpy(), fsdd_small["speaker"].to_numpy()
+
+
+@pytest.fixture(scope="module")
+def logmel_small():
+    """3 digits, 5 speakers, 8 takes: 120 log-mel clips (64 x 101)."""
+    df = _fsdd_subset((0, 1, 2), 8)
+    fs = extract(df, get_preset("logmel"), workers=1)
+    return fs.X, df["label"].to_numpy(), df["speaker"].to_numpy()
+
+
+def _split_by_take(y: np.ndarray, groups: np.ndarray):
+    """Train on speakers other than 'theo', test on theo (unseen speaker)."""
+    te = groups == "theo"
+    return ~te, te
+
+
+# ---------------------------------------------------------------------------- registry
+
+
+def test_registry_has_contract_names():
+    names = {m.name for m in list_models()}
+    assert {"logreg", "knn", "gnb", "svm", "rf", "gbdt", "mlp", "cnn", "lstm", "cnn1d"} <= names
+    assert {"ridge", "svr", "rf-reg", "gbdt-reg"} <= {m.name for m in list_models("regression")}
+    assert get_spec("cnn").preset == "logmel"
+    assert get_spec("svm").to_dict()["task"] == "classification"
+
+
+def test_unknown_model_names_the_fix():
+    with pytest.raises(ParameterError, match="Did you mean 'cnn'"):
+        get_model("cnnn")
+    with pytest.raises(ParameterError, match="arch"):
+        TorchClassifier("mlp", "reference-999").fit(np.zeros((4, 3)), [0, 1, 0, 1])
+
+
+@pytest.mark.parametrize("name", ["logreg", "knn", "gnb", "svm", "rf", "gbdt"])
+def test_classical_models_learn_unseen_speaker(name, mfcc_mean):
+    X, y, g = mfcc_mean
+    tr, te = _split_by_take(y, g)
+    params = {"n_estimators": 60} if name == "rf" else {}
+    est = get_model(name, **params).fit(X[tr], y[tr])
+    acc = est.score(X[te], y[te])
+    assert acc >= 0.3, f"{name}: {acc:.2f} on an unseen speaker (chance 0.10)"
+    proba = est.predict_proba(X[te])
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-4)
+
+
+@pytest.mark.parametrize("arch", ["default", "reference-40"])
+def test_mlp_learns(arch, mfcc_mean):
+    X, y, g = mfcc_mean
+    tr, te = _split_by_take(y, g)
+    est = get_model("mlp", arch=arch, epochs=40).fit(X[tr], y[tr], groups=g[tr])
+    assert est.score(X[te], y[te]) >= 0.3
+    assert list(est.classes_) == list(range(10))
+    assert len(est.history_) >= 1 and {"loss", "lr", "val_accuracy"} <= set(est.history_[0])
+
+
+def test_cnn_learns_unseen_speaker(logmel_small):
+    X, y, g = logmel_small
+    tr, te = _split_by_take(y, g)
+    est = get_model("cnn", epochs=12, batch_size=32).fit(X[tr], y[tr], groups=g[tr])
+    acc = est.score(X[te], y[te])
+    assert acc >= 0.6, f"cnn: {acc:.2f} on an unseen speaker (chance 0.33)"
+    assert est.module_.training is False
+    assert est.input_shape_ == (64, 101)
+
+
+def test_lstm_learns(logmel_small):
+    X, y, g = logmel_small
+    tr, te = _split_by_take(y, g)
+    est = get_model("lstm", epochs=10, net_options={"hidden": 32, "layers": 1}).fit(X[tr], y[tr])
+    assert est.score(X[te], y[te]) >= 0.5
+
+
+def test_cnn1d_learns():
+    df = _fsdd_subset((0, 1, 2), 8)
+    fs = extract(df, get_preset("raw", sample_rate=8000), workers=1)
+    y, g = df["label"].to_numpy(), df["speaker"].to_numpy()
+    tr, te = _split_by_take(y, g)
+    est = get_model("cnn1d", epochs=10).fit(fs.X[tr], y[tr])
+    assert est.score(fs.X[te], y[te]) >= 0.5
+
+
+@pytest.mark.parametrize(
+    ("network", "arch", "shape"),
+    [("cnn", "reference", (40, 32)), ("lstm", "reference", (13, 20)), ("cnn1d", "reference", (4000,)),
+     ("mlp", "reference-173", (173,)), ("cnn", "default", (3, 40, 32))],
+)
+def test_reference_networks_shapes(network, arch, shape):
+    net = build_network(network, arch, shape, 7).eval()
+    assert tuple(net(torch.zeros(2, *shape)).shape) == (2, 7)
+
+
+def test_wrong_input_rank_names_the_preset():
+    with pytest.raises(ParameterError, match="logmel"):
+        TorchClassifier("cnn", epochs=1).fit(np.zeros((6, 10)), [0, 1] * 3)
+
+
+# ---------------------------------------------------------------------------- sklearn contract
+
+
+@parametrize_with_checks(
+    [TorchClassifier("mlp", epochs=30, random_state=0), TorchRegressor("mlp", epochs=25, random_state=0)],
+    expected_failed_checks=lambda est: {
+        "check_sample_weight_equivalence_on_dense_data": "stochastic mini-batch training",
+        "check_sample_weight_equivalence_on_sparse_data": "stochastic mini-batch training",
+        # float32 matrix products differ in the last bits between batch sizes (~1e-7 relative)
+        **({"check_methods_subset_invariance": "float32 batch-size rounding"}
+           if isinstance(est, TorchRegressor) else {}),
+    },
+)
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+def test_torch_estimator_in_pipeline_cv_and_grid_search(mfcc_mean):
+    X, y, g = mfcc_mean
+    base = TorchClassifier("mlp", epochs=8)
+    assert clone(base).get_params() == base.get_params()
+    pipe = make_pipeline(FunctionTransformer(np.float32), base)
+    scores = cross_val_score(pipe, X, y, groups=g, cv=GroupKFold(n_splits=2))
+    assert scores.mean() > 0.2
+    search = GridSearchCV(base, {"lr": [1e-3, 3e-3]}, cv=GroupKFold(n_splits=2)).fit(X, y, groups=g)
+    assert search.best_params_["lr"] in (1e-3, 3e-3)
+
+
+# ---------------------------------------------------------------------------- training behaviour
+
+
+def test_determinism_with_fixed_seed(mfcc_mean):
+    X, y, _ = mfcc_mean
+    a = TorchClassifier("mlp", epochs=5, random_state=3).fit(X, y).predict_proba(X)
+    b = TorchClassifier("mlp", epochs=5, random_state=3).fit(X, y).predict_proba(X)
+    c = TorchClassifier("mlp", epochs=5, random_state=4).fit(X, y).predict_proba(X)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_resume_from_checkpoint_equals_uninterrupted(tmp_path, logmel_small):
+    X, y, _ = logmel_small
+    X, y = X[:48], y[:48]
+    kw = {"epochs": 4, "batch_size": 16, "net_options": {"width": 8}, "random_state": 1}
+    full = TorchClassifier("cnn", **kw).fit(X, y)
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_after_two(est, record):
+        if record["epoch"] == 2:
+            raise Interrupt
+
+    ckpt = tmp_path / "ckpt"
+    with pytest.raises(Interrupt):
+        TorchClassifier("cnn", checkpoint_dir=str(ckpt), callbacks=[stop_after_two], **kw).fit(X, y)
+    assert (ckpt / "checkpoint.pt").is_file()
+    resumed = TorchClassifier("cnn", checkpoint_dir=str(ckpt), resume=True, **kw).fit(X, y)
+    assert [h["epoch"] for h in resumed.history_] == [1, 2, 3, 4]
+    np.testing.assert_allclose(resumed.predict_proba(X), full.predict_proba(X), atol=1e-5)
+
+
+def test_explicit_validation_and_early_stopping(mfcc_mean):
+    X, y, g = mfcc_mean
+    va = g == "george"
+    est = TorchClassifier("mlp", epochs=60, patience=3, lr=0.05).fit(X[~va], y[~va], X_val=X[va], y_val=y[va])
+    best = max(h["val_accuracy"] for h in est.history_)
+    assert est.history_[est.best_epoch_ - 1]["val_accuracy"] == best
+    assert len(est.history_) <= 60
+
+
+def test_ragged_clips_are_padded_with_saved_policy():
+    rng = np.random.default_rng(0)
+    clips = [rng.normal(size=(8, int(n))).astype(np.float32) + (i % 2) * 3 for i, n in enumerate(rng.integers(5, 30, 40))]
+    y = np.arange(40) % 2
+    est = TorchClassifier("lstm", epochs=3, max_frames=16, net_options={"hidden": 8, "layers": 1}).fit(clips, y)
+    assert est.n_frames_ == 16 and est.input_shape_ == (8, 16)
+    assert est.predict([np.zeros((8, 50), np.float32)]).shape == (1,)
+    out = fix_length([np.arange(3.0)[None], np.arange(9.0)[None]], 5, pad="min", crop="center")
+    np.testing.assert_array_equal(out[0, 0], [0, 1, 2, 0, 0])
+    np.testing.assert_array_equal(out[1, 0], [2, 3, 4, 5, 6])
+
+
+def test_augmentations_are_seeded_and_keep_shape():
+    x = torch.randn(6, 16, 20)
+    cfg = AugmentConfig(noise=0.1)
+    a = augment_batch(x, cfg, torch.Generator().manual_seed(0), kind="spectrogram")
+    b = augment_batch(x, cfg, torch.Generator().manual_seed(0), kind="spectrogram")
+    assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, x)
+    w = augment_batch(torch.randn(3, 800), cfg, torch.Generator().manual_seed(0), kind="waveform")
+    assert w.shape == (3, 800)
+    xm, partner, lam = mixup(x, 0.4, torch.Generator().manual_seed(1))
+    assert 0.5 <= lam <= 1.0
+    torch.testing.assert_close(xm, lam * x + (1 - lam) * x[partner])
+
+
+# ---------------------------------------------------------------------------- persistence
+
+
+@pytest.mark.parametrize("name", ["logreg", "svm", "rf", "gbdt", "mlp", "ridge", "mlp-reg"])
+def test_dump_load_roundtrip(name, tmp_path, mfcc_mean):
+    X, y, _ = mfcc_mean
+    target = X[:, 0] if get_spec(name).task == "regression" else y
+    params = {"epochs": 3} if get_spec(name).kind == "torch" else {}
+    if name == "rf":
+        params = {"n_estimators": 20}
+    est = get_model(name, **params).fit(X, target)
+    desc = dump_estimator(est, tmp_path)
+    import json
+
+    desc = json.loads(json.dumps(desc))  # must survive JSON
+    back = load_estimator(tmp_path, desc)
+    if get_spec(name).task == "classification":
+        np.testing.assert_allclose(back.predict_proba(X), est.predict_proba(X), atol=1e-6)
+        assert list(back.classes_) == list(est.classes_)
+    else:
+        np.testing.assert_allclose(back.predict(X), est.predict(X), atol=1e-5)
+
+
+def test_torch_roundtrip_string_classes_and_tamper(tmp_path, logmel_small):
+    X, y, _ = logmel_small
+    labels = np.array(["zero", "one", "two"])[y]
+    est = TorchClassifier("cnn", epochs=1, net_options={"width": 8}).fit(X[:30], labels[:30])
+    desc = dump_estimator(est, tmp_path)
+    assert desc["format"] == "torch-safetensors"
+    back = load_estimator(tmp_path, desc)
+    assert list(back.classes_) == sorted(["zero", "one", "two"])
+    np.testing.assert_allclose(back.predict_proba(X[:5]), est.predict_proba(X[:5]), atol=1e-6)
+    weights = tmp_path / "weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)
+    with pytest.raises(BundleError, match="SHA-256"):
+        load_estimator(tmp_path, desc)
+
+
+def test_skops_refuses_untrusted_types(tmp_path, mfcc_mean):
+    X, y, _ = mfcc_mean
+    desc = dump_estimator(get_model("logreg").fit(X, y), tmp_path)
+    desc["trusted_types"] = [*desc["trusted_types"], "os.system"]
+    with pytest.raises(BundleError, match="unsafe"):
+        load_estimator(tmp_path, desc)
