@@ -406,6 +406,10 @@ def extract(
             try:
                 st = os.stat(path)
                 h = store.lookup_hash(path, int(st.st_size), int(st.st_mtime_ns))
+                if h is None and os.path.isfile(path):  # new path: maybe known content
+                    from earmark.features._store import file_hash
+
+                    h = file_hash(path)
             except OSError:
                 h = None
             if h is not None and h in store.entries:

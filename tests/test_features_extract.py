@@ -1,0 +1,158 @@
+"""extract(): bad files, the feature store (hits, invalidation, resume after SIGKILL), process
+workers, the Ray backend and the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from earmark.features import FeatureStore, extract, featurize, get_preset
+
+
+@pytest.fixture(scope="module")
+def fsdd(shared):
+    return [str(p) for p in sorted((shared / "fsdd/recordings").glob("*.wav"))[::50]]  # 50 files
+
+
+def test_bad_files_are_listed_never_fatal(shared):
+    manifest = pd.read_csv(shared / "bad-audio/manifest.csv")
+    paths = [str(shared / "bad-audio" / f) for f in manifest["file"]] + [str(shared / "nope.wav")]
+    fs = extract(pd.DataFrame({"path": paths}), "mfcc-mean", workers=1)
+    failed = {e["path"] for e in fs.errors}
+    expected_bad = {str(shared / "bad-audio" / f) for f in manifest.loc[manifest.expected == "error", "file"]}
+    assert expected_bad | {str(shared / "nope.wav")} == failed
+    assert len(fs.rows) == len(fs.X) == len(paths) - len(failed)
+    assert [paths[i] for i in fs.rows] == fs.paths
+    assert np.isfinite(fs.X).all()
+    assert all(e["reason"] for e in fs.errors)
+
+
+def test_extract_aligns_with_featurize_and_dedupes(fsdd):
+    paths = fsdd[:5] + fsdd[:2]
+    fs = extract(paths, "logmel", workers=1)
+    assert fs.X.shape == (7, 64, 101) and list(fs.rows) == list(range(7))
+    np.testing.assert_array_equal(fs.X[5], fs.X[0])
+    np.testing.assert_allclose(fs.X[3], featurize(paths[3], "logmel"), atol=1e-4)
+
+
+def test_store_second_run_reads_everything_and_invalidates(tmp_path, fsdd):
+    store = tmp_path / "store"
+    first = extract(fsdd, "mfcc-mean", cache=store, workers=1, batch_size=16)
+    assert first.cached == 0 and not first.errors
+    second = extract(fsdd, "mfcc-mean", cache=store, workers=1)
+    assert second.cached == len(fsdd)
+    np.testing.assert_array_equal(first.X, second.X)
+    # a changed setting is another store folder, recomputed
+    other = extract(fsdd[:3], get_preset("mfcc-mean", n_mfcc=13), cache=store, workers=1)
+    assert other.cached == 0 and other.X.shape == (3, 13)
+    # a changed file is recomputed
+    local = tmp_path / "clip.wav"
+    shutil.copy(fsdd[0], local)
+    a = extract([str(local)], "mfcc-mean", cache=store, workers=1)
+    assert a.cached == 1  # same bytes as a stored file: found by content hash
+    unseen = fsdd[1].replace("_0.wav", "_1.wav") if fsdd[1].endswith("_0.wav") else fsdd[1][:-5] + "9.wav"
+    assert unseen not in fsdd
+    shutil.copy(unseen, local)  # new bytes under the same path
+    os.utime(local, ns=(time.time_ns(), time.time_ns() + 10**9))
+    b = extract([str(local)], "mfcc-mean", cache=store, workers=1)
+    assert b.cached == 0
+    np.testing.assert_allclose(b.X[0], featurize(unseen, "mfcc-mean"), atol=1e-4)
+    assert extract([str(local)], "mfcc-mean", cache=store, workers=1).cached == 1
+    report = json.loads((store / get_preset("mfcc-mean").cache_key() / "report.json").read_text())
+    assert report["failed"] == [] and report["features"] == 1
+
+
+def test_bad_files_go_to_the_store_report(tmp_path, shared):
+    bad = [str(shared / "bad-audio/text_as_wav.wav"), str(shared / "bad-audio/one_sample.wav")]
+    fs = extract(bad, "mfcc-mean", cache=tmp_path, workers=1)
+    report = json.loads((tmp_path / get_preset("mfcc-mean").cache_key() / "report.json").read_text())
+    assert [e["path"] for e in report["failed"]] == [e["path"] for e in fs.errors]
+    assert str(shared / "bad-audio/text_as_wav.wav") in {e["path"] for e in fs.errors}
+
+
+def test_killed_run_resumes_with_identical_results(tmp_path, shared):
+    paths = [str(p) for p in sorted((shared / "fsdd/recordings").glob("*.wav"))[::10]]  # 250 files
+    store = tmp_path / "store"
+    script = textwrap.dedent(f"""
+        from earmark.features import extract
+        extract({paths!r}, "mfcc-mean", cache={str(store)!r}, workers=1, batch_size=8)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    key_dir = store / get_preset("mfcc-mean").cache_key()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(key_dir.glob("shard-*.json"))) < 3:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    n_shards = len(list(key_dir.glob("shard-*.json")))
+    assert n_shards >= 3, "the run finished or stalled before it could be killed"
+    st = FeatureStore(store, get_preset("mfcc-mean").to_dict(), get_preset("mfcc-mean").cache_key())
+    assert st.corrupt == [] and 0 < len(st) < len(paths)
+    resumed = extract(paths, "mfcc-mean", cache=store, workers=1)
+    assert resumed.cached == len(st) and not resumed.errors
+    fresh = extract(paths, "mfcc-mean", workers=1)
+    # equal up to float32 rounding (BLAS results depend on the batch a clip was computed in)
+    np.testing.assert_allclose(resumed.X, fresh.X, rtol=1e-5, atol=1e-4)
+    again = extract(paths, "mfcc-mean", cache=store, workers=1)
+    assert again.cached == len(paths)
+    np.testing.assert_array_equal(again.X, resumed.X)
+    assert not list(key_dir.glob(".tmp-*"))
+
+
+@pytest.mark.slow
+def test_process_workers_equal_in_process(fsdd):
+    one = extract(fsdd, "stats", workers=1)
+    two = extract(fsdd, "stats", workers=2, batch_size=8)
+    np.testing.assert_allclose(two.X, one.X, rtol=1e-5, atol=1e-5)
+    assert list(two.rows) == list(one.rows)
+
+
+@pytest.mark.slow
+def test_ray_backend_equals_local(fsdd, shared):
+    ray = pytest.importorskip("ray")
+    paths = [*fsdd[:24], str(shared / "bad-audio/png_as_wav.wav")]
+    local = extract(paths, "mfcc-mean", workers=1)
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        remote = extract(paths, "mfcc-mean", backend="ray", batch_size=8)
+    finally:
+        ray.shutdown()
+    assert remote.paths == local.paths and remote.errors == local.errors
+    np.testing.assert_array_equal(remote.X, local.X)
+
+
+def test_cli_features_list_and_extract(tmp_path, shared):
+    from typer.testing import CliRunner
+
+    from earmark.cli.main import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["features", "list", "--json"])
+    assert res.exit_code == 0
+    listed = json.loads(res.stdout)
+    assert {"logmel", "classic173"} <= set(listed) and listed["logmel"]["output_shape"] == [64, 101]
+    src = tmp_path / "digits"
+    src.mkdir()
+    for p in sorted((shared / "fsdd/recordings").glob("*_theo_1.wav"))[:4]:
+        (src / p.name.split("_")[0]).mkdir()
+        shutil.copy(p, src / p.name.split("_")[0] / p.name)
+    (src / "0" / "broken.wav").write_text("not audio")
+    out = tmp_path / "feats"
+    res = runner.invoke(app, ["extract", str(src), "--features", "mfcc-mean", "--out", str(out), "-j", "1", "--json"])
+    assert res.exit_code == 1, res.output  # PARTIAL: one bad file
+    summary = json.loads(res.stdout)
+    assert summary["features"] == 4 and len(summary["failed"]) == 1
+    res = runner.invoke(app, ["extract", str(src), "-f", "mfcc-mean", "-o", str(out), "-j", "1", "--json"])
+    assert json.loads(res.stdout)["from_cache"] == 4
+    res = runner.invoke(app, ["extract", str(src), "-f", "nosuch", "-o", str(out)])
+    assert res.exit_code == 2 and "Unknown feature preset" in res.output
