@@ -49,6 +49,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cache", default=None, help="feature store directory")
     ap.add_argument("--extra", default=None, help="extra training source (e.g. synthetic voices)")
+    ap.add_argument("--val-fraction", type=float, default=0.15)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     df = load_dataset(SHARED / "fsdd" / "manifest.csv")
@@ -62,7 +63,7 @@ def main() -> None:
             t0, c0 = time.perf_counter(), time.process_time()
             tr, te = df[df["group"] != spk], df[df["group"] == spk]
             model = train(tr, model=name, epochs=args.epochs, seed=args.seed, cache=args.cache,
-                          extra_train=extra, **params)
+                          extra_train=extra, val_fraction=args.val_fraction, **params)
             pred = model.predict(te)
             acc = float((pred["label"].astype(str).to_numpy() == te["label"].astype(str).to_numpy()).mean())
             accs.append(acc)

@@ -116,6 +116,8 @@ def train_command(
     from earmark.training import train
 
     params = _parse_params(param)
+    if out.exists() and not overwrite:
+        fail(f"{out} exists; pass --overwrite or choose another --out.", ExitCode.USAGE)
     try:
         df = _load(source, label, group)
         extra = _load(extra_train, label, None) if extra_train else None
@@ -124,8 +126,6 @@ def train_command(
             epochs=epochs, seed=seed, val_fraction=val_fraction, extra_train=extra,
             extra_weight=extra_weight, cache=cache, progress=err_console.is_terminal, **params,
         )
-        if out.exists() and not overwrite:
-            fail(f"{out} exists; pass --overwrite or choose another --out.", ExitCode.USAGE)
         path = _save(trained, out, overwrite)
     except EarmarkError as exc:
         fail(str(exc))

@@ -124,9 +124,17 @@ def cnn_default(
     depth: int = 3,
     dropout: float = 0.2,
     norm: str = "feature",
+    pool: str = "global",
 ) -> nn.Module:
-    """Compact residual depthwise-separable CNN with global pooling (~50k parameters at width 16)."""
-    c, _, _ = _as_image(input_shape)
+    """Compact residual depthwise-separable CNN (~50k parameters at width 16).
+
+    ``pool="global"`` averages over frequency and time (shift-invariant: classes);
+    ``pool="time"`` averages over time only and keeps the frequency positions (absolute pitch:
+    regression of a note's pitch).
+    """
+    c, n_freq, _ = _as_image(input_shape)
+    if pool not in ("global", "time"):
+        raise ParameterError(f"The 'pool' option of the cnn must be 'global' or 'time'. Got {pool!r} instead.")
     layers: list[nn.Module] = [
         _AddChannel(2),
         UtteranceNorm(norm),
@@ -139,12 +147,14 @@ def cnn_default(
         out = width * 2 ** min(i + 1, 3)
         layers.append(_ResBlock(ch, out, stride=2, dropout=dropout / 2))
         ch = out
-    layers += [
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Dropout(dropout),
-        nn.Linear(ch, n_outputs),
-    ]
+    f_out = n_freq
+    for _ in range(depth + 1):
+        f_out = (f_out - 1) // 2 + 1
+    if pool == "global":
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(ch, n_outputs)]
+    else:
+        layers += [nn.AdaptiveAvgPool2d((f_out, 1)), nn.Flatten(), nn.Dropout(dropout),
+                   nn.Linear(ch * f_out, n_outputs)]
     return nn.Sequential(*layers)
 
 

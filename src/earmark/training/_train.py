@@ -59,7 +59,8 @@ def _metrics(task: str, y_true: np.ndarray, pred: np.ndarray, proba: np.ndarray 
             "macro_f1": float(skm.f1_score(y_true, pred, average="macro", zero_division=0)),
         }
         if proba is not None:
-            out["log_loss"] = float(skm.log_loss(y_true, np.clip(proba, 1e-7, 1), labels=classes))
+            p = np.clip(proba, 1e-7, 1)
+            out["log_loss"] = float(skm.log_loss(y_true, p / p.sum(axis=1, keepdims=True), labels=classes))
         out["n"] = len(y_true)
         return out
     err = pred - y_true
@@ -206,6 +207,8 @@ def train(
     if not isinstance(dataset, pd.DataFrame) or "path" not in dataset.columns:
         raise ParameterError("train() takes a dataset table with a 'path' column; build it with "
                              "earmark.sources.load_dataset(SOURCE).")
+    if len(dataset) == 0:
+        raise DatasetError("The dataset table is empty; check the source and its filters.")
     target_col = target or "label"
     for name, frame in (("dataset", dataset), ("extra_train", extra_train)):
         if frame is not None and target_col not in frame.columns:

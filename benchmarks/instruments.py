@@ -1,0 +1,68 @@
+"""Instrument family (10 classes) over the 5 program-grouped folds, and pitch regression.
+
+Each fold is tested on GM programs never heard in training. Prints per-fold accuracy (family)
+and MAE in semitones (pitch), then means. Goals (issue 4): default ``cnn`` >= 85 % mean accuracy;
+pitch MAE <= 1.0 semitone.
+
+    python benchmarks/instruments.py                         # both tasks, all folds
+    python benchmarks/instruments.py --task pitch --folds 1,2 --epochs 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from earmark.sources import load_dataset
+from earmark.training import train
+
+SHARED = Path(os.environ.get("EARMARK_SHARED", Path(__file__).resolve().parents[1].parent / "shared")) / "data"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--task", choices=["family", "pitch", "both"], default="both")
+    ap.add_argument("--model", default=None, help="default: cnn (family), cnn-reg (pitch)")
+    ap.add_argument("--features", default=None)
+    ap.add_argument("--folds", default="1,2,3,4,5")
+    ap.add_argument("--epochs", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--cache", default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    df = load_dataset(SHARED / "instruments" / "manifest.csv")
+    folds = [int(f) for f in args.folds.split(",")]
+    tasks = ["family", "pitch"] if args.task == "both" else [args.task]
+    for task in tasks:
+        model_name = args.model or ("cnn" if task == "family" else "cnn-reg")
+        metric = "accuracy" if task == "family" else "MAE (semitones)"
+        print(f"\n{task}: {model_name}, metric {metric}")
+        print(f"{'fold':5s} {'score':>7s} {'notes':>7s} {'chords':>7s} {'epochs':>6s} {'wall_s':>7s} {'cpu_s':>6s}")
+        scores = []
+        for k in folds:
+            t0, c0 = time.perf_counter(), time.process_time()
+            tr, te = df[df["fold"] != k], df[df["fold"] == k]
+            model = train(tr, model=model_name, features=args.features, epochs=args.epochs, seed=args.seed,
+                          target=None if task == "family" else "pitch", cache=args.cache)
+            pred = model.predict(te)
+            kind = te["kind"].to_numpy()
+            if task == "family":
+                ok = pred["label"].to_numpy() == te["label"].astype(str).to_numpy()
+                score, notes, chords = ok.mean(), ok[kind == "note"].mean(), ok[kind == "chord"].mean()
+            else:
+                err = np.abs(pred["prediction"].to_numpy(dtype=float) - te["pitch"].to_numpy(dtype=float))
+                score, notes, chords = err.mean(), err[kind == "note"].mean(), err[kind == "chord"].mean()
+            scores.append(score)
+            print(f"{k:<5d} {score:7.3f} {notes:7.3f} {chords:7.3f} {len(model.history):6d} "
+                  f"{time.perf_counter() - t0:7.0f} {time.process_time() - c0:6.0f}", flush=True)
+        print(f"{task} mean {np.mean(scores):.3f} (worst {max(scores) if task == 'pitch' else min(scores):.3f})")
+
+
+if __name__ == "__main__":
+    main()

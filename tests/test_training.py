@@ -1,0 +1,230 @@
+"""train(), TrainedModel, tune() and the CLI commands (models list / train / tune) on real data."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from earmark.errors import DatasetError, ParameterError
+from earmark.sources import load_dataset
+from earmark.training import DEFAULT_REGRESSOR, TrainedModel, summary_vectors, train, tune
+
+SHARED = Path(os.environ.get("EARMARK_SHARED", Path(__file__).resolve().parents[1].parent / "shared")) / "data"
+
+torch.set_num_threads(1)
+
+
+def _take(df: pd.DataFrame, per_group_label: int) -> pd.DataFrame:
+    return df.groupby(["group", "label"], sort=False).head(per_group_label).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def fsdd() -> pd.DataFrame:
+    return load_dataset(SHARED / "fsdd" / "manifest.csv")
+
+
+@pytest.fixture(scope="module")
+def fsdd_small(fsdd) -> pd.DataFrame:
+    """4 speakers (theo held out), 10 digits, 8 takes: 320 clips."""
+    return _take(fsdd[fsdd["group"] != "theo"], 8)
+
+
+@pytest.fixture(scope="module")
+def theo(fsdd) -> pd.DataFrame:
+    return _take(fsdd[fsdd["group"] == "theo"], 5)
+
+
+@pytest.fixture(scope="module")
+def logreg_model(fsdd_small) -> TrainedModel:
+    return train(fsdd_small, model="logreg", features="mfcc-mean", seed=0)
+
+
+def test_train_validates_on_held_out_groups(logreg_model, fsdd_small):
+    m = logreg_model
+    assert m.task == "classification" and m.classes == [str(d) for d in range(10)]
+    assert m.data["split"].startswith("group")
+    assert m.data["n_train"] + m.data["n_val"] == len(fsdd_small)
+    assert m.data["class_counts"] == {str(d): 32 for d in range(10)}
+    assert len(m.data["sha256"]) == 64
+    assert {"accuracy", "balanced_accuracy", "macro_f1", "log_loss"} <= set(m.metrics)
+    assert m.reference["features"].shape == (m.data["n_train"], 40)
+    assert m.reference["proba"].shape == (m.data["n_val"], 10)
+    assert m.config["model"] == "logreg" and m.config["preset"]["name"] == "mfcc-mean"
+    assert m.config["refit_on_all"] is True
+    json.dumps(m.config)  # JSON-able
+
+
+def test_validation_groups_are_disjoint_from_training(fsdd_small):
+    from earmark.training._train import _split
+
+    tr, va, how = _split(fsdd_small, "group", 0.25, seed=0)
+    assert how == "group:group" and len(va) > 0
+    assert not set(fsdd_small["group"].iloc[tr]) & set(fsdd_small["group"].iloc[va])
+
+
+def test_trained_model_predicts_unseen_speaker(logreg_model, theo):
+    pred = logreg_model.predict(theo)
+    assert list(pred.columns[:3]) == ["path", "label", "confidence"]
+    acc = float((pred["label"] == theo["label"].astype(str).to_numpy()).mean())
+    assert acc >= 0.3, f"{acc:.2f} on an unseen speaker (chance 0.10)"
+    proba = logreg_model.predict_proba(list(theo["path"][:4]))
+    assert proba.shape == (4, 10)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_predict_reports_bad_files_per_row(logreg_model, theo):
+    bad = SHARED / "bad-audio" / "empty.wav"
+    pred = logreg_model.predict([theo["path"].iloc[0], str(bad)])
+    assert len(pred) == 2
+    assert pred["error"].isna().sum() == 1
+    assert pred.loc[pred["path"] == str(bad), "label"].isna().all()
+
+
+def test_predict_windows_on_a_long_recording(logreg_model, theo):
+    from earmark.audio import load_audio
+
+    sr = logreg_model.preset.sample_rate
+    clips = [load_audio(p, sr=sr)[0] for p in theo["path"][:3]]
+    y = np.concatenate([np.concatenate([c, np.zeros(sr // 4, np.float32)]) for c in clips])
+    windows, clip = logreg_model.predict_windows(y, window=0.5, hop=0.25)
+    assert clip["n_windows"] == len(windows) >= 3
+    assert windows["start"].is_monotonic_increasing
+    assert windows["end"].max() == pytest.approx(len(y) / sr)
+    assert clip["label"] in logreg_model.classes
+    assert sum(clip["probabilities"].values()) == pytest.approx(1.0)
+
+
+def test_extra_train_goes_to_training_only(fsdd_small):
+    tts = load_dataset(SHARED / "tts-digits" / "espeak" / "manifest.csv")
+    tts = tts.groupby("label").head(3).reset_index(drop=True)
+    base = train(fsdd_small, model="logreg", features="mfcc-mean", seed=0)
+    m = train(fsdd_small, model="logreg", features="mfcc-mean", seed=0, extra_train=tts, extra_weight=0.5)
+    assert m.data["n_val"] == base.data["n_val"]  # same validation rows: none of the extra ones
+    assert m.data["n"] == base.data["n"] == len(fsdd_small)
+    assert m.data["extra_train"]["n"] == 30 and m.data["extra_train"]["weight"] == 0.5
+    assert m.data["sha256"] == base.data["sha256"]
+    assert m.reference["features"].shape[0] == base.reference["features"].shape[0]
+
+
+def test_default_cnn_trains_and_history_is_recorded(fsdd, theo):
+    df = _take(fsdd[fsdd["label"].isin(["0", "1", "2"]) & (fsdd["group"] != "theo")], 20)
+    m = train(df, epochs=8, seed=0, batch_size=16)
+    assert m.config["model"] == "cnn" and m.config["kind"] == "torch"
+    assert 1 <= len(m.history) <= 8
+    assert {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr"} <= set(m.history[0])
+    assert m.config["best_epoch"] >= 1
+    assert m.reference["features"].shape[1] == 64  # per-mel time means of log-mel
+    t = theo[theo["label"].isin(["0", "1", "2"])]
+    pred = m.predict(t)
+    assert float((pred["label"] == t["label"].astype(str).to_numpy()).mean()) >= 0.5
+
+
+def test_pitch_regression_on_instruments():
+    df = load_dataset(SHARED / "instruments" / "manifest.csv")
+    df = df[df["kind"] == "note"].groupby("label").head(16).reset_index(drop=True)
+    m = train(df, model="svr", target="pitch", features="mfcc-mean", seed=0)
+    assert m.task == "regression" and m.classes == [] and m.target == "pitch"
+    assert m.data["group"] == "fold" and m.data["split"].startswith("group")
+    assert {"mae", "rmse", "r2"} <= set(m.metrics)
+    baseline = float(np.mean(np.abs(df["pitch"] - df["pitch"].mean())))
+    assert m.metrics["mae"] < 0.8 * baseline
+    pred = m.predict(df["path"][:3].tolist())
+    assert "prediction" in pred.columns and pred["prediction"].between(10, 120).all()
+
+
+def test_numeric_target_defaults_to_a_regressor():
+    df = load_dataset(SHARED / "instruments" / "manifest.csv").groupby("label").head(3).reset_index(drop=True)
+    m = train(df, target="pitch", epochs=1, val_fraction=0.0)
+    assert m.config["model"] == DEFAULT_REGRESSOR and m.task == "regression"
+
+
+def test_train_errors_name_the_fix(fsdd_small):
+    with pytest.raises(ParameterError, match="target="):
+        train(fsdd_small, model="logreg", target="nope")
+    with pytest.raises(ParameterError, match="pooled preset"):
+        train(fsdd_small.head(40), model="logreg", features="logmel")
+    with pytest.raises(ParameterError, match="not numeric"):
+        train(fsdd_small, model="ridge", target="speaker")
+    with pytest.raises(ParameterError, match="Unknown model"):
+        train(fsdd_small, model="resnet9000")
+    one = fsdd_small[fsdd_small["label"] == "3"]
+    with pytest.raises(DatasetError, match="2 classes"):
+        train(one, model="logreg", features="mfcc-mean", val_fraction=0)
+
+
+def test_summary_vectors_shapes():
+    assert summary_vectors(np.ones((4, 7))).shape == (4, 7)
+    assert summary_vectors(np.ones((4, 3, 10))).shape == (4, 3)
+    assert summary_vectors([np.ones((3, 5)), np.ones((3, 9))]).shape == (2, 3)
+
+
+def test_tune_classical_with_group_cv(fsdd_small):
+    res = tune(fsdd_small, model="knn", trials=4, features="mfcc-mean", folds=2,
+               search_space={"kneighborsclassifier__n_neighbors": [1, 5],
+                             "kneighborsclassifier__weights": ["uniform", "distance"]})
+    assert res.method == "grid" and len(res.trials) == 4 and "group" in res.cv
+    assert res.best_score == max(t["score"] for t in res.trials)
+    assert 0.1 < res.best_score <= 1.0
+
+
+def test_tune_neural_with_optuna(fsdd_small):
+    df = fsdd_small[fsdd_small["label"].isin(["0", "1"])]
+    res = tune(df, model="mlp", trials=2, features="mfcc-mean", folds=2, epochs=3,
+               search_space={"lr": ("log", 1e-3, 1e-2)})
+    assert res.method == "optuna" and len(res.trials) == 2
+    assert res.best_params["epochs"] == 3 and 1e-3 <= res.best_params["lr"] <= 1e-2
+
+
+# ------------------------------------------------------------------------------------------ CLI
+
+
+def _manifest(tmp_path: Path, df: pd.DataFrame) -> Path:
+    path = tmp_path / "manifest.csv"
+    df[["path", "label", "speaker"]].to_csv(path, index=False)
+    return path
+
+
+def test_cli_models_list_json():
+    from earmark.cli.main import app
+
+    res = CliRunner().invoke(app, ["models", "list", "--json"])
+    assert res.exit_code == 0, res.output
+    names = {m["name"] for m in json.loads(res.stdout)}
+    assert {"cnn", "logreg", "ridge"} <= names
+
+
+def test_cli_train_writes_a_loadable_bundle(tmp_path, fsdd_small, theo):
+    from earmark.cli.main import app
+
+    manifest = _manifest(tmp_path, fsdd_small)
+    out = tmp_path / "model"
+    res = CliRunner().invoke(app, ["train", str(manifest), "--model", "logreg", "--features", "mfcc-mean",
+                                   "--group", "speaker", "--out", str(out), "--json", "-p", "C=0.5"])
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.stdout)
+    assert info["config"]["params"] == {"C": 0.5} and info["config"]["group"] == "group"
+    from earmark.bundle import load_model
+
+    model = load_model(out)
+    pred = model.predict(theo["path"][:5].tolist())
+    assert len(pred) == 5 and set(pred["label"]) <= set(model.classes)
+    again = CliRunner().invoke(app, ["train", str(manifest), "--model", "logreg", "--out", str(out)])
+    assert again.exit_code != 0 and "overwrite" in again.output
+
+
+def test_cli_tune_prints_best(tmp_path, fsdd_small):
+    from earmark.cli.main import app
+
+    manifest = _manifest(tmp_path, fsdd_small)
+    res = CliRunner().invoke(app, ["tune", str(manifest), "--model", "gnb", "--trials", "4", "--features",
+                                   "mfcc-mean", "--group", "speaker", "--folds", "2", "--json", "-"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["method"] == "grid" and len(out["trials"]) == 4
