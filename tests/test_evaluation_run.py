@@ -213,3 +213,23 @@ def test_compare_ranks_models_on_the_same_folds(fsdd_small):
         assert (t[col] > 0).all()
     folds = [[f.test_groups for f in cv.folds] for cv in board.results.values()]
     assert folds[0] == folds[1]  # same folds for every model
+
+
+@needs_training
+def test_cli_cv_prints_json_with_folds_and_summary(fsdd_small, tmp_path):
+    from earmark.cli.main import app
+
+    manifest = tmp_path / "small.csv"
+    fsdd_small[["path", "label", "group"]].rename(columns={"group": "speaker"}).to_csv(
+        manifest, index=False)
+    r = CliRunner().invoke(app, ["cv", str(manifest), "--model", "logreg", "--features",
+                                 "mfcc-mean", "--folds", "group", "--json", "-"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert [f["fold"] for f in d["folds"]] == sorted(fsdd_small["group"].unique())
+    assert all(f["test_groups"] == [f["fold"]] for f in d["folds"])
+    for key in ("accuracy", "macro_f1", "per_class", "confusion", "n"):
+        assert key in d["folds"][0]
+    assert set(d["summary"]["accuracy"]) == {"mean", "std", "min", "max", "n_folds"}
+    worst = min(d["folds"], key=lambda f: f["accuracy"])
+    assert d["worst_fold"]["fold"] == worst["fold"]

@@ -311,12 +311,14 @@ def _summary_section(summary: Mapping[str, Any]) -> str:
             f'<div class="card"><b>{duration["median"]:.2f} s</b><span>median duration</span></div>'
         )
     parts = [f'<div class="cards">{"".join(cards)}</div>']
-    for key, name in (("classes", "Clips per class"), ("groups", "Clips per group"),
-                      ("folds", "Clips per fold"), ("sample_rates", "Sample rates")):
+    for key, name, column in (("classes", "Clips per class", "class"),
+                              ("groups", "Clips per group", "group"),
+                              ("folds", "Clips per fold", "fold"),
+                              ("sample_rates", "Sample rates", "sample rate (Hz)")):
         counts = summary.get(key) or {}
         if counts and len(counts) <= 60:
             parts.append(f"<h3>{name}</h3>")
-            parts.append(_table([key.rstrip("s"), "clips"], [[k, v] for k, v in counts.items()]))
+            parts.append(_table([column, "clips"], [[k, v] for k, v in counts.items()]))
     if summary.get("source"):
         parts.append(f'<p class="note">source: {html.escape(str(summary["source"]))}</p>')
     return f"<section><h2>Dataset</h2>{''.join(parts)}</section>"
