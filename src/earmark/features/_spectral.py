@@ -1072,17 +1072,60 @@ def _cqt_octave_basis(sr: float, hop_length: int, fmin: float, n_bins: int, bins
     n_filters = min(bins_per_octave, n_bins)
     sl = slice(-n_filters, None) if octave == 0 else slice(-n_filters * (octave + 1), -n_filters * octave)
     my_sr = sr / 2.0**octave
-    basis, lengths = librosa.filters.wavelet(freqs=freqs[sl], sr=my_sr, filter_scale=filter_scale,
-                                             norm=norm, pad_fft=True, window=window, gamma=0.0,
-                                             alpha=alpha[sl])
+    basis, lengths = _wavelet(freqs[sl], my_sr, filter_scale, norm, window, alpha[sl])
     n_fft = basis.shape[1]
     basis *= lengths[:, None] / float(n_fft)
     fb = np.fft.fft(basis, n=n_fft, axis=1)[:, : n_fft // 2 + 1]
-    fb = librosa.util.sparsify_rows(fb, quantile=sparsity, dtype=np.complex64)
-    dense = np.asarray(fb.todense(), dtype=np.complex64) * np.float32(np.sqrt(sr / my_sr))
+    dense = _sparsify_rows(fb, sparsity) * np.float32(np.sqrt(sr / my_sr))
     dense_t = np.ascontiguousarray(dense.T)  # (bins, filters): C-contiguous for a BLAS product
     dense_t.setflags(write=False)
     return dense_t, n_fft
+
+
+def _wavelet(freqs: np.ndarray, sr: float, filter_scale: float, norm: float, window: str,
+             alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``librosa.filters.wavelet(..., gamma=0, pad_fft=True)``, bit for bit, vectorised over the
+    filters (the same floating-point operations in the same order)."""
+    lengths = (float(filter_scale) / alpha) * sr / freqs
+    max_len = int(2.0 ** (np.ceil(np.log2(max(lengths)))))
+    start = np.floor_divide(-lengths, 2)
+    n = (np.floor_divide(lengths, 2) - start).astype(np.int64)
+    j = np.arange(max_len, dtype=float)[None, :]
+    valid = j < n[:, None]
+    ang = (start[:, None] + j) * 2 * np.pi * freqs[:, None] / sr
+    sig = np.cos(ang) + 1j * np.sin(ang)
+    if window == "hann":
+        step = (2 * np.pi) / n.astype(float)  # scipy: linspace(-pi, pi, n + 1)[:-1]
+        fac = j * step[:, None] + -np.pi
+        w = np.zeros_like(fac) + 0.5 * np.cos(0 * fac)
+        w += 0.5 * np.cos(fac)
+    else:
+        w = np.zeros((len(freqs), max_len))
+        for i, ni in enumerate(n):
+            w[i, :ni] = scipy.signal.get_window(window, int(ni), fftbins=True)
+    sig = np.where(valid, sig * w, 0)
+    out = np.zeros((len(freqs), max_len), dtype=np.complex64)
+    for i, ni in enumerate(n):
+        row = sig[i, :ni]
+        if norm is not None:
+            length = np.sum(np.abs(row) ** norm) ** (1.0 / norm)
+            if length >= np.finfo(float).tiny:
+                row = row / length
+        lpad = int((max_len - ni) // 2)
+        out[i, lpad:lpad + ni] = row
+    return out, lengths
+
+
+def _sparsify_rows(x: np.ndarray, quantile: float) -> np.ndarray:
+    """Dense twin of ``librosa.util.sparsify_rows``: zero the smallest entries of each row that
+    hold ``quantile`` of its L1 norm."""
+    mags = np.abs(x)
+    norms = np.sum(mags, axis=1, keepdims=True)
+    mag_sort = np.sort(mags, axis=1)
+    cumulative = np.cumsum(mag_sort / norms, axis=1)
+    idx = np.argmin(cumulative < quantile, axis=1)
+    thr = mag_sort[np.arange(len(x)), idx][:, None]
+    return np.where(mags >= thr, x, 0).astype(np.complex64)
 
 
 @functools.lru_cache(maxsize=256)
