@@ -233,3 +233,23 @@ def test_cli_cv_prints_json_with_folds_and_summary(fsdd_small, tmp_path):
     assert set(d["summary"]["accuracy"]) == {"mean", "std", "min", "max", "n_folds"}
     worst = min(d["folds"], key=lambda f: f["accuracy"])
     assert d["worst_fold"]["fold"] == worst["fold"]
+
+
+@needs_training
+def test_cli_compare_prints_a_leaderboard_and_writes_a_report(fsdd_small, tmp_path):
+    from earmark.cli.main import app
+
+    manifest = tmp_path / "small.csv"
+    fsdd_small[["path", "label", "group"]].rename(columns={"group": "speaker"}).to_csv(
+        manifest, index=False)
+    out, report = tmp_path / "board.json", tmp_path / "board.html"
+    r = CliRunner().invoke(app, ["compare", str(manifest), "--models", "logreg,gnb",
+                                 "--features", "mfcc-mean", "--folds", "2", "--json", str(out),
+                                 "--report", str(report)])
+    assert r.exit_code == 0, r.output
+    assert "Leaderboard" in r.stdout and "logreg" in r.stdout and "gnb" in r.stdout
+    d = json.loads(out.read_text())
+    assert [row["model"] for row in d["leaderboard"]] == sorted(
+        d["models"], key=lambda m: -d["models"][m]["summary"]["accuracy"]["mean"])
+    assert all(row["model_bytes"] > 0 and row["ms_per_clip"] > 0 for row in d["leaderboard"])
+    assert report.read_text().count("<img") == 2  # accuracy per fold, one per model
