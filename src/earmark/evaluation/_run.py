@@ -281,10 +281,12 @@ def _check_no_straddle(table: pd.DataFrame, train: np.ndarray, test: np.ndarray,
         return []
     groups = table["group"].astype(str).to_numpy()
     shared = set(groups[train]) & set(groups[test])
-    if shared:  # the splitter promised otherwise; never score a leaky fold
+    if shared:  # never score a leaky fold
         raise DatasetError(
-            f"Fold {name!r} has groups on both sides of the split: {sorted(shared)[:5]}. "
-            "This would leak speakers/sources into the test set; report it as a bug."
+            f"Fold {name!r} puts groups on both sides of the split: {sorted(shared)[:5]}. Clips "
+            "of one speaker/recording in training and test inflate the scores. With predefined "
+            "folds, fix the 'fold' column so each group sits in one fold, or use folds='group' "
+            "or an integer K (group-aware)."
         )
     return sorted(set(groups[test]))
 
