@@ -288,9 +288,11 @@ def test_synthetic_voices_never_share_a_group_with_real_speakers(shared, small_s
     assert not set(synth["group"]) & set(real["group"])
 
 
-def test_extra_training_data_never_reaches_validation_or_test(shared, tmp_path):
+def test_extra_training_data_never_reaches_validation_or_test(shared, tmp_path, monkeypatch):
     """Through training.train's extra_train: synthetic clips are fitted on, never validated or scored."""
     training = pytest.importorskip("earmark.training")
+    # 72 clips: featurize in-process (a spawned worker pool costs more than the work).
+    monkeypatch.setattr("earmark.features._extract._cpu_count", lambda: 1, raising=False)
     from earmark.sources import load_dataset
 
     real = load_dataset(shared / "fsdd" / "manifest.csv")
