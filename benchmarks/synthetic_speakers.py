@@ -110,26 +110,34 @@ def mfcc_stats(paths) -> np.ndarray:
 
 
 def fit_predict(train: pd.DataFrame, test: pd.DataFrame, extra: pd.DataFrame | None, *, model: str,
-                epochs: int | None, seed: int, extra_weight: float, feats: dict) -> np.ndarray:
+                epochs: int | None, seed: int, extra_weight: float, feats: dict, engine: str) -> np.ndarray:
     """Train on ``train`` (+ ``extra``, training only) and predict ``test``.
 
-    Uses ``earmark.training.train`` when it exists; otherwise fits the registered model directly
-    on librosa log-mel features (same network, a stand-in for the feature preset).
+    Uses ``earmark.training.train`` when it exists (``--engine earmark``); otherwise fits the
+    registered model directly on librosa features computed here: log-mel for the CNN, pooled MFCC
+    statistics for classical models (stand-ins for the feature presets).
     """
-    try:
+    earmark_train = None
+    if engine == "earmark":
         from earmark.training import train as earmark_train
-    except ImportError:
-        earmark_train = None
     if earmark_train is not None:
         trained = earmark_train(train, model=model, epochs=epochs, seed=seed, extra_train=extra, extra_weight=extra_weight)
-        return np.asarray(trained.predict(test), dtype=str)
+        out = trained.predict(list(test["path"])).set_index("path")["label"]
+        return out.reindex(list(test["path"])).astype(str).to_numpy()
 
-    from earmark.models import get_model
+    from earmark.models import get_model, get_spec
 
     frames = pd.concat([train, extra]) if extra is not None and len(extra) else train
-    X = [feats[p] for p in frames["path"]]
     y = frames["label"].astype(str).to_numpy()
     w = np.r_[np.ones(len(train)), np.full(len(frames) - len(train), extra_weight)].astype(np.float32)
+    spec = get_spec(model)
+    if spec.kind == "sklearn":  # pooled MFCC statistics, a stand-in for the classic preset
+        clf = get_model(model)
+        X = np.stack([feats[p] for p in frames["path"]])
+        fit_kw = {} if extra_weight == 1.0 else {f"{clf.steps[-1][0]}__sample_weight": w}
+        clf.fit(X, y, **fit_kw)
+        return np.asarray(clf.predict(np.stack([feats[p] for p in test["path"]])), dtype=str)
+    X = [feats[p] for p in frames["path"]]
     # Early stopping must look at real speakers only: validate on one held-in real speaker.
     val_group = sorted(train["group"].unique())[seed % train["group"].nunique()]
     is_val = (frames["group"] == val_group).to_numpy()
@@ -154,8 +162,11 @@ def run_loso(args: argparse.Namespace) -> None:
 
     paths = list(real["path"]) + [p for df in synth.values() for p in take_clips(df, max_clips)["path"]]
     t0 = time.perf_counter()
-    feats = dict(zip(paths, logmel(paths), strict=True))
-    print(f"  log-mel of {len(paths)} clips in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    from earmark.models import get_spec
+
+    featurize = logmel if get_spec(args.model).preset == "logmel" else mfcc_stats
+    feats = dict(zip(paths, featurize(paths), strict=True))
+    print(f"  {featurize.__name__} of {len(paths)} clips in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
 
     rows = []
     for n in clip_counts:
@@ -166,7 +177,7 @@ def run_loso(args: argparse.Namespace) -> None:
                 train, test = real[real["group"] != spk], real[real["group"] == spk]
                 assert extra is None or not set(extra["path"]) & set(test["path"])  # synthetic never scored
                 pred = fit_predict(train, test, extra, model=args.model, epochs=args.epochs, seed=s,
-                                   extra_weight=args.extra_weight, feats=feats)
+                                   extra_weight=args.extra_weight, feats=feats, engine=args.engine)
                 acc = float(np.mean(pred == test["label"].astype(str).to_numpy()))
                 rows.append({"clips": n, "seed": s, "fold": spk, "accuracy": acc})
                 print(f"  clips={n:5d} seed={s} fold={spk:9s} acc={acc:.3f} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
@@ -175,7 +186,7 @@ def run_loso(args: argparse.Namespace) -> None:
     table = per_seed.groupby("clips").agg(
         mean=("mean", "mean"), mean_sd=("mean", "std"), worst=("min", "mean"), worst_sd=("min", "std"),
     )
-    print(f"\nFSDD leave-one-speaker-out, model={args.model}, epochs={args.epochs or 'default'}, "
+    print(f"\nFSDD leave-one-speaker-out, model={args.model} ({args.engine}), epochs={args.epochs or 'default'}, "
           f"folds={','.join(folds)}, seeds={args.seeds}, extra_weight={args.extra_weight}")
     print("synthetic clips | LOSO mean (± sd over seeds) | worst fold (± sd over seeds)")
     for n, r in table.iterrows():
@@ -255,6 +266,8 @@ def main() -> None:
     lo.add_argument("--model", default="cnn")
     lo.add_argument("--epochs", type=int, default=None, help="default: the model's own")
     lo.add_argument("--extra-weight", type=float, default=1.0)
+    lo.add_argument("--engine", choices=["direct", "earmark"], default="direct",
+                    help="direct: fit the model here on librosa features; earmark: earmark.training.train(extra_train=...)")
     lo.add_argument("--threads", type=int, default=2)
     lo.add_argument("--cache", type=Path, default=default_cache)
     de = sub.add_parser("detector", help="real-vs-synthetic detector against tts-digits")
