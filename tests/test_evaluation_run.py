@@ -67,7 +67,7 @@ def test_evaluate_scores_a_held_out_speaker(model, fsdd_small):
     from earmark.evaluation import evaluate
 
     test = fsdd_small[fsdd_small["group"] == "theo"]
-    res = evaluate(model, test)
+    res = evaluate(model, test, workers=1)
     m = res.metrics
     assert m["n"] == len(test) == 60 and res.skipped == []
     assert m["classes"] == [str(d) for d in range(10)]
@@ -93,7 +93,7 @@ def test_undecodable_files_are_listed_and_excluded_not_fatal(model, fsdd_small):
         good[["path", "label"]],
         pd.DataFrame({"path": [str(BAD / f) for f in bad["file"]], "label": "0"}),
     ], ignore_index=True)
-    res = evaluate(model, mixed)
+    res = evaluate(model, mixed, workers=1)
     errors = {str(BAD / f) for f in bad.loc[bad["expected"] == "error", "file"]}
     skipped = {s["path"] for s in res.skipped}
     assert errors <= skipped  # every broken file is listed with a reason …

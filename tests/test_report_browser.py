@@ -53,7 +53,7 @@ def report_file(tmp_path_factory):
                                 classes=[str(c) for c in est.classes_], config=None,
                                 history=[{"epoch": e, "loss": 2.0 / e, "lr": 0.01}
                                          for e in range(1, 6)])
-    result = evaluate(model, df[test])
+    result = evaluate(model, df[test], workers=1)
     html = build_report(result, model=model, summary=summarize(df, duplicates=False),
                         max_clips=8)
     path = write_report(html, tmp_path_factory.mktemp("report") / "report.html")
