@@ -22,13 +22,18 @@ def _reflect(j: int, n: int) -> int:
 
 
 @numba.njit(cache=True)
-def _running_median(x: np.ndarray, k: int, out: np.ndarray, buf: np.ndarray) -> None:
-    """Median of the ``k`` (odd) neighbours of every element of the 1-D ``x``, reflect mode."""
+def _running_median(x: np.ndarray, k: int, out: np.ndarray, buf: np.ndarray, ext: np.ndarray) -> None:
+    """Median of the ``k`` (odd) neighbours of every element of the 1-D ``x``, reflect mode.
+
+    ``buf`` (k) and ``ext`` (len(x) + k - 1) are scratch space.
+    """
     n = x.shape[0]
     h = k // 2
+    for j in range(n + 2 * h):
+        ext[j] = x[_reflect(j - h, n)]
     # initial window, insertion-sorted
     for m in range(k):
-        v = x[_reflect(m - h, n)]
+        v = ext[m]
         i = m
         while i > 0 and buf[i - 1] > v:
             buf[i] = buf[i - 1]
@@ -36,21 +41,27 @@ def _running_median(x: np.ndarray, k: int, out: np.ndarray, buf: np.ndarray) -> 
         buf[i] = v
     out[0] = buf[h]
     for t in range(1, n):
-        old = x[_reflect(t - h - 1, n)]
-        new = x[_reflect(t + h, n)]
+        old = ext[t - 1]
+        new = ext[t + k - 1]
         if old != new:
-            # remove old
-            i = 0
-            while buf[i] != old:
-                i += 1
-            while i < k - 1:
-                buf[i] = buf[i + 1]
-                i += 1
-            # insert new
-            i = k - 1
-            while i > 0 and buf[i - 1] > new:
-                buf[i] = buf[i - 1]
-                i -= 1
+            # position of old (binary search), then slide new from there: O(distance) moves
+            lo = 0
+            hi = k
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if buf[mid] < old:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            i = lo
+            if new > old:
+                while i + 1 < k and buf[i + 1] < new:
+                    buf[i] = buf[i + 1]
+                    i += 1
+            else:
+                while i > 0 and buf[i - 1] > new:
+                    buf[i] = buf[i - 1]
+                    i -= 1
             buf[i] = new
         out[t] = buf[h]
 
@@ -60,14 +71,9 @@ def median_rows(x: np.ndarray, k: int) -> np.ndarray:
     """Running median of width ``k`` along the last axis of the 2-D ``x`` (reflect edges)."""
     out = np.empty_like(x)
     buf = np.empty(k, dtype=x.dtype)
-    col = np.empty(x.shape[1], dtype=x.dtype)
-    res = np.empty(x.shape[1], dtype=x.dtype)
+    ext = np.empty(x.shape[1] + k - 1, dtype=x.dtype)
     for r in range(x.shape[0]):
-        for c in range(x.shape[1]):
-            col[c] = x[r, c]
-        _running_median(col, k, res, buf)
-        for c in range(x.shape[1]):
-            out[r, c] = res[c]
+        _running_median(x[r], k, out[r], buf, ext)
     return out
 
 
@@ -84,14 +90,12 @@ def median_segments(x: np.ndarray, bounds: np.ndarray, k: int) -> np.ndarray:
         n = b - a
         if n == 0:
             continue
-        col = np.empty(n, dtype=x.dtype)
-        res = np.empty(n, dtype=x.dtype)
+        cols = np.ascontiguousarray(x[a:b].T)  # (bins, frames)
+        res = np.empty_like(cols)
+        ext = np.empty(n + k - 1, dtype=x.dtype)
         for f in range(n_bins):
-            for t in range(n):
-                col[t] = x[a + t, f]
-            _running_median(col, k, res, buf)
-            for t in range(n):
-                out[a + t, f] = res[t]
+            _running_median(cols[f], k, res[f], buf, ext)
+        out[a:b] = res.T
     return out
 
 

@@ -79,7 +79,7 @@ def _logmel_batch(clips: Sequence[np.ndarray], sr: int, p: Mapping[str, Any]) ->
     # Frames that lie wholly in the zero padding have zero power: only compute the others.
     short = [np.pad(c, (0, max(0, min(n_target, len(c) + n_fft) - len(c)))) for c in clips]
     spec, counts = sp._stft_ragged(short, n_fft=n_fft, hop_length=hop, win_length=p["win_length"],
-                                   window=p["window"], center=True, pad_mode="constant")
+                                   window=p["window"], center=True, pad_mode="constant", fast=True)
     mag = np.abs(spec)
     power = mag if p["power"] == 1.0 else mag ** p["power"]
     fb = sp.mel_filterbank(sr=sr, n_fft=n_fft, n_mels=p["n_mels"], fmin=p["fmin"], fmax=p["fmax"],

@@ -141,14 +141,23 @@ def _stft_ragged(
     window: str,
     center: bool,
     pad_mode: str,
+    fast: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Complex STFT of a ragged batch: ``(1 + n_fft // 2, total_frames)`` complex64 and counts."""
+    """Complex STFT of a ragged batch: ``(1 + n_fft // 2, total_frames)`` complex64 and counts.
+
+    By default the FFT runs in float64 and is rounded to complex64, as librosa does, so that
+    near-silent bins keep their relative precision (spectral contrast valleys, tuning estimation
+    depend on them). ``fast=True`` runs it in float32 (about 2x faster; for log-mel inputs whose
+    dynamic range is floored by ``top_db`` anyway).
+    """
     w = _window(window, win_length or n_fft, n_fft)
     frames, counts = _frame_ragged(
         clips, frame_length=n_fft, hop_length=hop_length, center=center, pad_mode=pad_mode
     )
-    # float64 FFT rounded to complex64, as librosa: near-silent bins keep their relative precision
-    spec = np.fft.rfft(frames * w, axis=1).astype(np.complex64)
+    if fast:
+        spec = scipy.fft.rfft(frames * w.astype(np.float32), axis=1)
+    else:
+        spec = np.fft.rfft(frames * w, axis=1).astype(np.complex64)
     return spec.T, counts
 
 
