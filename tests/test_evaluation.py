@@ -342,3 +342,14 @@ def test_log_run_names_the_missing_package(tmp_path):
                 log_run(backend=backend, metrics={"accuracy": 1.0}, logdir=tmp_path)
     with pytest.raises(ParameterError, match="--log"):
         log_run(backend="wandb", metrics={}, logdir=tmp_path)
+
+
+def test_report_without_probabilities_or_audio_still_builds():
+    table = pd.DataFrame({"path": ["/nowhere/a.wav", "/nowhere/b.wav", "/nowhere/c.wav"],
+                          "label": ["x", "y", "y"]})
+    res = evaluate_predictions(table, ["x", "x", "y"])  # a model without predict_proba
+    assert list(res.misclassified["path"]) == ["/nowhere/b.wav"]
+    assert res.calibration() is None
+    page = build_report(res)
+    assert "Confusion matrix" in page and "Reliability" not in page
+    assert "audio unavailable" in page  # the file cannot be read; the page says so

@@ -142,6 +142,8 @@ class EvaluationResult:
         if self.task != "classification":
             return self.predictions.iloc[0:0]
         wrong = self.predictions[~self.predictions["correct"]]
+        if "confidence" not in wrong.columns:  # no probabilities: keep the dataset's order
+            return wrong
         return wrong.sort_values("confidence", ascending=False, kind="stable")
 
     def calibration(self, *, n_bins: int = 15) -> dict[str, list] | None:
