@@ -153,6 +153,13 @@ def test_cli_rejects_bad_options(tmp_path):
     assert r.exit_code == 2
     r = runner.invoke(app, ["compare", str(FSDD / "manifest.csv"), "--models", " , "])
     assert r.exit_code == 2 and "--models" in r.output
+    r = runner.invoke(app, ["cv", str(FSDD / "manifest.csv"), "--log", "wandb"])
+    assert r.exit_code == 2 and "--log" in r.output
+    import importlib.util
+
+    if importlib.util.find_spec("mlflow") is None:  # a clear message, before any training
+        r = runner.invoke(app, ["cv", str(FSDD / "manifest.csv"), "--log", "mlflow"])
+        assert r.exit_code == 2 and "pip install mlflow" in r.output
 
 
 @needs_training
