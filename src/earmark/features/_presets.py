@@ -62,6 +62,15 @@ def _fix_length(clips: Sequence[np.ndarray], n: int, align: str) -> list[np.ndar
     return out
 
 
+def _zero_extend(c: np.ndarray, n: int) -> np.ndarray:
+    """``c`` followed by zeros up to ``n`` samples (unchanged when already that long)."""
+    if len(c) >= n:
+        return c
+    out = np.zeros(n, dtype=np.float32)
+    out[: len(c)] = c
+    return out
+
+
 def _target_samples(sr: int, p: Mapping[str, Any]) -> int | None:
     d = p.get("duration")
     return None if d is None else int(round(float(d) * sr))
@@ -77,7 +86,7 @@ def _logmel_batch(clips: Sequence[np.ndarray], sr: int, p: Mapping[str, Any]) ->
     n_frames = 1 + n_target // hop
     clips = _fix_length(clips, n_target, p["align"])
     # Frames that lie wholly in the zero padding have zero power: only compute the others.
-    short = [np.pad(c, (0, max(0, min(n_target, len(c) + n_fft) - len(c)))) for c in clips]
+    short = [_zero_extend(c, min(n_target, len(c) + n_fft)) for c in clips]
     spec, counts = sp._stft_ragged(short, n_fft=n_fft, hop_length=hop, win_length=p["win_length"],
                                    window=p["window"], center=True, pad_mode="constant", fast=True)
     mag = np.abs(spec)
@@ -143,7 +152,7 @@ def _stack_or_list(arrs: list[np.ndarray], fixed: bool) -> np.ndarray | list[np.
 def _mfcc_seq_batch(clips: Sequence[np.ndarray], sr: int, p: Mapping[str, Any]):
     n_target = _target_samples(sr, p)
     if n_target is not None:
-        clips = [np.pad(c, (0, max(0, n_target - len(c)))) for c in _fix_length(clips, n_target, p["align"])]
+        clips = [_zero_extend(c, n_target) for c in _fix_length(clips, n_target, p["align"])]
     spec, counts = sp._stft_ragged(clips, n_fft=p["n_fft"], hop_length=p["hop_length"],
                                    win_length=p["win_length"], window=p["window"], center=True,
                                    pad_mode="constant")
@@ -205,7 +214,7 @@ def _round_half_up(x: float) -> int:
 def _psf_batch(clips: Sequence[np.ndarray], sr: int, p: Mapping[str, Any]):
     n_target = _target_samples(sr, p)
     if n_target is not None:
-        clips = [np.pad(c, (0, max(0, n_target - len(c)))) for c in _fix_length(clips, n_target, p["align"])]
+        clips = [_zero_extend(c, n_target) for c in _fix_length(clips, n_target, p["align"])]
     flen = _round_half_up(p["winlen"] * sr)
     fstep = _round_half_up(p["winstep"] * sr)
     nfft = p["nfft"]

@@ -90,41 +90,41 @@ def _frame_ragged(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Stack the frames of every clip: ``(total_frames, frame_length)`` float32 and per-clip counts."""
     pad = frame_length // 2 if center else 0
-    padded = []
+    if pad_mode not in ("constant", "reflect", "edge", "symmetric", "wrap"):
+        raise ParameterError(
+            f"The 'pad_mode' parameter must be one of 'constant', 'reflect', 'edge', "
+            f"'symmetric', 'wrap'. Got {pad_mode!r} instead."
+        )
     counts = np.empty(len(clips), dtype=np.int64)
+    arrs = []
     for i, c in enumerate(clips):
         c = np.asarray(c, dtype=np.float32)
         if c.ndim != 1:
             raise ParameterError(f"Each clip must be 1-D (mono samples). Clip {i} has shape {c.shape}.")
-        if pad:
-            if pad_mode == "constant":
-                c = np.pad(c, pad)
-            elif pad_mode in ("reflect", "edge", "symmetric", "wrap"):
-                if pad_mode == "reflect" and len(c) <= pad:
-                    raise ParameterError(
-                        f"pad_mode='reflect' needs clips longer than {pad} samples; clip {i} has "
-                        f"{len(c)}. Use pad_mode='constant'."
-                    )
-                c = np.pad(c, pad, mode=pad_mode)
-            else:
-                raise ParameterError(
-                    f"The 'pad_mode' parameter must be one of 'constant', 'reflect', 'edge', "
-                    f"'symmetric', 'wrap'. Got {pad_mode!r} instead."
-                )
-        n = len(c)
+        n = len(c) + 2 * pad
         if n < frame_length:
             raise ParameterError(
-                f"Clip {i} has {len(clips[i])} samples, fewer than frame_length={frame_length} "
+                f"Clip {i} has {len(c)} samples, fewer than frame_length={frame_length} "
                 "with center=False; use center=True or a shorter frame."
             )
+        if pad and pad_mode == "reflect" and len(c) <= pad:
+            raise ParameterError(
+                f"pad_mode='reflect' needs clips longer than {pad} samples; clip {i} has "
+                f"{len(c)}. Use pad_mode='constant'."
+            )
         counts[i] = 1 + (n - frame_length) // hop_length
-        padded.append(c)
-    if not padded:
+        arrs.append(c)
+    if not arrs:
         return np.zeros((0, frame_length), np.float32), counts
-    lengths = np.array([len(c) for c in padded], dtype=np.int64)
+    lengths = np.array([len(c) + 2 * pad for c in arrs], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    buf = np.concatenate(padded)
-    clip_of = np.repeat(np.arange(len(padded)), counts)
+    buf = np.zeros(int(lengths.sum()), dtype=np.float32)
+    for c, off in zip(arrs, offsets):
+        if pad and pad_mode != "constant":
+            buf[off:off + len(c) + 2 * pad] = np.pad(c, pad, mode=pad_mode)
+        else:
+            buf[off + pad:off + pad + len(c)] = c
+    clip_of = np.repeat(np.arange(len(arrs)), counts)
     first = np.concatenate([[0], np.cumsum(counts)[:-1]])
     within = np.arange(int(counts.sum())) - np.repeat(first, counts)
     starts = offsets[clip_of] + within * hop_length
