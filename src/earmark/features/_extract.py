@@ -227,7 +227,11 @@ def _run_local(batches: list[list[str]], record: dict[str, Any], want_hash: bool
 
     ctx = mp.get_context("forkserver" if sys.platform.startswith("linux") else "spawn")
     if ctx.get_start_method() == "forkserver":
-        ctx.set_forkserver_preload(["earmark.features._extract", "earmark.features._kernels"])
+        # workers fork from a server that imported these once (librosa builds chroma/CQT filters)
+        preload = ["earmark.features._extract", "earmark.features._kernels"]
+        if record.get("kind") in ("classic173", "stats"):
+            preload += ["librosa.filters", "librosa.core.intervals"]
+        ctx.set_forkserver_preload(preload)
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
         pending: dict[Future, int] = {}
         nxt = 0
