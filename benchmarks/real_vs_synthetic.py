@@ -37,8 +37,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     real = load_dataset(SHARED / "fsdd" / "manifest.csv")
-    real = real.groupby("group", group_keys=False).apply(
-        lambda d: d.sample(min(len(d), args.per_speaker), random_state=args.seed))
+    real = real.sample(frac=1.0, random_state=args.seed).groupby("group").head(args.per_speaker)
     synth = load_dataset(SHARED / "tts-digits" / "espeak" / "manifest.csv")
     df = pd.concat([
         pd.DataFrame({"path": real["path"], "label": "real", "group": "fsdd-" + real["group"].astype(str)}),

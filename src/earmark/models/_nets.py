@@ -123,7 +123,7 @@ def cnn_default(
     width: int = 16,
     depth: int = 3,
     dropout: float = 0.2,
-    norm: str = "feature",
+    norm: str = "global",
     pool: str = "global",
 ) -> nn.Module:
     """Compact residual depthwise-separable CNN (~50k parameters at width 16).
