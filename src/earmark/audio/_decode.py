@@ -263,6 +263,8 @@ def to_mono(y: np.ndarray) -> np.ndarray:
 def resample(y: np.ndarray, *, orig_sr: int, target_sr: int, quality: str = "HQ") -> np.ndarray:
     """Resample with soxr along the last axis (``(..., samples)``), returning float32.
 
+    The output has ``ceil(n * target_sr / orig_sr)`` samples, as with ``librosa.load``.
+
     Example
     -------
     >>> import numpy as np
@@ -275,11 +277,16 @@ def resample(y: np.ndarray, *, orig_sr: int, target_sr: int, quality: str = "HQ"
         return np.ascontiguousarray(y, dtype=np.float32)
     import soxr
 
+    n_out = int(np.ceil(y.shape[-1] * target_sr / orig_sr))  # librosa's length convention
     if y.ndim == 1:
-        return soxr.resample(y, orig_sr, target_sr, quality=quality).astype(np.float32, copy=False)
-    flat = y.reshape(-1, y.shape[-1]).T  # soxr wants (frames, channels)
-    out = soxr.resample(np.ascontiguousarray(flat), orig_sr, target_sr, quality=quality)
-    return np.ascontiguousarray(out.T.reshape(*y.shape[:-1], -1), dtype=np.float32)
+        out = soxr.resample(y, orig_sr, target_sr, quality=quality).astype(np.float32, copy=False)
+    else:
+        flat = y.reshape(-1, y.shape[-1]).T  # soxr wants (frames, channels)
+        out = soxr.resample(np.ascontiguousarray(flat), orig_sr, target_sr, quality=quality).T
+        out = out.reshape(*y.shape[:-1], -1)
+    if out.shape[-1] < n_out:
+        out = np.concatenate([out, np.zeros((*out.shape[:-1], n_out - out.shape[-1]), out.dtype)], axis=-1)
+    return np.ascontiguousarray(out[..., :n_out], dtype=np.float32)
 
 
 def _decode(
