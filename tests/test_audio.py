@@ -246,3 +246,13 @@ def test_helpers() -> None:
     assert is_audio_file("A.WAV") and is_audio_file("x.opus") and not is_audio_file("x.csv")
     stereo = np.stack([np.ones(4, np.float32), -np.ones(4, np.float32)])
     np.testing.assert_array_equal(to_mono(stereo), np.zeros(4, np.float32))
+
+
+def test_resampled_audio_equals_librosa_load(shared: Path) -> None:
+    import librosa
+
+    for path in sorted((shared / "fsdd" / "recordings").glob("3_*_7.wav")):
+        ours, sr = load_audio(path, sr=22050)
+        ref, _ = librosa.load(path, sr=22050)  # soxr_hq, like ours
+        assert sr == 22050 and ours.shape == ref.shape
+        np.testing.assert_allclose(ours, ref, atol=1e-6)
