@@ -100,7 +100,7 @@ register_model(
     search_space={**_TORCH_SPACE, "epochs": ("int", 30, 120)},
 )
 register_model(
-    "cnn", _torch(TorchClassifier, "cnn", epochs=20, batch_size=32), task="classification", preset="logmel", kind="torch",
+    "cnn", _torch(TorchClassifier, "cnn", epochs=20, batch_size=32, lr=1e-2), task="classification", preset="logmel", kind="torch",
     description="Default: compact residual depthwise-separable log-mel CNN with per-utterance "
     "normalisation and augmentation (arch='reference' for the six-layer reference CNN).",
     search_space={**_TORCH_SPACE, "epochs": ("int", 15, 40)},
@@ -139,9 +139,11 @@ register_model(
                   "histgradientboostingregressor__max_leaf_nodes": [15, 31, 63]},
 )
 register_model(
-    "cnn-reg", _torch(TorchRegressor, "cnn", augment_options={"freq_warp": 0.0, "mixup": 0.0}),
+    "cnn-reg", _torch(TorchRegressor, "cnn", epochs=20, batch_size=32, lr=1e-2,
+                      net_options={"pool": "time"}, augment_options={"freq_warp": 0.0, "mixup": 0.0}),
     task="regression", preset="logmel", kind="torch",
-    description="The default CNN as a regressor (frequency warping off: it would move pitch).",
+    description="The default CNN as a regressor, pooling over time only (keeps frequency "
+    "position, e.g. for pitch); frequency warping off.",
     search_space={**_TORCH_SPACE, "epochs": ("int", 15, 40)},
 )
 register_model(
