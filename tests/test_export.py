@@ -5,22 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from _serving_model import _StandIn, fast_preset, split
+from _serving_model import fsdd_mlp
 from earmark.errors import ParameterError
 from earmark.serving.export import export_onnx
 
 
 @pytest.fixture(scope="module")
 def mlp_model():
-    from earmark.features import extract
-    from earmark.models import get_model
-
-    train_df, _ = split()
-    sub = train_df.iloc[::10]
-    fs = extract(sub, fast_preset(), workers=2)
-    y = sub["label"].astype(str).to_numpy()[np.asarray(fs.rows)]
-    est = get_model("mlp", epochs=3, random_state=0).fit(fs.X, y)
-    return _StandIn(est, fast_preset(), [str(c) for c in est.classes_]), fs.X
+    return fsdd_mlp()
 
 
 def test_onnx_matches_torch(mlp_model, tmp_path):

@@ -3,6 +3,12 @@
 The model is loaded once, in the app's lifespan; prediction runs in the thread pool; domain
 errors become 4xx JSON answers that name the problem, and the server keeps serving.
 
+Speed (settings ``runtime``, ``micro_batch``, ``threads``): torch networks run in ONNX Runtime
+(checked against PyTorch at startup); concurrent ``/predict`` requests are decoded and run through
+the features and the network together, in batches that take what queued while the previous one
+ran (no timer, so an idle service answers at once); ``earmark serve`` runs the numerical libraries
+on one thread per process, since requests already run in parallel.
+
 Endpoints: ``POST /predict`` (multipart field ``file`` or the raw bytes as body), ``POST
 /predict/batch`` (multipart fields ``files``), ``GET /health``, ``GET /model``, ``GET /metrics``
 (Prometheus), ``GET /`` (web page), ``GET /docs`` (OpenAPI).
@@ -18,7 +24,11 @@ Example
 
 from __future__ import annotations
 
+import asyncio
+import sys
 import time
+from collections import deque
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
@@ -66,6 +76,63 @@ class _MetricsMiddleware:
             self.metrics.observe_request(endpoint, status["code"], time.perf_counter() - start)
 
 
+class _MicroBatcher:
+    """Runs the clips of concurrent requests through the model together, one batch at a time.
+
+    A batch takes whatever queued while the previous one ran (at most ``size`` items) and never
+    waits for a timer: an idle service answers one clip at once, a busy one amortises the feature
+    and network calls over many. ``run`` maps a list of items to a list of results or exceptions,
+    each handed back to the request that queued the item.
+    """
+
+    def __init__(self, run: Callable[[list[Any]], list[Any]], size: int) -> None:
+        self._run = run
+        self._size = size
+        self._queue: deque[tuple[Any, asyncio.Future]] = deque()
+        self._task: asyncio.Task | None = None
+
+    async def submit(self, item: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._queue.append((item, future))
+        if self._task is None:
+            self._task = loop.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        batch: list[tuple[Any, asyncio.Future]] = []
+        try:
+            while self._queue:
+                batch = [self._queue.popleft() for _ in range(min(self._size, len(self._queue)))]
+                try:
+                    results = await run_in_threadpool(self._run, [item for item, _ in batch])
+                except Exception as exc:  # handed to every request of the batch
+                    results = [exc] * len(batch)
+                for (_, future), result in zip(batch, results, strict=True):
+                    if future.done():  # the client went away
+                        continue
+                    if isinstance(result, BaseException):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+                batch = []
+        finally:
+            self._task = None
+            for _, future in [*batch, *self._queue]:  # only on shutdown (cancelled mid-batch)
+                future.cancel()
+            self._queue.clear()
+
+
+def _limit_threads(n: int) -> None:
+    """Use ``n`` threads in BLAS, OpenMP and PyTorch (the service parallelises over requests)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=n)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(n)
+
+
 def _error(status: int, kind: str, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": kind, "detail": message, **extra})
 
@@ -94,9 +161,12 @@ def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> Fas
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        predictor = await run_in_threadpool(Predictor.load, model_or_path, reject_below=settings.reject_below)
+        predictor = await run_in_threadpool(Predictor.load, model_or_path, reject_below=settings.reject_below,
+                                            runtime=settings.runtime)
         if predictor.reject_below is None and settings.reject_below is not None:
             predictor.reject_below = settings.reject_below
+        if settings.threads is not None:
+            _limit_threads(settings.threads)
         log = None
         if settings.log_path:
             from earmark.serving.requestlog import RequestLog
@@ -104,6 +174,7 @@ def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> Fas
             log = RequestLog(settings.log_path, classes=predictor.classes)
         app.state.predictor = predictor
         app.state.log = log
+        app.state.batcher = _MicroBatcher(_predict_many, settings.micro_batch)
         try:
             yield
         finally:
@@ -150,16 +221,57 @@ def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> Fas
 
     # ------------------------------------------------------------------ helpers
 
-    def _predict_one(data: bytes, *, spectrogram: bool, source: str | None) -> tuple[Prediction, Any]:
-        predictor: Predictor = app.state.predictor
-        log = app.state.log
-        y = predictor.decode(data, max_bytes=settings.max_bytes, max_seconds=settings.max_seconds,
-                             timeout=settings.decode_timeout)
-        pred = predictor.predict_arrays([y], summaries=log is not None)[0]
+    def _decode(data: bytes) -> np.ndarray:
+        return app.state.predictor.decode(data, max_bytes=settings.max_bytes, max_seconds=settings.max_seconds,
+                                          timeout=settings.decode_timeout)
+
+    def _record(pred: Prediction, source: str | None) -> None:
         metrics.observe_prediction(pred.label)
+        log = app.state.log
         if log is not None:
             log.append(features=pred.features, proba=np.array(list(pred.probabilities.values())),
                        label=pred.label, source=source)
+
+    def _predict_clips(clips: list[np.ndarray], sources: list[str | None]) -> list[Prediction | Exception]:
+        predictor: Predictor = app.state.predictor
+        summaries = app.state.log is not None
+        try:
+            preds: list[Prediction | Exception] = list(predictor.predict_arrays(clips, summaries=summaries))
+        except Exception:
+            if len(clips) == 1:
+                raise
+            preds = []  # find the clip that failed: the others still get their answer
+            for y in clips:
+                try:
+                    preds.append(predictor.predict_arrays([y], summaries=summaries)[0])
+                except Exception as exc:
+                    preds.append(exc)
+        for pred, source in zip(preds, sources, strict=True):
+            if isinstance(pred, Prediction):
+                _record(pred, source)
+        return preds
+
+    def _predict_many(items: list[tuple[bytes, str | None]]) -> list[Prediction | Exception]:
+        """Decode each upload (each with its own error), then predict the decoded clips together."""
+        out: list[Prediction | Exception | None] = [None] * len(items)
+        clips, where = [], []
+        for i, (data, _) in enumerate(items):
+            try:
+                clips.append(_decode(data))
+                where.append(i)
+            except Exception as exc:
+                out[i] = exc
+        if clips:
+            for i, pred in zip(where, _predict_clips(clips, [items[i][1] for i in where]), strict=True):
+                out[i] = pred
+        return out  # type: ignore[return-value]
+
+    def _predict_one(data: bytes, *, spectrogram: bool, source: str | None) -> tuple[Prediction, Any]:
+        predictor: Predictor = app.state.predictor
+        y = _decode(data)
+        pred = _predict_clips([y], [source])[0]
+        if isinstance(pred, Exception):
+            raise pred
         spec = _spectrogram(y, predictor.sample_rate) if spectrogram and settings.spectrogram else None
         return pred, spec
 
@@ -219,8 +331,13 @@ def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> Fas
     )
     async def predict(request: Request, top_k: int | None = None, spectrogram: bool = False) -> dict[str, Any]:
         data, name = await _upload(request)
-        pred, spec = await run_in_threadpool(_predict_one, data, spectrogram=spectrogram, source=name)
-        return _answer(pred, spec, top_k)
+        if spectrogram and settings.spectrogram:
+            pred, spec = await run_in_threadpool(_predict_one, data, spectrogram=True, source=name)
+            return _answer(pred, spec, top_k)
+        result = await app.state.batcher.submit((data, name))
+        if isinstance(result, Exception):
+            raise result
+        return _answer(result, None, top_k)
 
     @app.post(
         "/predict/batch",
@@ -249,16 +366,17 @@ def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> Fas
 
         def work() -> list[dict[str, Any]]:
             results = []
-            for name, data in uploads:
-                try:
-                    pred, _ = _predict_one(data, spectrogram=False, source=name)
-                    results.append({"file": name, **_answer(pred, None, top_k)})
-                except UploadRejected as exc:
-                    metrics.observe_error("/predict/batch", exc.kind)
-                    results.append({"file": name, "error": exc.kind, "detail": str(exc)})
-                except AudioDecodeError as exc:
+            for (name, _), pred in zip(uploads, _predict_many([(data, name) for name, data in uploads]), strict=True):
+                if isinstance(pred, UploadRejected):
+                    metrics.observe_error("/predict/batch", pred.kind)
+                    results.append({"file": name, "error": pred.kind, "detail": str(pred)})
+                elif isinstance(pred, AudioDecodeError):
                     metrics.observe_error("/predict/batch", "audio_decode_error")
-                    results.append({"file": name, "error": "audio_decode_error", "detail": exc.reason})
+                    results.append({"file": name, "error": "audio_decode_error", "detail": pred.reason})
+                elif isinstance(pred, Exception):
+                    raise pred
+                else:
+                    results.append({"file": name, **_answer(pred, None, top_k)})
             return results
 
         results = await run_in_threadpool(work)
@@ -325,6 +443,7 @@ def _model_info(predictor: Predictor, settings: ServeSettings) -> dict[str, Any]
         }
     info["labels"] = predictor.classes
     info["sample_rate"] = predictor.sample_rate
+    info["runtime"] = predictor.runtime
     info["settings"] = settings.to_dict()
     return info
 
@@ -374,4 +493,7 @@ def app_from_env() -> FastAPI:
     if not model:
         raise ParameterError(f"Set {ENV_PREFIX}MODEL to the model bundle to serve.")
     env = {k: v for k, v in os.environ.items() if k != ENV_PREFIX + "MODEL"}
-    return create_app(model, ServeSettings.from_env(env))
+    settings = ServeSettings.from_env(env)
+    if ENV_PREFIX + "THREADS" not in env:  # a serving process: parallel over requests, not inside them
+        settings = settings.replace(threads=1)
+    return create_app(model, settings)

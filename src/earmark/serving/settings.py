@@ -50,6 +50,20 @@ class ServeSettings:
         Whether ``/predict?spectrogram=true`` may return a log-mel image for the web page.
     decode_timeout : float
         Give up decoding one upload after this many seconds.
+    micro_batch : int
+        Most concurrent ``POST /predict`` requests whose clips go through the model together (one
+        feature and one network call for all of them). A batch never waits for a timer: it takes what
+        queued while the previous one ran, so an idle service answers one clip at once; ``1`` turns
+        batching off.
+    runtime : {"auto", "onnx", "estimator"}
+        What runs the model (:class:`~earmark.serving.Predictor`): ``auto`` runs torch networks in
+        ONNX Runtime (checked against PyTorch at startup; much cheaper per request) and other
+        models as they are.
+    threads : int or None
+        Threads of the numerical libraries (BLAS, OpenMP, PyTorch) in the serving process. The service
+        already runs requests in parallel, so more than 1 mostly adds contention; ``earmark serve``
+        uses 1 unless set. ``None`` leaves the process's settings alone (the default of
+        :func:`~earmark.serving.create_app`, which may run inside another program).
     """
 
     max_bytes: int = 20 * 1024 * 1024
@@ -60,6 +74,9 @@ class ServeSettings:
     log_path: str | None = None
     spectrogram: bool = True
     decode_timeout: float = 20.0
+    micro_batch: int = 32
+    runtime: str = "auto"
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         if not (isinstance(self.max_bytes, int) and self.max_bytes > 0):
@@ -76,6 +93,14 @@ class ServeSettings:
             )
         if not self.decode_timeout > 0:
             raise ParameterError(f"The 'decode_timeout' setting must be positive. Got {self.decode_timeout!r} instead.")
+        if not (isinstance(self.micro_batch, int) and self.micro_batch >= 1):
+            raise ParameterError(f"The 'micro_batch' setting must be an int >= 1. Got {self.micro_batch!r} instead.")
+        if self.runtime not in ("auto", "onnx", "estimator"):
+            raise ParameterError(
+                f"The 'runtime' setting must be 'auto', 'onnx' or 'estimator'. Got {self.runtime!r} instead."
+            )
+        if self.threads is not None and not (isinstance(self.threads, int) and self.threads >= 1):
+            raise ParameterError(f"The 'threads' setting must be an int >= 1 or None. Got {self.threads!r} instead.")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ServeSettings:
@@ -112,10 +137,12 @@ class ServeSettings:
 def _parse(name: str, type_name: str, raw: str) -> Any:
     var = ENV_PREFIX + name.upper()
     try:
+        if "None" in type_name and raw.lower() == "none":
+            return None
         if type_name.startswith("int"):
             return int(raw)
         if type_name.startswith("float"):
-            return None if raw.lower() == "none" else float(raw)
+            return float(raw)
         if type_name.startswith("bool"):
             low = raw.lower()
             if low not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
