@@ -14,7 +14,7 @@ Two experiments (issue 8):
 Usage (defaults are the full configuration; the shared 2-core machine needs smaller ones):
     python benchmarks/synthetic_speakers.py detector [--voices 100]
     python benchmarks/synthetic_speakers.py loso [--clips 0,500,2000,5000] [--seeds 0,1,2]
-        [--folds george,jackson] [--epochs 30] [--model cnn] [--threads 2]
+        [--folds george,jackson] [--epochs 30] [--model cnn] [--threads 1]
 
 Synthetic sets are cached under --cache (default: $TMPDIR/earmark-synth-bench), never in the repo.
 espeak-ng is GPL-3.0-or-later (optional extra: pip install 'earmark[synth]').
@@ -268,7 +268,8 @@ def main() -> None:
     lo.add_argument("--extra-weight", type=float, default=1.0)
     lo.add_argument("--engine", choices=["direct", "earmark"], default="direct",
                     help="direct: fit the model here on librosa features; earmark: earmark.training.train(extra_train=...)")
-    lo.add_argument("--threads", type=int, default=2)
+    lo.add_argument("--threads", type=int, default=1,
+                    help="torch threads; on a shared, loaded CPU 1 was ~10x faster than 2 (oversubscription)")
     lo.add_argument("--cache", type=Path, default=default_cache)
     de = sub.add_parser("detector", help="real-vs-synthetic detector against tts-digits")
     de.add_argument("--voices", type=int, default=100)
