@@ -10,8 +10,10 @@ Example
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,9 @@ from earmark.serving.predictor import UNKNOWN, Predictor, top_k
 
 __all__ = ["expand_paths", "predict_paths"]
 
-_CHUNK = 256
+_CHUNK = 32  # files per task: decoded, featurized and predicted together
+#: ``runtime="auto"`` runs torch networks in ONNX Runtime from this many files on (its export takes ~1 s).
+ONNX_MIN_FILES = 1000
 
 
 def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
@@ -61,6 +65,7 @@ def predict_paths(
     workers: int | None = None,
     cache: str | os.PathLike[str] | None = None,
     progress: Callable[[int], None] | None = None,
+    runtime: str = "auto",
 ) -> list[dict[str, Any]]:
     """Predict every audio file under ``paths``.
 
@@ -84,6 +89,13 @@ def predict_paths(
         otherwise (the store of :func:`earmark.extract`).
     progress : callable, optional
         Called with the number of files just finished.
+    runtime : {"auto", "onnx", "estimator"}
+        What runs the model (see :class:`~earmark.serving.Predictor`); ``"auto"`` picks ONNX
+        Runtime for a torch network from :data:`ONNX_MIN_FILES` files on. Ignored when ``model``
+        is a Predictor already.
+
+    Each worker thread decodes, featurizes and predicts a chunk of files at a time, with the
+    numerical libraries on one thread each (parallelism comes from the workers).
 
     Returns
     -------
@@ -102,31 +114,40 @@ def predict_paths(
         raise ParameterError(f"The 'reject_below' parameter must be a probability in [0, 1]. Got {reject_below!r} instead.")
     if hop is not None and window is None:
         raise ParameterError("The 'hop' parameter needs 'window' too; pass both (seconds).")
-    predictor = Predictor.load(model)
-    predictor.reject_below = reject_below
     files = expand_paths(paths)
+    if runtime == "auto" and len(files) < ONNX_MIN_FILES:
+        runtime = "estimator"
+    predictor = Predictor.load(model, runtime=runtime)
+    predictor.reject_below = reject_below
     workers = workers or _default_workers()
     tick = progress or (lambda n: None)
-    if window is not None:
-        return _predict_windows(predictor, files, k, window, hop, workers, tick)
-    rows: list[dict[str, Any] | None] = [None] * len(files)
-    if cache is not None:
-        xs, errors, durations = _extract_cached(predictor, files, cache, workers)
-    else:
-        xs, errors, durations = _extract(predictor, files, workers, tick)
-    ok = [i for i in range(len(files)) if xs[i] is not None]
-    for start in range(0, len(ok), _CHUNK):
-        idx = ok[start : start + _CHUNK]
-        proba = predictor.proba([xs[i] for i in idx])
-        for i, p in zip(idx, proba, strict=True):
-            rows[i] = _row(predictor, files[i], p, durations[i], k)
-        if cache is not None:
-            tick(len(idx))
-    for i, err in errors.items():
-        rows[i] = _error_row(files[i], err)
-        if cache is not None:
-            tick(1)
-    return [r for r in rows if r is not None]
+    with _one_thread_each():
+        if window is not None:
+            return _predict_windows(predictor, files, k, window, hop, workers, tick)
+        if cache is None:
+            return _predict_files(predictor, files, k, workers, tick)
+        return _predict_cached(predictor, files, k, cache, workers, tick)
+
+
+@contextmanager
+def _one_thread_each() -> Iterator[None]:
+    """BLAS, OpenMP and PyTorch on one thread while the workers run (restored afterwards)."""
+    from threadpoolctl import threadpool_limits
+
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    with threadpool_limits(1):
+        if torch is not None:
+            torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            if torch is not None:
+                torch.set_num_threads(before)
+
+
+def _chunks(items: Sequence[Any]) -> list[Sequence[Any]]:
+    return [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
 
 
 def _row(predictor: Predictor, path: str, p: np.ndarray, duration: float | None, k: int) -> dict[str, Any]:
@@ -153,26 +174,75 @@ def _reason(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _extract(
-    predictor: Predictor, files: list[str], workers: int, tick: Callable[[int], None]
-) -> tuple[list[Any], dict[int, str], list[float | None]]:
-    def one(path: str) -> tuple[Any, str | None, float | None]:
-        try:
-            y = predictor.decode(path)
-            return predictor.features(y), None, y.shape[0] / predictor.sample_rate
-        except (EarmarkError, OSError, ValueError) as exc:
-            return None, _reason(exc), None
+def _predict_files(
+    predictor: Predictor, files: list[str], k: int, workers: int, tick: Callable[[int], None]
+) -> list[dict[str, Any]]:
+    def chunk_rows(chunk: Sequence[str]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any] | None] = [None] * len(chunk)
+        clips, where = [], []
+        for j, path in enumerate(chunk):
+            try:
+                clips.append(predictor.decode(path))
+                where.append(j)
+            except (EarmarkError, OSError, ValueError) as exc:
+                out[j] = _error_row(path, _reason(exc))
+        xs, ok = _features(predictor, clips)
+        for j, x in zip(where, xs, strict=True):
+            if isinstance(x, Exception):
+                out[j] = _error_row(chunk[j], _reason(x))
+        if ok:
+            proba = predictor.proba([xs[i] for i in ok])
+            for i, p in zip(ok, proba, strict=True):
+                j = where[i]
+                out[j] = _row(predictor, chunk[j], p, clips[i].shape[0] / predictor.sample_rate, k)
+        return out  # type: ignore[return-value]
 
-    xs: list[Any] = [None] * len(files)
-    durations: list[float | None] = [None] * len(files)
-    errors: dict[int, str] = {}
+    rows: list[dict[str, Any]] = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for i, (x, err, dur) in enumerate(pool.map(one, files, chunksize=8)):
-            xs[i], durations[i] = x, dur
-            if err is not None:
-                errors[i] = err
-            tick(1)
-    return xs, errors, durations
+        for chunk_out in pool.map(chunk_rows, _chunks(files)):
+            rows.extend(chunk_out)
+            tick(len(chunk_out))
+    return rows
+
+
+def _features(predictor: Predictor, clips: list[np.ndarray]) -> tuple[list[Any], list[int]]:
+    """Features of the clips, batched as in training; a clip that breaks the batch gets its error."""
+    if not clips:
+        return [], []
+    try:
+        return list(predictor.preset.transform_batch(clips)), list(range(len(clips)))
+    except Exception:  # one clip broke the batch: find it, one clip at a time
+        pass
+    xs: list[Any] = []
+    for y in clips:
+        try:
+            xs.append(predictor.features(y))
+        except (EarmarkError, ValueError) as exc:
+            xs.append(exc)
+    return xs, [i for i, x in enumerate(xs) if not isinstance(x, Exception)]
+
+
+def _predict_cached(
+    predictor: Predictor, files: list[str], k: int, cache: str | os.PathLike[str], workers: int,
+    tick: Callable[[int], None],
+) -> list[dict[str, Any]]:
+    xs, errors, durations = _extract_cached(predictor, files, cache, workers)
+    ok = [i for i in range(len(files)) if xs[i] is not None]
+
+    def chunk_rows(idx: Sequence[int]) -> list[tuple[int, dict[str, Any]]]:
+        proba = predictor.proba([xs[i] for i in idx])
+        return [(i, _row(predictor, files[i], p, durations[i], k)) for i, p in zip(idx, proba, strict=True)]
+
+    rows: list[dict[str, Any] | None] = [None] * len(files)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for done in pool.map(chunk_rows, _chunks(ok)):
+            for i, row in done:
+                rows[i] = row
+            tick(len(done))
+    for i, err in errors.items():
+        rows[i] = _error_row(files[i], err)
+        tick(1)
+    return [r for r in rows if r is not None]
 
 
 def _extract_cached(
