@@ -55,14 +55,17 @@ def demo(
     data: Path | None = typer.Option(None, "--data", help="Local FSDD copy (folder with manifest.csv); else EARMARK_FSDD."),
     out: Path = typer.Option(Path("earmark-demo"), "--out", help="Where the model bundle and report go."),
     model: str | None = typer.Option(None, "--model", help="Model to train (default: earmark's recommended model)."),
+    features: str | None = typer.Option(None, "--features", help="Feature preset (default: the model's own)."),
     epochs: int | None = typer.Option(None, "--epochs", help="Training epochs (default: the model's own)."),
     test_speaker: str | None = typer.Option(None, "--test-speaker", help="Speaker held out for testing (default: chosen by a seeded group split)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split and the training."),
     download: bool = typer.Option(True, "--download/--no-download", help="Try the public source when no local copy is given."),
+    workers: int | None = typer.Option(None, "--workers", min=1, help="Feature-extraction processes (default: all cores)."),
 ) -> None:
     """Run the main job end to end: data → leakage-free split → train → evaluate → report → bundle → predict."""
     from earmark.bundle import load_model, save_model
     from earmark.evaluation import build_report, evaluate, write_report
+    from earmark.serving.monitor import build_reference
     from earmark.sources import check_leakage, load_dataset, summarize, train_test_split
     from earmark.training import train
 
@@ -96,7 +99,8 @@ def demo(
         )
 
         t0 = time.perf_counter()
-        trained = train(train_df, model=model, epochs=epochs, seed=seed, progress=err_console.is_terminal)
+        trained = train(train_df, model=model, features=features, epochs=epochs, seed=seed, workers=workers,
+                        progress=err_console.is_terminal)
         seconds = time.perf_counter() - t0
         name = trained.config.get("model", model)
         console.print(f"3. trained {name} on {trained.preset.name} features in {seconds:.0f} s")
@@ -108,7 +112,7 @@ def demo(
             f"balanced accuracy {m['balanced_accuracy']:.1%} on {m['n']} clips"
         )
 
-        bundle = save_model(trained, out / "model")
+        bundle = save_model(trained, out / "model", reference=build_reference(trained, train_df, workers=workers))
         report = write_report(
             build_report(result, model=trained, summary=summary, title=f"earmark demo — {origin}"),
             out / "report.html",

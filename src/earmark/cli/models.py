@@ -74,23 +74,37 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
     return params
 
 
-def _save(trained: Any, out: Path, overwrite: bool) -> Path:
-    """Write the bundle (earmark.bundle) or, when that is not available, a plain directory."""
-    try:
-        from earmark.bundle import save_model
-    except ImportError:
-        save_model = None
-    if save_model is not None:
-        return save_model(trained, out, overwrite=overwrite)
-    from earmark.models import dump_estimator
+def _synthetic_voices(df: Any, n: int, seed: int, text_map: str | None) -> Any:
+    """Render the dataset's labels in ``n`` espeak-ng voices (cached) and load them as a table."""
+    import hashlib
+    import os
 
-    out.mkdir(parents=True, exist_ok=overwrite)
-    desc = dump_estimator(trained.estimator, out / "estimator")
-    record = {"estimator": desc, "preset": trained.preset.to_dict(), "task": trained.task,
-              "classes": trained.classes, "target": trained.target, "config": trained.config,
-              "history": trained.history, "metrics": trained.metrics, "data": trained.data}
-    write_json(record, out / "model.json")
-    return out
+    from earmark.sources import load_dataset
+    from earmark.synth import synthesize
+
+    words = sorted(df["label"].dropna().astype(str).unique())
+    mapping = dict(item.split("=", 1) for item in text_map.split(",")) if text_map else None
+    rate = int(df["sample_rate"].median()) if "sample_rate" in df.columns else 16000
+    key = hashlib.sha256(json.dumps([words, n, seed, rate, mapping], sort_keys=True).encode()).hexdigest()[:16]
+    root = Path(os.environ.get("EARMARK_CACHE", Path.home() / ".cache" / "earmark")) / "synth" / key
+    if not (root / "manifest.csv").exists():
+        err_console.print(f"rendering {len(words)} words in {n} synthetic voices (espeak-ng, GPL) into {root} …")
+        synthesize(words, voices=n, out=root, sample_rate=rate, seed=seed, text_map=mapping, overwrite=True)
+    return load_dataset(root)
+
+
+def _concat(tables: list[Any]) -> Any:
+    if not tables:
+        return None
+    import pandas as pd
+
+    return tables[0] if len(tables) == 1 else pd.concat(tables, ignore_index=True)
+
+
+def _preset_of(manifest: dict[str, Any]) -> Any:
+    from earmark.features import Preset
+
+    return Preset.from_dict(manifest["features"]["settings"])
 
 
 def train_command(
@@ -106,27 +120,60 @@ def train_command(
     val_fraction: float = typer.Option(0.15, "--val-fraction", min=0.0, max=0.95, help="Share of the data held out (by group) for validation."),
     extra_train: str | None = typer.Option(None, "--extra-train", help="Extra training-only source (e.g. synthetic voices)."),
     extra_weight: float = typer.Option(1.0, "--extra-weight", min=0.0, help="Loss weight of the extra training rows."),
+    synthetic_voices: int = typer.Option(0, "--synthetic-voices", min=0, help="Add every label spoken by N espeak-ng voices to training only (needs earmark[synth]; GPL)."),
+    text_map: str | None = typer.Option(None, "--text-map", help="Label→text for --synthetic-voices, e.g. 'dog=woof,7=seven'."),
+    init_from: str | None = typer.Option(None, "--init-from", help="Start from pretrained weights: bundle:PATH, torchvision:mobilenet_v2, hf:MODEL_OR_DIR, file:PATH."),
+    freeze_epochs: int = typer.Option(0, "--freeze-epochs", min=0, help="With --init-from: epochs with the pretrained body frozen."),
+    body_lr_scale: float = typer.Option(1.0, "--body-lr-scale", min=0.0, help="With --init-from: learning rate of the body relative to the head."),
+    head_only: bool = typer.Option(False, "--head-only", help="With --init-from: train the new head only."),
+    workers: int | None = typer.Option(None, "--workers", min=1, help="Feature-extraction processes (default: all cores)."),
     param: list[str] = typer.Option([], "--param", "-p", help="Model parameter KEY=VALUE (JSON value), repeatable, e.g. -p arch=reference."),
     cache: Path | None = typer.Option(None, "--cache", help="Feature store directory."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle at --out."),
     as_json: bool = typer.Option(False, "--json", help="Print the validation metrics and config as JSON."),
 ) -> None:
     """Train a model on all of SOURCE (validation carved from it by group) and write a bundle."""
+    from earmark.bundle import save_model
     from earmark.errors import EarmarkError
+    from earmark.serving.monitor import build_reference
     from earmark.training import train
 
     params = _parse_params(param)
     if out.exists() and not overwrite:
         fail(f"{out} exists; pass --overwrite or choose another --out.", ExitCode.USAGE)
+    if init_from is None and (freeze_epochs or head_only or body_lr_scale != 1.0):
+        fail("--freeze-epochs, --body-lr-scale and --head-only need --init-from.", ExitCode.USAGE)
     try:
         df = _load(source, label, group)
-        extra = _load(extra_train, label, None) if extra_train else None
+        extras = [_load(extra_train, label, None)] if extra_train else []
+        if synthetic_voices:
+            extras.append(_synthetic_voices(df, synthetic_voices, seed, text_map))
+        extra = _concat(extras)
+        if init_from is not None:
+            import earmark.transfer  # noqa: F401  (registers 'finetune')
+
+            params.update(init_from=init_from, freeze_epochs=freeze_epochs,
+                          body_lr_scale=body_lr_scale, head_only=head_only)
+            if model is not None:
+                from earmark.models import get_model
+
+                params.setdefault("network", get_model(model).get_params().get("network"))
+            if features is None and init_from.startswith("bundle:"):
+                from earmark.bundle import read_manifest
+
+                features = _preset_of(read_manifest(init_from.split(":", 1)[1]))
+            model = "finetune"
         trained = train(
             df, model=model, features=features, target=target, group="group" if group else None,
             epochs=epochs, seed=seed, val_fraction=val_fraction, extra_train=extra,
-            extra_weight=extra_weight, cache=cache, progress=err_console.is_terminal, **params,
+            extra_weight=extra_weight, cache=cache, workers=workers, progress=err_console.is_terminal,
+            **params,
         )
-        path = _save(trained, out, overwrite)
+        reference = None
+        if trained.task == "classification":
+            sample = df.sample(min(len(df), 2000), random_state=seed) if len(df) > 2000 else df
+            reference = build_reference(trained, sample, workers=workers)
+        path = save_model(trained, out, overwrite=overwrite, reference=reference)
     except EarmarkError as exc:
         fail(str(exc))
     skipped = trained.data.get("skipped", [])

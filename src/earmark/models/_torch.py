@@ -349,7 +349,8 @@ class _TorchEstimator(BaseEstimator):
         opt = torch.optim.AdamW(groups, lr=self.lr, weight_decay=self.weight_decay)
         sched = torch.optim.lr_scheduler.OneCycleLR(
             opt, max_lr=[max(g.get("lr", self.lr), 1e-12) for g in groups],
-            total_steps=self.epochs * steps_per_epoch, pct_start=0.25,
+            # at least 8 steps: OneCycleLR divides by the length of its warm-up phase
+            total_steps=max(8, self.epochs * steps_per_epoch), pct_start=0.25,
         )
         aug_cfg = AugmentConfig(**(self.augment_options or {})) if self.augment else None
         kind = self._kind(X.ndim - 1)

@@ -143,6 +143,7 @@ def train(
     extra_train: pd.DataFrame | None = None,
     extra_weight: float = 1.0,
     cache: Any = None,
+    workers: int | None = None,
     progress: bool | Callable[[Any, dict], None] = False,
     **model_params: Any,
 ) -> TrainedModel:
@@ -175,6 +176,9 @@ def train(
         Loss weight of the ``extra_train`` rows relative to the dataset's.
     cache : path, optional
         Feature store directory for :func:`earmark.features.extract`.
+    workers : int, optional
+        Feature-extraction processes (default: all cores; 1 computes in this process, which is
+        quicker for small tables).
     progress : bool or callable
         ``True`` shows a progress bar (command line); a callable is called as
         ``cb(estimator, epoch_record)`` after each epoch.
@@ -240,7 +244,7 @@ def train(
     tr_pos, va_pos, split_how = _split(main, group_col, val_fraction, seed)
     extra = extra_train.reset_index(drop=True) if extra_train is not None else None
     table = pd.concat([main[["path"]], extra[["path"]]], ignore_index=True) if extra is not None else main[["path"]]
-    fs = extract(table, preset, cache=cache)
+    fs = extract(table, preset, cache=cache, workers=workers)
     if len(fs.rows) == 0:
         raise DatasetError(f"No clip of the dataset could be featurized ({len(fs.errors)} errors, e.g. "
                            f"{fs.errors[:1]}); check the files.")
