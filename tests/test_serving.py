@@ -145,10 +145,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """`earmark serve` on a saved bundle, in its own process, on a free loopback port."""
-    require_training()
+@pytest.fixture(scope="module", autouse=True)
+def _server_process(request, tmp_path_factory):
+    """`earmark serve` on a saved bundle, in its own process, on a free loopback port.
+
+    Started as the module begins, without waiting: its start-up (a fresh Python importing
+    earmark, ~10 s) overlaps the in-process tests above; :func:`server` waits for it.
+    """
+    wanted = any("server" in item.fixturenames for item in request.session.items
+                 if getattr(item, "module", None) is request.module)
+    try:
+        from earmark.training import TrainedModel  # noqa: F401
+    except ImportError:
+        wanted = False
+    if not wanted:
+        yield None
+        return
     from earmark.bundle import save_model
 
     bundle = save_model(fsdd_model(), tmp_path_factory.mktemp("bundle") / "digits.earmark")
@@ -157,9 +169,21 @@ def server(tmp_path_factory):
         [sys.executable, "-m", "earmark.cli.main", "serve", str(bundle), "--port", str(port), "--max-seconds", "5"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+    yield proc, f"http://127.0.0.1:{port}"
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def server(_server_process):
+    """The URL of the started `earmark serve`, once it answers /health."""
+    require_training()
+    proc, url = _server_process
     import httpx
 
-    url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -172,12 +196,7 @@ def server(tmp_path_factory):
     else:
         proc.kill()
         pytest.fail("server did not start within 60 s")
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    return url
 
 
 def test_uvicorn_process_answers_over_loopback(server):
