@@ -87,9 +87,14 @@ def test_thread_settings(monkeypatch, tmp_path):
 
     monkeypatch.setenv("EARMARK_SERVE_MODEL", str(tmp_path / "digits.earmark"))
     monkeypatch.delenv("EARMARK_SERVE_THREADS", raising=False)
-    assert app_from_env().state.settings.threads == 1  # `earmark serve`: parallel over requests
+    served = app_from_env().state.settings  # `earmark serve`: parallel over requests
+    assert served.threads == 1 and served.switch_interval == 0.0005
     monkeypatch.setenv("EARMARK_SERVE_THREADS", "none")
-    assert app_from_env().state.settings.threads is None
+    monkeypatch.setenv("EARMARK_SERVE_SWITCH_INTERVAL", "0.005")
+    served = app_from_env().state.settings
+    assert served.threads is None and served.switch_interval == 0.005
+    with pytest.raises(ParameterError, match="'switch_interval' setting must be in"):
+        ServeSettings(switch_interval=0)
 
 
 def test_onnx_runtime_equals_the_estimator_and_serves():

@@ -64,6 +64,10 @@ class ServeSettings:
         already runs requests in parallel, so more than 1 mostly adds contention; ``earmark serve``
         uses 1 unless set. ``None`` leaves the process's settings alone (the default of
         :func:`~earmark.serving.create_app`, which may run inside another program).
+    switch_interval : float or None
+        The serving process's GIL switch interval in seconds (:func:`sys.setswitchinterval`).
+        Python's 5 ms default lets a batch computing in a worker thread keep the event loop
+        waiting that long; ``earmark serve`` uses 0.0005 unless set. ``None`` leaves it alone.
     """
 
     max_bytes: int = 20 * 1024 * 1024
@@ -77,6 +81,7 @@ class ServeSettings:
     micro_batch: int = 32
     runtime: str = "auto"
     threads: int | None = None
+    switch_interval: float | None = None
 
     def __post_init__(self) -> None:
         if not (isinstance(self.max_bytes, int) and self.max_bytes > 0):
@@ -101,6 +106,10 @@ class ServeSettings:
             )
         if self.threads is not None and not (isinstance(self.threads, int) and self.threads >= 1):
             raise ParameterError(f"The 'threads' setting must be an int >= 1 or None. Got {self.threads!r} instead.")
+        if self.switch_interval is not None and not 0 < self.switch_interval <= 1:
+            raise ParameterError(
+                f"The 'switch_interval' setting must be in (0, 1] seconds or None. Got {self.switch_interval!r} instead."
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ServeSettings:
