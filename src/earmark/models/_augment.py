@@ -37,10 +37,6 @@ class AugmentConfig:
         utterance, which removes gain anyway).
     mixup : float
         Beta(alpha, alpha) parameter of mixup; 0 disables it.
-    freq_filter : float
-        Largest gain in dB of a random smooth filter added along the frequency axis (piecewise
-        linear over 2-5 bands, FilterAugment-style): simulates microphones, rooms and speaker
-        colouring. Meaningful for log-spectrogram inputs (dB); 0 disables it.
 
     Examples
     --------
@@ -55,7 +51,6 @@ class AugmentConfig:
     noise: float = 0.0
     gain_db: float = 6.0
     mixup: float = 0.2
-    freq_filter: float = 0.0
 
     def to_dict(self) -> dict:
         """JSON-able form (round-trips through ``AugmentConfig(**d)``)."""
@@ -108,13 +103,6 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator, *, 
             grid = F.affine_grid(theta, list(x4.shape), align_corners=False)
             x = F.grid_sample(x4, grid, mode="bilinear", padding_mode="border", align_corners=False)
             x = x.reshape(shape)
-        if cfg.freq_filter > 0:
-            # random piecewise-linear gain curve (dB) over frequency, one per example
-            f_size = x.shape[-2]
-            n_pts = int(torch.randint(3, 7, (1,), generator=gen))
-            pts = _uniform(gen, n * n_pts, -cfg.freq_filter, cfg.freq_filter).view(n, 1, n_pts)
-            curve = F.interpolate(pts, size=f_size, mode="linear", align_corners=True).view(n, f_size)
-            x = x + curve.view(n, *([1] * (x.dim() - 3)), f_size, 1)
         if cfg.spec_masks > 0:
             f_size, t_size = x.shape[-2], x.shape[-1]
             fill = x.mean(dim=(-2, -1), keepdim=True)
