@@ -62,6 +62,24 @@ def test_top_k_and_spectrogram(client):
     assert spec["mels"] == 64 and spec["frames"] > 5 and len(spec["data"]) > 100
 
 
+def test_direct_predict_path_answers_as_the_fastapi_route(client):
+    """Raw-body POST /predict skips FastAPI; what it answers must not tell the two apart."""
+    data = CLIP_3.read_bytes()
+    fast = client.post("/predict?top_k=2", content=data)
+    routed = client.post("/predict?top_k=2&spectrogram=true", content=data)  # through FastAPI
+    assert fast.status_code == routed.status_code == 200
+    assert fast.headers["content-type"] == "application/json"
+    a, b = fast.json(), routed.json()
+    b.pop("spectrogram")
+    assert a == b and len(a["top"]) == 2
+    default_k = client.post("/predict?spectrogram=false&top_k=0", content=data).json()  # 0: the setting (5)
+    assert len(default_k["top"]) == 5 and default_k["probabilities"] == a["probabilities"]
+    bad_k = client.post("/predict?top_k=abc", content=data)  # FastAPI's own validation answer
+    assert bad_k.status_code == 422 and "detail" in bad_k.json()
+    empty = client.post("/predict", content=b"")
+    assert empty.status_code == 400 and empty.json() == {"error": "empty", "detail": empty.json()["detail"]}
+
+
 @pytest.mark.parametrize(
     ("body", "status", "kind"),
     [

@@ -130,8 +130,28 @@ def serve(
     reject_below: float | None = typer.Option(None, "--reject-below", min=0.0, max=1.0,
                                               help="Answer 'unknown' below this top probability."),
     log: Path | None = typer.Option(None, "--log", help="Record requests for drift monitoring (SQLite file)."),
+    runtime: str | None = typer.Option(
+        None, "--runtime",
+        help="What runs the model: auto (torch networks in ONNX Runtime, checked against PyTorch at startup; "
+        "others as they are), onnx (fail if impossible) or estimator (PyTorch / scikit-learn). Default auto."),
+    micro_batch: int | None = typer.Option(
+        None, "--micro-batch", min=1,
+        help="Most concurrent /predict clips run through the model together (never waits for a timer); "
+        "1 turns batching off. Default 32."),
+    threads: int | None = typer.Option(
+        None, "--threads", min=1,
+        help="Threads of BLAS / OpenMP / PyTorch / ONNX Runtime per server process. Default 1 "
+        "(requests already run in parallel)."),
+    http: str = typer.Option(
+        "auto", "--http",
+        help="HTTP parser: auto (httptools when installed, else h11), httptools or h11."),
+    loop: str = typer.Option(
+        "auto", "--loop", help="Event loop: auto (uvloop when installed, else asyncio), uvloop or asyncio."),
 ) -> None:
-    """Serve a model over HTTP (FastAPI + uvicorn): /predict, /docs, a web page at /."""
+    """Serve a model over HTTP (FastAPI + uvicorn): /predict, /docs, a web page at /.
+
+    Every setting can also come from an EARMARK_SERVE_<SETTING> environment variable (flags win).
+    """
     import os
 
     import uvicorn
@@ -142,9 +162,14 @@ def serve(
     try:
         read_manifest(model)  # refuse a bad bundle before binding the port
         settings = ServeSettings.from_env(max_bytes=max_bytes, max_seconds=max_seconds, reject_below=reject_below,
-                                          log_path=str(log) if log else None)
+                                          log_path=str(log) if log else None, runtime=runtime,
+                                          micro_batch=micro_batch, threads=threads)
     except EarmarkError as exc:
         fail(str(exc))
+    if http not in ("auto", "httptools", "h11"):
+        fail(f"--http must be auto, httptools or h11; got {http!r}.", ExitCode.USAGE)
+    if loop not in ("auto", "uvloop", "asyncio"):
+        fail(f"--loop must be auto, uvloop or asyncio; got {loop!r}.", ExitCode.USAGE)
     # the workers build the app from the environment (uvicorn's factory mode)
     os.environ[ENV_PREFIX + "MODEL"] = str(model.resolve())
     for key, value in settings.to_dict().items():
@@ -152,7 +177,7 @@ def serve(
             os.environ[ENV_PREFIX + key.upper()] = str(value)
     err_console.print(f"serving {model} on http://{host}:{port} (docs at /docs)", highlight=False)
     uvicorn.run("earmark.serving.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                log_level="warning", access_log=False)
+                log_level="warning", access_log=False, http=http, loop=loop)
 
 
 def monitor(
