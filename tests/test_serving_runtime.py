@@ -120,3 +120,48 @@ def test_runtime_choices():
         Predictor(model, runtime="tensorrt")
     with pytest.raises(ParameterError, match="'runtime' setting must be"):
         ServeSettings(runtime="tensorrt")
+
+
+def test_pcm_wav_fast_path_equals_load_audio():
+    """The service reads plain 16-bit WAV uploads itself; the samples must be load_audio's, bit for bit."""
+    import io
+    import warnings
+    import wave
+
+    import numpy as np
+
+    from _serving_model import BAD
+    from earmark.audio import load_audio
+    from earmark.serving.predictor import _pcm16_wav
+
+    rng = np.random.default_rng(0)
+    uploads = [p.read_bytes() for p in sorted((FSDD / "recordings").glob("*.wav"))[::25]]
+    for channels, rate in ((1, 22050), (2, 8000), (2, 16000)):
+        buf = io.BytesIO()
+        with wave.open(buf, "wb") as w:
+            w.setnchannels(channels)
+            w.setsampwidth(2)
+            w.setframerate(rate)
+            w.writeframes((rng.normal(size=rate * 2 * channels) * 8000).clip(-32768, 32767).astype("<i2").tobytes())
+        uploads.append(buf.getvalue())
+    taken = 0
+    for data in uploads:
+        for sr, limit in ((16000, 60.5), (8000, None), (16000, 1.25)):
+            y = _pcm16_wav(data, sr, limit)
+            assert y is not None
+            ref, _ = load_audio(data, sr=sr, mono=True, max_seconds=limit)
+            assert y.dtype == ref.dtype and np.array_equal(y, ref)
+            taken += 1
+    assert taken == 3 * len(uploads)
+    # anything else is left to load_audio (or agrees with it)
+    for path in sorted(BAD.glob("*")):
+        data = path.read_bytes()
+        y = _pcm16_wav(data, 16000, 60.5)
+        if y is None:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref, _ = load_audio(data, sr=16000, mono=True, max_seconds=60.5)
+        assert np.array_equal(y, ref), path.name
+    assert _pcm16_wav((FSDD / "recordings" / CLIPS[0]).read_bytes()[:300], 16000, None) is None  # cut short
+    assert _pcm16_wav(b"RIFF\x00\x00\x00\x00WAVEjunkjunkjunk" * 4, 16000, None) is None
