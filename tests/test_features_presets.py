@@ -152,7 +152,7 @@ def test_median_kernels_equal_scipy():
     from earmark.features._kernels import median_rows, median_segments
 
     rng = np.random.default_rng(0)
-    for n in (4, 10, 18, 40):
+    for n in (4, 10, 18, 40, 124, 125, 300):  # short segments by rank counts, long ones by a sorted window
         x = rng.random((n * 3, 257)).astype(np.float32)
         x[x < 0.2] = 0  # ties
         bounds = np.arange(0, n * 3 + 1, n).astype(np.int64)

@@ -14,6 +14,7 @@ from earmark.audio._decode import (
     is_audio_file,
     load_audio,
     resample,
+    resample_many,
     to_mono,
 )
 
@@ -25,5 +26,6 @@ __all__ = [
     "is_audio_file",
     "load_audio",
     "resample",
+    "resample_many",
     "to_mono",
 ]

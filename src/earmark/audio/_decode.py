@@ -289,6 +289,55 @@ def resample(y: np.ndarray, *, orig_sr: int, target_sr: int, quality: str = "HQ"
     return np.ascontiguousarray(out[..., :n_out], dtype=np.float32)
 
 
+def resample_many(clips: list[np.ndarray], *, orig_sr: int, target_sr: int, quality: str = "HQ",
+                  group: int = 32) -> list[np.ndarray]:
+    """:func:`resample` of many mono clips, sample for sample the same, in fewer soxr calls.
+
+    Clips of similar length are zero-padded to a common length and resampled together as the
+    channels of one signal (soxr filters each channel on its own; the padding only adds samples
+    after each clip's end, which are cut off again). Each output has ``ceil(n * target_sr /
+    orig_sr)`` samples, zeros after the ``int(n * ratio + 0.5)`` that soxr itself returns, as
+    with one :func:`resample` call per clip.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> [len(z) for z in resample_many([np.ones(800, np.float32), np.ones(80, np.float32)],
+    ...                                orig_sr=8000, target_sr=16000)]
+    [1600, 160]
+    """
+    if orig_sr <= 0 or target_sr <= 0:
+        raise ParameterError(f"Sample rates must be positive. Got orig_sr={orig_sr}, target_sr={target_sr}.")
+    clips = [np.asarray(c, dtype=np.float32) for c in clips]
+    if orig_sr == target_sr:
+        return [np.ascontiguousarray(c) for c in clips]
+    import soxr
+
+    ratio = float(target_sr) / orig_sr
+    out: list[np.ndarray] = [np.empty(0, np.float32)] * len(clips)
+    order = np.argsort([len(c) for c in clips], kind="stable")
+    for g in range(0, len(order), group):
+        idx = order[g:g + group]
+        if len(idx) == 1:
+            i = int(idx[0])
+            out[i] = resample(clips[i], orig_sr=orig_sr, target_sr=target_sr, quality=quality)
+            continue
+        n_max = max(len(clips[i]) for i in idx)
+        buf = np.zeros((n_max, len(idx)), dtype=np.float32)  # (frames, channels) for soxr
+        for c, i in enumerate(idx):
+            buf[: len(clips[i]), c] = clips[i]
+        res = soxr.resample(buf, orig_sr, target_sr, quality=quality)
+        for c, i in enumerate(idx):
+            n = len(clips[i])
+            n_soxr = int(n * ratio + 0.5)  # what soxr returns for this clip alone
+            n_out = int(np.ceil(n * float(target_sr) / orig_sr))
+            z = np.zeros(n_out, dtype=np.float32)
+            k = min(n_soxr, n_out, res.shape[0])
+            z[:k] = res[:k, c]
+            out[int(i)] = z
+    return out
+
+
 def _decode(
     source: AudioSource,
     *,

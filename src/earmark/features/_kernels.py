@@ -78,6 +78,64 @@ def median_rows(x: np.ndarray, k: int) -> np.ndarray:
 
 
 @numba.njit(cache=True)
+def _segment_median_ranks(x: np.ndarray, a: int, n: int, k: int, out: np.ndarray) -> None:
+    """Running median of width ``k`` down the ``n`` rows ``a:a + n`` of ``x``, every column, for a
+    short segment (``n`` up to a few ``k``): sort each column's ``n`` values once, then slide a
+    count of ranks over the reflected sequence (O(1) amortised per step, no per-window sorting)."""
+    h = k // 2
+    n_bins = x.shape[1]
+    m_ext = n + k - 1
+    e = np.empty(m_ext, dtype=np.int64)  # reflected index of every window position
+    for j in range(m_ext):
+        e[j] = _reflect(j - h, n)
+    srt = np.empty(n, dtype=x.dtype)
+    order = np.empty(n, dtype=np.int64)
+    rank = np.empty(n, dtype=np.int64)
+    cnt = np.zeros(n, dtype=np.int64)
+    er = np.empty(m_ext, dtype=np.int64)
+    for f in range(n_bins):
+        for i in range(n):  # insertion argsort of the column
+            v = x[a + i, f]
+            j = i
+            while j > 0 and srt[j - 1] > v:
+                srt[j] = srt[j - 1]
+                order[j] = order[j - 1]
+                j -= 1
+            srt[j] = v
+            order[j] = i
+        for r in range(n):
+            rank[order[r]] = r
+            cnt[r] = 0
+        for j in range(m_ext):
+            er[j] = rank[e[j]]
+        for j in range(k):
+            cnt[er[j]] += 1
+        # invariant: below = number of window entries of rank < m, below <= h < below + cnt[m]
+        m = 0
+        below = 0
+        while below + cnt[m] <= h:
+            below += cnt[m]
+            m += 1
+        out[a, f] = srt[m]
+        for t in range(1, n):
+            ro = er[t - 1]
+            rn = er[t + k - 1]
+            cnt[ro] -= 1
+            if ro < m:
+                below -= 1
+            cnt[rn] += 1
+            if rn < m:
+                below += 1
+            while below + cnt[m] <= h:
+                below += cnt[m]
+                m += 1
+            while below > h:
+                m -= 1
+                below -= cnt[m]
+            out[a + t, f] = srt[m]
+
+
+@numba.njit(cache=True)
 def median_segments(x: np.ndarray, bounds: np.ndarray, k: int) -> np.ndarray:
     """Running median of width ``k`` along axis 0 of ``x`` (frames, bins), separately within each
     segment ``bounds[i]:bounds[i + 1]`` of frames (reflect edges at each segment's ends)."""
@@ -89,6 +147,9 @@ def median_segments(x: np.ndarray, bounds: np.ndarray, k: int) -> np.ndarray:
         b = bounds[s + 1]
         n = b - a
         if n == 0:
+            continue
+        if n <= 4 * k:
+            _segment_median_ranks(x, a, n, k, out)
             continue
         cols = np.ascontiguousarray(x[a:b].T)  # (bins, frames)
         res = np.empty_like(cols)
@@ -110,3 +171,39 @@ def overlap_add(frames: np.ndarray, starts: np.ndarray, hop: int, out: np.ndarra
         s = starts[i]
         for j in range(n_fft):
             out[s + j] += frames[i, j]
+
+
+@numba.njit(cache=True)
+def harmonic_spectrum(D: np.ndarray, mag: np.ndarray, harm: np.ndarray, perc: np.ndarray, margin: float,
+                      bad_value: float) -> np.ndarray:
+    """HPSS harmonic spectrum with a power-2 soft mask, elementwise in float32:
+    ``(mag * softmask(harm, perc * margin, 2)) * D / mag``, as ``librosa.decompose.hpss`` and
+    ``librosa.magphase`` round it (mask ``bad_value`` where both medians are below float32 tiny)."""
+    out = np.empty_like(D)
+    tiny = np.finfo(np.float32).tiny
+    mg = np.float32(margin)
+    bv = np.float32(bad_value)
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
+    for i in range(D.shape[0]):
+        for j in range(D.shape[1]):
+            h = harm[i, j]
+            p = perc[i, j] * mg
+            z = h if h > p else p
+            if z < tiny:
+                m = bv
+            else:
+                a = h / z
+                a = a * a
+                b = p / z
+                b = b * b
+                m = a / (a + b)
+            g = mag[i, j]
+            nz = one if g == zero else zero
+            den = g + nz
+            d = D[i, j]
+            pr = d.real / den + nz
+            pi = d.imag / den
+            r = g * m
+            out[i, j] = complex(r * pr, r * pi)
+    return out

@@ -991,7 +991,7 @@ def _window_sumsquare(w2: np.ndarray, n_frames: int, hop: int, n_fft: int) -> np
 def _harmonic_ragged(clips: Sequence[np.ndarray], *, n_fft: int, hop_length: int, kernel_size: int,
                      power: float, margin: float,
                      stft_done: tuple[np.ndarray, np.ndarray] | None = None) -> list[np.ndarray]:
-    from earmark.features._kernels import median_rows, median_segments
+    from earmark.features._kernels import harmonic_spectrum, median_rows, median_segments
 
     if stft_done is None:
         D, counts = _stft_ragged(clips, n_fft=n_fft, hop_length=hop_length, win_length=None,
@@ -1003,6 +1003,10 @@ def _harmonic_ragged(clips: Sequence[np.ndarray], *, n_fft: int, hop_length: int
     bounds = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     harm = median_segments(mag, bounds, kernel_size)
     perc = median_rows(mag, kernel_size)
+    if power == 2.0:
+        Dh = harmonic_spectrum(Dt, mag, harm, perc, float(margin), 0.5 if margin == 1 else 0.0).T
+        return _istft_ragged(Dh, counts, [len(c) for c in clips], n_fft=n_fft, hop_length=hop_length,
+                             window="hann")
     perc = perc * np.float32(margin)
     Z = np.maximum(harm, perc)
     bad = Z < _TINY32
@@ -1065,10 +1069,21 @@ def harmonic(
 @functools.lru_cache(maxsize=1024)
 def _cqt_octave_basis(sr: float, hop_length: int, fmin: float, n_bins: int, bins_per_octave: int,
                       tuning: float, octave: int, filter_scale: float, norm: float, sparsity: float,
-                      window: str) -> tuple[np.ndarray, int]:
-    """Dense frequency-domain basis ``(bins, filters)`` of one CQT octave at rate ``sr / 2**octave`` (librosa's vqt)."""
+                      window: str) -> tuple[np.ndarray, int, int, int]:
+    """Frequency-domain basis of one CQT octave at rate ``sr / 2**octave`` (librosa's vqt), as the
+    band of FFT bins where it is non-zero: ``(band (hi - lo, filters) complex64, lo, hi, n_fft)``."""
     import librosa
 
+    n_filters = min(bins_per_octave, n_bins)
+    if octave > 0 and n_filters * (octave + 1) <= n_bins:
+        # A full octave below the top one has the top octave's filters at half the rate (the same
+        # frequency / rate ratios): only the scale sqrt(2 ** octave) differs (equal to librosa's
+        # own filters to float32 rounding).
+        band, lo, hi, n_fft = _cqt_octave_basis(sr, hop_length, fmin, n_bins, bins_per_octave, tuning, 0,
+                                                filter_scale, norm, sparsity, window)
+        band = band * np.float32(np.sqrt(2.0**octave))
+        band.setflags(write=False)
+        return band, lo, hi, n_fft
     fmin_t = fmin * 2.0 ** (tuning / bins_per_octave)
     freqs = librosa.interval_frequencies(n_bins=n_bins, fmin=fmin_t, intervals="equal",
                                          bins_per_octave=bins_per_octave, sort=True)
@@ -1078,7 +1093,6 @@ def _cqt_octave_basis(sr: float, hop_length: int, fmin: float, n_bins: int, bins
     bpo[-1] = 1 / (logf[-1] - logf[-2])
     bpo[1:-1] = 2 / (logf[2:] - logf[:-2])
     alpha = (2.0 ** (2 / bpo) - 1) / (2.0 ** (2 / bpo) + 1)
-    n_filters = min(bins_per_octave, n_bins)
     sl = slice(-n_filters, None) if octave == 0 else slice(-n_filters * (octave + 1), -n_filters * octave)
     my_sr = sr / 2.0**octave
     basis, lengths = _wavelet(freqs[sl], my_sr, filter_scale, norm, window, alpha[sl])
@@ -1086,42 +1100,43 @@ def _cqt_octave_basis(sr: float, hop_length: int, fmin: float, n_bins: int, bins
     basis *= lengths[:, None] / float(n_fft)
     fb = np.fft.fft(basis, n=n_fft, axis=1)[:, : n_fft // 2 + 1]
     dense = _sparsify_rows(fb, sparsity) * np.float32(np.sqrt(sr / my_sr))
-    dense_t = np.ascontiguousarray(dense.T)  # (bins, filters): C-contiguous for a BLAS product
-    dense_t.setflags(write=False)
-    return dense_t, n_fft
+    nz = np.flatnonzero(np.any(dense != 0, axis=0))
+    lo, hi = (int(nz[0]), int(nz[-1]) + 1) if len(nz) else (0, 1)
+    band = np.ascontiguousarray(dense[:, lo:hi].T)  # (bins, filters): C-contiguous for a BLAS product
+    band.setflags(write=False)
+    return band, lo, hi, n_fft
 
 
 def _wavelet(freqs: np.ndarray, sr: float, filter_scale: float, norm: float, window: str,
              alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``librosa.filters.wavelet(..., gamma=0, pad_fft=True)``, bit for bit, vectorised over the
-    filters (the same floating-point operations in the same order)."""
+    filters (the same floating-point operations in the same order, on the filters' own samples)."""
     lengths = (float(filter_scale) / alpha) * sr / freqs
     max_len = int(2.0 ** (np.ceil(np.log2(max(lengths)))))
     start = np.floor_divide(-lengths, 2)
     n = (np.floor_divide(lengths, 2) - start).astype(np.int64)
-    j = np.arange(max_len, dtype=float)[None, :]
-    valid = j < n[:, None]
-    ang = (start[:, None] + j) * 2 * np.pi * freqs[:, None] / sr
+    # one flat run of samples per filter: filter i has n[i] samples j = 0 .. n[i] - 1
+    row = np.repeat(np.arange(len(freqs)), n)
+    first = np.concatenate([[0], np.cumsum(n)[:-1]])
+    j = (np.arange(int(n.sum())) - np.repeat(first, n)).astype(float)
+    ang = (start[row] + j) * 2 * np.pi * freqs[row] / sr
     sig = np.cos(ang) + 1j * np.sin(ang)
     if window == "hann":
         step = (2 * np.pi) / n.astype(float)  # scipy: linspace(-pi, pi, n + 1)[:-1]
-        fac = j * step[:, None] + -np.pi
-        w = np.zeros_like(fac) + 0.5 * np.cos(0 * fac)
-        w += 0.5 * np.cos(fac)
+        fac = j * step[row] + -np.pi
+        w = 0.5 + 0.5 * np.cos(fac)  # scipy's general_cosine: 0 + 0.5 cos(0 fac) + 0.5 cos(fac)
     else:
-        w = np.zeros((len(freqs), max_len))
-        for i, ni in enumerate(n):
-            w[i, :ni] = scipy.signal.get_window(window, int(ni), fftbins=True)
-    sig = np.where(valid, sig * w, 0)
+        w = np.concatenate([scipy.signal.get_window(window, int(ni), fftbins=True) for ni in n])
+    sig = sig * w
     out = np.zeros((len(freqs), max_len), dtype=np.complex64)
     for i, ni in enumerate(n):
-        row = sig[i, :ni]
+        seg = sig[first[i]:first[i] + ni]
         if norm is not None:
-            length = np.sum(np.abs(row) ** norm) ** (1.0 / norm)
+            length = np.sum(np.abs(seg) ** norm) ** (1.0 / norm)
             if length >= np.finfo(float).tiny:
-                row = row / length
+                seg = seg / length
         lpad = int((max_len - ni) // 2)
-        out[i, lpad:lpad + ni] = row
+        out[i, lpad:lpad + ni] = seg
     return out, lengths
 
 
@@ -1155,22 +1170,24 @@ def _cqt_lengths(sr: float, fmin: float, n_bins: int, bins_per_octave: int, tuni
     return np.sqrt(lengths).astype(np.float32)
 
 
-def _halve(y: np.ndarray) -> np.ndarray:
-    """librosa.resample(y, orig_sr=2, target_sr=1, res_type='soxr_hq', scale=True)."""
-    import soxr
+def _halve_many(clips: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """``librosa.resample(y, orig_sr=2, target_sr=1, res_type='soxr_hq', scale=True)`` of every
+    clip, sample for sample, in a few multi-channel soxr calls."""
+    from earmark.audio import resample_many
 
-    n = int(np.ceil(len(y) / 2))
-    z = soxr.resample(y, 2, 1, quality="soxr_hq")
-    if len(z) < n:
-        z = np.pad(z, (0, n - len(z)))
-    return (z[:n] * np.float32(np.sqrt(2.0))).astype(np.float32, copy=False)
+    s = np.float32(np.sqrt(2.0))
+    return [z * s for z in resample_many(list(clips), orig_sr=2, target_sr=1, quality="soxr_hq")]
 
 
 def _cqt_ragged(clips: Sequence[np.ndarray], tunings: np.ndarray, *, sr: float, hop_length: int,
                 fmin: float, n_bins: int, bins_per_octave: int, filter_scale: float = 1.0,
                 norm: float = 1.0, sparsity: float = 0.01, window: str = "hann",
                 scale: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Complex CQT of a ragged batch, each clip with its own tuning: ``(n_bins, total_frames)``."""
+    """Complex CQT of a ragged batch, each clip with its own tuning: ``(n_bins, total_frames)``.
+
+    All clips go through each octave together (one framing, one FFT, one halving pass); only the
+    filter product is per tuning, on the frames of the clips with that tuning.
+    """
     n_octaves = int(np.ceil(n_bins / bins_per_octave))
     _cqt_lengths(float(sr), fmin, n_bins, bins_per_octave, 0.0, filter_scale, window)  # validates
     if hop_length % (2 ** (n_octaves - 1)):
@@ -1178,62 +1195,74 @@ def _cqt_ragged(clips: Sequence[np.ndarray], tunings: np.ndarray, *, sr: float, 
             f"hop_length={hop_length} must be divisible by 2**(n_octaves-1)={2 ** (n_octaves - 1)} "
             "for the multirate CQT; use a multiple of it."
         )
+    n_clips = len(clips)
+    if n_clips == 0:
+        return np.zeros((n_bins, 0), np.complex64), np.zeros(0, np.int64)
     tunings = np.asarray(tunings, dtype=np.float64)
-    parts: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    for t in np.unique(tunings):
-        members = np.nonzero(tunings == t)[0]
-        C, keep = _cqt_one_tuning([clips[i] for i in members], float(t), sr=float(sr),
-                                  hop_length=hop_length, fmin=fmin, n_bins=n_bins,
-                                  bins_per_octave=bins_per_octave, filter_scale=filter_scale,
-                                  norm=norm, sparsity=sparsity, window=window, scale=scale)
-        offs = np.concatenate([[0], np.cumsum(keep)])
-        for j, i in enumerate(members):
-            parts[int(i)] = (C[:, offs[j]:offs[j + 1]], keep[j])
-    counts = np.array([parts[i][1] for i in range(len(clips))], dtype=np.int64)
-    out = (np.concatenate([parts[i][0] for i in range(len(clips))], axis=1) if clips
-           else np.zeros((n_bins, 0), np.complex64))
-    return out, counts
-
-
-def _cqt_one_tuning(clips: Sequence[np.ndarray], tuning: float, *, sr: float, hop_length: int,
-                    fmin: float, n_bins: int, bins_per_octave: int, filter_scale: float, norm: float,
-                    sparsity: float, window: str, scale: bool) -> tuple[np.ndarray, np.ndarray]:
-    n_octaves = int(np.ceil(n_bins / bins_per_octave))
+    perm = np.argsort(tunings, kind="stable")  # clips of one tuning side by side
+    uniq, group_start = np.unique(tunings[perm], return_index=True)
+    group_end = np.append(group_start[1:], n_clips)
+    cur = [np.asarray(clips[i], dtype=np.float32) for i in perm]
     hop = hop_length
-    cur = [np.asarray(c, dtype=np.float32) for c in clips]
     responses = []
     frame_counts = []
     for octave in range(n_octaves):
-        basis, n_fft = _cqt_octave_basis(sr, hop_length, fmin, n_bins, bins_per_octave, tuning,
-                                         octave, filter_scale, norm, sparsity, window)
-        frames, counts = _frame_ragged(cur, frame_length=n_fft, hop_length=hop, center=True,
-                                       pad_mode="constant")
-        D = np.fft.rfft(frames.astype(np.float64), axis=1).astype(np.complex64)  # window 'ones'
-        responses.append(D @ basis)  # (frames, filters)
+        bases = [_cqt_octave_basis(float(sr), hop_length, fmin, n_bins, bins_per_octave, float(t), octave,
+                                   filter_scale, norm, sparsity, window) for t in uniq]
+        R = None
+        counts = None
+        for n_fft in sorted({b[3] for b in bases}):
+            frames, counts = _frame_ragged(cur, frame_length=n_fft, hop_length=hop, center=True,
+                                           pad_mode="constant")
+            use = [g for g, b in enumerate(bases) if b[3] == n_fft]
+            lo = min(bases[g][1] for g in use)
+            hi = max(bases[g][2] for g in use)
+            # window 'ones'; a float32 FFT (librosa's is float64 rounded to complex64: the same to
+            # ~1e-6 of each frame's level, nothing downstream of the CQT is discontinuous)
+            D = scipy.fft.rfft(frames, axis=1)[:, lo:hi]
+            if R is None:
+                R = np.empty((D.shape[0], bases[0][0].shape[1]), dtype=np.complex64)
+            fstart = np.concatenate([[0], np.cumsum(counts)])
+            for g in use:
+                band, blo, bhi, _ = bases[g]
+                a, b = fstart[group_start[g]], fstart[group_end[g]]
+                R[a:b] = D[a:b, blo - lo:bhi - lo] @ band
+        responses.append(R)
         frame_counts.append(counts)
         if octave < n_octaves - 1:
             hop //= 2
-            cur = [_halve(c) for c in cur]
-    fc = np.stack(frame_counts)  # (octaves, clips)
+            cur = _halve_many(cur)
+    fc = np.stack(frame_counts)  # (octaves, clips), permuted order
     keep = fc.min(axis=0)
     out = np.empty((n_bins, int(keep.sum())), dtype=np.complex64)
     end = n_bins
     for octave, R in enumerate(responses):
         n_oct = R.shape[1]
-        starts = np.concatenate([[0], np.cumsum(fc[octave])[:-1]])
         if np.array_equal(fc[octave], keep):
             blk = R.T
         else:
-            idx = np.concatenate([np.arange(starts[c], starts[c] + keep[c]) for c in range(len(cur))])
+            starts = np.concatenate([[0], np.cumsum(fc[octave])[:-1]])
+            idx = np.concatenate([np.arange(starts[c], starts[c] + keep[c]) for c in range(n_clips)])
             blk = R[idx].T
         if end < n_oct:
             out[:end] = blk[-end:]
         else:
             out[end - n_oct:end] = blk
         end -= n_oct
+    kstart = np.concatenate([[0], np.cumsum(keep)])
     if scale:
-        out /= _cqt_lengths(sr, fmin, n_bins, bins_per_octave, tuning, filter_scale, window)[:, None]
-    return out, keep
+        for g, t in enumerate(uniq):
+            a, b = kstart[group_start[g]], kstart[group_end[g]]
+            out[:, a:b] /= _cqt_lengths(float(sr), fmin, n_bins, bins_per_octave, float(t), filter_scale,
+                                        window)[:, None]
+    # back to the callers' clip order
+    inv = np.empty(n_clips, dtype=np.int64)
+    inv[perm] = np.arange(n_clips)
+    counts_out = keep[inv]
+    if np.array_equal(perm, np.arange(n_clips)):
+        return out, counts_out
+    cols = np.concatenate([np.arange(kstart[inv[i]], kstart[inv[i] + 1]) for i in range(n_clips)])
+    return out[:, cols], counts_out
 
 
 def cqt(
