@@ -256,3 +256,43 @@ def test_resampled_audio_equals_librosa_load(shared: Path) -> None:
         ref, _ = librosa.load(path, sr=22050)  # soxr_hq, like ours
         assert sr == 22050 and ours.shape == ref.shape
         np.testing.assert_allclose(ours, ref, atol=1e-6)
+
+
+def test_pcm16_wav_fast_path_equals_libsndfile(shared: Path, tmp_path: Path) -> None:
+    """Plain 16-bit PCM WAVs are parsed with numpy; the samples are libsndfile's, bit for bit."""
+    from earmark.audio import read_pcm16_wav
+
+    for path in sorted((shared / "fsdd" / "recordings").glob("*.wav"))[::50]:
+        ref = sf.read(path, dtype="float32", always_2d=True)[0].T
+        data = path.read_bytes()
+        fast = read_pcm16_wav(data)
+        assert fast is not None and fast[1] == 8000
+        np.testing.assert_array_equal(fast[0], ref)
+        np.testing.assert_array_equal(load_audio(path)[0], ref[0])
+        np.testing.assert_array_equal(load_audio(data)[0], ref[0])
+        np.testing.assert_array_equal(load_audio(path, max_seconds=0.1)[0], ref[0, :800])
+    rng = np.random.default_rng(0)
+    stereo = (rng.random((1001, 2)) * 2 - 1).astype(np.float32)
+    for subtype, fast_path in (("PCM_16", True), ("PCM_24", False), ("FLOAT", False)):
+        p = tmp_path / f"{subtype}.wav"
+        sf.write(p, stereo, 16000, subtype=subtype)
+        ref = sf.read(p, dtype="float32", always_2d=True)[0].T
+        assert (read_pcm16_wav(p.read_bytes()) is not None) == fast_path
+        np.testing.assert_array_equal(load_audio(p, mono=False)[0], ref)
+        np.testing.assert_array_equal(load_audio(p)[0], to_mono(np.ascontiguousarray(ref)))
+    # a data chunk longer than the file (truncated): left to libsndfile
+    data = (tmp_path / "PCM_16.wav").read_bytes()
+    assert read_pcm16_wav(data[:-10]) is None
+    np.testing.assert_array_equal(load_audio(data[:-10], mono=False)[0],
+                                  sf.read(io.BytesIO(data[:-10]), dtype="float32", always_2d=True)[0].T)
+
+
+def test_resample_many_equals_one_by_one() -> None:
+    from earmark.audio import resample_many
+
+    rng = np.random.default_rng(1)
+    clips = [rng.standard_normal(n).astype(np.float32) for n in (1, 2, 3, 17, 400, 401, 5000, 8000, 12345)]
+    for orig, target in ((8000, 16000), (8000, 22050), (2, 1), (44100, 16000), (16000, 16000)):
+        many = resample_many(clips, orig_sr=orig, target_sr=target, group=4)
+        for c, z in zip(clips, many):
+            np.testing.assert_array_equal(z, resample(c, orig_sr=orig, target_sr=target))

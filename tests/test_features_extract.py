@@ -115,6 +115,15 @@ def test_process_workers_equal_in_process(fsdd):
     two = extract(fsdd, "stats", workers=2, batch_size=8)
     np.testing.assert_allclose(two.X, one.X, rtol=1e-5, atol=1e-5)
     assert list(two.rows) == list(one.rows)
+    # the worker pool is kept for the next call, and can be stopped
+    from earmark.features import _extract
+
+    pool = _extract._POOL["pool"]
+    again = extract(fsdd, "stats", workers=2, batch_size=8)
+    assert _extract._POOL["pool"] is pool
+    np.testing.assert_array_equal(again.X, two.X)
+    _extract.shutdown_workers()
+    assert "pool" not in _extract._POOL
 
 
 @pytest.mark.slow

@@ -10,12 +10,14 @@ Example
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +26,7 @@ import numpy as np
 from earmark.errors import AudioDecodeError, EarmarkError, ParameterError
 from earmark.features._presets import Preset, get_preset
 
-__all__ = ["FeatureSet", "extract", "featurize"]
+__all__ = ["FeatureSet", "extract", "featurize", "shutdown_workers"]
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -106,7 +108,8 @@ def featurize(y_or_path: np.ndarray | str | os.PathLike[str] | bytes, preset: st
 # ----------------------------------------------------------------------------------------------
 
 
-def _read(path: str, preset: Preset, want_hash: bool) -> tuple[np.ndarray, dict[str, Any]]:
+def _read_native(path: str, want_hash: bool) -> tuple[np.ndarray, int, dict[str, Any]]:
+    """Mono samples of ``path`` at its own rate, and its metadata (size, mtime, content hash)."""
     from earmark.audio import load_audio
 
     meta: dict[str, Any] = {"path": path}
@@ -126,7 +129,7 @@ def _read(path: str, preset: Preset, want_hash: bool) -> tuple[np.ndarray, dict[
         y, native = load_audio(src)
     except AudioDecodeError as exc:
         raise AudioDecodeError(path, exc.reason) from None
-    return resample_like_librosa(y, orig_sr=native, target_sr=preset.sample_rate), meta
+    return y, native, meta
 
 
 def resample_like_librosa(y: np.ndarray, *, orig_sr: int, target_sr: int) -> np.ndarray:
@@ -166,29 +169,41 @@ def _compute_batch(paths: Sequence[str], preset: Preset, want_hash: bool
                    ) -> tuple[list[int], list[np.ndarray], list[dict[str, Any]], list[dict[str, Any]]]:
     import warnings
 
+    from earmark.audio import resample_many
+
     clips: list[np.ndarray] = []
+    rates: list[int] = []
     ok: list[int] = []
     metas: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
-    for i, p in enumerate(paths):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                y, meta = _read(p, preset, want_hash)
-        except AudioDecodeError as exc:
-            errors.append({"path": p, "reason": exc.reason})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for i, p in enumerate(paths):
+            try:
+                y, native, meta = _read_native(p, want_hash)
+            except AudioDecodeError as exc:
+                errors.append({"path": p, "reason": exc.reason})
+                continue
+            except Exception as exc:  # a decoder bug must not stop a run of thousands of files
+                errors.append({"path": p, "reason": f"{type(exc).__name__}: {exc}"})
+                continue
+            ok.append(i)
+            clips.append(y)
+            rates.append(native)
+            metas.append(meta)
+    # resample the clips of each native rate together (the same samples as one by one)
+    for rate in set(rates):
+        if rate == preset.sample_rate:
             continue
-        except Exception as exc:  # a decoder bug must not stop a run of thousands of files
-            errors.append({"path": p, "reason": f"{type(exc).__name__}: {exc}"})
-            continue
-        ok.append(i)
-        clips.append(y)
-        metas.append(meta)
-    arrays: list[np.ndarray] = []
+        idx = [k for k, r in enumerate(rates) if r == rate]
+        for k, z in zip(idx, resample_many([clips[k] for k in idx], orig_sr=rate, target_sr=preset.sample_rate)):
+            clips[k] = z
+    arrays: list[np.ndarray] | np.ndarray = []
     if clips:
         try:
             out = preset.transform_batch(clips)
-            arrays = list(out)
+            # one stacked float32 array pickles back from a worker much faster than a list
+            arrays = np.asarray(out, dtype=np.float32) if isinstance(out, np.ndarray) else list(out)
         except Exception:
             # one clip broke the batch (e.g. too short for a setting): isolate it
             keep_ok, keep_meta = [], []
@@ -201,7 +216,8 @@ def _compute_batch(paths: Sequence[str], preset: Preset, want_hash: bool
                     reason = str(exc) if isinstance(exc, EarmarkError) else f"{type(exc).__name__}: {exc}"
                     errors.append({**m, "reason": f"feature extraction failed: {reason}"})
             ok, metas = keep_ok, keep_meta
-    arrays = [np.asarray(a, dtype=np.float32) for a in arrays]
+    if not isinstance(arrays, np.ndarray):
+        arrays = [np.asarray(a, dtype=np.float32) for a in arrays]
     return ok, arrays, metas, errors
 
 
@@ -217,33 +233,123 @@ def _cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+_POOL_LOCK = threading.Lock()
+_POOL: dict[str, Any] = {}
+
+
+def _shared_pool(workers: int, kind: str | None) -> ProcessPoolExecutor:
+    """The process pool of this interpreter, kept between :func:`extract` calls (its workers keep
+    their imports, compiled kernels and filter caches); replaced when ``workers`` changes or it
+    broke, shut down at exit (or by :func:`shutdown_workers`)."""
+    import multiprocessing as mp
+
+    with _POOL_LOCK:
+        pool = _POOL.get("pool")
+        if pool is not None and _POOL.get("workers") == workers and not getattr(pool, "_broken", False):
+            return pool
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+        ctx = mp.get_context("forkserver" if sys.platform.startswith("linux") else "spawn")
+        if ctx.get_start_method() == "forkserver":
+            # workers fork from a server that imported these once (librosa builds chroma/CQT filters);
+            # only the first pool of a process sets them (the server then keeps running)
+            preload = ["earmark.features._extract"]
+            if kind in ("classic173", "stats"):
+                # and loaded the compiled kernels (numba loads them per process, at first call)
+                preload += ["librosa.filters", "librosa.core.intervals", "librosa.util.utils",
+                            "earmark.features._warm"]
+            ctx.set_forkserver_preload(preload)
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+        if not _POOL.get("atexit"):
+            import atexit
+
+            atexit.register(shutdown_workers)
+            _POOL["atexit"] = True
+        _POOL.update(pool=pool, workers=workers)
+        return pool
+
+
+def shutdown_workers() -> None:
+    """Stop the worker processes that :func:`extract` keeps between calls (they also stop at exit).
+
+    Example
+    -------
+    >>> shutdown_workers()
+    """
+    with _POOL_LOCK:
+        pool = _POOL.pop("pool", None)
+        _POOL.pop("workers", None)
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _run_local(batches: list[list[str]], record: dict[str, Any], want_hash: bool, workers: int
                ) -> Iterator[tuple[int, Any]]:
+    """Batches on ``workers`` processes. This process computes batches too until the first worker
+    result arrives, so the workers' start-up (first call of a session) costs no idle time."""
     if workers <= 1 or len(batches) <= 1:
         for b, paths in enumerate(batches):
             yield b, compute_batch(paths, record, want_hash)
         return
-    import multiprocessing as mp
+    import queue
 
-    ctx = mp.get_context("forkserver" if sys.platform.startswith("linux") else "spawn")
-    if ctx.get_start_method() == "forkserver":
-        # workers fork from a server that imported these once (librosa builds chroma/CQT filters)
-        preload = ["earmark.features._extract", "earmark.features._kernels"]
-        if record.get("kind") in ("classic173", "stats"):
-            preload += ["librosa.filters", "librosa.core.intervals"]
-        ctx.set_forkserver_preload(preload)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        pending: dict[Future, int] = {}
-        nxt = 0
-        max_inflight = 2 * workers
-        while nxt < len(batches) or pending:
-            while nxt < len(batches) and len(pending) < max_inflight:
-                pending[pool.submit(compute_batch, batches[nxt], record, want_hash)] = nxt
-                nxt += 1
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                b = pending.pop(fut)
-                yield b, fut.result()
+    results: queue.Queue = queue.Queue()
+    lock = threading.Lock()
+    state = {"next": 0, "worker_done": False, "stop": False}
+
+    def claim() -> int | None:
+        with lock:
+            if state["stop"] or state["next"] >= len(batches):
+                return None
+            b = state["next"]
+            state["next"] += 1
+            return b
+
+    def on_done(b: int, fut: Future) -> None:
+        state["worker_done"] = True
+        results.put((b, fut))
+        sem.release()
+
+    sem = threading.Semaphore(2 * workers)  # batches in flight on the pool
+
+    def feed() -> None:
+        try:
+            pool = _shared_pool(workers, record.get("kind"))
+            while True:
+                sem.acquire()
+                b = claim()
+                if b is None:
+                    break
+                fut = pool.submit(compute_batch, batches[b], record, want_hash)
+                fut.add_done_callback(functools.partial(on_done, b))
+        except BaseException as exc:  # the pool could not start: this process does the rest
+            results.put((-1, exc))
+        finally:
+            results.put((-2, None))
+
+    feeder = threading.Thread(target=feed, name="earmark-extract-feeder", daemon=True)
+    feeder.start()
+    n_yielded = 0
+    try:
+        while n_yielded < len(batches):
+            if not state["worker_done"]:
+                b = claim()
+                if b is not None:
+                    yield b, compute_batch(batches[b], record, want_hash)
+                    n_yielded += 1
+                    continue
+            b, item = results.get()
+            if b == -1:  # the pool could not start: this process takes the remaining batches
+                if isinstance(item, (KeyboardInterrupt, SystemExit)):
+                    raise item
+                state["worker_done"] = False
+            elif b >= 0:
+                yield b, item.result()
+                n_yielded += 1
+    finally:
+        with lock:
+            state["stop"] = True
+        sem.release()
 
 
 def _run_ray(batches: list[list[str]], record: dict[str, Any], want_hash: bool, workers: int,

@@ -207,3 +207,12 @@ def harmonic_spectrum(D: np.ndarray, mag: np.ndarray, harm: np.ndarray, perc: np
             r = g * m
             out[i, j] = complex(r * pr, r * pi)
     return out
+
+
+def warm() -> None:
+    """Compile (or load from numba's cache) every kernel, on tiny float32 inputs."""
+    x = np.ones((4, 8), dtype=np.float32)
+    median_rows(x, 3)
+    median_segments(x, np.array([0, 2, 4], dtype=np.int64), 3)
+    harmonic_spectrum(x.astype(np.complex64), x, x, x, 1.0, 0.5)
+    overlap_add(x.astype(np.float64), np.zeros(4, dtype=np.int64), 1, np.zeros(16, dtype=np.float32))

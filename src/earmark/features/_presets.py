@@ -82,28 +82,53 @@ def _target_samples(sr: int, p: Mapping[str, Any]) -> int | None:
 def _logmel_batch(clips: Sequence[np.ndarray], sr: int, p: Mapping[str, Any]) -> np.ndarray:
     n_target = _target_samples(sr, p)
     assert n_target is not None
-    n_fft, hop = p["n_fft"], p["hop_length"]
+    n_fft, hop, n_mels = p["n_fft"], p["hop_length"], p["n_mels"]
     n_frames = 1 + n_target // hop
     clips = _fix_length(clips, n_target, p["align"])
     # Frames that lie wholly in the zero padding have zero power: only compute the others.
     short = [_zero_extend(c, min(n_target, len(c) + n_fft)) for c in clips]
     spec, counts = sp._stft_ragged(short, n_fft=n_fft, hop_length=hop, win_length=p["win_length"],
                                    window=p["window"], center=True, pad_mode="constant", fast=True)
-    mag = np.abs(spec)
-    power = mag if p["power"] == 1.0 else mag ** p["power"]
-    fb = sp.mel_filterbank(sr=sr, n_fft=n_fft, n_mels=p["n_mels"], fmin=p["fmin"], fmax=p["fmax"],
+    F = spec.T  # (frames, bins), contiguous
+    if p["power"] == 2.0:
+        power = F.real * F.real
+        power += F.imag * F.imag
+    else:
+        mag = np.abs(F)
+        power = mag if p["power"] == 1.0 else mag ** p["power"]
+    fb = sp.mel_filterbank(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=p["fmin"], fmax=p["fmax"],
                            htk=p["htk"], norm=p["norm"])
-    M = fb @ power
-    out = np.zeros((len(clips), p["n_mels"], n_frames), dtype=np.float32)
-    off = 0
-    for i, c in enumerate(counts):
-        k = min(int(c), n_frames)
-        out[i, :, :k] = M[:, off:off + k]
-        off += int(c)
-    flat = out.transpose(1, 0, 2).reshape(p["n_mels"], -1)
-    db = sp._power_to_db_flat(flat, np.full(len(clips), n_frames), ref=p["ref"], amin=p["amin"],
-                              top_db=p["top_db"])
-    return np.ascontiguousarray(db.reshape(p["n_mels"], len(clips), n_frames).transpose(1, 0, 2))
+    MT = power @ fb.T  # (computed frames, mels)
+    return _logmel_db(MT, counts.astype(np.int64), len(clips), n_frames, p)
+
+
+def _logmel_db(MT: np.ndarray, counts: np.ndarray, n_clips: int, n_frames: int, p: Mapping[str, Any]
+               ) -> np.ndarray:
+    """``power_to_db`` (per-clip ``top_db``) of the computed frames ``MT`` (frames, mels), the
+    frames after each clip's ``counts`` being all-zero power; → ``(clips, mels, n_frames)``."""
+    if np.any(counts > n_frames) or np.any(counts < 1):
+        raise ParameterError(f"internal: frame counts outside [1, {n_frames}]")
+    amin, ref, top_db = p["amin"], p["ref"], p["top_db"]
+    first = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    clip_of = np.repeat(np.arange(n_clips), counts)
+    frame_of = np.arange(len(MT)) - first[clip_of]
+    db = 10.0 * np.log10(np.maximum(amin, MT))
+    db -= 10.0 * np.log10(max(amin, ref))
+    zero = 10.0 * np.log10(np.maximum(amin, np.zeros(1, dtype=MT.dtype)))  # dB of an all-zero frame
+    zero -= 10.0 * np.log10(max(amin, ref))
+    pad_value = np.full(n_clips, zero[0], dtype=db.dtype)
+    if top_db is not None:
+        if top_db < 0:
+            raise ParameterError(f"The 'top_db' parameter must be >= 0 or None. Got {top_db} instead.")
+        peak = np.maximum.reduceat(db.max(axis=1), first)
+        peak = np.where(counts < n_frames, np.maximum(peak, zero[0]), peak)
+        floor = (peak - top_db).astype(db.dtype)
+        np.maximum(db, floor[clip_of][:, None], out=db)
+        pad_value = np.maximum(pad_value, floor)
+    out = np.empty((n_clips, n_frames, MT.shape[1]), dtype=np.float32)
+    out[:] = pad_value[:, None, None]
+    out[clip_of, frame_of] = db
+    return np.ascontiguousarray(out.transpose(0, 2, 1))
 
 
 _register_kind = _KINDS.__setitem__

@@ -155,7 +155,8 @@ def _stft_ragged(
         clips, frame_length=n_fft, hop_length=hop_length, center=center, pad_mode=pad_mode
     )
     if fast:
-        spec = scipy.fft.rfft(frames * w.astype(np.float32), axis=1)
+        frames *= w.astype(np.float32)  # frames is a fresh gathered copy
+        spec = scipy.fft.rfft(frames, axis=1, overwrite_x=True)
     else:
         spec = np.fft.rfft(frames * w, axis=1).astype(np.complex64)
     return spec.T, counts
