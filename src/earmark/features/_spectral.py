@@ -650,14 +650,18 @@ def _tuning_ragged(
     lo = int(np.searchsorted(freqs, max(fmin, 0), side="left"))
     hi = int(np.searchsorted(freqs, fmax, side="left"))
     ref = threshold * S.max(axis=0)
-    T = S * (ref[None, :] < S)
+    # only the rows lo - 1 .. hi (peaks are looked for in lo .. hi - 1, each with its neighbours)
+    a, b = max(lo - 1, 0), min(hi + 1, S.shape[0])
+    Sb = S[a:b]
+    T = Sb * (ref[None, :] < Sb)
     # local maxima of T along frequency (edge-padded): T[i] > T[i-1] and T[i] >= T[i+1]
     prev = np.concatenate([T[:1], T[:-1]])
     nxt = np.concatenate([T[1:], T[-1:]])
     peak = (prev < T) & (nxt <= T)
-    peak[:lo] = False
-    peak[hi:] = False
+    peak[:max(lo - a, 0)] = False
+    peak[max(hi - a, 0):] = False
     fi, ti = np.nonzero(peak)
+    fi = fi + a
     # parabolic interpolation only where needed
     x0 = S[np.maximum(fi - 1, 0), ti]
     x1 = S[fi, ti]
