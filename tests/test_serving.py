@@ -184,7 +184,8 @@ def _server_process(request, tmp_path_factory):
     bundle = save_model(fsdd_model(), tmp_path_factory.mktemp("bundle") / "digits.earmark")
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "earmark.cli.main", "serve", str(bundle), "--port", str(port), "--max-seconds", "5"],
+        [sys.executable, "-m", "earmark.cli.main", "serve", str(bundle), "--port", str(port), "--max-seconds", "5",
+         "--micro-batch", "8", "--threads", "1", "--runtime", "auto"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     yield proc, f"http://127.0.0.1:{port}"
@@ -228,6 +229,18 @@ def test_uvicorn_process_answers_over_loopback(server):
         assert c.post("/predict", content=_wav(6.0)).status_code == 413
         assert c.get("/health").json()["status"] == "ok"
         assert "earmark_requests_total" in c.get("/metrics").text
+        settings = c.get("/model").json()["settings"]
+        assert settings["micro_batch"] == 8 and settings["threads"] == 1 and settings["runtime"] == "auto"
+
+
+def test_serve_help_lists_the_speed_options():
+    from typer.testing import CliRunner
+
+    from earmark.cli.main import app
+
+    out = CliRunner().invoke(app, ["serve", "--help"], env={"COLUMNS": "200"}).output
+    for flag in ("--runtime", "--micro-batch", "--threads", "--http", "--loop", "--workers"):
+        assert flag in out
 
 
 def test_web_page_upload_shows_the_right_label(server):
