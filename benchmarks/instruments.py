@@ -27,7 +27,7 @@ SHARED = Path(os.environ.get("EARMARK_SHARED", Path(__file__).resolve().parents[
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--task", choices=["family", "pitch", "both"], default="both")
-    ap.add_argument("--model", default=None, help="default: cnn (family), cnn-reg (pitch)")
+    ap.add_argument("--model", default=None, help="default: cnn (family), hcnn-reg (pitch)")
     ap.add_argument("--features", default=None)
     ap.add_argument("--folds", default="1,2,3,4,5")
     ap.add_argument("--epochs", type=int, default=None)
@@ -40,7 +40,7 @@ def main() -> None:
     folds = [int(f) for f in args.folds.split(",")]
     tasks = ["family", "pitch"] if args.task == "both" else [args.task]
     for task in tasks:
-        model_name = args.model or ("cnn" if task == "family" else "cnn-reg")
+        model_name = args.model or ("cnn" if task == "family" else "hcnn-reg")
         metric = "accuracy" if task == "family" else "MAE (semitones)"
         print(f"\n{task}: {model_name}, metric {metric}")
         print(f"{'fold':5s} {'score':>7s} {'notes':>7s} {'chords':>7s} {'epochs':>6s} {'wall_s':>7s} {'cpu_s':>6s}")

@@ -121,6 +121,9 @@ def test_default_cnn_trains_and_history_is_recorded(fsdd, theo):
     assert {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr"} <= set(m.history[0])
     assert m.config["best_epoch"] >= 1
     assert m.reference["features"].shape[1] == 64  # per-mel time means of log-mel
+    # 4 speakers: validated on one held out, then refitted on all 4 for the whole epoch budget
+    assert m.config["refit_on_all"] and m.config["refit_epochs"] == 8
+    assert m.estimator.n_epochs_ == 8 and "val_accuracy" in m.history[-1] and "accuracy" in m.metrics
     t = theo[theo["label"].isin(["0", "1", "2"])]
     pred = m.predict(t)
     assert float((pred["label"] == t["label"].astype(str).to_numpy()).mean()) >= 0.5
@@ -137,6 +140,25 @@ def test_pitch_regression_on_instruments():
     assert m.metrics["mae"] < 0.8 * baseline
     pred = m.predict(df["path"][:3].tolist())
     assert "prediction" in pred.columns and pred["prediction"].between(10, 120).all()
+
+
+def test_refit_can_be_switched_off(fsdd):
+    df = _take(fsdd[fsdd["label"].isin(["0", "1"]) & (fsdd["group"] != "theo")], 6)
+    m = train(df, epochs=2, seed=0, batch_size=16, refit=False)
+    assert not m.config["refit_on_all"] and m.config["refit_epochs"] is None
+
+
+def test_hcnn_reg_reads_pitch_off_the_frequency_axis():
+    df = load_dataset(SHARED / "instruments" / "manifest.csv")
+    notes = df[df["kind"] == "note"]
+    tr = notes[notes["fold"] != 5].groupby("label").head(24).reset_index(drop=True)
+    te = notes[notes["fold"] == 5].groupby("label").head(4).reset_index(drop=True)
+    m = train(tr, model="hcnn-reg", target="pitch", seed=0, workers=1)
+    assert m.preset.name == "cqt" and m.config["refit_on_all"]  # 4 folds as groups
+    err = np.abs(m.predict(te)["prediction"].to_numpy(float) - te["pitch"].to_numpy(float))
+    baseline = float(np.mean(np.abs(te["pitch"] - tr["pitch"].mean())))
+    # programs never heard in training; the frequency axis makes pitch transfer across them
+    assert np.median(err) < 1.0 and err.mean() < 0.25 * baseline, (err.mean(), baseline)
 
 
 def test_numeric_target_defaults_to_a_regressor():

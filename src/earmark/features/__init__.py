@@ -10,6 +10,7 @@ Example
 (173,)
 """
 
+from earmark.features import _logcqt  # noqa: F401  (registers the 'cqt' preset)
 from earmark.features._extract import FeatureSet, extract, featurize
 from earmark.features._presets import Preset, get_preset, list_presets, register_preset
 from earmark.features._spectral import (

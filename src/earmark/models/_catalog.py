@@ -147,6 +147,14 @@ register_model(
     search_space={**_TORCH_SPACE, "epochs": ("int", 15, 40)},
 )
 register_model(
+    "hcnn-reg", _torch(TorchRegressor, "hcnn", epochs=40, batch_size=32, lr=3e-3,
+                       augment_options={"freq_warp": 0.0, "mixup": 0.0}),
+    task="regression", preset="cqt", kind="torch",
+    description="Harmonic CNN on constant-Q spectra, equivariant to pitch shifts: regression of "
+    "pitch-like targets (a note's MIDI pitch).",
+    search_space={**_TORCH_SPACE, "epochs": ("int", 20, 80)},
+)
+register_model(
     "mlp-reg", _torch(TorchRegressor, "mlp", epochs=60), task="regression", preset="classic173",
     kind="torch", description="Batch-normalised MLP regressor on pooled features.",
     search_space={**_TORCH_SPACE, "epochs": ("int", 30, 120)},

@@ -6,7 +6,8 @@ Every builder has the signature ``builder(input_shape, n_outputs, **options) -> 
 - ``mlp``: ``(n_features,)`` pooled vectors;
 - ``cnn``: ``(n_mels, frames)`` or ``(channels, n_mels, frames)`` spectrogram-like inputs;
 - ``lstm``: ``(n_coefficients, frames)`` sequences (features first, as librosa returns them);
-- ``cnn1d``: ``(samples,)`` raw waveforms.
+- ``cnn1d``: ``(samples,)`` raw waveforms;
+- ``hcnn``: ``(bins, frames)`` log-frequency (constant-Q) spectrograms.
 
 Modules take float32 batches ``(batch, *input_shape)`` and return logits ``(batch, n_outputs)``.
 Per-utterance normalisation is part of the module (:class:`UtteranceNorm`), so an exported graph
@@ -349,6 +350,131 @@ def cnn1d_reference(
     )
 
 
+class _HarmonicStack(nn.Module):
+    """Stack copies of a log-frequency axis shifted so that harmonic ``h`` of every bin lands on it.
+
+    Input ``(batch, channels, bins)``; output ``(batch, channels * len(harmonics), bins)``, where
+    channel ``c * H + k`` at bin ``b`` holds input bin ``b + round(bins_per_octave * log2(h_k))``
+    (zero outside the axis): a convolution then sees a pitch and its partials at one position.
+    """
+
+    def __init__(self, harmonics: Sequence[float], bins_per_octave: int) -> None:
+        super().__init__()
+        import math
+
+        self.shifts = [round(bins_per_octave * math.log2(float(h))) for h in harmonics]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n_bins = x.shape[-1]
+        out = []
+        for s in self.shifts:
+            if s == 0:
+                out.append(x)
+            elif s > 0:
+                out.append(nn.functional.pad(x[..., s:], (0, min(s, n_bins))) if s < n_bins else torch.zeros_like(x))
+            else:
+                out.append(nn.functional.pad(x[..., : n_bins + s], (min(-s, n_bins), 0)) if -s < n_bins
+                           else torch.zeros_like(x))
+        return torch.cat(out, dim=1)
+
+
+class _HarmonicCNN(nn.Module):
+    def __init__(self, n_bins: int, n_outputs: int, *, bins_per_octave: int, harmonics: Sequence[float],
+                 width: int, dropout: float, head: str, fmin_value: float, units_per_octave: float) -> None:
+        super().__init__()
+        self.head = head
+        self.bins_per_octave = bins_per_octave
+        self.stack = _HarmonicStack(harmonics, bins_per_octave)
+        c_in = 2 * len(harmonics)
+        octave = max(1, bins_per_octave // 4)
+        layers: list[nn.Module] = []
+        for c, (k, d) in zip((c_in, width, width, width), ((5, 1), (5, 1), (5, max(1, octave // 2)), (5, octave))):
+            layers += [nn.Conv1d(c, width, k, padding=d * (k // 2), dilation=d, bias=False), nn.BatchNorm1d(width),
+                       nn.ReLU(inplace=True)]
+        self.body = nn.Sequential(*layers)
+        self.drop = nn.Dropout(dropout)
+        self._logits: torch.Tensor | None = None
+        if head == "position":
+            self.score = nn.Conv1d(width, 1, 1)
+            # value (target units) of every bin, and the target standardisation of the estimator
+            values = fmin_value + torch.arange(n_bins, dtype=torch.float32) * (units_per_octave / bins_per_octave)
+            self.register_buffer("values", values)
+            self.register_buffer("y_mean", torch.zeros(()))
+            self.register_buffer("y_scale", torch.ones(()))
+        else:
+            self.out = nn.Linear(2 * width, n_outputs)
+
+    def set_target_scaling(self, mean: float, scale: float) -> None:
+        """Targets are standardised by the estimator: output ``(value - mean) / scale``."""
+        self.y_mean.fill_(float(mean))
+        self.y_scale.fill_(float(scale))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # (batch, bins, frames) dB -> level relative to the example's peak, pooled over time
+        x = x - x.amax(dim=(-2, -1), keepdim=True)
+        x = (x.clamp_min(-80.0) + 80.0) / 80.0
+        pooled = torch.stack([x.mean(dim=-1), x.amax(dim=-1)], dim=1)
+        h = self.drop(self.body(self.stack(pooled)))
+        if self.head != "position":
+            return self.out(torch.cat([h.mean(dim=-1), h.amax(dim=-1)], dim=1))
+        logits = self.score(h)[:, 0]
+        self._logits = logits if self.training else None
+        # the value around the most likely bin (a local soft-argmax: no averaging across octaves)
+        n_bins = logits.shape[-1]
+        idx = torch.arange(n_bins, device=logits.device)
+        near = (idx[None] - logits.argmax(dim=-1, keepdim=True)).abs() <= max(1, self.bins_per_octave // 12)
+        w = torch.softmax(logits.masked_fill(~near, float("-inf")), dim=-1)
+        value = (w * self.values).sum(dim=-1, keepdim=True)
+        return (value - self.y_mean) / self.y_scale
+
+    def aux_loss(self, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the bin scores against the target's bin (blurred by one bin)."""
+        if self._logits is None:
+            return torch.zeros((), device=target.device)
+        raw = target.float() * self.y_scale + self.y_mean
+        step = self.values[1] - self.values[0]
+        pos = (raw - self.values[0]) / step
+        idx = torch.arange(self._logits.shape[-1], device=target.device, dtype=torch.float32)
+        q = torch.softmax(-0.5 * (idx[None] - pos[:, None]) ** 2, dim=-1)
+        per = -(q * torch.log_softmax(self._logits, dim=-1)).sum(dim=-1)
+        return (per * weight).sum() / weight.sum().clamp_min(1e-12)
+
+
+def hcnn_default(
+    input_shape: Sequence[int],
+    n_outputs: int,
+    *,
+    bins_per_octave: int = 36,
+    harmonics: Sequence[float] = (0.5, 1, 2, 3, 4, 5, 6),
+    width: int = 48,
+    dropout: float = 0.1,
+    head: str = "auto",
+    fmin_value: float = 21.0,
+    units_per_octave: float = 12.0,
+) -> nn.Module:
+    """Harmonic CNN on a log-frequency spectrogram ``(bins, frames)`` (the ``cqt`` preset).
+
+    The spectrum is pooled over time (mean and max of the level relative to the peak), stacked
+    with copies shifted by each harmonic's interval (``bins_per_octave`` must match the preset),
+    and convolved along frequency only, so the network is equivariant to pitch shifts.
+    ``head="position"`` (the default for one output) scores every bin and reads the target off the
+    best bin's position (a local soft-argmax), trained with a cross-entropy over bins as well as
+    the estimator's loss: a regression of targets linear in log-frequency that transfers across
+    the register. The bins' values are ``fmin_value + k * units_per_octave / bins_per_octave``;
+    the defaults match the ``cqt`` preset and MIDI pitch (bin 0 = MIDI 21, 12 per octave).
+    ``head="pool"`` pools over frequency (classification).
+    """
+    if len(input_shape) != 2:
+        raise ParameterError(f"The hcnn network takes (bins, frames) inputs (preset 'cqt'). Got shape {tuple(input_shape)}.")
+    if head == "auto":
+        head = "position" if n_outputs == 1 else "pool"
+    if head not in ("position", "pool"):
+        raise ParameterError(f"The 'head' option of the hcnn must be 'auto', 'position' or 'pool'. Got {head!r} instead.")
+    return _HarmonicCNN(int(input_shape[0]), n_outputs, bins_per_octave=int(bins_per_octave),
+                        harmonics=tuple(harmonics), width=int(width), dropout=float(dropout), head=head,
+                        fmin_value=float(fmin_value), units_per_octave=float(units_per_octave))
+
+
 #: (network, arch) -> builder
 ARCHS: dict[tuple[str, str], Callable[..., nn.Module]] = {
     ("mlp", "default"): mlp_default,
@@ -360,6 +486,7 @@ ARCHS: dict[tuple[str, str], Callable[..., nn.Module]] = {
     ("lstm", "reference"): lstm_reference,
     ("cnn1d", "default"): cnn1d_default,
     ("cnn1d", "reference"): cnn1d_reference,
+    ("hcnn", "default"): hcnn_default,
 }
 
 

@@ -339,6 +339,10 @@ class _TorchEstimator(BaseEstimator):
             if isinstance(m, _Standardize):
                 m.mean.copy_(torch.as_tensor(Xt.mean(axis=0)))
                 m.scale.copy_(torch.as_tensor(Xt.std(axis=0) + 1e-6))
+        if hasattr(module, "set_target_scaling") and self._task == "regression":
+            # networks that predict in the target's own units (e.g. a pitch read off a frequency axis)
+            module.set_target_scaling(self.y_mean_, self.y_scale_)
+        aux_loss = getattr(module, "aux_loss", None)
         module.to(device)
 
         w_all = torch.as_tensor(swt * self._sample_class_weights(yt), dtype=torch.float32)
@@ -404,6 +408,8 @@ class _TorchEstimator(BaseEstimator):
                 loss = self._loss(out, yb, wb)
                 if lam < 1:
                     loss = lam * loss + (1 - lam) * self._loss(out, yb2, wb2)
+                if aux_loss is not None:
+                    loss = loss + aux_loss(yb, wb)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if self.max_grad_norm > 0:

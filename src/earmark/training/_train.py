@@ -130,6 +130,34 @@ def _split(df: pd.DataFrame, group_col: str | None, val_fraction: float, seed: i
     return np.sort(tr["_pos"].to_numpy()), np.sort(va["_pos"].to_numpy()), f"{by}:{group_col}" if by == "group" else by
 
 
+#: Below this many groups, neural models are refitted on all data after validation (see ``train``).
+_FEW_GROUPS = 6
+
+
+def _refit_torch(est: Any, X_tr: Any, y_tr: np.ndarray, w_tr: np.ndarray, X_va: Any, y_va: np.ndarray,
+                 callbacks: list, progress: Any) -> Any:
+    """A fresh copy of ``est`` trained on training + validation rows for its full epoch budget."""
+    from sklearn.base import clone
+
+    X_all = np.concatenate([X_tr, X_va]) if isinstance(X_tr, np.ndarray) else [*X_tr, *X_va]
+    y_fit = np.concatenate([y_tr, y_va])
+    w_fit = np.concatenate([w_tr, np.ones(len(y_va))])
+    final = clone(est)
+    stop = None
+    cbs = list(callbacks) + ([progress] if callable(progress) else [])
+    if progress is True:
+        cb, stop = _rich_epoch_progress(final.epochs)
+        cbs.append(cb)
+    final.set_params(callbacks=cbs or None, validation_fraction=0.0)
+    try:
+        final.fit(X_all, y_fit, sample_weight=w_fit)
+    finally:
+        if stop is not None:
+            stop()
+    final.set_params(callbacks=None)
+    return final
+
+
 def train(
     dataset: pd.DataFrame,
     *,
@@ -139,7 +167,8 @@ def train(
     group: str | None = None,
     epochs: int | None = None,
     seed: int = 0,
-    val_fraction: float = 0.15,
+    val_fraction: float | None = None,
+    refit: bool | None = None,
     extra_train: pd.DataFrame | None = None,
     extra_weight: float = 1.0,
     cache: Any = None,
@@ -168,8 +197,15 @@ def train(
         Maximum epochs of neural models (their default otherwise).
     seed : int
         Seed of the split, initialisation, shuffling and augmentation.
-    val_fraction : float
-        Share of the data (by group) held out for early stopping and validation metrics.
+    val_fraction : float, optional
+        Share of the data (by group) held out for early stopping and validation metrics
+        (default 0.15; 0 trains on everything without validation).
+    refit : bool, optional
+        After validating, train a fresh network on all the data (validation part included) for
+        the full epoch budget and keep that one; the reported metrics stay those of the validated
+        run. Default: on for neural models when the data has fewer than 6 groups (holding one
+        speaker out of 4 for early stopping costs more than it gives: e.g. FSDD leave-one-speaker-
+        out improves by 3-11 points per fold). Classical models are always refitted on all data.
     extra_train : DataFrame, optional
         Additional rows used for training only, never for validation (e.g. synthetic voices).
     extra_weight : float
@@ -220,6 +256,8 @@ def train(
                 f"The {name} table has no column {target_col!r} (columns: {list(frame.columns)}); "
                 "pass target= naming the column to learn."
             )
+    if val_fraction is None:
+        val_fraction = 0.15
     if not 0 <= val_fraction < 1:
         raise ParameterError(f"The 'val_fraction' parameter must be a float in [0, 1). Got {val_fraction!r} instead.")
     if extra_weight <= 0:
@@ -303,8 +341,10 @@ def train(
         est.set_params(epochs=int(epochs))
 
     stop_progress = None
+    user_callbacks: list = []
     if is_torch:
-        callbacks = list(est.callbacks or [])
+        user_callbacks = list(est.callbacks or [])
+        callbacks = list(user_callbacks)
         if callable(progress):
             callbacks.append(progress)
         elif progress:
@@ -324,27 +364,33 @@ def train(
     else:
         _fit_sklearn(est, X_tr, y_tr, w_tr)
         history = []
+    n_groups = int(main[group_col].nunique()) if group_col is not None else 0
+    refit_torch = bool(is_torch and len(X_va) and (refit if refit is not None
+                                                   else split_how.startswith("group") and n_groups < _FEW_GROUPS))
+    val_est = est
+    if refit_torch:
+        est = _refit_torch(est, X_tr, y_tr, w_tr, X_va, y_va, user_callbacks, progress)
 
     classes = [str(c) for c in est.classes_] if task == "classification" else []
     proba_va = None
     if len(X_va):
         if task == "classification":
-            proba_va = est.predict_proba(X_va)
-            pred_va = np.asarray(est.classes_)[proba_va.argmax(axis=1)].astype(str)
+            proba_va = val_est.predict_proba(X_va)
+            pred_va = np.asarray(val_est.classes_)[proba_va.argmax(axis=1)].astype(str)
         else:
-            pred_va = np.asarray(est.predict(X_va), np.float64)
+            pred_va = np.asarray(val_est.predict(X_va), np.float64)
         metrics = _metrics(task, y_va, pred_va, proba_va, classes)
     else:
         pred_va = np.zeros(0)
         metrics = {}
-    refit = False
+    refit_sklearn = False
     if not is_torch and len(X_va):
         # classical models do not early-stop: validate, then refit on all the data
         X_fit = np.concatenate([X_tr, X_va]) if isinstance(X_tr, np.ndarray) else [*X_tr, *X_va]
         y_fit = np.concatenate([y_tr, y_va])
         w_fit = np.concatenate([w_tr, np.ones(len(y_va))])
         _fit_sklearn(est, X_fit, y_fit, w_fit)
-        refit = True
+        refit_sklearn = True
 
     rng = np.random.default_rng(seed)
     main_tr = sel_tr[ok[sel_tr] < n_main]
@@ -397,10 +443,11 @@ def train(
         "seed": int(seed),
         "epochs": int(est.epochs) if is_torch else None,
         "epochs_run": len(history),
-        "best_epoch": int(getattr(est, "best_epoch_", 0)) if is_torch else None,
+        "best_epoch": int(getattr(val_est, "best_epoch_", 0)) if is_torch else None,
         "val_fraction": float(val_fraction),
         "split": split_how,
-        "refit_on_all": refit,
+        "refit_on_all": refit_sklearn or refit_torch,
+        "refit_epochs": int(est.epochs) if refit_torch else None,
         "extra_weight": float(extra_weight) if extra is not None else None,
         "padding": {
             "preset_duration": preset.params.get("duration"),
