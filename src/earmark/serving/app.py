@@ -11,8 +11,8 @@ on one thread per process, since requests already run in parallel, and hands the
 0.5 ms (Python's default is 5 ms) so that a computing batch does not hold the event loop up.
 The hottest request, ``POST /predict`` with the clip as raw body, is answered on plain ASGI (same
 limits, errors, metrics and JSON as the FastAPI route, without its routing, validation and
-middleware layers), plain 16-bit PCM WAV uploads are read without libsndfile, and uvicorn runs
-on httptools and uvloop when they are installed (they are dependencies).
+middleware layers), and uvicorn runs on httptools and uvloop when they are installed (they are
+dependencies).
 
 Endpoints: ``POST /predict`` (multipart field ``file`` or the raw bytes as body), ``POST
 /predict/batch`` (multipart fields ``files``), ``GET /health``, ``GET /model``, ``GET /metrics``

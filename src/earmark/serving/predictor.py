@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from earmark.audio import load_audio, resample, to_mono
+from earmark.audio import load_audio
 from earmark.errors import AudioDecodeError, ParameterError
 
 __all__ = ["RUNTIMES", "Prediction", "Predictor", "UploadRejected", "top_k"]
@@ -237,16 +237,14 @@ class Predictor:
                     "(setting max_bytes / --max-bytes / EARMARK_SERVE_MAX_BYTES)",
                     kind="too_large", status=413,
                 )
+        kwargs: dict[str, Any] = {}
+        if max_bytes is not None:
+            kwargs["max_bytes"] = max_bytes
+        if timeout is not None:
+            kwargs["timeout"] = timeout
         # decode a little more than allowed, to tell "too long" from "exactly the limit"
         limit = None if max_seconds is None else max_seconds + 0.5
-        y = _pcm16_wav(source, self.sample_rate, limit) if isinstance(source, (bytes, bytearray)) else None
-        if y is None:
-            kwargs: dict[str, Any] = {}
-            if max_bytes is not None:
-                kwargs["max_bytes"] = max_bytes
-            if timeout is not None:
-                kwargs["timeout"] = timeout
-            y, _ = load_audio(source, sr=self.sample_rate, mono=True, max_seconds=limit, **kwargs)
+        y, _ = load_audio(source, sr=self.sample_rate, mono=True, max_seconds=limit, **kwargs)
         if max_seconds is not None and y.shape[0] > max_seconds * self.sample_rate + 1:
             raise UploadRejected(
                 f"audio is longer than the limit of {max_seconds:g} s "
@@ -354,50 +352,6 @@ class Predictor:
             for s, c, p in zip(starts, chunks, proba, strict=True)
         ]
         return windows, self._make(proba.mean(axis=0), n / sr, None)
-
-
-def _pcm16_wav(data: bytes | bytearray, sr: int, max_seconds: float | None) -> np.ndarray | None:
-    """The samples :func:`~earmark.audio.load_audio` gives for a plain 16-bit PCM WAV, read without
-    libsndfile (a tenth of its cost for a short upload); ``None`` for anything else, which then goes
-    through ``load_audio``.
-
-    Only the simplest layout is taken: ``RIFF``/``WAVE``, a ``fmt`` chunk of format 1 (PCM),
-    16 bits, one or two channels, and a ``data`` chunk that the upload holds whole. The samples
-    are what libsndfile returns (``int16 / 32768``), mixed to mono and resampled by the same
-    functions as ``load_audio`` (the tests check equality on FSDD).
-    """
-    n = len(data)
-    if n < 44 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        return None
-    pos, fmt = 12, None
-    while pos + 8 <= n:
-        cid = bytes(data[pos:pos + 4])
-        size = int.from_bytes(data[pos + 4:pos + 8], "little")
-        body = pos + 8
-        if cid == b"fmt ":
-            if size < 16 or body + size > n:
-                return None
-            tag, channels, rate = (int.from_bytes(data[body:body + 2], "little"),
-                                   int.from_bytes(data[body + 2:body + 4], "little"),
-                                   int.from_bytes(data[body + 4:body + 8], "little"))
-            align, bits = (int.from_bytes(data[body + 12:body + 14], "little"),
-                           int.from_bytes(data[body + 14:body + 16], "little"))
-            if tag != 1 or bits != 16 or channels not in (1, 2) or align != 2 * channels or rate <= 0:
-                return None
-            fmt = (channels, rate)
-        elif cid == b"data":
-            if fmt is None or size == 0 or body + size > n or size % (2 * fmt[0]):
-                return None
-            channels, rate = fmt
-            frames = size // (2 * channels)
-            if max_seconds is not None:
-                frames = min(frames, int(round(max_seconds * rate)))
-            pcm = np.frombuffer(data, dtype="<i2", count=frames * channels, offset=body)
-            y = pcm.astype(np.float32) * np.float32(1 / 32768)
-            y = y if channels == 1 else to_mono(y.reshape(frames, channels).T)
-            return y if rate == sr else resample(y, orig_sr=rate, target_sr=sr)
-        pos = body + size + (size & 1)
-    return None
 
 
 def check_decodable(error: Exception) -> str:
