@@ -118,7 +118,7 @@ def train_command(
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="Maximum epochs (neural models)."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     val_fraction: float = typer.Option(0.15, "--val-fraction", min=0.0, max=0.95, help="Share of the data held out (by group) for validation."),
-    refit: bool | None = typer.Option(None, "--refit/--no-refit", help="After validating, retrain on all the data for the full epoch budget (default: neural models on data with fewer than 6 groups)."),
+    refit: bool | None = typer.Option(None, "--refit/--no-refit", help="After validating, retrain on all the data for the full epoch budget (default: neural models when a class has fewer than 6 groups)."),
     extra_train: str | None = typer.Option(None, "--extra-train", help="Extra training-only source (e.g. synthetic voices)."),
     extra_weight: float = typer.Option(1.0, "--extra-weight", min=0.0, help="Loss weight of the extra training rows."),
     synthetic_voices: int = typer.Option(0, "--synthetic-voices", min=0, help="Add every label spoken by N espeak-ng voices to training only (needs earmark[synth]; GPL)."),
