@@ -6,6 +6,8 @@ Goal (issue 4): default ``cnn`` mean >= 95 %, worst >= 90 %.
     python benchmarks/fsdd_loso.py                       # default cnn, all 5 folds
     python benchmarks/fsdd_loso.py --models cnn,logreg --folds theo --epochs 10
     python benchmarks/fsdd_loso.py --models "mlp:arch=reference-173,cnn:arch=reference"
+    python benchmarks/fsdd_loso.py --models "cnn:net_options={'norm':'feature'}" --extra SYNTH/manifest.csv
+                                                        # speech recipe: per-band normalisation + synthetic voices
 """
 
 from __future__ import annotations
