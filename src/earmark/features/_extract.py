@@ -533,7 +533,8 @@ def extract(
 
     uniq = list(todo)
     if batch_size is None:
-        per = math.ceil(len(uniq) / max(1, 4 * workers)) if uniq else 1
+        # many small batches: the tail (one worker finishing the last batch alone) stays short
+        per = math.ceil(len(uniq) / max(1, 16 * workers)) if uniq else 1
         batch_size = int(min(256, max(16, per)))
     batches = [uniq[i:i + batch_size] for i in range(0, len(uniq), batch_size)]
 
