@@ -135,13 +135,17 @@ _FEW_GROUPS = 6
 
 
 def _refit_torch(est: Any, X_tr: Any, y_tr: np.ndarray, w_tr: np.ndarray, X_va: Any, y_va: np.ndarray,
-                 callbacks: list, progress: Any) -> Any:
-    """A fresh copy of ``est`` trained on training + validation rows for its full epoch budget."""
+                 order: np.ndarray, callbacks: list, progress: Any) -> Any:
+    """A fresh copy of ``est`` trained on training + validation rows for its full epoch budget.
+
+    ``order`` puts the concatenated rows back in dataset order, so the refit sees exactly what
+    training without a validation split would (same shuffles for a seed)."""
     from sklearn.base import clone
 
     X_all = np.concatenate([X_tr, X_va]) if isinstance(X_tr, np.ndarray) else [*X_tr, *X_va]
-    y_fit = np.concatenate([y_tr, y_va])
-    w_fit = np.concatenate([w_tr, np.ones(len(y_va))])
+    y_fit = np.concatenate([y_tr, y_va])[order]
+    w_fit = np.concatenate([w_tr, np.ones(len(y_va))])[order]
+    X_all = X_all[order] if isinstance(X_all, np.ndarray) else [X_all[i] for i in order]
     final = clone(est)
     stop = None
     cbs = list(callbacks) + ([progress] if callable(progress) else [])
@@ -321,7 +325,7 @@ def train(
         known = set(y_tr)
         keep = np.array([v in known for v in y_va], bool)
         X_va = X_va[keep] if isinstance(X_va, np.ndarray) else [x for x, k in zip(X_va, keep) if k]
-        y_va = y_va[keep]
+        y_va, sel_va = y_va[keep], sel_va[keep]
 
     est = spec.builder(**model_params) if model_params else spec.builder()
     params = est.get_params()
@@ -374,7 +378,8 @@ def train(
                                                    else split_how.startswith("group") and n_groups < _FEW_GROUPS))
     val_est = est
     if refit_torch:
-        est = _refit_torch(est, X_tr, y_tr, w_tr, X_va, y_va, user_callbacks, progress)
+        order = np.argsort(np.concatenate([sel_tr, sel_va]), kind="stable")
+        est = _refit_torch(est, X_tr, y_tr, w_tr, X_va, y_va, order, user_callbacks, progress)
 
     classes = [str(c) for c in est.classes_] if task == "classification" else []
     proba_va = None
