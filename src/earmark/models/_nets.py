@@ -16,6 +16,7 @@ Per-utterance normalisation is part of the module (:class:`UtteranceNorm`), so a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -360,8 +361,6 @@ class _HarmonicStack(nn.Module):
 
     def __init__(self, harmonics: Sequence[float], bins_per_octave: int) -> None:
         super().__init__()
-        import math
-
         self.shifts = [round(bins_per_octave * math.log2(float(h))) for h in harmonics]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -406,6 +405,8 @@ class _HarmonicCNN(nn.Module):
 
     def set_target_scaling(self, mean: float, scale: float) -> None:
         """Targets are standardised by the estimator: output ``(value - mean) / scale``."""
+        if self.head != "position":  # a pooled head learns the scale in its linear layer
+            return
         self.y_mean.fill_(float(mean))
         self.y_scale.fill_(float(scale))
 
