@@ -375,7 +375,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=8,
                     help="Epochs when training (0: the model's own default). Changes the weights, not the serving cost.")
     ap.add_argument("--data", type=Path, default=SHARED / "fsdd")
-    ap.add_argument("--workers", type=int, default=1, help="Server processes (earmark serve --workers).")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                    help="Server processes (earmark serve --workers; default: one per CPU).")
     ap.add_argument("--clients", type=int, default=16, help="Closed-loop concurrent clients.")
     ap.add_argument("--duration", type=float, default=20.0, help="Seconds of the closed-loop run.")
     ap.add_argument("--max-requests", type=int, default=50_000, help="Cap on closed-loop requests.")

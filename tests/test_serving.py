@@ -185,22 +185,27 @@ def _server_process(request, tmp_path_factory):
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "earmark.cli.main", "serve", str(bundle), "--port", str(port), "--max-seconds", "5",
-         "--micro-batch", "8", "--threads", "1", "--runtime", "auto"],
+         "--micro-batch", "8", "--threads", "1", "--runtime", "auto", "--workers", "2"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    yield proc, f"http://127.0.0.1:{port}"
+    workers: set[int] = set()
+    yield proc, f"http://127.0.0.1:{port}", workers
     proc.terminate()
     try:
-        proc.wait(timeout=10)
+        proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         proc.kill()
+    time.sleep(0.5)
+    for pid in workers:  # the workers stop with the server
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
 
 
 @pytest.fixture(scope="module")
 def server(_server_process):
     """The URL of the started `earmark serve`, once it answers /health."""
     require_training()
-    proc, url = _server_process
+    proc, url, _ = _server_process
     import httpx
 
     deadline = time.monotonic() + 60
@@ -233,13 +238,40 @@ def test_uvicorn_process_answers_over_loopback(server):
         assert settings["micro_batch"] == 8 and settings["threads"] == 1 and settings["runtime"] == "auto"
 
 
+def test_workers_share_the_port(server, _server_process):
+    import httpx
+
+    for _ in range(24):  # new connections: the kernel hands each to one worker's socket
+        with httpx.Client(base_url=server, timeout=10) as c:
+            _server_process[2].add(c.get("/health").json()["worker"])
+            assert c.post("/predict", content=CLIP.read_bytes()).json()["label"] == "7"
+    assert len(_server_process[2]) == 2
+
+
+def test_a_port_in_use_is_one_clear_error(tmp_path):
+    from typer.testing import CliRunner
+
+    from earmark.bundle import save_model
+    from earmark.cli.main import app
+
+    require_training()
+    bundle = save_model(fsdd_model(), tmp_path / "m.earmark")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(app, ["serve", str(bundle), "--port", str(port), "--workers", "2"])
+    assert result.exit_code != 0
+    assert f"127.0.0.1:{port}" in result.output and "in use" in result.output
+
+
 def test_serve_help_lists_the_speed_options():
     from typer.testing import CliRunner
 
     from earmark.cli.main import app
 
     out = CliRunner().invoke(app, ["serve", "--help"], env={"COLUMNS": "200"}).output
-    for flag in ("--runtime", "--micro-batch", "--threads", "--http", "--loop", "--workers"):
+    for flag in ("--runtime", "--micro-batch", "--inline-bytes", "--threads", "--http", "--loop", "--workers"):
         assert flag in out
 
 

@@ -120,3 +120,55 @@ def test_runtime_choices():
         Predictor(model, runtime="tensorrt")
     with pytest.raises(ParameterError, match="'runtime' setting must be"):
         ServeSettings(runtime="tensorrt")
+
+
+def test_decode_many_equals_one_decode_per_upload_and_keeps_errors_in_place():
+    import io
+
+    import numpy as np
+    import soundfile as sf
+
+    from earmark.errors import AudioDecodeError
+    from earmark.serving import UploadRejected
+
+    p = Predictor(fsdd_model())
+
+    def wav(name: str, rate: int) -> bytes:  # the clip's samples, declared at another rate
+        buf = io.BytesIO()
+        sf.write(buf, sf.read(FSDD / "recordings" / name, dtype="int16")[0], rate, format="WAV", subtype="PCM_16")
+        return buf.getvalue()
+
+    uploads = [wav(CLIPS[0], 16000), b"", b"definitely not audio", wav(CLIPS[1], 22050),
+               (FSDD / "recordings" / CLIPS[2]).read_bytes(), wav(CLIPS[3], 16000), wav(CLIPS[2], 44100)]
+    got = p.decode_many(uploads, max_bytes=10_000_000, max_seconds=30)
+    assert isinstance(got[1], UploadRejected) and got[1].kind == "empty"
+    assert isinstance(got[2], AudioDecodeError)
+    for i in (0, 3, 4, 5, 6):  # resampled in groups by rate, or not at all: the same as one by one
+        one = p.decode(uploads[i], max_bytes=10_000_000, max_seconds=30)
+        assert got[i].dtype == np.float32 and np.array_equal(got[i], one), i
+    assert len(got[0]) == int(np.ceil(len(sf.read(io.BytesIO(uploads[0]))[0]) * p.sample_rate / 16000))
+    too_long = p.decode_many([uploads[0]], max_seconds=0.1)[0]
+    assert isinstance(too_long, UploadRejected) and too_long.kind == "too_long"
+
+
+def test_batcher_runs_small_batches_inline_and_large_ones_in_the_pool():
+    threads = []
+
+    def run(items):
+        threads.append((threading.current_thread() is threading.main_thread(), len(items)))
+        return [x * 2 for x in items]
+
+    async def main():
+        batcher = _MicroBatcher(run, size=8, inline=lambda items: sum(items) <= 10)
+        small = await asyncio.gather(*(batcher.submit(i) for i in (1, 2, 3)))  # 6 <= 10: on the loop
+        large = await asyncio.gather(*(batcher.submit(i) for i in (20, 30)))  # 50 > 10: thread pool
+        return small, large
+
+    assert asyncio.run(main()) == ([2, 4, 6], [40, 60])
+    assert threads == [(True, 3), (False, 2)]
+
+
+def test_inline_setting_is_validated_and_read_from_the_environment():
+    assert ServeSettings.from_env({"EARMARK_SERVE_INLINE_BYTES": "0"}).inline_bytes == 0
+    with pytest.raises(ParameterError, match="inline_bytes"):
+        ServeSettings(inline_bytes=-1)

@@ -124,7 +124,10 @@ def serve(
     model: Path = typer.Argument(..., exists=True, help="Model bundle (directory or .earmark file)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
     port: int = typer.Option(8000, "--port", "-p", min=0, max=65535, help="TCP port."),
-    workers: int = typer.Option(1, "--workers", "-w", min=1, help="Server processes."),
+    workers: int = typer.Option(
+        1, "--workers", "-w", min=1,
+        help="Server processes, each listening on the port itself (the kernel spreads connections); "
+        "one per CPU core gives the most throughput."),
     max_bytes: int | None = typer.Option(None, "--max-bytes", min=1, help="Largest upload (bytes)."),
     max_seconds: float | None = typer.Option(None, "--max-seconds", min=0.01, help="Longest upload (seconds)."),
     reject_below: float | None = typer.Option(None, "--reject-below", min=0.0, max=1.0,
@@ -138,6 +141,10 @@ def serve(
         None, "--micro-batch", min=1,
         help="Most concurrent /predict clips run through the model together (never waits for a timer); "
         "1 turns batching off. Default 32."),
+    inline_bytes: int | None = typer.Option(
+        None, "--inline-bytes", min=0,
+        help="A batch of WAV/FLAC/Ogg uploads up to this many bytes in all is computed on the event loop's "
+        "thread (cheaper); larger ones in the thread pool. 0: always the thread pool. Default 1000000."),
     threads: int | None = typer.Option(
         None, "--threads", min=1,
         help="Threads of BLAS / OpenMP / PyTorch / ONNX Runtime per server process. Default 1 "
@@ -154,8 +161,6 @@ def serve(
     """
     import os
 
-    import uvicorn
-
     from earmark.bundle import read_manifest
     from earmark.serving.settings import ENV_PREFIX, ServeSettings
 
@@ -163,7 +168,8 @@ def serve(
         read_manifest(model)  # refuse a bad bundle before binding the port
         settings = ServeSettings.from_env(max_bytes=max_bytes, max_seconds=max_seconds, reject_below=reject_below,
                                           log_path=str(log) if log else None, runtime=runtime,
-                                          micro_batch=micro_batch, threads=threads)
+                                          micro_batch=micro_batch, inline_bytes=inline_bytes,
+                                          threads=threads)
     except EarmarkError as exc:
         fail(str(exc))
     if http not in ("auto", "httptools", "h11"):
@@ -176,8 +182,13 @@ def serve(
         if value is not None:
             os.environ[ENV_PREFIX + key.upper()] = str(value)
     err_console.print(f"serving {model} on http://{host}:{port} (docs at /docs)", highlight=False)
-    uvicorn.run("earmark.serving.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                log_level="warning", access_log=False, http=http, loop=loop)
+    from earmark.serving.workers import run_workers
+
+    try:
+        run_workers("earmark.serving.app:app_from_env", host=host, port=port, workers=workers, factory=True,
+                    log_level="warning", access_log=False, http=http, loop=loop)
+    except (OSError, ValueError) as exc:
+        fail(f"cannot serve on {host}:{port}: {exc}")
 
 
 def monitor(

@@ -3,12 +3,15 @@
 The model is loaded once, in the app's lifespan; prediction runs in the thread pool; domain
 errors become 4xx JSON answers that name the problem, and the server keeps serving.
 
-Speed (settings ``runtime``, ``micro_batch``, ``threads``): torch networks run in ONNX Runtime
+Speed (settings ``runtime``, ``micro_batch``, ``inline_bytes``, ``threads``): torch networks run in ONNX Runtime
 (checked against PyTorch at startup); concurrent ``/predict`` requests are decoded and run through
 the features and the network together, in batches that take what queued while the previous one
-ran (no timer, so an idle service answers at once); ``earmark serve`` runs the numerical libraries
-on one thread per process, since requests already run in parallel, and hands the GIL over every
-0.5 ms (Python's default is 5 ms) so that a computing batch does not hold the event loop up.
+ran (no timer, so an idle service answers at once); a batch of small WAV/FLAC/Ogg uploads is
+computed on the event loop's own thread (``inline_bytes``), larger ones in the thread pool;
+``earmark serve`` runs the numerical libraries on one thread per process, since requests already
+run in parallel, and hands the GIL over every 0.5 ms (Python's default is 5 ms) so that a batch
+computing in the thread pool does not hold the event loop up. ``earmark serve --workers N`` runs N
+processes, each with its own listening socket (:mod:`earmark.serving.workers`).
 The hottest request, ``POST /predict`` with the clip as raw body, is answered on plain ASGI (same
 limits, errors, metrics and JSON as the FastAPI route, without its routing, validation and
 middleware layers), and uvicorn runs on httptools and uvloop when they are installed (they are
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from collections import deque
@@ -54,6 +58,7 @@ __all__ = ["create_app"]
 
 _ROUTES = {"/predict", "/predict/batch", "/health", "/model", "/metrics", "/"}
 _SPEC_MELS = 64
+_INLINE_MAGIC = (b"RIFF", b"fLaC", b"OggS")  # WAV, FLAC, Ogg: decoded by libsndfile or numpy
 
 
 class _MetricsMiddleware:
@@ -89,12 +94,16 @@ class _MicroBatcher:
     A batch takes whatever queued while the previous one ran (at most ``size`` items) and never
     waits for a timer: an idle service answers one clip at once, a busy one amortises the feature
     and network calls over many. ``run`` maps a list of items to a list of results or exceptions,
-    each handed back to the request that queued the item.
+    each handed back to the request that queued the item. A batch for which ``inline(items)`` is
+    true runs on the event loop's own thread (no hand-off to a worker thread and no contention for
+    the GIL with the loop: about a fifth less CPU per short clip); the others run in the thread pool.
     """
 
-    def __init__(self, run: Callable[[list[Any]], list[Any]], size: int) -> None:
+    def __init__(self, run: Callable[[list[Any]], list[Any]], size: int,
+                 inline: Callable[[list[Any]], bool] | None = None) -> None:
         self._run = run
         self._size = size
+        self._inline = inline
         self._queue: deque[tuple[Any, asyncio.Future]] = deque()
         self._task: asyncio.Task | None = None
 
@@ -112,7 +121,19 @@ class _MicroBatcher:
             while self._queue:
                 batch = [self._queue.popleft() for _ in range(min(self._size, len(self._queue)))]
                 try:
-                    results = await run_in_threadpool(self._run, [item for item, _ in batch])
+                    items = [item for item, _ in batch]
+                    if self._inline is not None and self._inline(items):
+                        # one turn of the loop first: requests read meanwhile join this batch
+                        await asyncio.sleep(0)
+                        more = [self._queue.popleft() for _ in range(min(self._size - len(batch), len(self._queue)))]
+                        if more and self._inline(items + [item for item, _ in more]):
+                            batch += more
+                            items += [item for item, _ in more]
+                        else:
+                            self._queue.extendleft(reversed(more))
+                        results = self._run(items)
+                    else:
+                        results = await run_in_threadpool(self._run, items)
                 except Exception as exc:  # handed to every request of the batch
                     results = [exc] * len(batch)
                 for (_, future), result in zip(batch, results, strict=True):
@@ -241,7 +262,7 @@ def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> Fas
             log = RequestLog(settings.log_path, classes=predictor.classes)
         app.state.predictor = predictor
         app.state.log = log
-        app.state.batcher = _MicroBatcher(_predict_many, settings.micro_batch)
+        app.state.batcher = _MicroBatcher(_predict_many, settings.micro_batch, inline=_inline)
         try:
             yield
         finally:
@@ -305,16 +326,28 @@ def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> Fas
         """Decode each upload (each with its own error), then predict the decoded clips together."""
         out: list[Prediction | Exception | None] = [None] * len(items)
         clips, where = [], []
-        for i, (data, _) in enumerate(items):
-            try:
-                clips.append(_decode(data))
+        decoded = app.state.predictor.decode_many([data for data, _ in items], max_bytes=settings.max_bytes,
+                                                  max_seconds=settings.max_seconds, timeout=settings.decode_timeout)
+        for i, y in enumerate(decoded):
+            if isinstance(y, Exception):
+                out[i] = y
+            else:
+                clips.append(y)
                 where.append(i)
-            except Exception as exc:
-                out[i] = exc
         if clips:
             for i, pred in zip(where, _predict_clips(clips, [items[i][1] for i in where]), strict=True):
                 out[i] = pred
         return out  # type: ignore[return-value]
+
+    def _inline(items: list[tuple[bytes, str | None]]) -> bool:
+        """Small uploads in formats libsndfile reads (never FFmpeg, whose decoding may take up to
+        ``decode_timeout``) are cheap enough to compute on the event loop's thread."""
+        total = 0
+        for data, _ in items:
+            if data[:4] not in _INLINE_MAGIC:
+                return False
+            total += len(data)
+        return total <= settings.inline_bytes
 
     def _predict_one(data: bytes, *, spectrogram: bool, source: str | None) -> tuple[Prediction, Any]:
         predictor: Predictor = app.state.predictor
@@ -494,7 +527,7 @@ def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> Fas
     @app.get("/health", summary="Liveness and readiness")
     def health() -> dict[str, Any]:
         predictor: Predictor = app.state.predictor
-        return {"status": "ok", "classes": len(predictor.classes), "version": _version()}
+        return {"status": "ok", "classes": len(predictor.classes), "version": _version(), "worker": os.getpid()}
 
     @app.get("/model", summary="The served model: classes, feature and model config, metrics")
     def model_info() -> dict[str, Any]:
