@@ -431,7 +431,7 @@ def main() -> None:
         stop_server(proc)
 
     runtime = served.get("runtime", "estimator")
-    knobs = {k: served["settings"].get(k) for k in ("micro_batch", "threads") if k in served["settings"]}
+    knobs = {k: served["settings"].get(k) for k in ("micro_batch", "inline_bytes", "threads") if k in served["settings"]}
     print(f"server: earmark serve --workers {args.workers} (runtime {runtime}, {knobs or 'no batching'}), "
           f"ready in {startup:.1f} s; "
           f"load average {os.getloadavg()[0]:.1f} at end")
