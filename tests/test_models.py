@@ -296,3 +296,27 @@ def test_skops_refuses_untrusted_types(tmp_path, mfcc_mean):
     desc["trusted_types"] = [*desc["trusted_types"], "os.system"]
     with pytest.raises(BundleError, match="unsafe"):
         load_estimator(tmp_path, desc)
+
+
+def test_channels_last_layout_gives_the_same_outputs_and_fitted_modules_are_contiguous():
+    import torch
+
+    from earmark.models._nets import build_network, use_channels_last
+
+    torch.manual_seed(0)
+    net = build_network("cnn", "default", (64, 101), 10).eval()
+    x = torch.randn(8, 64, 101)
+    with torch.inference_mode():
+        before = net(x)
+        assert use_channels_last(net)
+        assert net[2].weight.is_contiguous(memory_format=torch.channels_last)
+        after = net(x)
+    torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-5)
+    assert not use_channels_last(build_network("mlp", "default", (20,), 3))  # no 2-D convolutions
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 16, 20)).astype(np.float32)
+    y = np.repeat([0, 1], 20)
+    X[y == 1, :4] += 2.0
+    clf = TorchClassifier("cnn", epochs=2, batch_size=8, validation_fraction=0.0).fit(X, y)
+    assert all(t.is_contiguous() for t in clf.module_.state_dict().values())  # safetensors can store it

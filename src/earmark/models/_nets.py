@@ -24,7 +24,7 @@ from torch import nn
 
 from earmark.errors import ParameterError
 
-__all__ = ["ARCHS", "UtteranceNorm", "build_network", "list_archs"]
+__all__ = ["ARCHS", "UtteranceNorm", "build_network", "list_archs", "use_channels_last"]
 
 
 class UtteranceNorm(nn.Module):
@@ -80,12 +80,42 @@ def _as_image(input_shape: Sequence[int]) -> tuple[int, int, int]:
 
 
 class _AddChannel(nn.Module):
+    """Adds the channel axis to ``(batch, *ndim)`` inputs; with ``channels_last`` set (see
+    :func:`use_channels_last`), hands images on in channels-last memory order."""
+
+    channels_last = False
+
     def __init__(self, ndim: int) -> None:
         super().__init__()
         self.ndim = ndim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.unsqueeze(1) if x.dim() == self.ndim + 1 else x
+        x = x.unsqueeze(1) if x.dim() == self.ndim + 1 else x
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+
+def use_channels_last(module: nn.Module, enable: bool = True) -> bool:
+    """Put a network with 2-D convolutions in channels-last memory order (or back).
+
+    On CPU, oneDNN's convolutions and batch norm run about a third faster per training step in
+    that order for the compact CNN. Values are the same up to float rounding. Returns whether the
+    module has 2-D convolutions (otherwise nothing is changed).
+
+    Example
+    -------
+    >>> net = build_network("cnn", "default", (64, 101), 10)
+    >>> use_channels_last(net)
+    True
+    """
+    if not any(isinstance(m, nn.Conv2d) for m in module.modules()):
+        return False
+    module.to(memory_format=torch.channels_last if enable else torch.contiguous_format)
+    for m in module.modules():
+        if isinstance(m, _AddChannel):
+            m.channels_last = enable
+    return True
 
 
 class _ResBlock(nn.Module):

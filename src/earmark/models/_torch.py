@@ -27,7 +27,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from earmark.errors import ParameterError
 from earmark.models._augment import AugmentConfig, augment_batch, mixup
-from earmark.models._nets import ARCHS, _Standardize, build_network
+from earmark.models._nets import ARCHS, _Standardize, build_network, use_channels_last
 
 __all__ = ["TorchClassifier", "TorchRegressor", "fix_length"]
 
@@ -344,6 +344,7 @@ class _TorchEstimator(BaseEstimator):
             module.set_target_scaling(self.y_mean_, self.y_scale_)
         aux_loss = getattr(module, "aux_loss", None)
         module.to(device)
+        fast_layout = device.type == "cpu" and use_channels_last(module)
 
         w_all = torch.as_tensor(swt * self._sample_class_weights(yt), dtype=torch.float32)
         Xt_t = torch.as_tensor(Xt)
@@ -466,6 +467,8 @@ class _TorchEstimator(BaseEstimator):
                 cb(self, record)
 
         module.load_state_dict(best_state)
+        if fast_layout:  # stored and exported in the ordinary layout (safetensors wants contiguous tensors)
+            use_channels_last(module, False)
         module.to("cpu").eval()
         self.module_ = module
         self.history_ = history
