@@ -23,6 +23,7 @@ espeak-ng is GPL-3.0-or-later (optional extra: pip install 'earmark[synth]').
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -82,17 +83,14 @@ def _load(paths) -> list[np.ndarray]:
     return [load_audio(p, sr=SR)[0] for p in paths]
 
 
-def logmel(paths) -> list[np.ndarray]:
-    import librosa
+def preset_features(paths, preset: str) -> list[np.ndarray]:
+    """earmark's own features (the model's preset), as training and serving compute them."""
+    from earmark.features import extract
 
-    out = []
-    for y in _load(paths):
-        m = librosa.feature.melspectrogram(
-            y=y, sr=SR, n_fft=256, win_length=200, hop_length=80, n_mels=40, fmin=20.0, fmax=4000.0,
-            power=2.0, center=True,
-        )
-        out.append(librosa.power_to_db(m, ref=1.0, top_db=None).astype(np.float32))
-    return out
+    fs = extract(list(paths), preset)
+    if fs.errors:
+        raise RuntimeError(f"{len(fs.errors)} clips failed: {fs.errors[:3]}")
+    return list(fs.X)
 
 
 def mfcc_stats(paths) -> np.ndarray:
@@ -110,18 +108,22 @@ def mfcc_stats(paths) -> np.ndarray:
 
 
 def fit_predict(train: pd.DataFrame, test: pd.DataFrame, extra: pd.DataFrame | None, *, model: str,
-                epochs: int | None, seed: int, extra_weight: float, feats: dict, engine: str) -> np.ndarray:
+                epochs: int | None, seed: int, extra_weight: float, feats: dict, engine: str,
+                params: dict | None = None) -> np.ndarray:
     """Train on ``train`` (+ ``extra``, training only) and predict ``test``.
 
-    Uses ``earmark.training.train`` when it exists (``--engine earmark``); otherwise fits the
-    registered model directly on librosa features computed here: log-mel for the CNN, pooled MFCC
-    statistics for classical models (stand-ins for the feature presets).
+    ``--engine earmark`` calls ``earmark.training.train``; ``direct`` fits the registered model
+    on features computed once for all folds (the model's preset; pooled MFCC statistics for
+    classical models) and trains it as ``train()`` would: with fewer than 6 real speakers, on all
+    of them for the full epoch budget (``train()`` validates on a held-out speaker first, then
+    refits exactly this model); otherwise with early stopping on one held-in real speaker.
     """
-    earmark_train = None
+    params = dict(params or {})
     if engine == "earmark":
         from earmark.training import train as earmark_train
-    if earmark_train is not None:
-        trained = earmark_train(train, model=model, epochs=epochs, seed=seed, extra_train=extra, extra_weight=extra_weight)
+
+        trained = earmark_train(train, model=model, epochs=epochs, seed=seed, extra_train=extra,
+                                extra_weight=extra_weight, **params)
         out = trained.predict(list(test["path"])).set_index("path")["label"]
         return out.reindex(list(test["path"])).astype(str).to_numpy()
 
@@ -138,10 +140,14 @@ def fit_predict(train: pd.DataFrame, test: pd.DataFrame, extra: pd.DataFrame | N
         clf.fit(X, y, **fit_kw)
         return np.asarray(clf.predict(np.stack([feats[p] for p in test["path"]])), dtype=str)
     X = [feats[p] for p in frames["path"]]
+    params |= {"random_state": seed} | ({"epochs": epochs} if epochs else {})
+    if train["group"].nunique() < 6:  # train()'s refit policy: no real speaker held out
+        clf = get_model(model, **params, validation_fraction=0.0)
+        clf.fit(X, y, sample_weight=w)
+        return np.asarray(clf.predict([feats[p] for p in test["path"]]), dtype=str)
     # Early stopping must look at real speakers only: validate on one held-in real speaker.
     val_group = sorted(train["group"].unique())[seed % train["group"].nunique()]
     is_val = (frames["group"] == val_group).to_numpy()
-    params = {"random_state": seed} | ({"epochs": epochs} if epochs else {})
     clf = get_model(model, **params)
     clf.fit([x for x, v in zip(X, is_val, strict=True) if not v], y[~is_val], sample_weight=w[~is_val],
             X_val=[x for x, v in zip(X, is_val, strict=True) if v], y_val=y[is_val])
@@ -164,9 +170,13 @@ def run_loso(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     from earmark.models import get_spec
 
-    featurize = logmel if get_spec(args.model).preset == "logmel" else mfcc_stats
-    feats = dict(zip(paths, featurize(paths), strict=True))
-    print(f"  {featurize.__name__} of {len(paths)} clips in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    spec = get_spec(args.model)
+    if spec.kind == "sklearn":
+        name, values = "pooled MFCC statistics", mfcc_stats(paths)
+    else:
+        name, values = f"preset {spec.preset}", preset_features(paths, spec.preset)
+    feats = dict(zip(paths, values, strict=True))
+    print(f"  {name} of {len(paths)} clips in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
 
     rows = []
     for n in clip_counts:
@@ -177,7 +187,8 @@ def run_loso(args: argparse.Namespace) -> None:
                 train, test = real[real["group"] != spk], real[real["group"] == spk]
                 assert extra is None or not set(extra["path"]) & set(test["path"])  # synthetic never scored
                 pred = fit_predict(train, test, extra, model=args.model, epochs=args.epochs, seed=s,
-                                   extra_weight=args.extra_weight, feats=feats, engine=args.engine)
+                                   extra_weight=args.extra_weight, feats=feats, engine=args.engine,
+                                   params=json.loads(args.params) if args.params else {})
                 acc = float(np.mean(pred == test["label"].astype(str).to_numpy()))
                 rows.append({"clips": n, "seed": s, "fold": spk, "accuracy": acc})
                 print(f"  clips={n:5d} seed={s} fold={spk:9s} acc={acc:.3f} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
@@ -186,7 +197,7 @@ def run_loso(args: argparse.Namespace) -> None:
     table = per_seed.groupby("clips").agg(
         mean=("mean", "mean"), mean_sd=("mean", "std"), worst=("min", "mean"), worst_sd=("min", "std"),
     )
-    print(f"\nFSDD leave-one-speaker-out, model={args.model} ({args.engine}), epochs={args.epochs or 'default'}, "
+    print(f"\nFSDD leave-one-speaker-out, model={args.model} {args.params} ({args.engine}), epochs={args.epochs or 'default'}, "
           f"folds={','.join(folds)}, seeds={args.seeds}, extra_weight={args.extra_weight}")
     print("synthetic clips | LOSO mean (± sd over seeds) | worst fold (± sd over seeds)")
     for n, r in table.iterrows():
@@ -266,8 +277,9 @@ def main() -> None:
     lo.add_argument("--model", default="cnn")
     lo.add_argument("--epochs", type=int, default=None, help="default: the model's own")
     lo.add_argument("--extra-weight", type=float, default=1.0)
+    lo.add_argument("--params", default="", help='model parameters as JSON, e.g. \'{"net_options": {"norm": "feature"}}\'')
     lo.add_argument("--engine", choices=["direct", "earmark"], default="direct",
-                    help="direct: fit the model here on librosa features; earmark: earmark.training.train(extra_train=...)")
+                    help="direct: fit the model here on its preset features, computed once; earmark: earmark.training.train(extra_train=...)")
     lo.add_argument("--threads", type=int, default=1,
                     help="torch threads; on a shared, loaded CPU 1 was ~10x faster than 2 (oversubscription)")
     lo.add_argument("--cache", type=Path, default=default_cache)
