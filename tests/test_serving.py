@@ -263,6 +263,13 @@ def test_a_port_in_use_is_one_clear_error(tmp_path):
         result = CliRunner().invoke(app, ["serve", str(bundle), "--port", str(port), "--workers", "2"])
     assert result.exit_code != 0
     assert f"127.0.0.1:{port}" in result.output and "in use" in result.output
+    with socket.socket() as shared:  # even a listener that would share the port (SO_REUSEPORT)
+        shared.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        shared.bind(("127.0.0.1", 0))
+        shared.listen()
+        port = shared.getsockname()[1]
+        result = CliRunner().invoke(app, ["serve", str(bundle), "--port", str(port), "--workers", "2"])
+    assert result.exit_code != 0 and "already listens" in result.output
 
 
 def test_serve_help_lists_the_speed_options():

@@ -15,6 +15,7 @@ Example
 from __future__ import annotations
 
 import contextlib
+import errno
 import multiprocessing as mp
 import os
 import signal
@@ -71,6 +72,16 @@ class _StartTogether:
             await send(message)
 
         await self.app(scope, receive, _send)
+
+
+def _refuse_if_listening(host: str, port: int) -> None:
+    probe = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    try:
+        with socket.create_connection((probe, port), timeout=0.5):
+            pass
+    except OSError:
+        return  # nobody answers: free (or at least not served)
+    raise OSError(f"[Errno {errno.EADDRINUSE}] Address already in use: something already listens on {host}:{port}")
 
 
 def _die_with_parent() -> None:
@@ -131,7 +142,9 @@ def run_workers(app: str, *, host: str, port: int, workers: int, start_timeout: 
         return
     if port == 0:
         raise ValueError("Several workers need a fixed port (got port 0); pass --port.")
-    # Bind once here (never listening): a port already in use fails now, with one message.
+    # A port in use fails now, with one message. Binding alone is not enough: another process of
+    # this user that also set SO_REUSEPORT (an earlier `earmark serve`) would silently share the port.
+    _refuse_if_listening(host, port)
     _bind(host, port).close()
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(workers)
