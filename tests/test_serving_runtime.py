@@ -172,3 +172,32 @@ def test_inline_setting_is_validated_and_read_from_the_environment():
     assert ServeSettings.from_env({"EARMARK_SERVE_INLINE_BYTES": "0"}).inline_bytes == 0
     with pytest.raises(ParameterError, match="inline_bytes"):
         ServeSettings(inline_bytes=-1)
+
+
+def test_only_small_wav_flac_ogg_batches_run_on_the_event_loop():
+    import io
+
+    import numpy as np
+    import soundfile as sf
+
+    model = fsdd_model()
+    wav = (FSDD / "recordings" / CLIPS[0]).read_bytes()
+    flac = io.BytesIO()
+    sf.write(flac, np.zeros(800, np.float32), 8000, format="FLAC")
+    on_loop = []
+    with TestClient(create_app(model, ServeSettings(inline_bytes=3 * len(wav)))) as client:
+        run = client.app.state.batcher._run
+
+        def spy(items):
+            on_loop.append("AnyIO worker" not in threading.current_thread().name)
+            return run(items)
+
+        inline = client.app.state.batcher._inline
+        assert inline([(wav, None), (flac.getvalue(), None)])
+        assert not inline([(wav, None)] * 4)  # more bytes than inline_bytes
+        assert not inline([(b"RIFF\x00\x00\x00\x00WEBPVP8 ", None)])  # RIFF, but not WAVE
+        assert not inline([(b"\x00\x00\x00\x20ftypM4A ", None)])  # m4a: FFmpeg decodes it
+        client.app.state.batcher._run = spy
+        assert client.post("/predict", content=wav).json()["label"] == "7"
+        assert client.post("/predict", content=wav * 4).status_code in (200, 422)  # large: thread pool
+    assert on_loop == [True, False]

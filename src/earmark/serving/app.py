@@ -58,7 +58,6 @@ __all__ = ["create_app"]
 
 _ROUTES = {"/predict", "/predict/batch", "/health", "/model", "/metrics", "/"}
 _SPEC_MELS = 64
-_INLINE_MAGIC = (b"RIFF", b"fLaC", b"OggS")  # WAV, FLAC, Ogg: decoded by libsndfile or numpy
 
 
 class _MetricsMiddleware:
@@ -344,7 +343,8 @@ def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> Fas
         ``decode_timeout``) are cheap enough to compute on the event loop's thread."""
         total = 0
         for data, _ in items:
-            if data[:4] not in _INLINE_MAGIC:
+            head = bytes(data[:12])
+            if not (head[:4] in (b"fLaC", b"OggS") or (head[:4] == b"RIFF" and head[8:12] == b"WAVE")):
                 return False
             total += len(data)
         return total <= settings.inline_bytes
