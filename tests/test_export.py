@@ -33,3 +33,23 @@ def test_classical_models_are_refused_with_a_reason(tmp_path):
 
     with pytest.raises(ParameterError, match="not a neural network"):
         export_onnx(fsdd_model(), tmp_path / "x.onnx")
+
+
+def test_a_model_with_test_time_augmentation_is_not_exported_and_serves_in_pytorch(tmp_path, shared):
+    from earmark.bundle import load_model, save_model
+    from earmark.serving import Predictor
+    from earmark.sources import load_dataset
+    from earmark.training import train
+
+    df = load_dataset(shared / "fsdd" / "manifest.csv")
+    df = df[df["group"].isin(["george", "jackson", "theo"])].groupby(["group", "label"]).head(3)
+    model = train(df, model="cnn", epochs=2, seed=0, val_fraction=0, tta=True)
+    assert model.estimator.tta is True
+    with pytest.raises(ParameterError, match="tta"):
+        export_onnx(model, tmp_path / "x.onnx")
+    assert Predictor(model, runtime="auto").runtime == "estimator"  # the service keeps the averaging
+    path = save_model(model, tmp_path / "m.earmark")
+    again = load_model(path)
+    assert again.estimator.tta is True
+    clips = list(df["path"][:6])
+    np.testing.assert_allclose(again.predict_proba(clips), model.predict_proba(clips), atol=1e-6)

@@ -320,3 +320,31 @@ def test_channels_last_layout_gives_the_same_outputs_and_fitted_modules_are_cont
     X[y == 1, :4] += 2.0
     clf = TorchClassifier("cnn", epochs=2, batch_size=8, validation_fraction=0.0).fit(X, y)
     assert all(t.is_contiguous() for t in clf.module_.state_dict().values())  # safetensors can store it
+
+
+def test_test_time_augmentation_averages_the_warped_views():
+    import torch
+
+    from earmark.models._augment import TTA_VIEWS, tta_views
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 16, 24)).astype(np.float32)
+    y = np.repeat([0, 1, 2], 20)
+    for c in range(3):
+        X[y == c, 4 * c : 4 * c + 4] += 2.0
+    clf = TorchClassifier("cnn", epochs=3, batch_size=16, validation_fraction=0.0).fit(X, y)
+    plain = clf.predict_proba(X)
+    clf.set_params(tta=True)
+    assert clone(clf).get_params()["tta"] is True
+    avg = clf.predict_proba(X)
+    np.testing.assert_allclose(avg.sum(axis=1), 1.0, atol=1e-6)
+    views = tta_views(torch.as_tensor(X), "spectrogram")
+    assert len(views) == len(TTA_VIEWS) and torch.equal(views[0], torch.as_tensor(X))
+    assert not torch.allclose(views[1], views[0])  # a frequency-warped copy
+    with torch.inference_mode():
+        manual = torch.stack([torch.softmax(clf.module_(v), 1) for v in views]).mean(0).numpy()
+    np.testing.assert_allclose(avg, manual, atol=1e-5)
+    assert np.abs(avg - plain).max() > 1e-4
+    assert (clf.predict(X) == clf.classes_[avg.argmax(1)]).all()
+    reg = TorchRegressor("cnn", epochs=2, batch_size=16, validation_fraction=0.0, tta=True).fit(X, y.astype(float))
+    assert reg.predict(X).shape == (60,)

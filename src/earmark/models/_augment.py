@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["AugmentConfig", "augment_batch", "mixup"]
+__all__ = ["TTA_VIEWS", "AugmentConfig", "augment_batch", "mixup", "tta_views"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,44 @@ class AugmentConfig:
         return asdict(self)
 
 
+#: Test-time views of a spectrogram: (time stretch, frequency warp) pairs, the clip itself first.
+TTA_VIEWS: tuple[tuple[float, float], ...] = (
+    (1.0, 1.0), (1.0, 0.92), (1.0, 0.96), (1.0, 1.04), (1.0, 1.08), (0.9, 1.0), (1.1, 1.0),
+)
+
+
+def _warp(x: torch.Tensor, ts: torch.Tensor, fw: torch.Tensor) -> torch.Tensor:
+    """Resample a batch of spectrograms (one vectorised pass): time scaled by ``ts`` about the
+    start, frequency by ``fw`` about the bottom, per example; edges repeat the border."""
+    n = x.shape[0]
+    theta = torch.zeros(n, 2, 3, dtype=x.dtype)
+    theta[:, 0, 0] = 1 / ts
+    theta[:, 0, 2] = 1 / ts - 1
+    theta[:, 1, 1] = 1 / fw
+    theta[:, 1, 2] = 1 / fw - 1
+    shape = x.shape
+    x4 = x.reshape(n, -1, shape[-2], shape[-1])
+    grid = F.affine_grid(theta, list(x4.shape), align_corners=False)
+    return F.grid_sample(x4, grid, mode="bilinear", padding_mode="border", align_corners=False).reshape(shape)
+
+
+def tta_views(x: torch.Tensor, kind: str) -> list[torch.Tensor]:
+    """The batch as the network sees it at test time with test-time augmentation: for
+    spectrograms, the batch itself plus copies stretched in time (×0.9, ×1.1) and warped in
+    frequency (×0.92 … ×1.08, a vocal-tract-length change); other inputs are returned as they are.
+
+    Examples
+    --------
+    >>> len(tta_views(torch.randn(2, 16, 20), "spectrogram")), len(tta_views(torch.randn(2, 8), "vector"))
+    (7, 1)
+    """
+    if kind != "spectrogram":
+        return [x]
+    n = x.shape[0]
+    return [x if (ts, fw) == (1.0, 1.0) else _warp(x, torch.full((n,), ts), torch.full((n,), fw))
+            for ts, fw in TTA_VIEWS]
+
+
 def _uniform(gen: torch.Generator, n: int, low: float, high: float) -> torch.Tensor:
     return low + (high - low) * torch.rand(n, generator=gen)
 
@@ -90,19 +128,9 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator, *, 
     n = x.shape[0]
     if kind == "spectrogram":
         if cfg.time_stretch > 0 or cfg.freq_warp > 0:
-            # one vectorised resampling: time scaled about the start, frequency about the bottom
             ts = _uniform(gen, n, 1 - cfg.time_stretch, 1 + cfg.time_stretch)
             fw = _uniform(gen, n, 1 - cfg.freq_warp, 1 + cfg.freq_warp)
-            theta = torch.zeros(n, 2, 3)
-            theta[:, 0, 0] = 1 / ts
-            theta[:, 0, 2] = 1 / ts - 1
-            theta[:, 1, 1] = 1 / fw
-            theta[:, 1, 2] = 1 / fw - 1
-            shape = x.shape
-            x4 = x.reshape(n, -1, shape[-2], shape[-1])
-            grid = F.affine_grid(theta, list(x4.shape), align_corners=False)
-            x = F.grid_sample(x4, grid, mode="bilinear", padding_mode="border", align_corners=False)
-            x = x.reshape(shape)
+            x = _warp(x, ts, fw)
         if cfg.spec_masks > 0:
             f_size, t_size = x.shape[-2], x.shape[-1]
             fill = x.mean(dim=(-2, -1), keepdim=True)

@@ -130,6 +130,11 @@ def _export(model: Any, target: Any, *, frontend: bool, seconds: float, seed: in
             f"{type(est).__name__} is not a neural network; only torch models (cnn, mlp, lstm, cnn1d…) "
             "export to ONNX. scikit-learn models are served from their bundle."
         )
+    if getattr(est, "tta", False):
+        raise ParameterError(
+            "This model averages test-time augmented views (tta=True), which the ONNX graph would not "
+            "do; it runs in PyTorch. Set the estimator's tta to False to export the plain network."
+        )
     classifier = hasattr(est, "classes_")
     front = _frontend_for(model.preset) if frontend else None
     wrapped = _wrap(module.cpu().eval(), front, classifier, float(getattr(est, "y_mean_", 0.0)),
