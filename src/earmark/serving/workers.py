@@ -9,7 +9,8 @@ addresses, so connections spread over the workers. Where ``SO_REUSEPORT`` does n
 
 Example
 -------
->>> run_workers("earmark.serving.app:app_from_env", host="127.0.0.1", port=8000, workers=2)  # doctest: +SKIP
+>>> run_workers("earmark.serving.app:app_from_env", host="127.0.0.1", port=8000, workers=2,
+...             factory=True)  # doctest: +SKIP
 """
 
 from __future__ import annotations
