@@ -45,6 +45,7 @@ def main() -> None:
         print(f"\n{task}: {model_name}, metric {metric}")
         print(f"{'fold':5s} {'score':>7s} {'notes':>7s} {'chords':>7s} {'epochs':>6s} {'wall_s':>7s} {'cpu_s':>6s}")
         scores = []
+        worst_programs: list[tuple[float, int, str, float, int]] = []
         for k in folds:
             t0, c0 = time.perf_counter(), time.process_time()
             tr, te = df[df["fold"] != k], df[df["fold"] == k]
@@ -56,12 +57,25 @@ def main() -> None:
                 ok = pred["label"].to_numpy() == te["label"].astype(str).to_numpy()
                 score, notes, chords = ok.mean(), ok[kind == "note"].mean(), ok[kind == "chord"].mean()
             else:
-                err = np.abs(pred["prediction"].to_numpy(dtype=float) - te["pitch"].to_numpy(dtype=float))
+                signed = pred["prediction"].to_numpy(dtype=float) - te["pitch"].to_numpy(dtype=float)
+                err = np.abs(signed)
                 score, notes, chords = err.mean(), err[kind == "note"].mean(), err[kind == "chord"].mean()
+                # per program: mean absolute and signed error (a bias near +-12 is an octave the
+                # SoundFont transposes that program by, which audio alone cannot reveal)
+                for prog in np.unique(te["program_name"].astype(str)):
+                    sel = te["program_name"].astype(str).to_numpy() == prog
+                    worst_programs.append((float(err[sel].mean()), k, prog, float(signed[sel].mean()), int(sel.sum())))
             scores.append(score)
             print(f"{k:<5d} {score:7.3f} {notes:7.3f} {chords:7.3f} {len(model.history):6d} "
                   f"{time.perf_counter() - t0:7.0f} {time.process_time() - c0:6.0f}", flush=True)
         print(f"{task} mean {np.mean(scores):.3f} (worst {max(scores) if task == 'pitch' else min(scores):.3f})")
+        if worst_programs:
+            total = sum(m * n for m, _, _, _, n in worst_programs)
+            print("\nprograms with MAE > 2 semitones (share of all absolute error):")
+            print(f"{'fold':5s} {'program':28s} {'clips':>5s} {'MAE':>6s} {'bias':>6s} {'share':>6s}")
+            for m, k, prog, bias, n in sorted(worst_programs, reverse=True):
+                if m > 2:
+                    print(f"{k:<5d} {prog:28s} {n:5d} {m:6.2f} {bias:+6.2f} {m * n / total:6.1%}")
 
 
 if __name__ == "__main__":

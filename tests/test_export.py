@@ -53,3 +53,29 @@ def test_a_model_with_test_time_augmentation_is_not_exported_and_serves_in_pytor
     assert again.estimator.tta is True
     clips = list(df["path"][:6])
     np.testing.assert_allclose(again.predict_proba(clips), model.predict_proba(clips), atol=1e-6)
+
+
+def test_a_seed_ensemble_exports_to_onnx_and_round_trips_as_a_bundle(tmp_path, shared):
+    from earmark.bundle import load_model, save_model
+    from earmark.models._nets import SeedEnsemble
+    from earmark.serving import Predictor
+    from earmark.sources import load_dataset
+    from earmark.training import train
+
+    df = load_dataset(shared / "fsdd" / "manifest.csv")
+    df = df[df["group"].isin(["george", "jackson", "theo"])].groupby(["group", "label"]).head(3)
+    model = train(df, model="cnn", epochs=2, seed=0, val_fraction=0, ensemble=2)
+    assert isinstance(model.estimator.module_, SeedEnsemble)
+    info = export_onnx(model, tmp_path / "e.onnx", frontend=False)
+    assert info["max_abs_diff"] < 1e-4
+    clips = list(df["path"][:6])
+    from earmark.audio import load_audio
+
+    arrays = [load_audio(p, sr=model.preset.sample_rate)[0] for p in clips]
+    on_onnx, in_torch = Predictor(model, runtime="onnx"), Predictor(model)
+    feats = [in_torch.features(a) for a in arrays]
+    np.testing.assert_allclose(on_onnx.proba(feats), in_torch.proba(feats), atol=1e-4)
+    assert Predictor(model, runtime="auto").runtime == "onnx"
+    again = load_model(save_model(model, tmp_path / "m.earmark"))
+    assert again.estimator.ensemble == 2 and len(again.estimator.module_.members) == 2
+    np.testing.assert_allclose(again.predict_proba(clips), model.predict_proba(clips), atol=1e-6)

@@ -348,3 +348,42 @@ def test_test_time_augmentation_averages_the_warped_views():
     assert (clf.predict(X) == clf.classes_[avg.argmax(1)]).all()
     reg = TorchRegressor("cnn", epochs=2, batch_size=16, validation_fraction=0.0, tta=True).fit(X, y.astype(float))
     assert reg.predict(X).shape == (60,)
+
+
+def test_seed_ensemble_averages_its_members_and_member_zero_is_the_single_model(tmp_path):
+    import torch
+
+    from earmark.models._nets import SeedEnsemble
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 16, 24)).astype(np.float32)
+    y = np.repeat([0, 1, 2], 20)
+    for c in range(3):
+        X[y == c, 4 * c : 4 * c + 4] += 2.0
+    kw = dict(epochs=3, batch_size=16, validation_fraction=0.0, random_state=3)
+    single = TorchClassifier("cnn", **kw).fit(X, y)
+    ens = TorchClassifier("cnn", ensemble=3, checkpoint_dir=str(tmp_path / "ck"), **kw).fit(X, y)
+    assert isinstance(ens.module_, SeedEnsemble) and len(ens.module_.members) == 3
+    assert clone(ens).get_params()["ensemble"] == 3
+    assert len(ens.histories_) == 3 and all(len(h) == 3 for h in ens.histories_)
+    assert [r["member"] for r in ens.histories_[2]] == [3, 3, 3]
+    s0, s1 = ens.module_.members[0].state_dict(), ens.module_.members[1].state_dict()
+    for k, v in single.module_.state_dict().items():  # member 0 = the ensemble=1 model of that seed
+        torch.testing.assert_close(s0[k], v)
+    assert any(not torch.equal(s0[k], s1[k]) for k in s0 if s0[k].is_floating_point())
+    with torch.inference_mode():
+        manual = torch.stack([torch.softmax(m(torch.as_tensor(X)), 1) for m in ens.module_.members]).mean(0)
+    proba = ens.predict_proba(X)
+    np.testing.assert_allclose(proba, manual.numpy(), atol=1e-5)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["member-0", "member-1", "member-2"]
+    resumed = TorchClassifier("cnn", ensemble=3, checkpoint_dir=str(tmp_path / "ck"), resume=True, **kw).fit(X, y)
+    np.testing.assert_allclose(resumed.predict_proba(X), proba, atol=1e-6)  # all members were complete
+    with pytest.raises(ParameterError, match="ensemble"):
+        TorchClassifier("cnn", ensemble=0).fit(X, y)
+
+    reg = TorchRegressor("mlp", epochs=3, validation_fraction=0.0, ensemble=2).fit(X.reshape(60, -1), y.astype(float))
+    with torch.inference_mode():
+        raw = torch.stack([m(torch.as_tensor(X.reshape(60, -1))) for m in reg.module_.members]).mean(0)
+    np.testing.assert_allclose(reg.predict(X.reshape(60, -1)), raw.numpy().ravel() * reg.y_scale_ + reg.y_mean_,
+                               rtol=1e-5, atol=1e-5)

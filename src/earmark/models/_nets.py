@@ -24,7 +24,7 @@ from torch import nn
 
 from earmark.errors import ParameterError
 
-__all__ = ["ARCHS", "UtteranceNorm", "build_network", "list_archs", "use_channels_last"]
+__all__ = ["ARCHS", "SeedEnsemble", "UtteranceNorm", "build_network", "first_member", "list_archs", "use_channels_last"]
 
 
 class UtteranceNorm(nn.Module):
@@ -530,6 +530,44 @@ def list_archs(network: str | None = None) -> list[tuple[str, str]]:
     True
     """
     return sorted(k for k in ARCHS if network is None or k[0] == network)
+
+
+class SeedEnsemble(nn.Module):
+    """Networks of one architecture trained from different seeds, answering as one network.
+
+    A classifier ensemble returns the log of its members' mean class probabilities (so a softmax
+    of its output is that mean, and the ONNX graph, the service and ``predict_proba`` need nothing
+    else); a regressor ensemble returns the mean of its members' outputs.
+
+    Examples
+    --------
+    >>> nets = [build_network("mlp", "default", (8,), 3) for _ in range(2)]
+    >>> ens = SeedEnsemble(nets, "classification").eval()
+    >>> p = torch.softmax(ens(torch.zeros(4, 8)), dim=1)
+    >>> bool(torch.allclose(p.sum(dim=1), torch.ones(4)))
+    True
+    """
+
+    def __init__(self, members: Sequence[nn.Module], task: str) -> None:
+        super().__init__()
+        if len(members) < 1:
+            raise ParameterError("A SeedEnsemble needs at least one member network.")
+        if task not in ("classification", "regression"):
+            raise ParameterError(f"SeedEnsemble task must be 'classification' or 'regression'. Got {task!r}.")
+        self.members = nn.ModuleList(members)
+        self.task = task
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs = [m(x) for m in self.members]
+        if self.task == "regression":
+            return torch.stack(outs).mean(dim=0)
+        probs = torch.stack([torch.softmax(o.float(), dim=1) for o in outs]).mean(dim=0)
+        return probs.clamp_min(1e-30).log()
+
+
+def first_member(module: nn.Module) -> nn.Module:
+    """The first network of a :class:`SeedEnsemble`, or ``module`` itself (embeddings, fine-tuning)."""
+    return module.members[0] if isinstance(module, SeedEnsemble) else module
 
 
 def build_network(

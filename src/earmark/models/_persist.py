@@ -167,7 +167,7 @@ def load_estimator(directory: str | Path, description: dict) -> Any:
     if fmt == "torch-safetensors":
         from safetensors.torch import load_file
 
-        from earmark.models._nets import build_network
+        from earmark.models._nets import SeedEnsemble, build_network
 
         cls = _TORCH_CLASSES.get(description.get("class", ""))
         if cls is None:
@@ -186,7 +186,14 @@ def load_estimator(directory: str | Path, description: dict) -> Any:
             est.y_mean_ = float(description["y_mean"])
             est.y_scale_ = float(description["y_scale"])
             n_out = 1
+        n_members = int(getattr(est, "ensemble", 1))
         module = build_network(est.network, est.arch, est.input_shape_, n_out, est.net_options)
+        if n_members > 1:
+            module = SeedEnsemble(
+                [module, *(build_network(est.network, est.arch, est.input_shape_, n_out, est.net_options)
+                           for _ in range(n_members - 1))],
+                "classification" if issubclass(cls, TorchClassifier) else "regression",
+            )
         try:
             module.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
         except RuntimeError as exc:

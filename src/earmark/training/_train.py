@@ -93,13 +93,18 @@ def _rich_epoch_progress(total: int) -> tuple[Callable[[Any, dict], None], Calla
     task = bar.add_task("train", total=total, info="")
     bar.start()
 
+    done = [0]
+
     def update(_est: Any, rec: dict) -> None:
+        done[0] += 1
         info = f"epoch {rec['epoch']} loss {rec['loss']:.3f}"
+        if "member" in rec:
+            info = f"network {rec['member']}, " + info
         if "val_accuracy" in rec:
             info += f" val_acc {rec['val_accuracy']:.3f}"
         elif "val_mae" in rec:
             info += f" val_mae {rec['val_mae']:.3f}"
-        bar.update(task, completed=rec["epoch"], info=info)
+        bar.update(task, completed=done[0], info=info)
 
     return update, bar.stop
 
@@ -150,7 +155,7 @@ def _refit_torch(est: Any, X_tr: Any, y_tr: np.ndarray, w_tr: np.ndarray, X_va: 
     stop = None
     cbs = list(callbacks) + ([progress] if callable(progress) else [])
     if progress is True:
-        cb, stop = _rich_epoch_progress(final.epochs)
+        cb, stop = _rich_epoch_progress(final.epochs * int(getattr(final, "ensemble", 1)))
         cbs.append(cb)
     final.set_params(callbacks=cbs or None, validation_fraction=0.0)
     try:
@@ -353,7 +358,7 @@ def train(
         if callable(progress):
             callbacks.append(progress)
         elif progress:
-            cb, stop_progress = _rich_epoch_progress(est.epochs)
+            cb, stop_progress = _rich_epoch_progress(est.epochs * int(getattr(est, "ensemble", 1)))
             callbacks.append(cb)
         est.set_params(callbacks=callbacks or None, validation_fraction=0.0)
         fit_kw: dict[str, Any] = {"sample_weight": w_tr}

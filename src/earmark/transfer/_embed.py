@@ -27,6 +27,7 @@ from torch import nn
 
 from earmark.audio import load_audio
 from earmark.errors import ParameterError
+from earmark.models._nets import first_member
 
 __all__ = [
     "BIRDNET_LICENSE",
@@ -118,7 +119,7 @@ class ModuleBackbone(Backbone):
 
     def embed_clips(self, clips: Sequence[np.ndarray]) -> np.ndarray:
         est = self.estimator
-        module: nn.Module = est.module_.eval()
+        module: nn.Module = first_member(est.module_).eval()  # an ensemble: its first member
         feats = self.preset.transform_batch(list(clips))
         X = est._validate_X(feats, reset=False)
         own = getattr(module, "embed", None)

@@ -31,6 +31,7 @@ from torch import nn
 
 from earmark.errors import ParameterError
 from earmark.models import TorchClassifier
+from earmark.models._nets import first_member
 from earmark.models._torch import _SEQUENCE_NETWORKS
 
 __all__ = ["INIT_KINDS", "TransferClassifier", "finetune", "head_parameter_names", "parse_init_from"]
@@ -355,7 +356,8 @@ class TransferClassifier(TorchClassifier):
                 f"features here have {tuple(input_shape)}. Train with the bundle's preset "
                 f"({getattr(trained.preset, 'name', '?')!r})."
             )
-        return module.state_dict(), getattr(est, "classes_", None)
+        # an ensemble is fine-tuned from its first member
+        return first_member(module).state_dict(), getattr(est, "classes_", None)
 
     def _param_groups(self, module: nn.Module) -> list[dict]:
         head = set(self.head_names_)
