@@ -11,6 +11,7 @@ pitch MAE <= 1.0 semitone.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from pathlib import Path
@@ -34,6 +35,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cache", default=None)
+    ap.add_argument("--params", default=None,
+                    help='model parameters as JSON, e.g. \'{"augment": false, "ensemble": 3}\'')
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     df = load_dataset(SHARED / "instruments" / "manifest.csv")
@@ -50,7 +53,8 @@ def main() -> None:
             t0, c0 = time.perf_counter(), time.process_time()
             tr, te = df[df["fold"] != k], df[df["fold"] == k]
             model = train(tr, model=model_name, features=args.features, epochs=args.epochs, seed=args.seed,
-                          target=None if task == "family" else "pitch", cache=args.cache)
+                          target=None if task == "family" else "pitch", cache=args.cache,
+                          **(json.loads(args.params) if args.params else {}))
             pred = model.predict(te)
             kind = te["kind"].to_numpy()
             if task == "family":

@@ -6,11 +6,13 @@ FSDD speakers and espeak voice strings). Prints per-fold accuracy and the mean. 
 
     python benchmarks/real_vs_synthetic.py                    # 100 clips per FSDD speaker + all 500 TTS
     python benchmarks/real_vs_synthetic.py --per-speaker 500  # all of FSDD
+    python benchmarks/real_vs_synthetic.py --params '{"augment": false, "ensemble": 3}'
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from pathlib import Path
@@ -34,6 +36,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cache", default=None)
+    ap.add_argument("--params", default=None,
+                    help='model parameters as JSON, e.g. \'{"augment": false, "ensemble": 3}\'')
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     real = load_dataset(SHARED / "fsdd" / "manifest.csv")
@@ -45,11 +49,13 @@ def main() -> None:
     ], ignore_index=True)
     print(f"{len(df)} clips: {(df.label == 'real').sum()} real, {(df.label == 'synthetic').sum()} synthetic; "
           f"{df.group.nunique()} groups")
-    print(f"{'fold':6s} {'n_test':>6s} {'acc':>6s} {'real_acc':>8s} {'synth_acc':>9s} {'wall_s':>7s} {'cpu_s':>6s}")
+    print(f"{'fold':6s} {'n_test':>6s} {'acc':>6s} {'real_acc':>8s} {'synth_acc':>9s} {'wall_s':>7s} {'cpu_s':>6s}  "
+          "held-out speakers")
     accs = []
     for name, tr, te in iter_folds(df, folds=args.folds, seed=args.seed):
         t0, c0 = time.perf_counter(), time.process_time()
-        model = train(df.iloc[tr], model=args.model, epochs=args.epochs, seed=args.seed, cache=args.cache)
+        model = train(df.iloc[tr], model=args.model, epochs=args.epochs, seed=args.seed, cache=args.cache,
+                      **(json.loads(args.params) if args.params else {}))
         test = df.iloc[te]
         pred = model.predict(test)["label"].to_numpy()
         truth = test["label"].to_numpy()
@@ -58,7 +64,8 @@ def main() -> None:
         r, s = truth == "real", truth == "synthetic"
         print(f"{name!s:6s} {len(test):6d} {acc:6.3f} {np.mean(pred[r] == 'real'):8.3f} "
               f"{np.mean(pred[s] == 'synthetic'):9.3f} {time.perf_counter() - t0:7.0f} "
-              f"{time.process_time() - c0:6.0f}", flush=True)
+              f"{time.process_time() - c0:6.0f}  "
+              f"{','.join(sorted(g[5:] for g in set(test['group']) if g.startswith('fsdd-')))}", flush=True)
     print(f"\n{args.model}: mean accuracy {np.mean(accs):.4f}, worst fold {np.min(accs):.4f} "
           f"over {len(accs)} grouped folds")
 
