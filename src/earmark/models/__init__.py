@@ -13,7 +13,7 @@ Example
 
 from earmark.models import _catalog  # noqa: F401  (registers the built-in models)
 from earmark.models._augment import AugmentConfig, augment_batch, mixup
-from earmark.models._nets import UtteranceNorm, build_network, list_archs
+from earmark.models._nets import SeedEnsemble, UtteranceNorm, build_network, list_archs
 from earmark.models._persist import dump_estimator, load_estimator
 from earmark.models._registry import ModelSpec, get_model, get_spec, list_models, register_model
 from earmark.models._torch import TorchClassifier, TorchRegressor, fix_length
@@ -21,6 +21,7 @@ from earmark.models._torch import TorchClassifier, TorchRegressor, fix_length
 __all__ = [
     "AugmentConfig",
     "ModelSpec",
+    "SeedEnsemble",
     "TorchClassifier",
     "TorchRegressor",
     "UtteranceNorm",

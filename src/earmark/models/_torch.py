@@ -617,7 +617,7 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
     ensemble : int
         Train this many networks from different seeds (the first from ``random_state``, the others
         from seeds derived from it) and average their class probabilities (a
-        :class:`~earmark.models._nets.SeedEnsemble`; exported to ONNX and served like one network).
+        :class:`~earmark.models.SeedEnsemble`; exported to ONNX and served like one network).
         ``ensemble`` times the training and inference cost. On FSDD leave-one-speaker-out (speech
         recipe), 3 members lifted the hardest held-out speaker from 0.868–0.888 to 0.904.
 
