@@ -78,4 +78,5 @@ def test_a_seed_ensemble_exports_to_onnx_and_round_trips_as_a_bundle(tmp_path, s
     assert Predictor(model, runtime="auto").runtime == "onnx"
     again = load_model(save_model(model, tmp_path / "m.earmark"))
     assert again.estimator.ensemble == 2 and len(again.estimator.module_.members) == 2
+    assert again.estimator.histories_ == model.estimator.histories_ and len(again.estimator.histories_) == 2
     np.testing.assert_allclose(again.predict_proba(clips), model.predict_proba(clips), atol=1e-6)

@@ -94,6 +94,8 @@ def dump_estimator(est: Any, directory: str | Path) -> dict:
             "n_frames": est.n_frames_,
             "n_features_in": int(est.n_features_in_),
             "history": est.history_,
+            # every member's history (an ensemble); absent for one network
+            **({"histories": est.histories_} if len(getattr(est, "histories_", ())) > 1 else {}),
             "best_epoch": int(est.best_epoch_),
             "files": {WEIGHTS_FILE: _sha256(path)},
         }
@@ -177,6 +179,7 @@ def load_estimator(directory: str | Path, description: dict) -> Any:
         est.n_frames_ = description["n_frames"]
         est.n_features_in_ = description["n_features_in"]
         est.history_ = description.get("history", [])
+        est.histories_ = description.get("histories", [est.history_])
         est.best_epoch_ = description.get("best_epoch", 0)
         est.n_epochs_ = len(est.history_)
         if issubclass(cls, TorchClassifier):
