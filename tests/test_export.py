@@ -79,4 +79,15 @@ def test_a_seed_ensemble_exports_to_onnx_and_round_trips_as_a_bundle(tmp_path, s
     again = load_model(save_model(model, tmp_path / "m.earmark"))
     assert again.estimator.ensemble == 2 and len(again.estimator.module_.members) == 2
     assert again.estimator.histories_ == model.estimator.histories_ and len(again.estimator.histories_) == 2
+    from earmark.models._nets import first_member
+    from earmark.transfer import ModuleBackbone
+
+    # embeddings come from the first member: the same vectors as that network alone gives
+    emb = ModuleBackbone(again.estimator, again.preset).embed_clips(arrays)
+    assert emb.shape[0] == len(arrays) and np.isfinite(emb).all()
+    import copy
+
+    solo = copy.deepcopy(again.estimator)
+    solo.module_ = first_member(solo.module_)
+    np.testing.assert_allclose(ModuleBackbone(solo, again.preset).embed_clips(arrays), emb, atol=1e-6)
     np.testing.assert_allclose(again.predict_proba(clips), model.predict_proba(clips), atol=1e-6)
