@@ -619,7 +619,8 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
         from seeds derived from it) and average their class probabilities (a
         :class:`~earmark.models.SeedEnsemble`; exported to ONNX and served like one network).
         ``ensemble`` times the training and inference cost. On FSDD leave-one-speaker-out (speech
-        recipe), 3 members lifted the hardest held-out speaker from 0.868–0.888 to 0.904.
+        recipe with ``tta``), 3 members raised the mean accuracy from 0.926 (single networks, three
+        seeds) to 0.936–0.937 (two ensembles); the hardest held-out speaker stayed at 0.88.
 
     Attributes
     ----------
