@@ -165,3 +165,25 @@ def test_cli_features_list_and_extract(tmp_path, shared):
     assert json.loads(res.stdout)["from_cache"] == 4
     res = runner.invoke(app, ["extract", str(src), "-f", "nosuch", "-o", str(out)])
     assert res.exit_code == 2 and "Unknown feature preset" in res.output
+
+
+def test_a_script_without_a_main_guard_fails_with_advice_instead_of_hanging(tmp_path, shared):
+    # Workers re-run an unguarded script's top level; earmark must not start workers from there.
+    script = tmp_path / "unguarded.py"
+    script.write_text(textwrap.dedent(f"""
+        from earmark.features import extract
+        from earmark.sources import load_dataset
+        df = load_dataset({str(shared / "fsdd" / "manifest.csv")!r}).head(120)
+        fs = extract(df, "mfcc-mean", workers=2)
+        print("rows", len(fs.rows))
+    """))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path)
+    assert proc.returncode != 0
+    assert 'if __name__ == "__main__":' in proc.stderr and "workers=1" in proc.stderr
+    guarded = tmp_path / "guarded.py"
+    body = script.read_text().strip().splitlines()
+    guarded.write_text("\n".join(body[:2] + ['if __name__ == "__main__":'] + ["    " + b for b in body[2:]]) + "\n")
+    ok = subprocess.run([sys.executable, str(guarded)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert "rows 120" in ok.stdout

@@ -18,6 +18,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -291,6 +292,17 @@ def _run_local(batches: list[list[str]], record: dict[str, Any], want_hash: bool
         for b, paths in enumerate(batches):
             yield b, compute_batch(paths, record, want_hash)
         return
+    import multiprocessing
+
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        # A worker re-runs the main script's top level before it starts (spawn / forkserver); an
+        # unguarded script would start workers of its own here and wait on them for ever.
+        raise RuntimeError(
+            "earmark was asked to start feature-extraction workers while a worker process was still "
+            "importing the main script (Python's multiprocessing re-runs a script's top-level code in "
+            "every worker). Put the code that calls earmark under `if __name__ == \"__main__\":`, "
+            "or pass workers=1."
+        )
     import queue
 
     results: queue.Queue = queue.Queue()
@@ -344,7 +356,16 @@ def _run_local(batches: list[list[str]], record: dict[str, Any], want_hash: bool
                     raise item
                 state["worker_done"] = False
             elif b >= 0:
-                yield b, item.result()
+                try:
+                    out = item.result()
+                except BrokenProcessPool as exc:  # (the next call starts a fresh pool)
+                    raise RuntimeError(
+                        "A feature-extraction worker process died (its own error, if any, is printed "
+                        "above). Common causes: it ran out of memory, or the main script calls earmark "
+                        "at top level without `if __name__ == \"__main__\":`. Retry with workers=1 "
+                        "to compute in this process."
+                    ) from exc
+                yield b, out
                 n_yielded += 1
     finally:
         with lock:
