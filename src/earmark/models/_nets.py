@@ -532,6 +532,24 @@ def list_archs(network: str | None = None) -> list[tuple[str, str]]:
     return sorted(k for k in ARCHS if network is None or k[0] == network)
 
 
+def average_outputs(outs: Sequence[torch.Tensor], task: str) -> torch.Tensor:
+    """One output from several outputs of a network (test-time views, ensemble members).
+
+    Classification: the log of the mean class probabilities (a softmax of it is that mean);
+    regression: the mean.
+
+    Example
+    -------
+    >>> out = average_outputs([torch.zeros(2, 3), torch.ones(2, 3)], "classification")
+    >>> bool(torch.allclose(torch.softmax(out, dim=1), torch.full((2, 3), 1 / 3)))
+    True
+    """
+    if task == "regression":
+        return torch.stack(list(outs)).mean(dim=0)
+    probs = torch.stack([torch.softmax(o.float(), dim=1) for o in outs]).mean(dim=0)
+    return probs.clamp_min(1e-30).log()
+
+
 class SeedEnsemble(nn.Module):
     """Networks of one architecture trained from different seeds, answering as one network.
 
@@ -558,11 +576,7 @@ class SeedEnsemble(nn.Module):
         self.task = task
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outs = [m(x) for m in self.members]
-        if self.task == "regression":
-            return torch.stack(outs).mean(dim=0)
-        probs = torch.stack([torch.softmax(o.float(), dim=1) for o in outs]).mean(dim=0)
-        return probs.clamp_min(1e-30).log()
+        return average_outputs([m(x) for m in self.members], self.task)
 
 
 def first_member(module: nn.Module) -> nn.Module:

@@ -27,7 +27,14 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from earmark.errors import ParameterError
 from earmark.models._augment import AugmentConfig, augment_batch, mixup, tta_views
-from earmark.models._nets import ARCHS, SeedEnsemble, _Standardize, build_network, use_channels_last
+from earmark.models._nets import (
+    ARCHS,
+    SeedEnsemble,
+    _Standardize,
+    average_outputs,
+    build_network,
+    use_channels_last,
+)
 
 __all__ = ["TorchClassifier", "TorchRegressor", "fix_length"]
 
@@ -544,12 +551,9 @@ class _TorchEstimator(BaseEstimator):
                 if kind is None:
                     outs.append(self.module_(xb).float().numpy())
                 else:
-                    outs.append(self._combine_views([self.module_(v).float() for v in tta_views(xb, kind)]).numpy())
+                    views = [self.module_(v).float() for v in tta_views(xb, kind)]
+                    outs.append(average_outputs(views, self._task).numpy())
         return np.concatenate(outs) if outs else np.zeros((0, self._n_outputs()), np.float32)
-
-    def _combine_views(self, outs: list[torch.Tensor]) -> torch.Tensor:
-        """One output from the network's outputs on the test-time views (regression: their mean)."""
-        return torch.stack(outs).mean(dim=0)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -751,10 +755,6 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
         self
         """
         return self._fit(X, y, sample_weight=sample_weight, groups=groups, X_val=X_val, y_val=y_val)
-
-    def _combine_views(self, outs: list[torch.Tensor]) -> torch.Tensor:
-        """Log of the mean class probabilities over the test-time views (softmax of it is that mean)."""
-        return torch.stack([torch.softmax(o, dim=1) for o in outs]).mean(dim=0).clamp_min(1e-30).log()
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities, shape (n_samples, n_classes), columns in ``classes_`` order."""
