@@ -28,6 +28,7 @@ import os
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -179,6 +180,7 @@ def run_loso(args: argparse.Namespace) -> None:
     print(f"  {name} of {len(paths)} clips in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
 
     rows = []
+    confusions: Counter[tuple[int, str, str, str]] = Counter()  # (clips, fold, true, predicted)
     for n in clip_counts:
         for s in seeds:
             extra = take_clips(synth[s], n) if n else None
@@ -189,7 +191,9 @@ def run_loso(args: argparse.Namespace) -> None:
                 pred = fit_predict(train, test, extra, model=args.model, epochs=args.epochs, seed=s,
                                    extra_weight=args.extra_weight, feats=feats, engine=args.engine,
                                    params=json.loads(args.params) if args.params else {})
-                acc = float(np.mean(pred == test["label"].astype(str).to_numpy()))
+                truth = test["label"].astype(str).to_numpy()
+                acc = float(np.mean(pred == truth))
+                confusions.update((n, spk, t, p) for t, p in zip(truth, pred, strict=True) if t != p)
                 rows.append({"clips": n, "seed": s, "fold": spk, "accuracy": acc})
                 print(f"  clips={n:5d} seed={s} fold={spk:9s} acc={acc:.3f} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
     res = pd.DataFrame(rows)
@@ -205,6 +209,11 @@ def run_loso(args: argparse.Namespace) -> None:
               f"| {100 * r['worst']:6.1f} % ± {100 * np.nan_to_num(r['worst_sd']):4.1f}")
     print("per fold (mean over seeds):")
     print((100 * res.pivot_table(index="clips", columns="fold", values="accuracy")).round(1).to_string())
+    print("most frequent errors per fold (true -> predicted: clips, summed over seeds):")
+    for n in clip_counts:
+        for spk in folds:
+            top = sorted(((c, t, p) for (m, f, t, p), c in confusions.items() if m == n and f == spk), reverse=True)[:4]
+            print(f"  clips={n:5d} {spk:9s} " + (", ".join(f"{t} -> {p}: {c}" for c, t, p in top) or "none"))
 
 
 # --- real vs synthetic ---------------------------------------------------------------------------
