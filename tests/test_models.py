@@ -252,6 +252,29 @@ def test_augmentations_are_seeded_and_keep_shape():
     torch.testing.assert_close(xm, lam * x + (1 - lam) * x[partner])
 
 
+def test_band_limit_dulls_the_upper_bands_of_real_log_mels(logmel_small):
+    """The channel augmentation: off by default, seeded, leaves the low bands as they were and
+    buries the upper bands' detail (their variation over time) under a noise floor."""
+    x = torch.as_tensor(logmel_small[0][:16])
+    off = augment_batch(x, AugmentConfig(time_shift=0, time_stretch=0, freq_warp=0, spec_masks=0),
+                        torch.Generator().manual_seed(0), kind="spectrogram")
+    assert torch.equal(off, x)  # band_limit defaults to 0
+    cfg = AugmentConfig(time_shift=0, time_stretch=0, freq_warp=0, spec_masks=0, band_limit=1.0)
+    a = augment_batch(x, cfg, torch.Generator().manual_seed(0), kind="spectrogram")
+    assert torch.equal(a, augment_batch(x, cfg, torch.Generator().manual_seed(0), kind="spectrogram"))
+    peak = x.flatten(1).amax(dim=1).reshape(-1, *([1] * (x.dim() - 1)))
+    assert bool((a >= peak - 80 - 1e-4).all()) and bool((a <= peak + 1.0).all())
+    low, high = slice(0, 12), slice(36, 48)  # below a quarter of the axis; 0.56-0.75 (2-4 kHz here)
+    loud = x[..., low, :] > peak - 25  # the speech in the low bands, above the noise floor
+    assert float((a[..., low, :] - x[..., low, :])[loud].abs().median()) < 0.3
+    detail = lambda v: v[..., high, :].std(dim=-1).mean()  # noqa: E731
+    assert float(detail(a)) < 0.8 * float(detail(x))
+    half = augment_batch(x, cfg.__class__(**{**cfg.to_dict(), "band_limit": 0.5}),
+                         torch.Generator().manual_seed(0), kind="spectrogram")
+    changed = (half != x).flatten(1).any(dim=1)
+    assert 0 < int(changed.sum()) < len(x)
+
+
 # ---------------------------------------------------------------------------- persistence
 
 

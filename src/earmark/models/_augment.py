@@ -37,6 +37,14 @@ class AugmentConfig:
         utterance, which removes gain anyway).
     mixup : float
         Beta(alpha, alpha) parameter of mixup; 0 disables it.
+    band_limit : float
+        Probability, per example, of hearing it through a duller, noisier channel (a cheap
+        microphone, a phone line): bands above a random cutoff (between a quarter and three
+        quarters of the frequency axis) lose 6-24 dB per octave-like step (a fifth of the axis
+        above the cutoff), and a noise floor 30-60 dB below the example's peak fills what falls
+        under it. Per-band normalisation removes a fixed equaliser but not this: weak high-band
+        cues (fricatives) vanish, as they do for speakers recorded that way. For dB spectrograms
+        whose frequency rises along the axis (log-mel, log-CQT); 0 (the default) switches it off.
 
     Examples
     --------
@@ -51,6 +59,7 @@ class AugmentConfig:
     noise: float = 0.0
     gain_db: float = 6.0
     mixup: float = 0.2
+    band_limit: float = 0.0
 
     def to_dict(self) -> dict:
         """JSON-able form (round-trips through ``AugmentConfig(**d)``)."""
@@ -97,6 +106,25 @@ def tta_views(x: torch.Tensor, kind: str) -> list[torch.Tensor]:
 
 def _uniform(gen: torch.Generator, n: int, low: float, high: float) -> torch.Tensor:
     return low + (high - low) * torch.rand(n, generator=gen)
+
+
+def _band_limit(x: torch.Tensor, probability: float, gen: torch.Generator) -> torch.Tensor:
+    """Dull and add a noise floor to a random subset of a batch of dB spectrograms (see
+    ``AugmentConfig.band_limit``)."""
+    n, f_size = x.shape[0], x.shape[-2]
+    on = (torch.rand(n, generator=gen) < probability).to(x.dtype)
+    cutoff = _uniform(gen, n, 0.25, 0.75).to(x.dtype)
+    slope = _uniform(gen, n, 6.0, 24.0).to(x.dtype) * 5  # dB per axis length (an octave ~ 1/5 of it)
+    pos = (torch.arange(f_size, dtype=x.dtype) + 0.5) / f_size
+    shape = (n, *([1] * (x.dim() - 3)), f_size, 1)
+    att = (-slope[:, None] * torch.clamp(pos[None, :] - cutoff[:, None], min=0) * on[:, None]).reshape(shape)
+    peak = x.amax(dim=tuple(range(1, x.dim())), keepdim=True)
+    floor = peak - _uniform(gen, n, 30.0, 60.0).to(x.dtype).reshape(peak.shape)
+    noise = floor + 3.0 * torch.randn(x.shape, generator=gen, dtype=x.dtype)
+    dulled = 10.0 * torch.log10(10.0 ** ((x + att) / 10.0) + 10.0 ** (noise / 10.0))
+    out = torch.maximum(dulled, peak - 80.0)
+    keep = on.reshape(n, *([1] * (x.dim() - 1))) == 0
+    return torch.where(keep, x, out)
 
 
 def augment_batch(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator, *, kind: str) -> torch.Tensor:
@@ -147,6 +175,8 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator, *, 
                 m = fm[:, :, None] | tm[:, None, :]
                 mask |= m.view(mask.shape)
             x = torch.where(mask, fill.expand_as(x), x)
+    if kind == "spectrogram" and cfg.band_limit > 0:
+        x = _band_limit(x, cfg.band_limit, gen)
     if kind == "waveform" and cfg.gain_db > 0:
         g = _uniform(gen, n, -cfg.gain_db, cfg.gain_db)
         x = x * (10 ** (g / 20)).view(n, *([1] * (x.dim() - 1)))
