@@ -252,6 +252,18 @@ def test_augmentations_are_seeded_and_keep_shape():
     torch.testing.assert_close(xm, lam * x + (1 - lam) * x[partner])
 
 
+@pytest.mark.parametrize("options, named", [
+    ({"band_limt": 0.5}, "band_limt"), ({"band_limit": 1.5}, "band_limit"), ({"mixup": -0.2}, "mixup"),
+    ({"time_stretch": 1.2}, "time_stretch"), ({"spec_masks": "2"}, "spec_masks"),
+])
+def test_invalid_augment_options_are_refused_by_name(options, named):
+    with pytest.raises(ParameterError, match=named):
+        AugmentConfig.from_options(options)
+    X = np.zeros((8, 4, 6), np.float32)
+    with pytest.raises(ParameterError, match=named):
+        TorchClassifier("cnn", epochs=1, augment_options=options).fit(X, np.arange(8) % 2)
+
+
 def test_band_limit_dulls_the_upper_bands_of_real_log_mels(logmel_small):
     """The channel augmentation: off by default, seeded, leaves the low bands as they were and
     buries the upper bands' detail (their variation over time) under a noise floor."""

@@ -7,11 +7,13 @@ raw waveform ``(batch, samples)``; pooled vectors ``(batch, n_features)``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from earmark.errors import ParameterError
 
 __all__ = ["TTA_VIEWS", "AugmentConfig", "augment_batch", "mixup", "tta_views"]
 
@@ -63,6 +65,40 @@ class AugmentConfig:
     gain_db: float = 6.0
     mixup: float = 0.2
     band_limit: float = 0.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise ParameterError(
+                    f"augment_options[{f.name!r}] must be a number >= 0 (0 switches it off). Got {value!r} instead."
+                )
+        if self.band_limit > 1:
+            raise ParameterError(
+                f"augment_options['band_limit'] is a probability between 0 and 1. Got {self.band_limit!r} instead."
+            )
+        if self.time_stretch >= 1 or self.freq_warp >= 1:
+            raise ParameterError(
+                "augment_options['time_stretch'] and ['freq_warp'] are relative changes below 1 "
+                f"(0.15 means ±15 %). Got {self.time_stretch!r} and {self.freq_warp!r}."
+            )
+
+    @classmethod
+    def from_options(cls, options: dict | None) -> AugmentConfig:
+        """Build from the estimators' ``augment_options``, naming any unknown key.
+
+        Examples
+        --------
+        >>> AugmentConfig.from_options({"band_limit": 0.5}).band_limit
+        0.5
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options or {}) - known)
+        if unknown:
+            raise ParameterError(
+                f"Unknown augment_options {unknown}; the options are {sorted(known)}."
+            )
+        return cls(**(options or {}))
 
     def to_dict(self) -> dict:
         """JSON-able form (round-trips through ``AugmentConfig(**d)``)."""

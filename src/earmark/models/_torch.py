@@ -404,7 +404,7 @@ class _TorchEstimator(BaseEstimator):
             # at least 8 steps: OneCycleLR divides by the length of its warm-up phase
             total_steps=max(8, self.epochs * steps_per_epoch), pct_start=0.25,
         )
-        aug_cfg = AugmentConfig(**(self.augment_options or {})) if self.augment else None
+        aug_cfg = AugmentConfig.from_options(self.augment_options) if self.augment else None
         kind = self._kind(Xt.ndim - 1)
 
         history: list[dict] = []
