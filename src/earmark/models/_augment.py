@@ -156,7 +156,7 @@ def _band_limit(x: torch.Tensor, probability: float, gen: torch.Generator) -> to
     slope = _uniform(gen, n, 6.0, 24.0).to(x.dtype) * 5  # dB per axis length (an octave ~ 1/5 of it)
     pos = (torch.arange(f_size, dtype=x.dtype) + 0.5) / f_size
     shape = (n, *([1] * (x.dim() - 3)), f_size, 1)
-    att = (-slope[:, None] * torch.clamp(pos[None, :] - cutoff[:, None], min=0) * on[:, None]).reshape(shape)
+    att = (-slope[:, None] * torch.clamp(pos[None, :] - cutoff[:, None], min=0)).reshape(shape)
     peak = x.amax(dim=tuple(range(1, x.dim())), keepdim=True)
     floor = peak - _uniform(gen, n, 30.0, 60.0).to(x.dtype).reshape(peak.shape)
     noise = floor + 3.0 * torch.randn(x.shape, generator=gen, dtype=x.dtype)
