@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from earmark.sources import load_dataset
@@ -49,6 +50,7 @@ def main() -> None:
         print(f"{'fold':5s} {'score':>7s} {'notes':>7s} {'chords':>7s} {'epochs':>6s} {'wall_s':>7s} {'cpu_s':>6s}")
         scores = []
         worst_programs: list[tuple[float, int, str, float, int]] = []
+        family_programs: list[tuple[float, int, str, str, str, int]] = []
         for k in folds:
             t0, c0 = time.perf_counter(), time.process_time()
             tr, te = df[df["fold"] != k], df[df["fold"] == k]
@@ -58,8 +60,15 @@ def main() -> None:
             pred = model.predict(te)
             kind = te["kind"].to_numpy()
             if task == "family":
-                ok = pred["label"].to_numpy() == te["label"].astype(str).to_numpy()
+                predicted = pred["label"].astype(str).to_numpy()
+                ok = predicted == te["label"].astype(str).to_numpy()
                 score, notes, chords = ok.mean(), ok[kind == "note"].mean(), ok[kind == "chord"].mean()
+                # per program: accuracy and the family it is most often mistaken for
+                for prog in np.unique(te["program_name"].astype(str)):
+                    sel = te["program_name"].astype(str).to_numpy() == prog
+                    wrong = pd.Series(predicted[sel & ~ok]).value_counts()
+                    family_programs.append((float(ok[sel].mean()), k, prog, str(te["label"][sel].iloc[0]),
+                                            str(wrong.index[0]) if len(wrong) else "", int(sel.sum())))
             else:
                 signed = pred["prediction"].to_numpy(dtype=float) - te["pitch"].to_numpy(dtype=float)
                 err = np.abs(signed)
@@ -73,6 +82,12 @@ def main() -> None:
             print(f"{k:<5d} {score:7.3f} {notes:7.3f} {chords:7.3f} {len(model.history):6d} "
                   f"{time.perf_counter() - t0:7.0f} {time.process_time() - c0:6.0f}", flush=True)
         print(f"{task} mean {np.mean(scores):.3f} (worst {max(scores) if task == 'pitch' else min(scores):.3f})")
+        if family_programs:
+            print("\nprograms below 50 % accuracy (every one unheard in training):")
+            print(f"{'fold':5s} {'program':28s} {'family':22s} {'clips':>5s} {'acc':>6s}  most often called")
+            for acc, k, prog, fam, confused, n in sorted(family_programs):
+                if acc < 0.5:
+                    print(f"{k:<5d} {prog:28s} {fam:22s} {n:5d} {acc:6.2f}  {confused}")
         if worst_programs:
             total = sum(m * n for m, _, _, _, n in worst_programs)
             print("\nprograms with MAE > 2 semitones (share of all absolute error):")
