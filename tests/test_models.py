@@ -252,9 +252,27 @@ def test_augmentations_are_seeded_and_keep_shape():
     torch.testing.assert_close(xm, lam * x + (1 - lam) * x[partner])
 
 
+def test_time_masks_do_not_grow_with_the_clip():
+    """SpecAugment time masks stay within ``time_mask`` frames however long the clip (a 2.5 s
+    clip's 1/8 would be 31 frames, enough to erase a short word); 1 s clips are unchanged."""
+    cfg = AugmentConfig(time_shift=0, time_stretch=0, freq_warp=0, spec_masks=1, gain_db=0, mixup=0)
+
+    def widest(frames: int, c: AugmentConfig) -> int:
+        x = torch.ones(400, 4, frames)  # constant but for the mask: masked frames take the mean
+        x[:, 0, :] = 2.0
+        out = augment_batch(x, c, torch.Generator().manual_seed(0), kind="spectrogram")
+        masked_in_time = (out != x).all(dim=1)  # every band changed: a time mask, not a frequency one
+        return int(masked_in_time.sum(dim=1).max())
+
+    assert widest(251, cfg) == 12 and widest(101, cfg) == 12
+    assert widest(251, AugmentConfig(**{**cfg.to_dict(), "time_mask": 40})) == 31  # 1/8 of the clip
+    assert widest(251, AugmentConfig(**{**cfg.to_dict(), "time_mask": 0})) == 0
+
+
 @pytest.mark.parametrize("options, named", [
     ({"band_limt": 0.5}, "band_limt"), ({"band_limit": 1.5}, "band_limit"), ({"mixup": -0.2}, "mixup"),
     ({"time_stretch": 1.2}, "time_stretch"), ({"spec_masks": "2"}, "spec_masks"),
+    ({"time_mask": 2.5}, "time_mask"),
 ])
 def test_invalid_augment_options_are_refused_by_name(options, named):
     with pytest.raises(ParameterError, match=named):

@@ -250,3 +250,51 @@ def test_cli_tune_prints_best(tmp_path, fsdd_small):
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert out["method"] == "grid" and len(out["trials"]) == 4
+
+
+def test_auto_duration_follows_the_clips():
+    from earmark.training import auto_duration
+
+    inst = load_dataset(SHARED / "instruments" / "manifest.csv").head(40)
+    assert auto_duration(inst) == 1.5  # 1.5 s notes: from the table's duration column
+    assert auto_duration(inst.drop(columns=["duration"])) == 1.5  # from the files' headers
+    fsdd = load_dataset(SHARED / "fsdd" / "manifest.csv")
+    assert auto_duration(fsdd) == 1.0  # spoken digits (95 % under 0.65 s) keep the preset's 1 s
+    table = pd.DataFrame({"path": ["x.wav"] * 4, "duration": [2.1, 2.2, 2.4, 30.0]})
+    assert auto_duration(table, quantile=0.5) == 2.5 and auto_duration(table) == 10.0
+
+
+def test_default_cnn_hears_whole_clips_longer_than_a_second(tmp_path, fsdd):
+    """Digits spoken 1.1 s into 2 s files: the default preset's first second is silence, so the
+    clip length must come from the data (and travel with the model to prediction)."""
+    import soundfile as sf
+
+    rows = []
+    pick = fsdd[fsdd["label"].isin(["0", "1"])].groupby(["group", "label"]).head(20)
+    for path, label, group in pick[["path", "label", "group"]].itertuples(index=False):
+        y, sr = sf.read(path, dtype="float32")
+        out = np.zeros(int(2.0 * sr), dtype=np.float32)
+        start = int(1.1 * sr)
+        out[start : start + min(len(y), len(out) - start)] = y[: len(out) - start]
+        dest = tmp_path / f"{group}_{label}_{len(rows)}.wav"
+        sf.write(dest, out, sr)
+        rows.append({"path": str(dest), "label": label, "group": group})
+    df = load_dataset(pd.DataFrame(rows))
+    tr, te = df[df["group"] != "theo"], df[df["group"] == "theo"]
+    from earmark.features import extract, get_preset
+
+    silent = np.asarray(extract(tr.head(8), get_preset("logmel"), workers=1).X)
+    assert np.ptp(silent, axis=0).max() < 1e-3  # what a 1 s crop would hear: nothing
+
+    m = train(tr, epochs=10, seed=0, batch_size=16, workers=1)
+    assert m.preset.params["duration"] == 2.0 and m.config["padding"]["duration_from"] == "data"
+    acc = float((m.predict(te)["label"] == te["label"].astype(str).to_numpy()).mean())
+    assert acc >= 0.8, acc
+
+    few = tr.groupby("label").head(10)
+    kept = train(few, model="logreg", features="mfcc-mean", workers=1)  # pooled: no length
+    assert kept.config["padding"]["duration_from"] == "preset"
+    user = train(few, model="cnn", epochs=1, duration=1.2, workers=1, val_fraction=0.0)
+    assert user.preset.params["duration"] == 1.2 and user.config["padding"]["duration_from"] == "user"
+    with pytest.raises(ParameterError, match="fixed-length presets"):
+        train(few, model="logreg", features="mfcc-mean", duration=2.0, workers=1)

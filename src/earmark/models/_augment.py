@@ -31,7 +31,15 @@ class AugmentConfig:
     freq_warp : float
         Largest relative stretch of the frequency axis (vocal-tract-length / pitch perturbation).
     spec_masks : int
-        Number of SpecAugment frequency masks and of time masks (each up to 1/8 of the axis).
+        Number of SpecAugment frequency masks and of time masks (each up to 1/8 of its axis; time
+        masks also at most ``time_mask`` frames).
+    time_mask : int
+        Widest time mask in frames (SpecAugment's T): 12, i.e. 120 ms at the presets' 10 ms hop,
+        which is 1/8 of a 1 s clip. Without this bound a mask would grow with the clip, and in a
+        2.5 s clip (1/8 = 310 ms) two masks can erase a whole spoken word. Measured on 2.5 s files
+        holding an FSDD "zero" or "one" 1.4 s in (160 training clips of 4 speakers, 10 epochs,
+        unseen speaker): 0.73 / 0.78 accuracy with masks of up to 1/8 of the clip, 1.00 / 1.00
+        with this bound (two seeds).
     noise : float
         Standard deviation of added Gaussian noise, relative to the example's standard deviation.
     gain_db : float
@@ -61,6 +69,7 @@ class AugmentConfig:
     time_stretch: float = 0.15
     freq_warp: float = 0.1
     spec_masks: int = 2
+    time_mask: int = 12
     noise: float = 0.0
     gain_db: float = 6.0
     mixup: float = 0.2
@@ -72,6 +81,11 @@ class AugmentConfig:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
                 raise ParameterError(
                     f"augment_options[{f.name!r}] must be a number >= 0 (0 switches it off). Got {value!r} instead."
+                )
+        for name in ("spec_masks", "time_mask"):
+            if not isinstance(getattr(self, name), (int, np.integer)):
+                raise ParameterError(
+                    f"augment_options[{name!r}] is a whole number. Got {getattr(self, name)!r} instead."
                 )
         if self.band_limit > 1:
             raise ParameterError(
@@ -205,7 +219,7 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator, *, 
             for _ in range(cfg.spec_masks):
                 fw_ = torch.randint(0, max(1, f_size // 8) + 1, (n,), generator=gen)
                 f0 = (torch.rand(n, generator=gen) * (f_size - fw_ + 1)).long()
-                tw_ = torch.randint(0, max(1, t_size // 8) + 1, (n,), generator=gen)
+                tw_ = torch.randint(0, min(max(1, t_size // 8), cfg.time_mask) + 1, (n,), generator=gen)
                 t0 = (torch.rand(n, generator=gen) * (t_size - tw_ + 1)).long()
                 fr = torch.arange(f_size)
                 tr = torch.arange(t_size)

@@ -9,7 +9,7 @@ Example
 ...               features="mfcc-mean")  # doctest: +SKIP
 """
 
-from earmark.training._train import DEFAULT_CLASSIFIER, DEFAULT_REGRESSOR, train
+from earmark.training._train import DEFAULT_CLASSIFIER, DEFAULT_REGRESSOR, auto_duration, train
 from earmark.training._trained import TrainedModel, summary_vectors
 from earmark.training._tune import TuneResult, tune
 
@@ -18,6 +18,7 @@ __all__ = [
     "DEFAULT_REGRESSOR",
     "TrainedModel",
     "TuneResult",
+    "auto_duration",
     "summary_vectors",
     "train",
     "tune",

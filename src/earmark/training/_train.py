@@ -167,6 +167,47 @@ def _refit_torch(est: Any, X_tr: Any, y_tr: np.ndarray, w_tr: np.ndarray, X_va: 
     return final
 
 
+def auto_duration(
+    dataset: pd.DataFrame, *, default: float = 1.0, quantile: float = 0.95, step: float = 0.5,
+    limit: float = 10.0, sample: int = 512, seed: int = 0,
+) -> float:
+    """Clip length (seconds) that lets a fixed-length model hear whole clips of ``dataset``.
+
+    The ``quantile`` of the clips' durations rounded up to a multiple of ``step``, no shorter than
+    ``default`` and no longer than ``limit`` (longer clips are cropped; see ``earmark predict
+    --window`` for long recordings). Durations come from the table's ``duration`` column
+    (:func:`earmark.sources.load_dataset` fills it) or, without one, from the headers of up to
+    ``sample`` of its files; unreadable files are left out (training reports them).
+
+    Example
+    -------
+    >>> auto_duration(pd.DataFrame({"path": ["a.wav"] * 3, "duration": [0.4, 4.2, 5.0]}))
+    5.0
+    >>> auto_duration(pd.DataFrame({"path": ["a.wav"], "duration": [0.6]}))
+    1.0
+    """
+    if "duration" in dataset.columns and pd.to_numeric(dataset["duration"], errors="coerce").notna().any():
+        seconds = pd.to_numeric(dataset["duration"], errors="coerce").dropna().to_numpy(dtype=float)
+    else:
+        from earmark.audio import audio_info
+        from earmark.errors import AudioDecodeError
+
+        paths = dataset["path"]
+        if len(paths) > sample:
+            paths = paths.sample(sample, random_state=seed)
+        found = []
+        for p in paths:
+            try:
+                found.append(audio_info(p).duration)
+            except (AudioDecodeError, OSError):
+                continue
+        seconds = np.asarray(found, dtype=float)
+    if seconds.size == 0:
+        return float(default)
+    want = float(np.quantile(seconds, quantile))
+    return float(min(max(np.ceil(want / step - 1e-9) * step, default), max(limit, default)))
+
+
 def train(
     dataset: pd.DataFrame,
     *,
@@ -178,6 +219,7 @@ def train(
     seed: int = 0,
     val_fraction: float | None = None,
     refit: bool | None = None,
+    duration: float | None = None,
     extra_train: pd.DataFrame | None = None,
     extra_weight: float = 1.0,
     cache: Any = None,
@@ -281,6 +323,21 @@ def train(
         raise ParameterError(f"Model {model!r} is a regressor but column {target_col!r} is not numeric; "
                              "choose a classifier (earmark models list) or a numeric --target.")
     preset = features if isinstance(features, Preset) else get_preset(features or spec.preset)
+    duration_from = "preset"
+    if duration is not None or (features is None and preset.params.get("duration") is not None):
+        if preset.params.get("duration") is None:
+            raise ParameterError(
+                f"The 'duration' parameter only applies to fixed-length presets such as 'logmel' or 'raw'; "
+                f"preset {preset.name!r} has no fixed length. Leave duration unset."
+            )
+        if duration is not None:
+            if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not 0 < duration <= 600:
+                raise ParameterError(f"The 'duration' parameter must be a number of seconds in (0, 600]. Got {duration!r} instead.")
+            seconds, duration_from = float(duration), "user"
+        else:
+            seconds, duration_from = auto_duration(dataset, default=float(preset.params["duration"])), "data"
+        if seconds != preset.params["duration"]:
+            preset = get_preset(preset, duration=seconds)
 
     group_col = group
     if group_col is None:
@@ -466,6 +523,7 @@ def train(
         "extra_weight": float(extra_weight) if extra is not None else None,
         "padding": {
             "preset_duration": preset.params.get("duration"),
+            "duration_from": duration_from,
             "preset_align": preset.params.get("align"),
             "n_frames": getattr(est, "n_frames_", None),
             "pad": getattr(est, "pad", None),
