@@ -241,6 +241,22 @@ def test_cli_train_writes_a_loadable_bundle(tmp_path, fsdd_small, theo):
     assert again.exit_code != 0 and "overwrite" in again.output
 
 
+def test_cli_train_duration_is_kept_in_the_bundle(tmp_path, fsdd_small):
+    from earmark.bundle import load_model
+    from earmark.cli.main import app
+
+    manifest = _manifest(tmp_path, fsdd_small.groupby(["group", "label"]).head(1))
+    out = tmp_path / "cnn"
+    res = CliRunner().invoke(app, ["train", str(manifest), "--out", str(out), "--epochs", "1", "--duration", "1.5",
+                                   "--val-fraction", "0", "--workers", "1", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["config"]["padding"]["duration_from"] == "user"
+    assert load_model(out).preset.params["duration"] == 1.5
+    bad = CliRunner().invoke(app, ["train", str(manifest), "--out", str(tmp_path / "x"), "--model", "logreg",
+                                   "--features", "mfcc-mean", "--duration", "2"])
+    assert bad.exit_code != 0 and "fixed-length" in bad.output
+
+
 def test_cli_tune_prints_best(tmp_path, fsdd_small):
     from earmark.cli.main import app
 
