@@ -34,7 +34,7 @@ class AugmentConfig:
         Number of SpecAugment frequency masks and of time masks (each up to 1/8 of its axis; time
         masks also at most ``time_mask`` frames).
     time_mask : int
-        Widest time mask in frames (SpecAugment's T): 12, i.e. 120 ms at the presets' 10 ms hop,
+        Widest time mask in frames (SpecAugment's T): 12, i.e. 120 ms at log-mel's 10 ms hop,
         which is 1/8 of a 1 s clip. Without this bound a mask would grow with the clip, and in a
         2.5 s clip (1/8 = 310 ms) two masks can erase a whole spoken word. Measured on 2.5 s files
         holding an FSDD "zero" or "one" 1.4 s in (160 training clips of 4 speakers, 10 epochs,
