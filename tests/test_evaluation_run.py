@@ -260,3 +260,19 @@ def test_cli_compare_prints_a_leaderboard_and_writes_a_report(fsdd_small, tmp_pa
         d["models"], key=lambda m: -d["models"][m]["summary"]["accuracy"]["mean"])
     assert all(row["model_bytes"] > 0 and row["ms_per_clip"] > 0 for row in d["leaderboard"])
     assert report.read_text().count("<img") == 2  # accuracy per fold, one per model
+
+
+@needs_training
+def test_cv_duration_reaches_every_fold(fsdd_small, tmp_path):
+    from earmark.cli.main import app
+    from earmark.evaluation import cross_validate
+
+    tiny = fsdd_small.groupby(["group", "label"]).head(1).reset_index(drop=True)
+    cv = cross_validate(tiny, model="cnn", epochs=1, duration=1.5, folds=2, workers=1)
+    assert cv.last_model.preset.params["duration"] == 1.5
+    assert cv.last_model.config["padding"]["duration_from"] == "user"
+    manifest = tmp_path / "tiny.csv"
+    tiny[["path", "label", "group"]].to_csv(manifest, index=False)
+    r = CliRunner().invoke(app, ["cv", str(manifest), "--model", "logreg", "--features", "mfcc-mean",
+                                 "--duration", "2", "--folds", "2"])
+    assert r.exit_code != 0 and "fixed-length" in r.output

@@ -207,6 +207,7 @@ def cv(
     folds: str = typer.Option("auto", "--folds", help=_FOLDS_HELP),
     seed: int = typer.Option(0, "--seed", help="Seed of the folds and of training."),
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="Training epochs (neural models)."),
+    duration: float | None = typer.Option(None, "--duration", min=0.01, max=600.0, help="Seconds each clip is padded/cropped to (fixed-length presets; default: from each fold's training clips, as earmark train)."),
     target: str | None = typer.Option(None, "--target", help="Column to predict (e.g. pitch for a regressor)."),
     json_out: str | None = typer.Option(None, "--json", help=_JSON_HELP),
     report: Path | None = typer.Option(None, "--report", help=_REPORT_HELP, dir_okay=False),
@@ -227,7 +228,9 @@ def cv(
 
     k = _folds(folds)
     _check_log(log)
-    train_kwargs = {"epochs": epochs} if epochs is not None else {}
+    train_kwargs: dict[str, Any] = {"epochs": epochs} if epochs is not None else {}
+    if duration is not None:
+        train_kwargs["duration"] = duration
     try:
         table = _load(source, label_column, group_column)
         result = cross_validate(table, model=model, features=features, folds=k, seed=seed,
@@ -240,7 +243,7 @@ def cv(
                            f"worst {w['fold']} ({w['metric']} {w['value']:.4f})",
                            spread=result.summary)
         config = {"model": model, "features": features, "folds": folds, "seed": seed,
-                  "epochs": epochs, "source": str(source)}
+                  "epochs": epochs, "duration": duration, "source": str(source)}
         _write_outputs(result, json_out=json_out, report=report, model=None, summary=summary,
                        max_clips=max_clips, embedding=embedding, config=config)
         _log(log, logdir, f"cv-{result.model}", result.to_dict(),
