@@ -208,6 +208,28 @@ def auto_duration(
     return float(min(max(np.ceil(want / step - 1e-9) * step, default), max(limit, default)))
 
 
+def _set_duration(preset: Any, dataset: pd.DataFrame, *, duration: float | None, chosen: bool) -> tuple[Any, str]:
+    """The preset with the clip length to use, and where that length came from
+    (``"user"``: ``duration``; ``"data"``: :func:`auto_duration`; ``"preset"``: its own)."""
+    from earmark.features import get_preset
+
+    own = preset.params.get("duration")
+    if duration is None and (chosen or own is None):
+        return preset, "preset"
+    if own is None:
+        raise ParameterError(
+            f"The 'duration' parameter only applies to fixed-length presets such as 'logmel' or 'raw'; "
+            f"preset {preset.name!r} has no fixed length. Leave duration unset."
+        )
+    if duration is not None:
+        if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not 0 < duration <= 600:
+            raise ParameterError(f"The 'duration' parameter must be a number of seconds in (0, 600]. Got {duration!r} instead.")
+        seconds, source = float(duration), "user"
+    else:
+        seconds, source = auto_duration(dataset, default=float(own)), "data"
+    return (preset if seconds == own else get_preset(preset, duration=seconds)), source
+
+
 def train(
     dataset: pd.DataFrame,
     *,
@@ -323,21 +345,7 @@ def train(
         raise ParameterError(f"Model {model!r} is a regressor but column {target_col!r} is not numeric; "
                              "choose a classifier (earmark models list) or a numeric --target.")
     preset = features if isinstance(features, Preset) else get_preset(features or spec.preset)
-    duration_from = "preset"
-    if duration is not None or (features is None and preset.params.get("duration") is not None):
-        if preset.params.get("duration") is None:
-            raise ParameterError(
-                f"The 'duration' parameter only applies to fixed-length presets such as 'logmel' or 'raw'; "
-                f"preset {preset.name!r} has no fixed length. Leave duration unset."
-            )
-        if duration is not None:
-            if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not 0 < duration <= 600:
-                raise ParameterError(f"The 'duration' parameter must be a number of seconds in (0, 600]. Got {duration!r} instead.")
-            seconds, duration_from = float(duration), "user"
-        else:
-            seconds, duration_from = auto_duration(dataset, default=float(preset.params["duration"])), "data"
-        if seconds != preset.params["duration"]:
-            preset = get_preset(preset, duration=seconds)
+    preset, duration_from = _set_duration(preset, dataset, duration=duration, chosen=features is not None)
 
     group_col = group
     if group_col is None:

@@ -148,13 +148,10 @@ def tune(
     if target_col not in dataset.columns:
         raise ParameterError(f"The dataset has no column {target_col!r}; pass target= naming the column to learn.")
     preset = features if isinstance(features, Preset) else get_preset(features or spec.preset)
-    if features is None and preset.params.get("duration") is not None:
-        # the same clip length train() would choose, so the search tunes the model it will train
-        from earmark.training._train import auto_duration
+    # the same clip length train() would choose, so the search tunes the model it will train
+    from earmark.training._train import _set_duration
 
-        seconds = auto_duration(dataset, default=float(preset.params["duration"]))
-        if seconds != preset.params["duration"]:
-            preset = get_preset(preset, duration=seconds)
+    preset, _ = _set_duration(preset, dataset, duration=None, chosen=features is not None)
     group_col = group or next((c for c in ("group", "fold") if c in dataset.columns), None)
     df = dataset.reset_index(drop=True)
     fs = extract(df, preset, cache=cache)
