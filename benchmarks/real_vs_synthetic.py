@@ -7,6 +7,7 @@ FSDD speakers and espeak voice strings). Prints per-fold accuracy and the mean. 
     python benchmarks/real_vs_synthetic.py                    # 100 clips per FSDD speaker + all 500 TTS
     python benchmarks/real_vs_synthetic.py --per-speaker 500  # all of FSDD
     python benchmarks/real_vs_synthetic.py --params '{"augment": false, "ensemble": 3}'
+    python benchmarks/real_vs_synthetic.py --features '{"name": "logmel", "n_fft": 1024, "n_mels": 128}'
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from earmark.features import get_preset
 from earmark.sources import iter_folds, load_dataset
 from earmark.training import train
 
@@ -36,10 +38,20 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cache", default=None)
+    ap.add_argument("--features", default=None,
+                    help='feature preset name, or JSON with "name" and settings to change, e.g. '
+                         '\'{"name": "logmel", "n_mels": 128}\' (default: the model\'s preset)')
     ap.add_argument("--params", default=None,
                     help='model parameters as JSON, e.g. \'{"augment": false, "ensemble": 3}\'')
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    features = None
+    if args.features:
+        if args.features.lstrip().startswith("{"):
+            spec = json.loads(args.features)
+            features = get_preset(spec.pop("name"), **spec)
+        else:
+            features = get_preset(args.features)
     real = load_dataset(SHARED / "fsdd" / "manifest.csv")
     real = real.sample(frac=1.0, random_state=args.seed).groupby("group").head(args.per_speaker)
     synth = load_dataset(SHARED / "tts-digits" / "espeak" / "manifest.csv")
@@ -54,7 +66,8 @@ def main() -> None:
     accs = []
     for name, tr, te in iter_folds(df, folds=args.folds, seed=args.seed):
         t0, c0 = time.perf_counter(), time.process_time()
-        model = train(df.iloc[tr], model=args.model, epochs=args.epochs, seed=args.seed, cache=args.cache,
+        model = train(df.iloc[tr], model=args.model, features=features, epochs=args.epochs, seed=args.seed,
+                      cache=args.cache,
                       **(json.loads(args.params) if args.params else {}))
         test = df.iloc[te]
         pred = model.predict(test)["label"].to_numpy()

@@ -276,3 +276,20 @@ def test_cv_duration_reaches_every_fold(fsdd_small, tmp_path):
     r = CliRunner().invoke(app, ["cv", str(manifest), "--model", "logreg", "--features", "mfcc-mean",
                                  "--duration", "2", "--folds", "2"])
     assert r.exit_code != 0 and "fixed-length" in r.output
+
+
+@needs_training
+def test_compare_epochs_and_duration_apply_where_they_mean_something(fsdd_small, tmp_path):
+    from earmark.cli.main import app
+    from earmark.evaluation import compare
+
+    tiny = fsdd_small.groupby(["group", "label"]).head(1).reset_index(drop=True)
+    board = compare(tiny, models=["gnb", "cnn"], epochs=1, duration=1.5, folds=2, workers=1)
+    assert board.results["cnn"].last_model.preset.params["duration"] == 1.5
+    assert "duration" not in board.results["gnb"].last_model.preset.params  # pooled: trained without it
+    manifest, out = tmp_path / "tiny.csv", tmp_path / "board.json"
+    tiny[["path", "label", "group"]].to_csv(manifest, index=False)
+    r = CliRunner().invoke(app, ["compare", str(manifest), "--models", "gnb,cnn", "--epochs", "1",
+                                 "--duration", "2", "--folds", "2", "--json", str(out)])
+    assert r.exit_code == 0, r.output  # --epochs and --duration were refused by gnb before
+    assert {row["model"] for row in json.loads(out.read_text())["leaderboard"]} == {"gnb", "cnn"}

@@ -261,8 +261,9 @@ def compare(
     features: str | None = typer.Option(None, "--features", help="One feature preset for all (default: each model's)."),
     folds: str = typer.Option("auto", "--folds", help=_FOLDS_HELP),
     seed: int = typer.Option(0, "--seed", help="Seed of the folds and of training."),
-    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Training epochs (neural models)."),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Training epochs of the neural models (others ignore it)."),
     target: str | None = typer.Option(None, "--target", help="Column to predict."),
+    duration: float | None = typer.Option(None, "--duration", min=0.01, max=600.0, help="Seconds each clip is padded/cropped to, for the models on fixed-length presets (default: from each fold's training clips); models on pooled features ignore it."),
     json_out: str | None = typer.Option(None, "--json", help=_JSON_HELP),
     report: Path | None = typer.Option(None, "--report", help=_REPORT_HELP, dir_okay=False),
     label_column: str | None = typer.Option(None, "--label-column", help=_LABEL_HELP),
@@ -278,7 +279,9 @@ def compare(
         fail("--models needs at least one model name, e.g. --models logreg,random-forest.",
              ExitCode.USAGE)
     k = _folds(folds)
-    train_kwargs = {"epochs": epochs} if epochs is not None else {}
+    train_kwargs: dict[str, Any] = {"epochs": epochs} if epochs is not None else {}
+    if duration is not None:
+        train_kwargs["duration"] = duration
     try:
         table = _load(source, label_column, group_column)
         board = run_compare(table, models=names, features=features, folds=k, seed=seed,
@@ -288,7 +291,7 @@ def compare(
         if json_out != "-":
             _print_board(board.table)
         config = {"models": names, "features": features, "folds": folds, "seed": seed,
-                  "epochs": epochs, "source": str(source)}
+                  "epochs": epochs, "duration": duration, "source": str(source)}
         _write_outputs(board, json_out=json_out, report=report, model=None, summary=summary,
                        max_clips=0, embedding="pca", config=config)
     except EarmarkError as exc:

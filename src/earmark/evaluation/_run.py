@@ -488,7 +488,9 @@ def compare(
     on_fold : callable, optional
         Called as ``on_fold(model_name, fold_result)`` after each fold.
     **train_kwargs
-        Further keyword arguments of :func:`earmark.train`.
+        Further keyword arguments of :func:`earmark.train`. ``epochs`` applies to the neural
+        models and ``duration`` to the models whose preset has a fixed clip length (``cnn``,
+        ``lstm``…); the others (``logreg`` on ``mfcc-mean``…) are trained without them.
 
     Returns
     -------
@@ -519,16 +521,32 @@ def compare(
     return _compare(table, models, features, folds, seed, target, workers, on_fold, train_kwargs)
 
 
+def _fixed_length(model: str, features: Any) -> bool:
+    """Whether ``model`` trained on ``features`` (default: its own preset) pads/crops clips."""
+    from earmark.features import Preset, get_preset
+    from earmark.models import get_spec
+
+    preset = features if isinstance(features, Preset) else get_preset(features or get_spec(model).preset)
+    return preset.params.get("duration") is not None
+
+
 def _compare(table: pd.DataFrame, models: list[str], features: Any, folds: str | int, seed: int,
              target: str | None, workers: int | None,
              on_fold: Callable[[str, FoldResult], None] | None,
              train_kwargs: Mapping[str, Any]) -> Leaderboard:
+    from earmark.models import get_spec
+
     rows = []
     results: dict[str, CVResult] = {}
     for name in models:
         callback = (lambda f, _n=name: on_fold(_n, f)) if on_fold is not None else None
+        kwargs = dict(train_kwargs)
+        if kwargs.get("duration") is not None and not _fixed_length(name, features):
+            del kwargs["duration"]
+        if kwargs.get("epochs") is not None and get_spec(name).kind != "torch":
+            del kwargs["epochs"]
         cv = cross_validate(table, model=name, features=features, folds=folds, seed=seed,
-                            target=target, workers=workers, on_fold=callback, **train_kwargs)
+                            target=target, workers=workers, on_fold=callback, **kwargs)
         results[name] = cv
         row: dict[str, Any] = {"model": name}
         for metric, stats in cv.summary.items():
