@@ -53,3 +53,65 @@ def test_datasets_list_and_download(tmp_path: Path, shared: Path) -> None:
         z.writestr("x/recordings/0_a_0.wav", (shared / "fsdd" / "recordings" / "0_george_0.wav").read_bytes())
     bad = runner.invoke(app, ["datasets", "download", "fsdd", "--to", str(tmp_path / "d"), "--url", archive.as_uri()])
     assert bad.exit_code == 3 and "expected 2500" in bad.output
+
+
+def _fsdd_copies(shared: Path, folder: Path, names: list[str]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (folder / name).write_bytes((shared / "fsdd" / "recordings" / name).read_bytes())
+
+
+def test_info_on_a_flat_folder_summarises_without_labels(tmp_path: Path, shared: Path) -> None:
+    long = tmp_path / "long"
+    _fsdd_copies(shared, long, ["0_george_0.wav", "1_jackson_3.wav", "2_theo_5.wav"])
+    result = runner.invoke(app, ["info", str(long)])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "3 of 3 files readable" in text and "no labels" in text and "8000 Hz × 3" in text
+    assert "error" not in text and "balance" not in text  # no class table
+    data = json.loads(runner.invoke(app, ["info", str(long), "--json"]).stdout)
+    assert data["n_ok"] == data["n_unlabelled"] == 3 and data["classes"] == {}
+    assert len(data["duplicates"]) == 0 and data["duration"]["max"] < 1.0
+
+
+def test_info_counts_are_pluralised(tmp_path: Path, shared: Path) -> None:
+    folder = tmp_path / "one"
+    _fsdd_copies(shared, folder, ["0_george_0.wav"])
+    (folder / "0_george_1.wav").write_bytes((folder / "0_george_0.wav").read_bytes())  # a duplicate
+    (folder / "0_george_2.wav").write_bytes(b"")  # unreadable
+    result = runner.invoke(app, ["info", str(folder), "--pattern", "{label}_{group}_{index}"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "2 of 3 files readable" in text
+    for singular in ("1 class ", "1 group", "1 unreadable file ", "1 set of files with identical audio"):
+        assert singular in text, (singular, text)
+    for wrong in ("1 classes", "1 groups", "1 unreadable files", "1 sets"):
+        assert wrong not in text, (wrong, text)
+
+
+def test_fold_lines_name_each_fold_once(shared: Path) -> None:
+    from types import SimpleNamespace
+
+    from earmark.cli._common import err_console
+    from earmark.cli.evaluate import _fold_printer
+    from earmark.sources import iter_folds, load_dataset
+
+    table = load_dataset(shared / "fsdd" / "manifest.csv", check="none").groupby(["label", "group"]).head(2)
+    names = [n for n, _, _ in iter_folds(table, folds=2)] + [n for n, _, _ in iter_folds(table, folds="group")][:1]
+    assert names == ["fold 1", "fold 2", "george"]
+    result = SimpleNamespace(metrics={"accuracy": 0.5})
+    with err_console.capture() as cap:
+        for name in names:
+            _fold_printer("logreg ")(SimpleNamespace(name=name, result=result, n_test=10, n_train=90, train_seconds=0.1))
+        _fold_printer()(SimpleNamespace(name="fold 2", result=result, n_test=10, n_train=90, train_seconds=0.1))
+    lines = [line.split(":")[0] for line in cap.get().splitlines()]
+    assert lines == ["logreg fold 1", "logreg fold 2", "logreg fold george", "fold 2"]  # `compare`, then `cv`
+
+
+def test_train_on_a_flat_folder_still_asks_for_labels(tmp_path: Path, shared: Path) -> None:
+    long = tmp_path / "long"
+    _fsdd_copies(shared, long, ["0_george_0.wav", "1_jackson_3.wav"])
+    result = runner.invoke(app, ["train", str(long), "--model", "logreg", "--out", str(tmp_path / "m")])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 3 and "2 audio files but no class sub-folders" in text and "manifest" in text
+    assert "give a --pattern" not in text  # train has no --pattern option

@@ -156,8 +156,9 @@ def test_missing_source_and_bad_manifest(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="no such file"):
         load_dataset(tmp_path / "absent")
     (tmp_path / "m.csv").write_text("name,label\na.wav,1\n")
-    with pytest.raises(DatasetError, match="path-column"):
+    with pytest.raises(DatasetError, match="rename the column of file paths to 'path'") as info:
         load_dataset(tmp_path / "m.csv")
+    assert "--path-column" not in str(info.value)  # no command has that option
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="no audio files"):
         load_dataset(tmp_path / "empty")
@@ -320,3 +321,41 @@ def test_download_refuses_incomplete_or_altered(tmp_path: Path, shared: Path, dr
     with pytest.raises(DatasetError, match=message):
         download("fsdd", tmp_path / "fsdd", url=archive.as_uri())
     assert not (tmp_path / "fsdd").exists()
+
+
+# ----------------------------------------------------------------------------- unlabelled audio
+
+
+def _three_wavs(shared: Path, folder: Path) -> list[Path]:
+    rec = shared / "fsdd" / "recordings"
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for name in ("0_george_0.wav", "1_jackson_3.wav", "2_theo_5.wav"):
+        shutil.copy(rec / name, folder / name)
+        out.append(folder / name)
+    return out
+
+
+def test_flat_folder_needs_labels_unless_allowed(tmp_path: Path, shared: Path) -> None:
+    files = _three_wavs(shared, tmp_path / "long")
+    with pytest.raises(DatasetError, match="3 audio files but no class sub-folders"):
+        load_dataset(tmp_path / "long")  # training needs labels: the clear error stays
+    df = load_dataset(tmp_path / "long", allow_unlabelled=True)
+    assert list(df["path"]) == [str(f.resolve()) for f in files] and "label" not in df.columns
+    assert (df["sample_rate"] == 8000).all() and df.attrs["skipped"] == []
+    s = summarize(df)
+    assert s["n_files"] == s["n_ok"] == s["n_unlabelled"] == 3 and s["classes"] == {}
+    assert s["sample_rates"] == {"8000": 3} and s["duplicates"] == []
+
+
+def test_loose_files_beside_class_folders_are_kept_only_when_allowed(tmp_path: Path, shared: Path) -> None:
+    loose, *in_class = _three_wavs(shared, tmp_path)
+    (tmp_path / "digit").mkdir()
+    for f in in_class:
+        f.rename(tmp_path / "digit" / f.name)
+    assert list(load_dataset(tmp_path)["label"]) == ["digit", "digit"]
+    df = load_dataset(tmp_path, allow_unlabelled=True)
+    assert len(df) == 3 and df["label"].isna().tolist() == [True, False, False]
+    assert df["path"].iloc[0] == str(loose.resolve())
+    s = summarize(df, duplicates=False)
+    assert s["classes"] == {"digit": 2} and s["n_unlabelled"] == 1

@@ -400,3 +400,40 @@ def test_cli_embed_npy_and_parquet(shared: Path, tiny_hf: Path, tmp_path: Path, 
     assert [Path(p).name for p in t.path[::2]] == [Path(p).name for p in df.path]
     r = runner.invoke(app, ["embed", f"hf:{tiny_hf}", str(manifest), "--out", str(tmp_path / "e.txt")])
     assert r.exit_code == 2 and ".npy" in r.output
+
+
+def test_embed_reads_a_flat_folder_of_unlabelled_files(shared: Path, tiny_hf: Path, tmp_path: Path,
+                                                       monkeypatch) -> None:
+    import re
+
+    import typer
+    from typer.testing import CliRunner
+
+    from earmark.cli.transfer import register
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    long = tmp_path / "long"
+    long.mkdir()
+    names = ["0_george_0.wav", "1_jackson_3.wav", "2_theo_5.wav"]
+    for name in names:
+        (long / name).write_bytes((shared / "fsdd" / "recordings" / name).read_bytes())
+    X = embed(f"hf:{tiny_hf}", long)
+    assert X.shape == (3, 32)
+    np.testing.assert_allclose(X, embed(f"hf:{tiny_hf}", [long / n for n in names]), atol=1e-6)
+
+    app = typer.Typer()
+    register(app)
+    app.command("noop")(lambda: None)
+    runner = CliRunner()
+    r = runner.invoke(app, ["embed", f"hf:{tiny_hf}", str(long), "--out", str(tmp_path / "e.npy")])
+    assert r.exit_code == 0, r.output
+    np.testing.assert_allclose(np.load(tmp_path / "e.npy"), X, atol=1e-6)
+
+    # errors about the source never suggest an option embed does not have
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "m.csv").write_text("name,label\na.wav,1\n")
+    own = {"--out", "--window", "--hop", "--help"}
+    for source in (tmp_path / "empty", tmp_path / "m.csv"):
+        r = runner.invoke(app, ["embed", f"hf:{tiny_hf}", str(source), "--out", str(tmp_path / "x.npy")])
+        assert r.exit_code == 3, r.output
+        assert set(re.findall(r"--[a-z][a-z-]*", r.output)) <= own, r.output

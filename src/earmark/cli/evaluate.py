@@ -194,8 +194,11 @@ def _fold_printer(prefix: str = "") -> Any:
     def show(fold: Any) -> None:
         m = fold.result.metrics
         key = "accuracy" if "accuracy" in m else "rmse"
+        # numbered and predefined folds are already called 'fold 2'; a held-out group is just its name
+        name = str(fold.name)
+        label = name if name.startswith("fold ") else f"fold {name}"
         err_console.print(
-            f"{prefix}fold {fold.name}: {key} {m[key]:.4f} on {fold.n_test} clips "
+            f"{prefix}{label}: {key} {m[key]:.4f} on {fold.n_test} clips "
             f"(trained on {fold.n_train} in {fold.train_seconds:.1f} s)", highlight=False)
     return show
 

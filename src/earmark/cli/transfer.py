@@ -18,7 +18,9 @@ def embed_command(
         "non-commercial use only), 'torchvision:mobilenet_v2' or 'hf:MODEL_ID_OR_DIR'.",
     ),
     source: Path = typer.Argument(
-        ..., exists=True, help="Dataset folder, manifest CSV, or one audio file; rows keep its order."
+        ..., exists=True,
+        help="Folder of audio files (flat, or one sub-folder per class), manifest CSV, or one audio file; "
+        "no labels needed; rows keep its order.",
     ),
     out: Path = typer.Option(
         ..., "--out", "-o", help="Output: .npy (2-D float32 array) or .parquet (path, row, start, e0…eN)."

@@ -39,11 +39,12 @@ def load_dataset(
     path_column: str | None = None,
     fold_column: str | None = "fold",
     pattern: str | None = None,
+    allow_unlabelled: bool = False,
     check: str = "header",
     on_error: str = "skip",
     workers: int | None = None,
 ) -> pd.DataFrame:
-    """Read a labelled audio dataset into a table, one row per readable file.
+    """Read an audio dataset into a table, one row per readable file.
 
     Parameters
     ----------
@@ -54,6 +55,7 @@ def load_dataset(
         - a folder holding ``manifest.csv`` (read through it);
         - a folder with one sub-folder per class;
         - a folder of files whose label and group come from their names (``pattern``);
+        - a folder of unlabelled files, with ``allow_unlabelled=True``;
         - a DataFrame with a ``path`` column (validated and completed like a manifest).
     label_column, group_column, path_column : str, optional
         Manifest columns to use. Defaults: the first present of :data:`LABEL_COLUMNS`,
@@ -65,6 +67,12 @@ def load_dataset(
         File-name pattern with ``{field}`` placeholders matched against each file's stem, e.g.
         ``'{label}_{group}_{index}'`` for FSDD's ``7_jackson_32.wav``. Fields become columns;
         ``{_}`` matches and discards a part.
+    allow_unlabelled : bool
+        Accept audio that has no label, for uses that need none (summaries, embeddings): a
+        folder of loose files without class sub-folders gives a table without a ``label``
+        column, and loose files beside class sub-folders are kept with a missing label. By
+        default such a folder raises :class:`DatasetError` (training needs labels) and loose
+        files beside class sub-folders are not read.
     check : {'header', 'decode', 'none'}
         How each file is checked: read its header (fast; fills ``duration`` and
         ``sample_rate``), decode it fully (also catches corrupt audio), or not at all.
@@ -77,7 +85,7 @@ def load_dataset(
     Returns
     -------
     pandas.DataFrame
-        Columns ``path`` (absolute), ``label`` (str), and where known ``group``, ``fold``,
+        Columns ``path`` (absolute), ``label`` (str, where known), and where known ``group``, ``fold``,
         ``duration`` (s), ``sample_rate``, ``channels``, plus every other manifest column.
         ``attrs`` holds ``source``, ``skipped`` (list of ``{'path', 'reason'}``) and
         ``n_listed`` (files listed before checking).
@@ -87,6 +95,8 @@ def load_dataset(
     >>> df = load_dataset("../shared/data/fsdd/manifest.csv")  # doctest: +SKIP
     >>> df[["label", "group"]].nunique().tolist()  # doctest: +SKIP
     [10, 5]
+    >>> "label" in load_dataset("recordings/unsorted", allow_unlabelled=True).columns  # doctest: +SKIP
+    False
     """
     if check not in _CHECKS:
         raise ParameterError(f"The 'check' parameter of load_dataset must be one of {_CHECKS}. Got {check!r} instead.")
@@ -110,7 +120,7 @@ def load_dataset(
         elif (src / "manifest.csv").is_file():
             df = _from_manifest(src / "manifest.csv", label_column, group_column, path_column, fold_column)
         else:
-            df = _from_class_folders(src)
+            df = _from_class_folders(src, allow_unlabelled=allow_unlabelled)
     if pattern is not None and isinstance(source, pd.DataFrame):
         raise ParameterError("The 'pattern' parameter applies to folders of files, not to a DataFrame.")
 
@@ -156,7 +166,7 @@ def _pick(columns: Iterable[str], wanted: str | None, candidates: tuple[str, ...
         if wanted not in cols:
             raise DatasetError(
                 f"{where}: has no column {wanted!r} for the {what}; its columns are {cols}. "
-                f"Pass --{what}-column with one of them."
+                f"Name one of them instead."
             )
         return wanted
     lower = {c.lower(): c for c in cols}
@@ -180,7 +190,7 @@ def _from_frame(
     if pcol is None:
         raise DatasetError(
             f"{where}: no column names the audio files (looked for {list(PATH_COLUMNS)}); "
-            "pass --path-column"
+            "rename the column of file paths to 'path' (or pass path_column= to load_dataset)"
         )
     lcol = _pick(raw.columns, label_column, LABEL_COLUMNS, "label", where)
     gcol = _pick(raw.columns, group_column, GROUP_COLUMNS, "group", where)
@@ -234,16 +244,23 @@ def _scan(folder: Path) -> list[Path]:
     return files
 
 
-def _from_class_folders(folder: Path) -> pd.DataFrame:
+def _from_class_folders(folder: Path, *, allow_unlabelled: bool = False) -> pd.DataFrame:
     classes = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
-    rows = [{"path": str(p.resolve()), "label": c.name} for c in classes for p in _scan(c)]
+    rows: list[dict[str, str]] = [{"path": str(p.resolve()), "label": c.name} for c in classes for p in _scan(c)]
+    if allow_unlabelled:
+        # files directly in the folder have no class; without class sub-folders they are the dataset
+        loose_here = sorted(
+            p for p in folder.iterdir() if p.is_file() and is_audio_file(p.name) and not p.name.startswith(".")
+        )
+        rows = [{"path": str(p.resolve())} for p in loose_here] + rows
     if not rows:
         loose = _scan(folder)
         if loose:
             raise DatasetError(
-                f"{folder}: holds {len(loose)} audio files but no class sub-folders; "
-                "give a --pattern to read labels from file names (e.g. '{label}_{group}_{index}') "
-                "or a CSV manifest"
+                f"{folder}: holds {len(loose)} audio files but no class sub-folders, so they have no labels; "
+                "put each class's files in a sub-folder named after it, or list them with their labels in a "
+                "CSV manifest (earmark info and extract can also read labels from file names with --pattern, "
+                "e.g. '{label}_{group}_{index}')"
             )
         raise DatasetError(f"{folder}: no audio files found (looked for {', '.join(sorted({'.wav', '.flac', '.mp3', '.ogg'}))}, …)")
     return _order(pd.DataFrame(rows))

@@ -26,8 +26,9 @@ def _stats(values: pd.Series) -> dict[str, float]:
 def summarize(df: pd.DataFrame, *, duplicates: bool = True, workers: int | None = None) -> dict[str, object]:
     """Summarise a table from :func:`load_dataset` as one JSON-able dict.
 
-    Keys: ``n_files`` (files listed by the source), ``n_ok`` (readable), ``classes``
-    (label → count), ``groups`` (group → count), ``folds``, ``duration`` (seconds: min,
+    Keys: ``n_files`` (files listed by the source), ``n_ok`` (readable), ``n_unlabelled``
+    (readable files without a label: all of them when the table has no ``label`` column, as for
+    a folder read with ``allow_unlabelled=True``), ``classes`` (label → count), ``groups`` (group → count), ``folds``, ``duration`` (seconds: min,
     median, mean, max, total), ``sample_rates`` (rate → count), ``channels``, ``balance``
     (smallest / largest class), ``errors`` (list of ``{path, reason}``), ``duplicates`` (lists
     of paths whose decoded audio is identical).
@@ -37,6 +38,8 @@ def summarize(df: pd.DataFrame, *, duplicates: bool = True, workers: int | None 
     >>> summary = summarize(load_dataset("../shared/data/fsdd/manifest.csv"))  # doctest: +SKIP
     >>> summary["n_files"], len(summary["classes"])  # doctest: +SKIP
     (2500, 10)
+    >>> summarize(load_dataset("unsorted/", allow_unlabelled=True))["n_unlabelled"]  # doctest: +SKIP
+    3
     """
     errors = list(df.attrs.get("skipped", []))
     out: dict[str, object] = {
@@ -49,8 +52,10 @@ def summarize(df: pd.DataFrame, *, duplicates: bool = True, workers: int | None 
         counts = df["label"].dropna().astype(str).value_counts()
         out["classes"] = {k: int(counts[k]) for k in sorted(counts.index, key=_natural)}
         out["balance"] = float(counts.min() / counts.max()) if len(counts) else None
+        out["n_unlabelled"] = int(df["label"].isna().sum())
     else:
         out["classes"] = {}
+        out["n_unlabelled"] = len(df)
     if "group" in df.columns:
         g = df["group"].dropna().astype(str).value_counts()
         out["groups"] = {k: int(g[k]) for k in sorted(g.index, key=_natural)}

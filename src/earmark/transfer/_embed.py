@@ -358,11 +358,12 @@ def _paths(source: Any) -> list[str]:
         pass
     if isinstance(source, (str, os.PathLike)):
         p = Path(source)
-        if p.is_file() and p.suffix.lower() != ".csv":
+        if p.is_file() and p.suffix.lower() not in (".csv", ".tsv"):
             return [str(p)]
         from earmark.sources import load_dataset
 
-        return [str(x) for x in load_dataset(p, check="none")["path"]]
+        # embeddings need no labels: a flat folder of files is as good as class sub-folders
+        return [str(x) for x in load_dataset(p, check="none", allow_unlabelled=True)["path"]]
     return [os.fspath(p) for p in source]
 
 
@@ -382,7 +383,8 @@ def embed(
         See :func:`get_backbone` (``"birdnet"`` is CC BY-NC-SA 4.0: non-commercial use only).
     dataset_or_paths : DataFrame with a ``path`` column, sequence of paths, a dataset folder or
         manifest, or one audio file
-        Rows come out in this order.
+        Rows come out in this order. No labels are needed: a folder may hold class sub-folders or
+        just audio files (read as :func:`earmark.sources.load_dataset` with ``allow_unlabelled=True``).
     window : float, optional
         Window length in seconds: one vector per window instead of per clip (a clip shorter than a
         window gives one zero-padded window).
