@@ -30,11 +30,11 @@ def predict(
     model: Path = typer.Argument(..., exists=True, help="Model bundle (directory or .earmark file)."),
     paths: list[Path] = typer.Argument(..., help="Audio files and folders (searched recursively)."),
     fmt: str = typer.Option("csv", "--format", "-f", help="Output format: csv or json."),
-    top_k: int = typer.Option(1, "--top-k", "-k", min=1, help="Classes listed per file."),
+    top_k: int = typer.Option(1, "--top-k", "-k", min=1, help="Classes listed per file (classifiers)."),
     window: float | None = typer.Option(None, "--window", min=0.01, help="Predict per window of this many seconds."),
     hop: float | None = typer.Option(None, "--hop", min=0.01, help="Step between windows, seconds (default: --window)."),
     reject_below: float | None = typer.Option(
-        None, "--reject-below", min=0.0, max=1.0, help="Label files 'unknown' below this top probability."
+        None, "--reject-below", min=0.0, max=1.0, help="Label files 'unknown' below this top probability (the top class stays in column top_label)."
     ),
     workers: int | None = typer.Option(None, "--workers", "-j", min=1, help="Parallel threads (default: CPU count)."),
     cache: Path | None = typer.Option(None, "--cache", help="Feature store folder (read, and filled)."),
@@ -56,7 +56,7 @@ def predict(
                                  workers=workers, cache=cache, progress=advance)
     except EarmarkError as exc:
         fail(str(exc))
-    text = _format(rows, fmt, top_k)
+    text = _format(rows, fmt, top_k, reject=reject_below is not None)
     if out is None:
         sys.stdout.write(text)
     else:
@@ -69,33 +69,47 @@ def predict(
         raise typer.Exit(int(ExitCode.PARTIAL))
 
 
-def _format(rows: list[dict], fmt: str, k: int) -> str:
+def _format(rows: list[dict], fmt: str, k: int, *, reject: bool = False) -> str:
+    """Rows of :func:`~earmark.serving.batch.predict_paths` as JSON or CSV.
+
+    CSV columns: ``path``, ``label`` (``unknown`` when rejected), ``confidence`` (the top class's
+    probability), with ``reject`` a ``top_label`` column (the top class, rejected or not), then
+    ``label_i``/``probability_i`` for the next classes up to ``k``; a regressor's rows are ``path``,
+    ``prediction``. Windowed rows add ``start``/``end``; every row ends with ``error``.
+    """
     if fmt == "json":
         return json.dumps(rows, indent=2, ensure_ascii=False) + "\n"
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     windowed = any("windows" in r for r in rows)
-    head = ["path", "label", "confidence"]
-    for i in range(2, k + 1):
-        head += [f"label_{i}", f"probability_{i}"]
+    regression = any("prediction" in r for r in rows)
+    if regression:
+        head = ["path", "prediction"]
+    else:
+        head = ["path", "label", "confidence"] + (["top_label"] if reject else [])
+        for i in range(2, k + 1):
+            head += [f"label_{i}", f"probability_{i}"]
     w.writerow([*head, "start", "end", "error"] if windowed else [*head, "error"])
 
-    def line(path, label, conf, top, start=None, end=None, error=None):
-        cells = [path, label if label is not None else "", "" if conf is None else f"{conf:.6f}"]
-        for i in range(1, k):
-            if i < len(top):
-                cells += [top[i]["label"], f"{top[i]['probability']:.6f}"]
-            else:
-                cells += ["", ""]
+    def line(path: str, r: dict, start: float | None = None, end: float | None = None) -> None:
+        if regression:
+            cells = [path, "" if r.get("prediction") is None else f"{r['prediction']:.6g}"]
+        else:
+            conf, top = r.get("confidence"), r.get("top", [])
+            cells = [path, r.get("label") or "", "" if conf is None else f"{conf:.6f}"]
+            if reject:
+                cells.append(top[0]["label"] if top else r.get("top_label") or "")
+            for i in range(1, k):
+                cells += [top[i]["label"], f"{top[i]['probability']:.6f}"] if i < len(top) else ["", ""]
         if windowed:
             cells += ["" if start is None else f"{start:.3f}", "" if end is None else f"{end:.3f}"]
-        cells.append(error or "")
+        cells.append(r.get("error") or "")
         w.writerow(cells)
 
     for r in rows:
-        line(r["path"], r["label"], r["confidence"], r["top"], error=r["error"])
+        line(r["path"], r)
         for win in r.get("windows", []):
-            line(r["path"], win["label"], win["confidence"], [], win["start"], win["end"])
+            line(r["path"], win, win["start"], win["end"])
     return buf.getvalue()
 
 

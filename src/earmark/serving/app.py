@@ -296,11 +296,14 @@ def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> Fas
                                           timeout=settings.decode_timeout)
 
     def _record(pred: Prediction, source: str | None) -> None:
-        metrics.observe_prediction(pred.label)
+        if pred.value is None:
+            metrics.observe_prediction(pred.label)
+        else:  # a regressor: one series (its values are not labels)
+            metrics.observe_prediction(app.state.predictor.target)
         log = app.state.log
         if log is not None:
-            log.append(features=pred.features, proba=np.array(list(pred.probabilities.values())),
-                       label=pred.label, source=source)
+            out = [pred.value] if pred.value is not None else list(pred.probabilities.values())
+            log.append(features=pred.features, proba=np.array(out), label=pred.label, source=source)
 
     def _predict_clips(clips: list[np.ndarray], sources: list[str | None]) -> list[Prediction | Exception]:
         predictor: Predictor = app.state.predictor
@@ -463,8 +466,10 @@ def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> Fas
         "/predict",
         summary="Classify one clip",
         description="Send an audio file as multipart field `file`, or its raw bytes as the body. "
-        "Answers the top `label`, its `confidence`, the `probabilities` of every class and the "
-        "`top` classes; `?spectrogram=true` adds a log-mel image (for the web page).",
+        "Answers the top `label`, its `confidence`, `rejected` (below the service's confidence "
+        "threshold: `label` is `unknown`), the `probabilities` of every class and the `top` "
+        "classes; a regression model answers its `prediction` instead. `?spectrogram=true` adds a "
+        "log-mel image (for the web page).",
         openapi_extra={"requestBody": {"content": {
             "multipart/form-data": {"schema": {"type": "object", "properties": {
                 "file": {"type": "string", "format": "binary"}}, "required": ["file"]}},

@@ -101,9 +101,11 @@ def predict_paths(
     Returns
     -------
     list of dict
-        One row per file, in input order: ``path``, ``label``, ``confidence``, ``top`` (list of
-        ``{label, probability}``), ``probabilities``, ``duration``, ``error`` (``None`` when it
-        worked), and ``windows`` when ``window`` is given.
+        One row per file, in input order: ``path``, ``label``, ``confidence`` (the top class's
+        probability), ``rejected`` (``label`` was replaced by ``unknown``), ``top`` (list of the
+        ``k`` most probable ``{label, probability}``, whether rejected or not), ``probabilities``,
+        ``duration``, ``error`` (``None`` when it worked), and ``windows`` when ``window`` is
+        given. A regressor's rows hold ``path``, ``prediction``, ``duration`` and ``error``.
 
     Example
     -------
@@ -152,11 +154,14 @@ def _chunks(items: Sequence[Any]) -> list[Sequence[Any]]:
 
 
 def _row(predictor: Predictor, path: str, p: np.ndarray, duration: float | None, k: int) -> dict[str, Any]:
-    pred = predictor._make(p, float(duration) if duration is not None else float("nan"), None)
+    pred = predictor._make(p, float(duration) if duration is not None else None, None)  # type: ignore[arg-type]
+    if pred.value is not None:
+        return {"path": path, "prediction": pred.value, "duration": pred.duration, "error": None}
     return {
         "path": path,
         "label": pred.label,
         "confidence": pred.confidence,
+        "rejected": pred.rejected,
         "top": top_k(pred.probabilities, k),
         "probabilities": pred.probabilities,
         "duration": pred.duration,
@@ -164,9 +169,19 @@ def _row(predictor: Predictor, path: str, p: np.ndarray, duration: float | None,
     }
 
 
-def _error_row(path: str, error: str) -> dict[str, Any]:
-    return {"path": path, "label": None, "confidence": None, "top": [], "probabilities": {},
+def _error_row(predictor: Predictor, path: str, error: str) -> dict[str, Any]:
+    if predictor.task != "classification":
+        return {"path": path, "prediction": None, "duration": None, "error": error}
+    return {"path": path, "label": None, "confidence": None, "rejected": False, "top": [], "probabilities": {},
             "duration": None, "error": error}
+
+
+def _window_row(start: float, end: float, pred: Any) -> dict[str, Any]:
+    if pred.value is not None:
+        return {"start": start, "end": end, "prediction": pred.value}
+    best = max(pred.probabilities, key=pred.probabilities.__getitem__)
+    return {"start": start, "end": end, "label": pred.label, "confidence": pred.confidence,
+            "rejected": pred.rejected, "top_label": best}
 
 
 def _reason(exc: Exception) -> str:
@@ -186,13 +201,13 @@ def _predict_files(
                 clips.append(predictor.decode(path))
                 where.append(j)
             except (EarmarkError, OSError, ValueError) as exc:
-                out[j] = _error_row(path, _reason(exc))
+                out[j] = _error_row(predictor, path, _reason(exc))
         xs, ok = _features(predictor, clips)
         for j, x in zip(where, xs, strict=True):
             if isinstance(x, Exception):
-                out[j] = _error_row(chunk[j], _reason(x))
+                out[j] = _error_row(predictor, chunk[j], _reason(x))
         if ok:
-            proba = predictor.proba([xs[i] for i in ok])
+            proba = predictor.outputs([xs[i] for i in ok])
             for i, p in zip(ok, proba, strict=True):
                 j = where[i]
                 out[j] = _row(predictor, chunk[j], p, clips[i].shape[0] / predictor.sample_rate, k)
@@ -231,7 +246,7 @@ def _predict_cached(
     ok = [i for i in range(len(files)) if xs[i] is not None]
 
     def chunk_rows(idx: Sequence[int]) -> list[tuple[int, dict[str, Any]]]:
-        proba = predictor.proba([xs[i] for i in idx])
+        proba = predictor.outputs([xs[i] for i in idx])
         return [(i, _row(predictor, files[i], p, durations[i], k)) for i, p in zip(idx, proba, strict=True)]
 
     rows: list[dict[str, Any] | None] = [None] * len(files)
@@ -241,7 +256,7 @@ def _predict_cached(
                 rows[i] = row
             tick(len(done))
     for i, err in errors.items():
-        rows[i] = _error_row(files[i], err)
+        rows[i] = _error_row(predictor, files[i], err)
         tick(1)
     return [r for r in rows if r is not None]
 
@@ -297,11 +312,10 @@ def _predict_windows(
             y = predictor.decode(path)
             windows, clip = predictor.predict_windows(y, window=window, hop=hop)
         except (EarmarkError, OSError, ValueError) as exc:
-            return {**_error_row(path, _reason(exc)), "windows": []}
-        row = _row(predictor, path, np.array(list(clip.probabilities.values())), clip.duration, k)
-        row["windows"] = [
-            {"start": s, "end": e, "label": p.label, "confidence": p.confidence} for s, e, p in windows
-        ]
+            return {**_error_row(predictor, path, _reason(exc)), "windows": []}
+        out = [clip.value] if clip.value is not None else list(clip.probabilities.values())
+        row = _row(predictor, path, np.array(out), clip.duration, k)
+        row["windows"] = [_window_row(s, e, p) for s, e, p in windows]
         return row
 
     out = []

@@ -54,7 +54,8 @@ def current_statistics(
     Returns
     -------
     dict
-        ``features`` ``(n, 7)`` float32 and ``proba`` ``(n, n_classes)``.
+        ``features`` ``(n, 7)`` float32 and ``proba`` ``(n, n_classes)`` (a regressor: its predicted
+        values, ``(n, 1)``; drift of a regressor is measured on the features only).
 
     Example
     -------
@@ -77,7 +78,7 @@ def current_statistics(
     if not rows:
         raise ParameterError(f"No decodable audio in {source!r}; nothing to compare.")
     feats = np.stack([r[0] for r in rows]).astype(np.float32)
-    proba = np.concatenate([predictor.proba([r[1] for r in rows[i : i + 256]]) for i in range(0, len(rows), 256)])
+    proba = np.concatenate([predictor.outputs([r[1] for r in rows[i : i + 256]]) for i in range(0, len(rows), 256)])
     return {"features": feats, "proba": proba.astype(np.float32)}
 
 
@@ -155,7 +156,7 @@ def monitor(
             rows = log.read()
         if rows["proba"].shape[0] == 0:
             raise ParameterError(f"{log_or_source}: the request log is empty; nothing to compare yet.")
-        if rows["proba"].shape[1] != len(predictor.classes):
+        if predictor.task == "classification" and rows["proba"].shape[1] != len(predictor.classes):
             raise ParameterError(
                 f"{log_or_source}: logged probabilities have {rows['proba'].shape[1]} classes but the model has "
                 f"{len(predictor.classes)}; was the log written by another model?"
@@ -166,7 +167,7 @@ def monitor(
     return detect_drift(
         reference,
         current["features"],
-        current["proba"] if reference.get("proba") is not None else None,
+        current["proba"] if reference.get("proba") is not None and predictor.task == "classification" else None,
         classes=predictor.classes,
         feature_names=DRIFT_FEATURES,
         **thresholds,

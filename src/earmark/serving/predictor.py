@@ -55,32 +55,51 @@ class Prediction:
     Attributes
     ----------
     label : str
-        Top class (or ``unknown`` when rejected as too uncertain).
-    confidence : float
-        Probability of the top class.
+        Top class (or ``unknown`` when rejected as too uncertain); for a regressor, the predicted
+        value as text.
+    confidence : float or None
+        Probability of the top class (``None`` for a regressor).
     probabilities : dict
-        Probability of every class, in the model's class order.
+        Probability of every class, in the model's class order (empty for a regressor).
     duration : float
         Seconds of audio used.
     features : np.ndarray or None
         The clip's summary vector for drift monitoring.
+    value : float or None
+        The predicted number of a regressor (``None`` for a classifier).
+    rejected : bool
+        The top class was replaced by ``unknown`` (its probability was below ``reject_below``).
     """
 
     label: str
-    confidence: float
+    confidence: float | None
     probabilities: dict[str, float]
     duration: float
     features: np.ndarray | None = field(default=None, repr=False, compare=False)
+    value: float | None = None
+    rejected: bool = False
 
     def top(self, k: int) -> list[dict[str, Any]]:
-        """The ``k`` most probable classes as ``[{"label", "probability"}, …]``."""
+        """The ``k`` most probable classes as ``[{"label", "probability"}, …]`` (rejected or not)."""
         return top_k(self.probabilities, k)
 
     def to_dict(self, *, k: int | None = None) -> dict[str, Any]:
-        """JSON-ready answer: ``label``, ``confidence``, ``probabilities``, ``top``, ``duration``."""
+        """JSON-ready answer: ``label``, ``confidence``, ``rejected``, ``probabilities``, ``top``,
+        ``duration``; for a regressor ``prediction`` and ``duration``.
+
+        Example
+        -------
+        >>> Prediction("7", 0.9, {"7": 0.9, "1": 0.1}, 0.5).to_dict(k=1)["top"]
+        [{'label': '7', 'probability': 0.9}]
+        >>> Prediction("61.5", None, {}, 1.5, value=61.5).to_dict()
+        {'prediction': 61.5, 'duration': 1.5}
+        """
+        if self.value is not None:
+            return {"prediction": self.value, "duration": self.duration}
         return {
             "label": self.label,
             "confidence": self.confidence,
+            "rejected": self.rejected,
             "probabilities": self.probabilities,
             "top": self.top(k or len(self.probabilities)),
             "duration": self.duration,
@@ -109,13 +128,16 @@ class Predictor:
     manifest : dict, optional
         Its bundle manifest, when it came from one (shown by ``GET /model``).
     reject_below : float or None
-        Answer ``unknown`` when the top probability is below this.
+        Answer ``unknown`` when the top probability is below this (classifiers).
     runtime : {"estimator", "onnx", "auto"}
         What computes the probabilities from the features: the estimator's ``predict_proba``;
         ONNX Runtime running the same network (torch classifiers only; exported in memory and
         checked against PyTorch within 1e-4 when the predictor is made, and ~20 times cheaper per
         call for one clip); or ``"auto"``, ONNX Runtime where it is possible and the estimator
         elsewhere. :attr:`runtime` tells which one runs.
+
+    A regressor (``task == "regression"``) answers the predicted number of its :attr:`target`
+    (:attr:`Prediction.value`) instead of class probabilities, through the estimator.
 
     Example
     -------
@@ -134,15 +156,19 @@ class Predictor:
     ) -> None:
         if runtime not in RUNTIMES:
             raise ParameterError(f"The 'runtime' parameter of Predictor must be one of {RUNTIMES}. Got {runtime!r} instead.")
-        if getattr(model, "classes", None) is None:
+        self.task: str = str(getattr(model, "task", "classification"))
+        self.target: str = str(getattr(model, "target", "label"))
+        if self.task == "classification" and not getattr(model, "classes", None):
+            raise ParameterError("This model is a classifier without classes; train it again (earmark train).")
+        if self.task == "regression" and runtime == "onnx":
             raise ParameterError(
-                "Predictor serves classifiers; this model has no classes (a regressor?). "
-                "Use model.predict for regression."
+                f"runtime='onnx' serves classifiers; this model is a regressor of {self.target!r}. "
+                "Use runtime='estimator' (or 'auto')."
             )
         self.model = model
         self.manifest = manifest
         self.preset = model.preset
-        self.classes: list[str] = [str(c) for c in model.classes]
+        self.classes: list[str] = [str(c) for c in (model.classes or [])] if self.task == "classification" else []
         self.sample_rate = int(self.preset.sample_rate)
         self.reject_below = reject_below
         est_classes = getattr(model.estimator, "classes_", None)
@@ -154,7 +180,7 @@ class Predictor:
                 self._order = np.array([names.index(c) for c in self.classes])
         self._onnx = None
         self.runtime = "estimator"
-        if runtime != "estimator":
+        if runtime != "estimator" and self.task == "classification":
             from earmark.serving.export import onnx_network
 
             try:
@@ -196,8 +222,27 @@ class Predictor:
 
         return drift_summary(y, self.sample_rate)
 
+    def outputs(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
+        """What the model answers for model inputs: :meth:`proba` for a classifier, the predicted
+        values as ``(n, 1)`` for a regressor. Rows of it make :class:`Prediction` objects.
+
+        Example
+        -------
+        >>> p.outputs([p.features(y)]).shape  # doctest: +SKIP
+        (1, 10)
+        """
+        if self.task == "classification":
+            return self.proba(inputs)
+        shapes = {np.shape(x) for x in inputs}
+        batch: Any = np.stack(inputs) if len(shapes) == 1 else list(inputs)
+        return np.asarray(self.model.estimator.predict(batch), dtype=np.float64).reshape(len(inputs), 1)
+
     def proba(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
-        """Probabilities ``(n, n_classes)`` in :attr:`classes` order for model inputs."""
+        """Probabilities ``(n, n_classes)`` in :attr:`classes` order for model inputs (classifiers)."""
+        if self.task != "classification":
+            raise ParameterError(
+                f"This model is a regressor of {self.target!r}; it has no class probabilities. Use outputs()."
+            )
         est = self.model.estimator
         shapes = {np.shape(x) for x in inputs}
         batch: Any = np.stack(inputs) if len(shapes) == 1 else list(inputs)
@@ -296,17 +341,21 @@ class Predictor:
         return out
 
     def _make(self, p: np.ndarray, duration: float, summary: np.ndarray | None) -> Prediction:
+        """A :class:`Prediction` from one row of :meth:`outputs`."""
+        if self.task != "classification":
+            value = float(p[0])
+            return Prediction(label=f"{value:.6g}", confidence=None, probabilities={}, duration=duration,
+                              features=summary, value=value)
         i = int(np.argmax(p))
         conf = float(p[i])
-        label = self.classes[i]
-        if self.reject_below is not None and conf < self.reject_below:
-            label = UNKNOWN
+        rejected = self.reject_below is not None and conf < self.reject_below
         return Prediction(
-            label=label,
+            label=UNKNOWN if rejected else self.classes[i],
             confidence=conf,
             probabilities={c: float(v) for c, v in zip(self.classes, p, strict=True)},
             duration=duration,
             features=summary,
+            rejected=rejected,
         )
 
     def predict_arrays(self, clips: Sequence[np.ndarray], *, summaries: bool = False) -> list[Prediction]:
@@ -320,7 +369,7 @@ class Predictor:
         if not clips:
             return []
         xs = self.preset.transform_batch([np.asarray(y, dtype=np.float32) for y in clips])
-        proba = self.proba(list(xs))
+        proba = self.outputs(list(xs))
         out = []
         for y, p in zip(clips, proba, strict=True):
             s = self.summary(y) if summaries else None
@@ -358,7 +407,8 @@ class Predictor:
     def predict_windows(
         self, y: np.ndarray, *, window: float, hop: float | None = None
     ) -> tuple[list[tuple[float, float, Prediction]], Prediction]:
-        """Predict a long clip window by window; also the clip-level summary (mean probabilities).
+        """Predict a long clip window by window; also the clip-level summary (mean probabilities,
+        or a regressor's mean value).
 
         Parameters
         ----------
@@ -388,7 +438,7 @@ class Predictor:
         if starts[-1] + w < n:  # cover the tail
             starts.append(max(n - w, 0))
         chunks = [y[s : s + w] for s in starts]
-        proba = self.proba(list(self.preset.transform_batch(chunks)))
+        proba = self.outputs(list(self.preset.transform_batch(chunks)))
         windows = [
             (s / sr, min(s + w, n) / sr, self._make(p, c.shape[0] / sr, None))
             for s, c, p in zip(starts, chunks, proba, strict=True)
