@@ -17,7 +17,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
@@ -287,8 +287,14 @@ def shutdown_workers() -> None:
 def _run_local(batches: list[list[str]], record: dict[str, Any], want_hash: bool, workers: int
                ) -> Iterator[tuple[int, Any]]:
     """Batches on ``workers`` processes. This process computes batches too until the first worker
-    result arrives, so the workers' start-up (first call of a session) costs no idle time."""
-    if workers <= 1 or len(batches) <= 1:
+    result arrives, so the workers' start-up (first call of a session) costs no idle time.
+
+    Workers that die before any of them returned a result (a main script without a
+    ``if __name__ == "__main__":`` guard, which every worker re-runs; a script read from standard
+    input, which they cannot re-run) are given up for this process, with one
+    :class:`~earmark.errors.EarmarkWarning`: this process computes every batch instead.
+    """
+    if workers <= 1 or len(batches) <= 1 or _POOL.get("unusable"):
         for b, paths in enumerate(batches):
             yield b, compute_batch(paths, record, want_hash)
         return
@@ -296,18 +302,18 @@ def _run_local(batches: list[list[str]], record: dict[str, Any], want_hash: bool
 
     if getattr(multiprocessing.current_process(), "_inheriting", False):
         # A worker re-runs the main script's top level before it starts (spawn / forkserver); an
-        # unguarded script would start workers of its own here and wait on them for ever.
-        raise RuntimeError(
-            "earmark was asked to start feature-extraction workers while a worker process was still "
-            "importing the main script (Python's multiprocessing re-runs a script's top-level code in "
-            "every worker). Put the code that calls earmark under `if __name__ == \"__main__\":`, "
-            "or pass workers=1."
+        # unguarded script would start workers of its own here and wait on them for ever. This
+        # worker stops quietly instead; the main process computes the batches itself.
+        sys.stderr.write(
+            "earmark: a feature-extraction worker stopped: the main script calls earmark at top level "
+            "without `if __name__ == \"__main__\":` (worker processes re-run it).\n"
         )
+        raise SystemExit(1)
     import queue
 
     results: queue.Queue = queue.Queue()
     lock = threading.Lock()
-    state = {"next": 0, "worker_done": False, "stop": False}
+    state = {"next": 0, "worker_done": False, "stop": False, "no_pool": False, "from_workers": 0}
 
     def claim() -> int | None:
         with lock:
@@ -329,10 +335,16 @@ def _run_local(batches: list[list[str]], record: dict[str, Any], want_hash: bool
             pool = _shared_pool(workers, record.get("kind"))
             while True:
                 sem.acquire()
+                if state["no_pool"]:
+                    break
                 b = claim()
                 if b is None:
                     break
-                fut = pool.submit(compute_batch, batches[b], record, want_hash)
+                try:
+                    fut = pool.submit(compute_batch, batches[b], record, want_hash)
+                except BrokenProcessPool as exc:  # this batch is computed here (see below)
+                    results.put((b, exc))
+                    break
                 fut.add_done_callback(functools.partial(on_done, b))
         except BaseException as exc:  # the pool could not start: this process does the rest
             results.put((-1, exc))
@@ -357,20 +369,57 @@ def _run_local(batches: list[list[str]], record: dict[str, Any], want_hash: bool
                 state["worker_done"] = False
             elif b >= 0:
                 try:
+                    if isinstance(item, BaseException):
+                        raise item
                     out = item.result()
-                except BrokenProcessPool as exc:  # (the next call starts a fresh pool)
-                    raise RuntimeError(
-                        "A feature-extraction worker process died (its own error, if any, is printed "
-                        "above). Common causes: it ran out of memory, or the main script calls earmark "
-                        "at top level without `if __name__ == \"__main__\":`. Retry with workers=1 "
-                        "to compute in this process."
-                    ) from exc
+                except (BrokenProcessPool, CancelledError) as exc:
+                    if state["from_workers"] or (isinstance(exc, CancelledError) and not state["no_pool"]):  # (the next call starts a fresh pool)
+                        raise RuntimeError(
+                            "A feature-extraction worker process died (its own error, if any, is printed "
+                            "above). Common causes: it ran out of memory, or the main script calls earmark "
+                            "at top level without `if __name__ == \"__main__\":`. Retry with workers=1 "
+                            "to compute in this process."
+                        ) from exc
+                    _give_up_workers(workers)  # they never worked: compute here from now on
+                    state["no_pool"] = True
+                    sem.release()
+                    state["worker_done"] = False
+                    out = compute_batch(batches[b], record, want_hash)
+                else:
+                    state["from_workers"] += 1
                 yield b, out
                 n_yielded += 1
     finally:
         with lock:
             state["stop"] = True
         sem.release()
+
+
+def _give_up_workers(workers: int) -> None:
+    """Stop using worker processes in this process (they died before their first result), once, loudly."""
+    import warnings
+
+    from earmark.errors import EarmarkWarning
+
+    with _POOL_LOCK:
+        if _POOL.get("unusable"):
+            return
+        _POOL["unusable"] = True
+        pool = _POOL.pop("pool", None)
+        _POOL.pop("workers", None)
+    if pool is not None:
+        pool.shutdown(wait=False, cancel_futures=True)
+    main = sys.modules.get("__main__")
+    where = getattr(main, "__file__", None) or "the main script"
+    warnings.warn(
+        f"earmark could not start its {workers} feature-extraction worker processes, so features are "
+        f"computed in this process only (slower). Usual cause: {where} calls earmark at top level "
+        "without `if __name__ == \"__main__\":` (each worker process re-runs the script), or the code "
+        "was read from standard input. Put the code under that guard to use the workers; workers=1 "
+        "silences this warning.",
+        EarmarkWarning,
+        stacklevel=2,
+    )
 
 
 def _run_ray(batches: list[list[str]], record: dict[str, Any], want_hash: bool, workers: int,
