@@ -165,6 +165,13 @@ def test_cli_features_list_and_extract(tmp_path, shared):
     assert json.loads(res.stdout)["from_cache"] == 4
     res = runner.invoke(app, ["extract", str(src), "-f", "nosuch", "-o", str(out)])
     assert res.exit_code == 2 and "Unknown feature preset" in res.output
+    flat = tmp_path / "unsorted"  # features need no labels: a flat folder of files is enough
+    flat.mkdir()
+    for p in sorted((shared / "fsdd/recordings").glob("*_theo_2.wav"))[:3]:
+        shutil.copy(p, flat / p.name)
+    res = runner.invoke(app, ["extract", str(flat), "-f", "mfcc-mean", "-o", str(tmp_path / "f2"), "-j", "1", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["features"] == 3
 
 
 def test_a_script_without_a_main_guard_still_works_and_says_why_it_is_slow(tmp_path, shared):

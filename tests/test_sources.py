@@ -353,7 +353,13 @@ def test_loose_files_beside_class_folders_are_kept_only_when_allowed(tmp_path: P
     (tmp_path / "digit").mkdir()
     for f in in_class:
         f.rename(tmp_path / "digit" / f.name)
-    assert list(load_dataset(tmp_path)["label"]) == ["digit", "digit"]
+    with pytest.warns(SkippedFileWarning, match="no label"):
+        labelled = load_dataset(tmp_path)
+    assert list(labelled["label"]) == ["digit", "digit"]
+    # left out, but never silently: counted and listed with the reason
+    assert [s["path"] for s in labelled.attrs["skipped"]] == [str(loose.resolve())]
+    assert "not in a class sub-folder" in labelled.attrs["skipped"][0]["reason"]
+    assert labelled.attrs["n_listed"] == 3
     df = load_dataset(tmp_path, allow_unlabelled=True)
     assert len(df) == 3 and df["label"].isna().tolist() == [True, False, False]
     assert df["path"].iloc[0] == str(loose.resolve())

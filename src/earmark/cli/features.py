@@ -71,7 +71,7 @@ def extract_cmd(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            df = load_dataset(source, label_column=label_column, pattern=pattern)
+            df = load_dataset(source, label_column=label_column, pattern=pattern, allow_unlabelled=True)
     except EarmarkError as exc:
         fail(str(exc))
     skipped = list(df.attrs.get("skipped", []))

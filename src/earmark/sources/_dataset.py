@@ -124,12 +124,23 @@ def load_dataset(
     if pattern is not None and isinstance(source, pd.DataFrame):
         raise ParameterError("The 'pattern' parameter applies to folders of files, not to a DataFrame.")
 
+    unlabelled: list[dict[str, str]] = df.attrs.pop("unlabelled", [])
     n_listed = len(df)
     skipped: list[dict[str, str]] = []
     if check != "none" and n_listed:
         df, skipped = _check_files(df, check, on_error, workers)
     df = df.reset_index(drop=True)
-    df.attrs.update({"source": origin, "skipped": skipped, "n_listed": n_listed})
+    df.attrs.update({"source": origin, "skipped": unlabelled + skipped, "n_listed": n_listed + len(unlabelled)})
+    if unlabelled:
+        shown = "; ".join(s["path"] for s in unlabelled[:3])
+        more = f" (and {len(unlabelled) - 3} more)" if len(unlabelled) > 3 else ""
+        warnings.warn(
+            f"{len(unlabelled)} audio files lie directly in {origin}, beside its class sub-folders, so they have "
+            f"no label and were left out (listed in df.attrs['skipped']): {shown}{more}. Move each into its "
+            "class's sub-folder, or read them with allow_unlabelled=True.",
+            SkippedFileWarning,
+            stacklevel=2,
+        )
     if skipped:
         shown = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:3])
         more = f" (and {len(skipped) - 3} more)" if len(skipped) > 3 else ""
@@ -247,12 +258,14 @@ def _scan(folder: Path) -> list[Path]:
 def _from_class_folders(folder: Path, *, allow_unlabelled: bool = False) -> pd.DataFrame:
     classes = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
     rows: list[dict[str, str]] = [{"path": str(p.resolve()), "label": c.name} for c in classes for p in _scan(c)]
+    # files directly in the folder have no class: kept without a label when allowed (without class
+    # sub-folders they are the dataset), else left out and listed (beside class sub-folders)
+    loose_here = sorted(
+        p for p in folder.iterdir() if p.is_file() and is_audio_file(p.name) and not p.name.startswith(".")
+    )
     if allow_unlabelled:
-        # files directly in the folder have no class; without class sub-folders they are the dataset
-        loose_here = sorted(
-            p for p in folder.iterdir() if p.is_file() and is_audio_file(p.name) and not p.name.startswith(".")
-        )
         rows = [{"path": str(p.resolve())} for p in loose_here] + rows
+        loose_here = []
     if not rows:
         loose = _scan(folder)
         if loose:
@@ -263,7 +276,10 @@ def _from_class_folders(folder: Path, *, allow_unlabelled: bool = False) -> pd.D
                 "e.g. '{label}_{group}_{index}')"
             )
         raise DatasetError(f"{folder}: no audio files found (looked for {', '.join(sorted({'.wav', '.flac', '.mp3', '.ogg'}))}, …)")
-    return _order(pd.DataFrame(rows))
+    df = _order(pd.DataFrame(rows))
+    reason = "directly in the dataset folder, not in a class sub-folder: no label"
+    df.attrs["unlabelled"] = [{"path": str(p.resolve()), "reason": reason} for p in loose_here]
+    return df
 
 
 def parse_pattern(pattern: str) -> re.Pattern[str]:
