@@ -121,3 +121,54 @@ def test_rejected_rows_keep_their_top_class(tmp_path):
     assert res.exit_code == 0, res.output
     line = next(csv.DictReader(io.StringIO(res.stdout)))
     assert line["label"] == "unknown" and line["top_label"] == "7" and line["label_2"] not in ("", "7")
+
+
+def test_web_page_shows_a_regressors_number(tmp_path):
+    """The service's page over a real uvicorn server on loopback, in headless Chromium."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from _chromium import chromium_path, open_page
+    from earmark.serving import ServeSettings, create_app
+
+    if chromium_path() is None:
+        pytest.skip("chromium is not installed")
+    model = pitch_model()
+    _, test = _split()
+    note = test["path"].iloc[0]
+    want = float(model.predict([note])["prediction"][0])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(model, ServeSettings()), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with open_page(f"http://127.0.0.1:{port}/") as page:
+            deadline = time.monotonic() + 10
+            title = ""
+            while time.monotonic() < deadline and "pitch" not in title:
+                title = page.evaluate("document.getElementById('model').textContent")
+                time.sleep(0.1)
+            assert title.startswith("Predicts pitch")
+            doc = page.send("DOM.getDocument")["root"]["nodeId"]
+            node = page.send("DOM.querySelector", nodeId=doc, selector="#file")["nodeId"]
+            page.send("DOM.setFileInputFiles", nodeId=node, files=[note])
+            deadline = time.monotonic() + 20
+            shown = ""
+            while time.monotonic() < deadline and not shown:
+                shown = page.evaluate("document.getElementById('label').textContent")
+                time.sleep(0.1)
+            assert float(shown) == pytest.approx(want, rel=1e-3)
+            assert page.evaluate("document.querySelectorAll('#bars .bar').length") == 0
+            assert page.console_errors() == []
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
