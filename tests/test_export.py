@@ -241,3 +241,15 @@ def test_presets_without_a_torch_twin_or_a_fixed_length_keep_the_features_graph(
     assert _frontend_for(get_preset("mfcc-seq", duration=None)) is None
     assert _frontend_for(get_preset("mfcc-mean")) is None
     assert _frontend_for(get_preset("logmel")) is not None
+
+
+def test_cli_export_says_what_the_graph_takes(cnn_export, tmp_path):
+    from typer.testing import CliRunner
+
+    from earmark.cli.main import app
+
+    _, bundle, _, _ = cnn_export
+    res = CliRunner().invoke(app, ["export", str(bundle), "--onnx", str(tmp_path / "m.onnx")])
+    assert res.exit_code == 0, res.output
+    assert "waveform (mono float32 at 16000 Hz, any length; padded/cropped to 1 s" in res.output
+    assert (tmp_path / "m.onnx").stat().st_size > 10_000

@@ -118,7 +118,7 @@ def export(
     onnx: Path = typer.Option(..., "--onnx", help="ONNX file to write."),
     frontend: bool = typer.Option(True, "--frontend/--no-frontend",
                                   help="Include the feature frontend (waveform in) where it is expressible."),
-    check: bool = typer.Option(True, "--check/--no-check", help="Compare ONNX Runtime with PyTorch on random input."),
+    check: bool = typer.Option(True, "--check/--no-check", help="Compare ONNX Runtime with PyTorch on random input, including clips shorter and longer than the model's clip length."),
 ) -> None:
     """Export a neural model to ONNX (network, and the log-mel frontend where expressible)."""
     from earmark.serving.export import export_onnx
@@ -127,9 +127,15 @@ def export(
         info = export_onnx(model, onnx, frontend=frontend, check=check)
     except EarmarkError as exc:
         fail(str(exc))
+    what = (f"waveform (mono float32 at {info['sample_rate']} Hz, any length; padded/cropped to "
+            f"{float(info['duration']):g} s in the graph as earmark predict does)"
+            if info.get("frontend") and info.get("duration") is not None
+            else f"{info['input_name']} {info['input_shape']}")
     err_console.print(
-        f"wrote {onnx}: input {info['input_name']} {info['input_shape']} → {info['output_name']}"
-        + (f"; max |onnxruntime − torch| = {info['max_abs_diff']:.2e}" if info.get("max_abs_diff") is not None else ""),
+        f"wrote {onnx}: input {what} → {info['output_name']}"
+        + (f"; max |onnxruntime − torch| = {info['max_abs_diff']:.2e}" if info.get("max_abs_diff") is not None else "")
+        + (f"; max |onnxruntime − earmark features| = {info['pipeline_max_abs_diff']:.2e}"
+           if info.get("pipeline_max_abs_diff") is not None else ""),
         highlight=False,
     )
 
