@@ -60,6 +60,9 @@ def test_top_k_and_spectrogram(client):
     assert len(out["top"]) == 3 and out["label"] == "3"
     spec = out["spectrogram"]
     assert spec["mels"] == 64 and spec["frames"] > 5 and len(spec["data"]) > 100
+    for url in ("/predict?top_k=0", "/predict/batch?top_k=0"):  # raw body (fast path) and multipart alike
+        assert client.post(url, content=CLIP_3.read_bytes()).status_code == 422
+        assert client.post(url, files={"file": ("x.wav", CLIP_3.read_bytes())}).status_code == 422
 
 
 def test_direct_predict_path_answers_as_the_fastapi_route(client):
@@ -72,7 +75,7 @@ def test_direct_predict_path_answers_as_the_fastapi_route(client):
     a, b = fast.json(), routed.json()
     b.pop("spectrogram")
     assert a == b and len(a["top"]) == 2
-    default_k = client.post("/predict?spectrogram=false&top_k=0", content=data).json()  # 0: the setting (5)
+    default_k = client.post("/predict?spectrogram=false", content=data).json()  # the setting's top_k (5)
     assert len(default_k["top"]) == 5 and default_k["probabilities"] == a["probabilities"]
     bad_k = client.post("/predict?top_k=abc", content=data)  # FastAPI's own validation answer
     assert bad_k.status_code == 422 and "detail" in bad_k.json()
@@ -246,6 +249,16 @@ def test_workers_share_the_port(server, _server_process):
             _server_process[2].add(c.get("/health").json()["worker"])
             assert c.post("/predict", content=CLIP.read_bytes()).json()["label"] == "7"
     assert len(_server_process[2]) == 2
+    # /metrics answers the sum over both workers, whichever of them a scrape reaches
+    time.sleep(1.5)  # each worker writes its counters about once a second
+    seen, counts = set(), []
+    for _ in range(12):
+        with httpx.Client(base_url=server, timeout=10) as c:
+            seen.add(c.get("/health").json()["worker"])
+            line = next(x for x in c.get("/metrics").text.splitlines()
+                        if x.startswith('earmark_predictions_total{label="7"}'))
+            counts.append(int(line.split()[-1]))
+    assert len(seen) == 2 and len(set(counts)) == 1 and counts[0] >= 24, counts
 
 
 def test_a_port_in_use_is_one_clear_error(tmp_path):

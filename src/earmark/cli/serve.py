@@ -196,12 +196,19 @@ def serve(
         fail(f"--http must be auto, httptools or h11; got {http!r}.", ExitCode.USAGE)
     if loop not in ("auto", "uvloop", "asyncio"):
         fail(f"--loop must be auto, uvloop or asyncio; got {loop!r}.", ExitCode.USAGE)
+    metrics_dir = None
+    if workers > 1 and settings.metrics_dir is None:  # /metrics sums the workers' counters
+        import tempfile
+
+        metrics_dir = tempfile.mkdtemp(prefix="earmark-metrics-")
+        settings = settings.replace(metrics_dir=metrics_dir)
     # the workers build the app from the environment (uvicorn's factory mode)
     os.environ[ENV_PREFIX + "MODEL"] = str(model.resolve())
     for key, value in settings.to_dict().items():
         if value is not None:
             os.environ[ENV_PREFIX + key.upper()] = str(value)
-    err_console.print(f"serving {model} on http://{host}:{port} (docs at /docs)", highlight=False)
+    err_console.print(f"starting {workers} server process{'es' if workers > 1 else ''} for {model} on "
+                      f"http://{host}:{port} (docs at /docs); it answers once the model is loaded", highlight=False)
     from earmark.serving.workers import run_workers
 
     try:
@@ -209,6 +216,11 @@ def serve(
                     log_level="warning", access_log=False, http=http, loop=loop)
     except (OSError, ValueError) as exc:
         fail(f"cannot serve on {host}:{port}: {exc}")
+    finally:
+        if metrics_dir is not None:
+            import shutil
+
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def monitor(

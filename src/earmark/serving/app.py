@@ -45,7 +45,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -214,7 +214,7 @@ def _fast_query(query: bytes) -> tuple[bool, int | None]:
     top_k = None
     for key, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
         if key == "top_k":
-            if not value.isdigit() or not value.isascii():
+            if not value.isdigit() or not value.isascii() or int(value) < 1:
                 return False, None  # let FastAPI answer its validation error
             top_k = int(value)
         elif key == "spectrogram" and value.lower() not in _FALSE:
@@ -262,21 +262,31 @@ def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> Fas
         app.state.predictor = predictor
         app.state.log = log
         app.state.batcher = _MicroBatcher(_predict_many, settings.micro_batch, inline=_inline)
+        shared = None
+        if settings.metrics_dir:
+            from earmark.serving.metrics import SharedMetrics
+
+            shared = SharedMetrics(metrics, settings.metrics_dir)
+            shared.start()
+        app.state.shared_metrics = shared
         try:
             yield
         finally:
+            if shared is not None:
+                shared.stop()
             if log is not None:
                 log.close()
 
     app = _Service(
         title="earmark",
         summary="Audio classification service",
-        description="Upload a clip, get its class probabilities. Web page at `/`.",
+        description="Upload a clip, get its class probabilities (or a regressor's number). Web page at `/`.",
         version=_version(),
         lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.shared_metrics = None
     app.add_middleware(_MetricsMiddleware, metrics=metrics)
 
     # ------------------------------------------------------------------ error handlers
@@ -476,7 +486,8 @@ def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> Fas
             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
         }}},
     )
-    async def predict(request: Request, top_k: int | None = None, spectrogram: bool = False) -> dict[str, Any]:
+    async def predict(request: Request, top_k: int | None = Query(None, ge=1), spectrogram: bool = False
+                      ) -> dict[str, Any]:
         data, name = await _upload(request)
         if spectrogram and settings.spectrogram:
             pred, spec = await run_in_threadpool(_predict_one, data, spectrogram=True, source=name)
@@ -495,7 +506,7 @@ def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> Fas
             "type": "object", "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}},
             "required": ["files"]}}}}},
     )
-    async def predict_batch(request: Request, top_k: int | None = None) -> dict[str, Any]:
+    async def predict_batch(request: Request, top_k: int | None = Query(None, ge=1)) -> dict[str, Any]:
         length = request.headers.get("content-length")
         limit = settings.max_bytes * settings.max_batch
         if length is not None and length.isdigit() and int(length) > limit:
@@ -539,9 +550,12 @@ def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> Fas
         predictor: Predictor = app.state.predictor
         return _model_info(predictor, settings)
 
-    @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
+    @app.get("/metrics", summary="Prometheus metrics (summed over the service's processes)",
+             response_class=PlainTextResponse)
     def prometheus() -> PlainTextResponse:
-        return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+        shared = app.state.shared_metrics
+        text = shared.render() if shared is not None else metrics.render()
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.get("/", summary="Web page: upload or record a clip", response_class=HTMLResponse, include_in_schema=False)
     def page() -> HTMLResponse:

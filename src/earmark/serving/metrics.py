@@ -1,5 +1,10 @@
 """Service metrics in the Prometheus text exposition format (no client library needed).
 
+With several server processes (``earmark serve --workers N``) each process counts its own
+requests; :class:`SharedMetrics` has every process write its counters to a common folder, about
+once a second, and ``GET /metrics`` answers the sum over all of them, whichever process a scrape
+reaches: the counters only ever grow.
+
 Example
 -------
 >>> m = ServiceMetrics()
@@ -11,11 +16,16 @@ True
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import threading
 from bisect import bisect_left
 from collections import defaultdict
+from pathlib import Path
+from typing import Any
 
-__all__ = ["LATENCY_BUCKETS", "ServiceMetrics"]
+__all__ = ["LATENCY_BUCKETS", "ServiceMetrics", "SharedMetrics"]
 
 #: Upper bounds (seconds) of the latency histogram's buckets.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -65,8 +75,42 @@ class ServiceMetrics:
         with self._lock:
             self._predictions[str(label)] += 1
 
-    def render(self) -> str:
-        """The exposition text served at ``GET /metrics``."""
+    def snapshot(self) -> dict[str, Any]:
+        """The counters as a JSON-ready dict (see :meth:`render`'s ``others``).
+
+        Example
+        -------
+        >>> m = ServiceMetrics()
+        >>> m.observe_prediction("7")
+        >>> m.snapshot()["predictions"]
+        {'7': 1}
+        """
+        with self._lock:
+            return {
+                "requests": [[ep, st, v] for (ep, st), v in self._requests.items()],
+                "errors": [[ep, kind, v] for (ep, kind), v in self._errors.items()],
+                "predictions": dict(self._predictions),
+                "buckets": {ep: list(b) for ep, b in self._buckets.items()},
+                "sum": dict(self._sum),
+                "count": dict(self._count),
+            }
+
+    def render(self, others: list[dict[str, Any]] | tuple = ()) -> str:
+        """The exposition text served at ``GET /metrics``: these counters plus those of ``others``
+        (:meth:`snapshot` of other processes of the same service).
+
+        Example
+        -------
+        >>> a, b = ServiceMetrics(), ServiceMetrics()
+        >>> a.observe_prediction("7"); b.observe_prediction("7")
+        >>> 'earmark_predictions_total{label="7"} 2' in a.render([b.snapshot()])
+        True
+        """
+        if others:
+            total = ServiceMetrics()
+            for snap in [self.snapshot(), *others]:
+                total._add(snap)
+            return total.render()
         with self._lock:
             lines = [
                 "# HELP earmark_requests_total HTTP requests handled, by endpoint and status code.",
@@ -101,3 +145,84 @@ class ServiceMetrics:
             for label, v in sorted(self._predictions.items()):
                 lines.append(f'earmark_predictions_total{{label="{_escape(label)}"}} {v}')
         return "\n".join(lines) + "\n"
+
+    def _add(self, snap: dict[str, Any]) -> None:
+        with self._lock:
+            for ep, st, v in snap.get("requests", []):
+                self._requests[ep, int(st)] += int(v)
+            for ep, kind, v in snap.get("errors", []):
+                self._errors[ep, kind] += int(v)
+            for label, v in snap.get("predictions", {}).items():
+                self._predictions[label] += int(v)
+            for ep, counts in snap.get("buckets", {}).items():
+                b = self._buckets.setdefault(ep, [0] * (len(LATENCY_BUCKETS) + 1))
+                for i, c in enumerate(counts[: len(b)]):
+                    b[i] += int(c)
+            for ep, v in snap.get("sum", {}).items():
+                self._sum[ep] += float(v)
+            for ep, v in snap.get("count", {}).items():
+                self._count[ep] += int(v)
+
+
+class SharedMetrics:
+    """The metrics of one process of a multi-process service, summed with its peers' at render time.
+
+    Each process writes its :meth:`ServiceMetrics.snapshot` to ``folder/<pid>.json`` (atomically)
+    every ``interval`` seconds and whenever it renders; :meth:`render` adds the latest files of the
+    other processes to its own live counters. Files of stopped processes stay, so totals never go
+    down. A scrape therefore sees the other workers' counts as they were up to ``interval`` ago.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> shared = SharedMetrics(ServiceMetrics(), tempfile.mkdtemp())
+    >>> shared.metrics.observe_prediction("7")
+    >>> 'label="7"} 1' in shared.render()
+    True
+    """
+
+    def __init__(self, metrics: ServiceMetrics, folder: str | os.PathLike[str], *, interval: float = 1.0) -> None:
+        self.metrics = metrics
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.interval = float(interval)
+        self._own = self.folder / f"{os.getpid()}.json"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def write(self) -> None:
+        """Write this process's counters now."""
+        tmp = self._own.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.metrics.snapshot()), encoding="utf-8")
+        os.replace(tmp, self._own)
+
+    def start(self) -> None:
+        """Write the counters every ``interval`` seconds in a daemon thread, until :meth:`stop`."""
+        def loop() -> None:
+            while not self._stop.wait(self.interval):
+                with contextlib.suppress(OSError):
+                    self.write()
+
+        self.write()
+        self._thread = threading.Thread(target=loop, name="earmark-metrics-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the writer, after a last write."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        with contextlib.suppress(OSError):
+            self.write()
+
+    def render(self) -> str:
+        """The sum of this process's live counters and its peers' latest ones."""
+        with contextlib.suppress(OSError):
+            self.write()
+        others = []
+        for path in sorted(self.folder.glob("*.json")):
+            if path == self._own:
+                continue
+            with contextlib.suppress(OSError, ValueError):
+                others.append(json.loads(path.read_text(encoding="utf-8")))
+        return self.metrics.render(others)

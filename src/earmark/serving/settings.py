@@ -89,6 +89,7 @@ class ServeSettings:
     runtime: str = "auto"
     threads: int | None = None
     switch_interval: float | None = None
+    metrics_dir: str | None = None
 
     def __post_init__(self) -> None:
         if not (isinstance(self.max_bytes, int) and self.max_bytes > 0):
