@@ -435,7 +435,7 @@ class _TorchEstimator(BaseEstimator):
             module.train()
             self._on_epoch_start(module, epoch)
             perm = torch.randperm(len(Xt_t), generator=gen)
-            tot_loss = tot_w = correct = seen = 0.0
+            tot_loss = tot_aux = tot_w = correct = seen = 0.0
             for b in range(steps_per_epoch):
                 idx = perm[b * self.batch_size : (b + 1) * self.batch_size]
                 if len(idx) < 2 and len(Xt_t) > 1:
@@ -455,15 +455,18 @@ class _TorchEstimator(BaseEstimator):
                 loss = self._loss(out, yb, wb)
                 if lam < 1:
                     loss = lam * loss + (1 - lam) * self._loss(out, yb2, wb2)
+                main_loss = float(loss.detach())
                 if aux_loss is not None:
-                    loss = loss + aux_loss(yb, wb)
+                    extra = aux_loss(yb, wb)
+                    tot_aux += float(extra.detach()) * len(idx)
+                    loss = loss + extra
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if self.max_grad_norm > 0:
                     torch.nn.utils.clip_grad_norm_(module.parameters(), self.max_grad_norm)
                 opt.step()
                 sched.step()
-                tot_loss += float(loss.detach()) * len(idx)
+                tot_loss += main_loss * len(idx)  # the loss val_loss is comparable with
                 tot_w += len(idx)
                 if self._task == "classification":
                     correct += float((out.argmax(1) == yb).sum())
@@ -473,16 +476,18 @@ class _TorchEstimator(BaseEstimator):
                 "loss": tot_loss / max(tot_w, 1),
                 "lr": float(opt.param_groups[0]["lr"]),
             }
+            if aux_loss is not None:  # a network's auxiliary term (hcnn's pitch-class loss), not in val_loss
+                record["aux_loss"] = tot_aux / max(tot_w, 1)
             if self._task == "classification":
                 record["accuracy"] = correct / max(seen, 1)
             if member is not None:
                 record["member"] = member + 1
             if len(Xv):
                 vl, vm = self._evaluate(module, Xv, yv, device)
-                record["val_loss"] = vl
-                record.update(vm)
                 # select by class-weighted accuracy, so class weights also steer model selection
                 key = vm.pop("_key") if "_key" in vm else -vl
+                record["val_loss"] = vl
+                record.update(vm)
             else:
                 key = float(epoch)  # no validation data: keep the last epoch
             history.append(record)
@@ -638,7 +643,8 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
         Length examples are padded/cropped to (sequence networks).
     history_ : list of dict
         Per-epoch ``epoch, loss, accuracy, lr, val_loss, val_accuracy`` (of the first member of an
-        ensemble).
+        ensemble); ``loss`` is the same loss as ``val_loss``, and a network's auxiliary training
+        term, if it has one, is ``aux_loss``.
     histories_ : list of list of dict
         The history of every member (one list when ``ensemble=1``).
     best_epoch_ : int
