@@ -354,6 +354,10 @@ def test_embed_preset_feeds_a_classical_model(shared: Path, tiny_hf: Path, monke
     fs = extract(df, preset, workers=1)
     assert fs.X.shape == (len(df), 32) and not fs.errors
     np.testing.assert_allclose(fs.X, embed(f"hf:{tiny_hf}", df), atol=1e-5)
+    # worker processes, which never imported earmark.transfer, compute the embed kind too
+    par = extract(df, preset, workers=2, batch_size=2)
+    assert not par.errors
+    np.testing.assert_allclose(par.X, fs.X, atol=1e-5)
     clf = get_model("logreg").fit(fs.X, df.label.to_numpy()[fs.rows])
     assert clf.predict(fs.X).shape == (len(df),)
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from earmark.errors import AudioDecodeError, EarmarkError, ParameterError
-from earmark.features._presets import Preset, get_preset
+from earmark.features._presets import _KINDS, Preset, get_preset
 
 __all__ = ["FeatureSet", "extract", "featurize", "shutdown_workers"]
 
@@ -161,9 +161,17 @@ def compute_batch(paths: Sequence[str], preset_record: dict[str, Any], want_hash
     """
     from threadpoolctl import threadpool_limits
 
+    kind_module = preset_record.get("kind_module")
+    if kind_module and preset_record.get("kind") not in _KINDS:
+        # a kind registered by a later layer (``embed``: earmark.transfer) in the calling process;
+        # a worker process imports the module that registers it
+        import importlib
+
+        importlib.import_module(str(kind_module))
+    record = {k: v for k, v in preset_record.items() if k != "kind_module"}
     # Parallelism comes from processes; threaded BLAS on many small products only contends.
     with threadpool_limits(1):
-        return _compute_batch(paths, Preset.from_dict(preset_record), want_hash)
+        return _compute_batch(paths, Preset.from_dict(record), want_hash)
 
 
 def _compute_batch(paths: Sequence[str], preset: Preset, want_hash: bool
@@ -621,8 +629,9 @@ def extract(
     if cb:
         cb(n_done, total)
     want_hash = store is not None
-    runner = (_run_ray(batches, record, want_hash, workers, ray_address) if backend == "ray"
-              else _run_local(batches, record, want_hash, workers))
+    task = {**record, "kind_module": _KINDS[p.kind].batch.__module__}  # what a worker imports for the kind
+    runner = (_run_ray(batches, task, want_hash, workers, ray_address) if backend == "ray"
+              else _run_local(batches, task, want_hash, workers))
     try:
         for b, (ok, arrays, metas, errors) in runner:
             bpaths = batches[b]
