@@ -365,3 +365,17 @@ def test_loose_files_beside_class_folders_are_kept_only_when_allowed(tmp_path: P
     assert df["path"].iloc[0] == str(loose.resolve())
     s = summarize(df, duplicates=False)
     assert s["classes"] == {"digit": 2} and s["n_unlabelled"] == 1
+
+
+def test_small_tables_without_groups_still_split(shared: Path) -> None:
+    # 8 classes x 4 files, no group column: a 15 % stratified split would hold 5 rows for 8 classes
+    fsdd = load_dataset(shared / "fsdd" / "manifest.csv")
+    small = fsdd[fsdd["label"].astype(int) < 8].groupby("label").head(4).drop(columns=["group"]).reset_index(drop=True)
+    train, test = train_test_split(small, test_size=0.15, by="random")
+    assert set(test["label"]) == set(small["label"]) == set(train["label"]) and len(test) == 8
+    tiny = small.groupby("label").head(1).reset_index(drop=True)  # one file per class: no stratification
+    train, test = train_test_split(tiny, test_size=0.25, by="random")
+    assert len(train) + len(test) == 8 and len(test) == 2
+    with pytest.raises(DatasetError, match="Use at most 4 folds"):
+        list(iter_folds(small, folds=5))
+    assert len(list(iter_folds(small, folds=4))) == 4

@@ -126,7 +126,17 @@ def train_test_split(
             train_pos, test_pos = next(gss.split(pos, y, groups))
         return df.iloc[np.sort(train_pos)], df.iloc[np.sort(test_pos)]
     stratify = y if y is not None and pd.Series(y).value_counts().min() >= 2 else None
-    train_pos, test_pos = _sk_split(pos, test_size=test_size, random_state=seed, stratify=stratify)
+    size: float | int = test_size
+    if stratify is not None:
+        # a stratified split puts every class on both sides: each side needs a row per class
+        n_classes = int(pd.Series(y).nunique())
+        n_test = int(np.ceil(test_size * n))
+        if n_test < n_classes or n - n_test < n_classes:
+            if n >= 2 * n_classes:
+                size = max(n_classes, min(n_test, n - n_classes))
+            else:
+                stratify = None  # too few rows to hold every class on both sides: a plain random split
+    train_pos, test_pos = _sk_split(pos, test_size=size, random_state=seed, stratify=stratify)
     return df.iloc[np.sort(train_pos)], df.iloc[np.sort(test_pos)]
 
 
@@ -205,6 +215,13 @@ def iter_folds(
             )
             split = splitter.split(pos, y, groups)
         elif y is not None:
+            counts = pd.Series(y).value_counts()
+            if counts.max() < k:  # no class fills k folds (sklearn's own error, said our way)
+                raise DatasetError(
+                    f"folds={k} stratified folds need a class with at least {k} files; the largest class "
+                    f"({counts.idxmax()!r}) has {int(counts.max())}. Use at most {max(int(counts.max()), 2)} "
+                    "folds (--folds N), or add files."
+                )
             split = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(pos, y)
         else:
             split = KFold(n_splits=k, shuffle=True, random_state=seed).split(pos)
