@@ -440,3 +440,26 @@ def test_seed_ensemble_averages_its_members_and_member_zero_is_the_single_model(
         raw = torch.stack([m(torch.as_tensor(X.reshape(60, -1))) for m in reg.module_.members]).mean(0)
     np.testing.assert_allclose(reg.predict(X.reshape(60, -1)), raw.numpy().ravel() * reg.y_scale_ + reg.y_mean_,
                                rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------- parameters by name
+
+
+def test_unknown_parameter_names_the_valid_ones():
+    with pytest.raises(ParameterError, match=r"'svm' has no parameter 'bogus'.* C, .*gamma"):
+        get_model("svm", bogus=1)
+    with pytest.raises(ParameterError, match=r"'cnn' has no parameter 'bogus'.* epochs, .*lr"):
+        get_model("cnn", bogus=1)
+    with pytest.raises(ParameterError, match="Did you mean 'n_neighbors'"):
+        get_model("knn", n_neighbor=3)
+    with pytest.raises(ParameterError, match="Did you mean 'C'"):
+        get_model("logreg", c=1.0)
+
+
+def test_bad_parameter_values_are_refused_when_the_model_is_built():
+    with pytest.raises(ParameterError, match=r"'C' parameter of LogisticRegression .*Got 'abc'"):
+        get_model("logreg", C="abc")
+    with pytest.raises(ParameterError, match=r"'C' parameter of SVC .*Got -1"):
+        get_model("svm", C=-1)
+    with pytest.raises(ParameterError, match="'lr' parameter of TorchClassifier"):
+        get_model("cnn", lr="fast")

@@ -314,3 +314,29 @@ def test_default_cnn_hears_whole_clips_longer_than_a_second(tmp_path, fsdd):
     assert user.preset.params["duration"] == 1.2 and user.config["padding"]["duration_from"] == "user"
     with pytest.raises(ParameterError, match="fixed-length presets"):
         train(few, model="logreg", features="mfcc-mean", duration=2.0, workers=1)
+
+
+# ------------------------------------------------------------------ model parameters (--param)
+
+
+def test_train_refuses_unknown_or_bad_model_parameters_before_extracting(fsdd_small):
+    with pytest.raises(ParameterError, match=r"no parameter 'bogus'.* C, "):
+        train(fsdd_small, model="svm", features="stats", bogus=1)
+    with pytest.raises(ParameterError, match=r"no parameter 'bogus'.* epochs, "):
+        train(fsdd_small, model="cnn", bogus=1)
+    with pytest.raises(ParameterError, match=r"'C' parameter of LogisticRegression .*'abc'"):
+        train(fsdd_small, model="logreg", features="mfcc-mean", C="abc")
+
+
+@pytest.mark.parametrize("args, named", [
+    (["--model", "svm", "-f", "stats", "-p", "bogus=1"], "bogus"),
+    (["--model", "cnn", "-p", "bogus=1"], "bogus"),
+    (["--model", "logreg", "-f", "mfcc-mean", "-p", "C=abc"], "abc"),
+])
+def test_cli_train_bad_param_is_a_usage_error(tmp_path, fsdd_small, args, named):
+    from earmark.cli.main import app
+
+    res = CliRunner().invoke(app, ["train", str(_manifest(tmp_path, fsdd_small)), *args, "--out", str(tmp_path / "m")])
+    assert res.exit_code == 2, res.output
+    assert isinstance(res.exception, SystemExit)  # no traceback
+    assert "error:" in res.output and named in res.output and not (tmp_path / "m").exists()

@@ -136,7 +136,7 @@ def train_command(
 ) -> None:
     """Train a model on all of SOURCE (validation carved from it by group) and write a bundle."""
     from earmark.bundle import save_model
-    from earmark.errors import EarmarkError
+    from earmark.errors import EarmarkError, ParameterError
     from earmark.serving.monitor import build_reference
     from earmark.training import train
 
@@ -176,6 +176,8 @@ def train_command(
             sample = df.sample(min(len(df), 2000), random_state=seed) if len(df) > 2000 else df
             reference = build_reference(trained, sample, workers=workers)
         path = save_model(trained, out, overwrite=overwrite, reference=reference)
+    except ParameterError as exc:  # a bad model name, --param, column…: a usage error
+        fail(str(exc), ExitCode.USAGE)
     except EarmarkError as exc:
         fail(str(exc))
     skipped = trained.data.get("skipped", [])
@@ -215,13 +217,15 @@ def tune_command(
     json_out: str | None = typer.Option(None, "--json", help="Write all trials as JSON to this file ('-' for stdout)."),
 ) -> None:
     """Search hyper-parameters with group-aware cross-validation (grid/random search or Optuna)."""
-    from earmark.errors import EarmarkError
+    from earmark.errors import EarmarkError, ParameterError
     from earmark.training import tune
 
     try:
         df = _load(source, label, group)
         result = tune(df, model=model, trials=trials, features=features, target=target,
                       group="group" if group else None, folds=folds, epochs=epochs, seed=seed, cache=cache)
+    except ParameterError as exc:
+        fail(str(exc), ExitCode.USAGE)
     except EarmarkError as exc:
         fail(str(exc))
     if json_out is not None:

@@ -6,6 +6,7 @@ Adding a model means one :func:`register_model` call; nothing else branches on m
 from __future__ import annotations
 
 import difflib
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -34,7 +35,9 @@ class ModelSpec:
     kind : {"sklearn", "torch"}
         Family of the estimator (decides persistence and tuning strategy).
     builder : callable
-        ``builder(**params) -> estimator``; not part of :meth:`to_dict`.
+        ``builder(**params) -> estimator``; not part of :meth:`to_dict`. Its keywords are
+        parameters of the final estimator (the last step of a pipeline, or the estimator a
+        meta-estimator such as ``CalibratedClassifierCV`` wraps), e.g. ``C`` for ``svm``.
     search_space : dict
         Hyper-parameter search space for ``earmark tune``: parameter name (as ``get_params``
         spells it) -> list of candidate values, or ``("log", low, high)`` / ``("int", low, high)``
@@ -64,6 +67,87 @@ class ModelSpec:
             "description": self.description,
             "kind": self.kind,
         }
+
+    def param_names(self) -> list[str]:
+        """Parameter names the builder takes (those of the final estimator).
+
+        Examples
+        --------
+        >>> "C" in get_spec("svm").param_names()
+        True
+        """
+        _, final = _final_estimator(self.builder())
+        names = set(final.get_params(deep=False)) if hasattr(final, "get_params") else set()
+        try:
+            sig = inspect.signature(self.builder).parameters.values()
+        except (TypeError, ValueError):
+            sig = []
+        names |= {p.name for p in sig if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        return sorted(names)
+
+
+def _final_estimator(est: Any) -> tuple[str, Any]:
+    """The estimator a builder's keywords configure, and the prefix ``get_params`` gives its
+    parameters inside ``est`` (``""`` when it is ``est`` itself)."""
+    prefix = ""
+    while True:
+        steps = getattr(est, "steps", None)
+        if isinstance(steps, list) and steps:
+            name, est = steps[-1]
+            prefix += f"{name}__"
+            continue
+        inner = getattr(est, "estimator", None)
+        if hasattr(est, "get_params") and hasattr(inner, "get_params") and "estimator" in est.get_params(deep=False):
+            est = inner
+            prefix += "estimator__"
+            continue
+        return prefix, est
+
+
+def _split_params(name: str, spec: ModelSpec, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``params`` as builder keywords and as nested ``set_params`` names; unknown names refused."""
+    if not params:
+        return {}, {}
+    default = spec.builder()
+    prefix, _ = _final_estimator(default)
+    own = spec.param_names()
+    nested_names = [k for k in default.get_params(deep=True) if "__" in k] if hasattr(default, "get_params") else []
+    builder_kw: dict[str, Any] = {}
+    nested: dict[str, Any] = {}
+    for key, value in params.items():
+        if key in own:
+            builder_kw[key] = value
+        elif prefix and key.startswith(prefix) and key[len(prefix):] in own:
+            builder_kw[key[len(prefix):]] = value
+        elif key in nested_names:
+            nested[key] = value
+        else:
+            by_lower = {n.lower(): n for n in [*own, *nested_names]}
+            close = difflib.get_close_matches(key.lower(), list(by_lower), n=1)
+            hint = f" Did you mean {by_lower[close[0]]!r}?" if close else ""
+            pipeline = f" (or as get_params() spells them, e.g. {prefix + own[0]!r})" if prefix and own else ""
+            raise ParameterError(
+                f"Model {name!r} has no parameter {key!r}.{hint} Its parameters: "
+                f"{', '.join(own)}{pipeline}."
+            )
+    return builder_kw, nested
+
+
+def _check_values(name: str, est: Any) -> None:
+    """Refuse parameter values now, before features are extracted, not in ``fit``."""
+    parts = [est]
+    if hasattr(est, "get_params"):
+        parts += [v for v in est.get_params(deep=True).values() if hasattr(v, "get_params")]
+    for part in parts:
+        try:
+            if hasattr(type(part), "_parameter_constraints"):
+                part._validate_params()  # scikit-learn's own check of its constraint table
+            if callable(getattr(part, "_check_params", None)):
+                part._check_params()  # earmark's torch estimators
+        except ParameterError as exc:
+            raise ParameterError(f"Model {name!r}: {exc}") from None
+        except (ValueError, TypeError) as exc:  # sklearn's InvalidParameterError is both
+            raise ParameterError(f"Model {name!r}: {exc}") from None
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -154,24 +238,40 @@ def get_model(name: str, **params: Any) -> Any:
     name : str
         Registry name (see :func:`list_models`).
     **params
-        Estimator parameters, e.g. ``arch="reference-173"`` for ``mlp`` or ``C=10`` for ``svm``.
+        Estimator parameters, e.g. ``arch="reference-173"`` for ``mlp`` or ``C=10`` for ``svm``:
+        the final estimator's names (:meth:`ModelSpec.param_names`) or the nested names of
+        ``get_params()`` (``calibratedclassifiercv__estimator__C``, as ``earmark tune``'s
+        search spaces spell them).
 
     Returns
     -------
     estimator
         A scikit-learn estimator (fit / predict / score; classifiers also predict_proba).
 
+    Raises
+    ------
+    ParameterError
+        An unknown model or parameter name (with the valid names), or a value the estimator
+        refuses.
+
     Examples
     --------
     >>> est = get_model("knn", n_neighbors=3)
     >>> est.get_params()["kneighborsclassifier__n_neighbors"]
     3
+    >>> get_model("svm", calibratedclassifiercv__estimator__C=1.0).get_params()["calibratedclassifiercv__estimator__C"]
+    1.0
     """
     spec = get_spec(name)
+    builder_kw, nested = _split_params(name, spec, params)
     try:
-        return spec.builder(**params)
+        est = spec.builder(**builder_kw)
     except TypeError as exc:
         raise ParameterError(f"Model {name!r} does not accept these parameters: {exc}") from exc
+    if nested:
+        est.set_params(**nested)
+    _check_values(name, est)
+    return est
 
 
 def list_models(task: Task | None = None) -> list[ModelSpec]:

@@ -15,6 +15,8 @@ from earmark.training._trained import TrainedModel, summary_vectors
 
 __all__ = ["DEFAULT_CLASSIFIER", "DEFAULT_REGRESSOR", "train"]
 
+
+
 #: Model trained when ``model`` is not given.
 DEFAULT_CLASSIFIER = "cnn"
 DEFAULT_REGRESSOR = "cnn-reg"
@@ -293,7 +295,8 @@ def train(
         ``True`` shows a progress bar (command line); a callable is called as
         ``cb(estimator, epoch_record)`` after each epoch.
     **model_params
-        Estimator parameters (e.g. ``arch="reference"``, ``lr=1e-3``, ``C=10``).
+        Estimator parameters (e.g. ``arch="reference"``, ``lr=1e-3``, ``C=10``), by the final
+        estimator's names or as ``get_params()`` spells them.
 
     Returns
     -------
@@ -302,7 +305,8 @@ def train(
     Raises
     ------
     ParameterError
-        Unknown model, preset or column; a sequence preset for a classical model.
+        Unknown model, preset, column or model parameter (with the valid names); a sequence
+        preset for a classical model.
     DatasetError
         Too few usable clips or classes.
 
@@ -315,7 +319,7 @@ def train(
     0.9
     """
     from earmark.features import Preset, extract, get_preset
-    from earmark.models import get_spec
+    from earmark.models import get_model, get_spec
 
     started = time.perf_counter()
     if not isinstance(dataset, pd.DataFrame) or "path" not in dataset.columns:
@@ -340,6 +344,7 @@ def train(
     if model is None:
         model = DEFAULT_REGRESSOR if numeric else DEFAULT_CLASSIFIER
     spec = get_spec(model)
+    est = get_model(model, **model_params)  # refuses unknown names and bad values before extraction
     task = spec.task
     if task == "regression" and not _is_numeric(dataset[target_col]):
         raise ParameterError(f"Model {model!r} is a regressor but column {target_col!r} is not numeric; "
@@ -397,7 +402,6 @@ def train(
         X_va = X_va[keep] if isinstance(X_va, np.ndarray) else [x for x, k in zip(X_va, keep) if k]
         y_va, sel_va = y_va[keep], sel_va[keep]
 
-    est = spec.builder(**model_params) if model_params else spec.builder()
     params = est.get_params()
     is_torch = spec.kind == "torch"
     if not is_torch:
