@@ -463,3 +463,17 @@ def test_bad_parameter_values_are_refused_when_the_model_is_built():
         get_model("svm", C=-1)
     with pytest.raises(ParameterError, match="'lr' parameter of TorchClassifier"):
         get_model("cnn", lr="fast")
+
+
+def test_short_and_nested_parameter_names_build_the_same_model():
+    spec = get_spec("svm")
+    short = get_model("svm", C=3.0, gamma=0.01).get_params()
+    nested = get_model("svm", calibratedclassifiercv__estimator__C=3.0,
+                       calibratedclassifiercv__estimator__gamma=0.01).get_params()
+    key = "calibratedclassifiercv__estimator__C"
+    assert short[key] == nested[key] == 3.0
+    assert spec.short_names({key: 3.0, "standardscaler__with_mean": False}) == {"C": 3.0, "standardscaler__with_mean": False}
+    assert spec.nested_names({"C": 3.0}) == {key: 3.0}
+    assert get_spec("cnn").short_names({"lr": 0.1}) == {"lr": 0.1}
+    for s in list_models():  # every registered search space names parameters the model takes
+        get_model(s.name, **{k: v[0] if isinstance(v, list) else v[1] for k, v in s.search_space.items()})

@@ -340,3 +340,43 @@ def test_cli_train_bad_param_is_a_usage_error(tmp_path, fsdd_small, args, named)
     assert res.exit_code == 2, res.output
     assert isinstance(res.exception, SystemExit)  # no traceback
     assert "error:" in res.output and named in res.output and not (tmp_path / "m").exists()
+
+
+# ------------------------------------------------------------------ tune -> train
+
+
+def test_tune_reports_names_train_takes(fsdd_small):
+    space = {"calibratedclassifiercv__estimator__C": [1.0, 10.0], "calibratedclassifiercv__estimator__gamma": ["scale"]}
+    res = tune(fsdd_small, model="svm", trials=2, features="mfcc-mean", folds=2, search_space=space)
+    assert set(res.best_params) == {"C", "gamma"} and all(set(t["params"]) == {"C", "gamma"} for t in res.trials)
+    assert res.metric == "accuracy" and res.to_dict()["metric"] == "accuracy"
+    m = train(fsdd_small, model="svm", features="mfcc-mean", workers=1, **res.best_params)
+    assert m.config["params"] == res.best_params
+    # the pipeline spelling (what tune printed before) is taken too, and recorded as train's names
+    nested = train(fsdd_small, model="svm", features="mfcc-mean", workers=1,
+                   calibratedclassifiercv__estimator__C=res.best_params["C"])
+    assert nested.config["params"] == {"C": res.best_params["C"]}
+    short = tune(fsdd_small, model="knn", trials=2, features="mfcc-mean", folds=2, search_space={"n_neighbors": [1, 5]})
+    assert set(short.best_params) == {"n_neighbors"}
+    reg = tune(fsdd_small.assign(n=fsdd_small.index % 7), model="ridge", target="n", trials=2, features="mfcc-mean",
+               folds=2, search_space={"alpha": [1.0, 10.0]})
+    assert reg.metric == "neg_mean_absolute_error" and reg.best_score <= 0
+
+
+def test_cli_tune_prints_the_metric_and_a_train_command_that_runs(tmp_path, fsdd_small):
+    import shlex
+
+    from earmark.cli.main import app
+
+    manifest = _manifest(tmp_path, fsdd_small)
+    res = CliRunner().invoke(app, ["tune", str(manifest), "--model", "svm", "--trials", "2", "-f", "mfcc-mean",
+                                   "--group", "speaker", "--folds", "2"], terminal_width=400)
+    assert res.exit_code == 0, res.output
+    best = next(line for line in res.output.splitlines() if line.startswith("best:"))
+    assert "mean cv accuracy" in best and "calibratedclassifiercv" not in res.output
+    command = shlex.split(next(line for line in res.output.splitlines() if line.startswith("train it:"))[9:])
+    assert command[:2] == ["earmark", "train"] and "-p" in command
+    out = tmp_path / "model"
+    again = CliRunner().invoke(app, [*command[1:-1], str(out), "--json"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["config"]["group"] == "group" and out.exists()

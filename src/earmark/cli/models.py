@@ -7,6 +7,7 @@ Results go to stdout; progress and errors to stderr. Exit codes are
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,21 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
         except json.JSONDecodeError:
             params[key] = value
     return params
+
+
+def _param_args(params: dict[str, Any]) -> list[str]:
+    """``params`` as ``earmark train`` options (``-p KEY=VALUE``, the value as ``_parse_params`` reads it)."""
+    out = []
+    for key, value in params.items():
+        text = value if isinstance(value, str) else json.dumps(value)
+        if isinstance(value, str):
+            try:
+                json.loads(value)
+                text = json.dumps(value)  # a string that would otherwise be read as a number, bool…
+            except json.JSONDecodeError:
+                pass
+        out += ["-p", f"{key}={text}"]
+    return out
 
 
 def _synthetic_voices(df: Any, n: int, seed: int, text_map: str | None) -> Any:
@@ -216,7 +232,10 @@ def tune_command(
     cache: Path | None = typer.Option(None, "--cache", help="Feature store directory."),
     json_out: str | None = typer.Option(None, "--json", help="Write all trials as JSON to this file ('-' for stdout)."),
 ) -> None:
-    """Search hyper-parameters with group-aware cross-validation (grid/random search or Optuna)."""
+    """Search hyper-parameters with group-aware cross-validation (grid/random search or Optuna).
+
+    The parameters are printed as ``earmark train --param`` takes them.
+    """
     from earmark.errors import EarmarkError, ParameterError
     from earmark.training import tune
 
@@ -232,10 +251,17 @@ def tune_command(
         write_json(result.to_dict(), json_out)
         if json_out == "-":
             return
+    metric = result.metric.replace("_", " ")
     table = Table(title=f"tune {model}: {result.method} search, {result.cv}")
-    table.add_column("score", justify="right")
+    table.add_column(f"mean cv {metric}", justify="right")
     table.add_column("params")
     for t in sorted(result.trials, key=lambda t: -t["score"])[:10]:
         table.add_row(f"{t['score']:.4f}", json.dumps(t["params"], default=str))
-    Console().print(table)
-    Console().print(f"best: {result.best_score:.4f} with {json.dumps(result.best_params, default=str)}")
+    out = Console()
+    out.print(table)
+    out.print(f"best: mean cv {metric} {result.best_score:.4f} ({result.cv}) with "
+              f"{json.dumps(result.best_params, default=str)}", markup=False, highlight=False)
+    options = {"--features": features, "--target": target, "--label": label, "--group": group}
+    command = ["earmark", "train", source, "--model", model,
+               *(x for k, v in options.items() if v for x in (k, v)), *_param_args(result.best_params), "--out", "MODEL"]
+    out.print(f"train it: {shlex.join(command)}", markup=False, highlight=False, soft_wrap=True)

@@ -40,7 +40,7 @@ class ModelSpec:
         meta-estimator such as ``CalibratedClassifierCV`` wraps), e.g. ``C`` for ``svm``.
     search_space : dict
         Hyper-parameter search space for ``earmark tune``: parameter name (as ``get_params``
-        spells it) -> list of candidate values, or ``("log", low, high)`` / ``("int", low, high)``
+        spells it, or as the builder takes it) -> list of candidate values, or ``("log", low, high)`` / ``("int", low, high)``
         ranges for random/Optuna search.
     """
 
@@ -84,6 +84,35 @@ class ModelSpec:
             sig = []
         names |= {p.name for p in sig if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
         return sorted(names)
+
+    def short_names(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``params`` under the names the builder takes where it takes them (``C`` for
+        ``calibratedclassifiercv__estimator__C``); other names unchanged.
+
+        Examples
+        --------
+        >>> get_spec("svm").short_names({"calibratedclassifiercv__estimator__C": 10.0})
+        {'C': 10.0}
+        """
+        prefix, _ = _final_estimator(self.builder())
+        out = {}
+        for key, value in params.items():
+            rest = key[len(prefix):]
+            out[rest if prefix and key.startswith(prefix) and "__" not in rest else key] = value
+        return out
+
+    def nested_names(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``params`` as ``get_params()`` of the built estimator spells them (the inverse of
+        :meth:`short_names`), for ``set_params`` and grid search.
+
+        Examples
+        --------
+        >>> get_spec("svm").nested_names({"C": 10.0})
+        {'calibratedclassifiercv__estimator__C': 10.0}
+        """
+        prefix, _ = _final_estimator(self.builder())
+        own = set(self.param_names()) if prefix else set()
+        return {(prefix + k if k in own else k): v for k, v in params.items()}
 
 
 def _final_estimator(est: Any) -> tuple[str, Any]:

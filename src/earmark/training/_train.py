@@ -296,7 +296,7 @@ def train(
         ``cb(estimator, epoch_record)`` after each epoch.
     **model_params
         Estimator parameters (e.g. ``arch="reference"``, ``lr=1e-3``, ``C=10``), by the final
-        estimator's names or as ``get_params()`` spells them.
+        estimator's names or as ``get_params()`` spells them (the names :func:`tune` reports).
 
     Returns
     -------
@@ -345,6 +345,7 @@ def train(
         model = DEFAULT_REGRESSOR if numeric else DEFAULT_CLASSIFIER
     spec = get_spec(model)
     est = get_model(model, **model_params)  # refuses unknown names and bad values before extraction
+    model_params = spec.short_names(model_params)
     task = spec.task
     if task == "regression" and not _is_numeric(dataset[target_col]):
         raise ParameterError(f"Model {model!r} is a regressor but column {target_col!r} is not numeric; "

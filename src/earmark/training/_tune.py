@@ -26,16 +26,19 @@ class TuneResult:
     model : str
         Registry name.
     best_params : dict
-        Best parameters (as ``get_model(model, **best_params)`` takes them for neural models;
-        pipeline-prefixed names for classical ones, usable with ``set_params``).
+        Best parameters, named as :func:`~earmark.training.train` and ``earmark train --param``
+        take them (``C`` for ``svm``, not ``calibratedclassifiercv__estimator__C``).
     best_score : float
-        Mean cross-validated score (accuracy, or negative MAE for regression).
+        Mean cross-validated score, of ``metric``.
     trials : list of dict
         ``{"params", "score"}`` for every trial, in order.
     method : str
         ``"grid"``, ``"random"`` or ``"optuna"``.
     cv : str
         How the folds were made.
+    metric : str
+        What the scores are: ``"accuracy"`` (classification) or ``"neg_mean_absolute_error"``
+        (regression; higher is better).
     """
 
     model: str
@@ -44,11 +47,12 @@ class TuneResult:
     trials: list[dict] = field(default_factory=list)
     method: str = "grid"
     cv: str = ""
+    metric: str = "accuracy"
 
     def to_dict(self) -> dict:
         """JSON-able form."""
         return {"model": self.model, "best_params": self.best_params, "best_score": self.best_score,
-                "trials": self.trials, "method": self.method, "cv": self.cv}
+                "metric": self.metric, "trials": self.trials, "method": self.method, "cv": self.cv}
 
 
 def _cv(y: np.ndarray, groups: np.ndarray | None, folds: int, seed: int, classification: bool):
@@ -119,20 +123,23 @@ def tune(
     cache : path, optional
         Feature store directory.
     search_space : dict, optional
-        Replaces the model's registered search space (see :class:`~earmark.models.ModelSpec`).
+        Replaces the model's registered search space (see :class:`~earmark.models.ModelSpec`);
+        names as :func:`~earmark.training.train` or ``get_params()`` spell them.
 
     Returns
     -------
     TuneResult
+        Parameters named as :func:`~earmark.training.train` takes them.
 
     Examples
     --------
     >>> res = tune(df, model="knn", trials=5)  # doctest: +SKIP
     >>> sorted(res.best_params)  # doctest: +SKIP
-    ['kneighborsclassifier__n_neighbors', 'kneighborsclassifier__weights']
+    ['n_neighbors', 'weights']
+    >>> model = train(df, model="knn", **res.best_params)  # doctest: +SKIP
     """
     from earmark.features import Preset, extract, get_preset
-    from earmark.models import get_spec
+    from earmark.models import get_model, get_spec
 
     if trials < 1:
         raise ParameterError(f"The 'trials' parameter must be an int >= 1. Got {trials!r} instead.")
@@ -144,6 +151,8 @@ def tune(
         space.pop("epochs", None)
     if not space:
         raise ParameterError(f"Model {model!r} has no search space; pass search_space=.")
+    # unknown names and impossible values fail here, not after the features are extracted
+    get_model(model, **{k: v[0] if isinstance(v, list) else v[1] for k, v in space.items()})
     target_col = target or "label"
     if target_col not in dataset.columns:
         raise ParameterError(f"The dataset has no column {target_col!r}; pass target= naming the column to learn.")
@@ -175,7 +184,8 @@ def tune(
             raise ParameterError(f"Model {model!r} needs a pooled preset; {preset.name!r} gives sequences.")
         size = _grid_size(space)
         if size <= trials:
-            search = GridSearchCV(est, {k: list(v) for k, v in space.items()}, cv=cv, scoring=scoring, n_jobs=1)
+            grid = spec.nested_names({k: list(v) for k, v in space.items()})
+            search = GridSearchCV(est, grid, cv=cv, scoring=scoring, n_jobs=1)
             method = "grid"
         else:
             dist = {}
@@ -186,17 +196,17 @@ def tune(
                     dist[k] = loguniform(v[1], v[2])
                 else:
                     dist[k] = randint(v[1], v[2] + 1)
-            search = RandomizedSearchCV(est, dist, n_iter=trials, cv=cv, scoring=scoring, n_jobs=1,
+            search = RandomizedSearchCV(est, spec.nested_names(dist), n_iter=trials, cv=cv, scoring=scoring, n_jobs=1,
                                         random_state=seed)
             method = "random"
         search.fit(X, y, groups=cv_groups)
         res = search.cv_results_
         trial_list = [
-            {"params": {k: _jsonable(v) for k, v in p.items()}, "score": float(s)}
+            {"params": spec.short_names({k: _jsonable(v) for k, v in p.items()}), "score": float(s)}
             for p, s in zip(res["params"], res["mean_test_score"])
         ]
-        return TuneResult(model, {k: _jsonable(v) for k, v in search.best_params_.items()},
-                          float(search.best_score_), trial_list, method, cv_desc)
+        return TuneResult(model, spec.short_names({k: _jsonable(v) for k, v in search.best_params_.items()}),
+                          float(search.best_score_), trial_list, method, cv_desc, scoring)
 
     import optuna
 
@@ -216,7 +226,7 @@ def tune(
             params["epochs"] = int(epochs)
         scores = []
         for step, (tr, te) in enumerate(splits):
-            est = spec.builder(**{**params, "random_state": seed})
+            est = get_model(model, **{**params, "random_state": seed})
             take = (lambda idx: X[idx]) if isinstance(X, np.ndarray) else (lambda idx: [X[i] for i in idx])
             est.fit(take(tr), y[tr], groups=None if groups is None else groups[tr])
             pred = est.predict(take(te))
@@ -230,8 +240,8 @@ def tune(
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=3))
     study.optimize(objective, n_trials=trials)
-    trial_list = [{"params": t.params, "score": t.value} for t in study.trials if t.value is not None]
-    best = dict(study.best_params)
+    trial_list = [{"params": spec.short_names(t.params), "score": t.value} for t in study.trials if t.value is not None]
+    best = spec.short_names(dict(study.best_params))
     if epochs is not None:
         best["epochs"] = int(epochs)
-    return TuneResult(model, best, float(study.best_value), trial_list, "optuna", cv_desc)
+    return TuneResult(model, best, float(study.best_value), trial_list, "optuna", cv_desc, scoring)
