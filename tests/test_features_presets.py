@@ -160,3 +160,26 @@ def test_median_kernels_equal_scipy():
         ref = np.concatenate([nd.median_filter(x[a:b], size=(31, 1), mode="reflect")
                               for a, b in itertools.pairwise(bounds)])
         np.testing.assert_array_equal(median_segments(x, bounds, 31), ref)
+
+
+def test_stats_leave_out_frames_of_digital_silence(shared):
+    """Frames of exact zeros (spectral flatness 1.0 by definition, the log-mel floor) are left out
+    of the statistics, so zeros before and after a clip hardly move them; an all-zero clip still
+    gives finite numbers. Records saved before the setting existed keep computing what they did."""
+    from earmark.audio import load_audio
+
+    new = get_preset("stats")
+    record = new.to_dict()
+    record["params"] = {k: v for k, v in record["params"].items() if k != "skip_silence"}
+    old = Preset.from_dict(record)
+    assert new.params["skip_silence"] is True and old.params["skip_silence"] is False
+    names = new.feature_names
+    flat = [i for i, n in enumerate(names) if n.startswith("flatness_")]
+    for name in ("1_george_3.wav", "8_yweweler_20.wav", "4_theo_41.wav"):
+        y, _ = load_audio(shared / "fsdd/recordings" / name, sr=new.sample_rate)
+        padded = np.concatenate([np.zeros(800, np.float32), y, np.zeros(1600, np.float32)])
+        assert new.transform(padded)[flat].max() < 0.5
+        assert old.transform(padded)[flat].max() == 1.0
+        np.testing.assert_array_equal(new.transform(y), old.transform(y))  # no silence: same numbers
+    for p in (new, old):
+        assert np.isfinite(p.transform(np.zeros(p.sample_rate, np.float32))).all()

@@ -477,3 +477,62 @@ def test_short_and_nested_parameter_names_build_the_same_model():
     assert get_spec("cnn").short_names({"lr": 0.1}) == {"lr": 0.1}
     for s in list_models():  # every registered search space names parameters the model takes
         get_model(s.name, **{k: v[0] if isinstance(v, list) else v[1] for k, v in s.search_space.items()})
+
+
+# ---------------------------------------------------------------------------- out-of-range features
+
+
+@pytest.mark.parametrize("name", ["svm", "logreg", "knn"])
+def test_one_wild_feature_does_not_decide_every_answer(name, mfcc_mean):
+    """A feature thousands of standard deviations from anything trained on (a dimension that
+    hardly varied in training) must not take over the distances: unclipped, the RBF kernel goes to
+    zero and the svm answers its intercept, the same class for every clip."""
+    X, y, g = mfcc_mean
+    tr, te = _split_by_take(y, g)
+    est = get_model(name).fit(X[tr], y[tr])
+    clean = est.predict(X[te])
+    wild = X[te].copy()
+    j = int(np.argmin(X[tr].std(axis=0)))
+    wild[:, j] = X[tr, j].mean() + 1e4 * X[tr, j].std()
+    pred = est.predict(wild)
+    assert len(set(pred)) >= 5, f"{name}: {sorted(set(pred))}"
+    assert np.mean(pred == clean) >= 0.5
+
+
+def test_svm_on_stats_hears_clips_that_end_in_digital_silence(fsdd_small):
+    """The user's report: with 0.1 s of exact zeros appended, every clip got one and the same answer."""
+    from earmark.audio import load_audio
+
+    preset = get_preset("stats")
+    tr, te = fsdd_small[fsdd_small["speaker"] != "theo"], fsdd_small[fsdd_small["speaker"] == "theo"]
+    est = get_model("svm").fit(extract(tr, preset, workers=1).X, tr["label"])
+    clips = [load_audio(p, sr=preset.sample_rate)[0] for p in te["path"]]
+    padded = [np.concatenate([c, np.zeros(preset.sample_rate // 10, np.float32)]) for c in clips]
+    clean = est.predict(preset.transform_batch(clips))
+    pred = est.predict(preset.transform_batch(padded))
+    assert len(set(pred)) >= 8, sorted(set(pred))
+    assert np.mean(pred == te["label"]) >= np.mean(clean == te["label"]) - 0.15
+    silent = est.predict_proba(preset.transform_batch([np.zeros(preset.sample_rate, np.float32)]))
+    assert not np.allclose(est.predict_proba(preset.transform_batch(padded[:5])), silent, atol=1e-3)
+
+
+def test_svm_on_stats_hears_clips_reencoded_at_44k(tmp_path, fsdd_small):
+    """8 kHz recordings re-encoded as dithered 16-bit 44.1 kHz files (as `sox in.wav -r 44100
+    out.wav` writes them) put quantisation noise in the band above 4 kHz that training never had."""
+    import soundfile as sf
+    import soxr
+
+    rng = np.random.default_rng(0)
+    preset = get_preset("stats")
+    tr, te = fsdd_small[fsdd_small["speaker"] != "theo"], fsdd_small[fsdd_small["speaker"] == "theo"]
+    est = get_model("svm").fit(extract(tr, preset, workers=1).X, tr["label"])
+    paths = []
+    for p in te["path"]:
+        y, sr = sf.read(p, dtype="float64")
+        up = soxr.resample(y, sr, 44100, quality="VHQ") * 32767
+        dither = rng.uniform(-0.5, 0.5, up.shape) + rng.uniform(-0.5, 0.5, up.shape)
+        paths.append(tmp_path / Path(p).name)
+        sf.write(paths[-1], np.clip(np.round(up + dither), -32768, 32767).astype(np.int16), 44100)
+    pred = est.predict(extract(pd.DataFrame({"path": [str(p) for p in paths]}), preset, workers=1).X)
+    assert len(set(pred)) >= 6, sorted(set(pred))
+    assert np.mean(pred == te["label"]) >= 0.3

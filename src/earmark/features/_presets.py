@@ -377,19 +377,31 @@ def _stats_rows(p: Mapping[str, Any]) -> list[str]:
     return rows
 
 
+#: Power floor (``amin``) of the flatness and log-mel rows: a frame with no STFT bin above it is
+#: digital silence (white noise that weak is about 1/40 of a 16-bit step).
+_AMIN = 1e-10
+
+
 def _stats_batch(clips: Sequence[np.ndarray], sr: int, p: Mapping[str, Any]) -> np.ndarray:
+    """Pooled statistics of every frame row.
+
+    With ``skip_silence`` the statistics (and the deltas) leave out frames of digital silence (no
+    STFT bin above ``_AMIN``), whose spectral flatness (1.0), contrast and log-mel floor lie far
+    outside anything recorded sound gives, unless the clip is all silence.
+    """
     n_fft, hop = p["n_fft"], p["hop_length"]
     D, counts = sp._stft_ragged(clips, n_fft=n_fft, hop_length=hop, win_length=p["win_length"],
                                 window="hann", center=True, pad_mode="constant")
     S = np.abs(D)
     fb = sp.mel_filterbank(sr=sr, n_fft=n_fft, n_mels=p["n_mels"], fmin=0.0, fmax=None)
-    logm = sp._power_to_db_flat(fb @ (S * S), counts, ref=1.0, amin=1e-10, top_db=80.0)
+    logm = sp._power_to_db_flat(fb @ (S * S), counts, ref=1.0, amin=_AMIN, top_db=80.0)
     mf = sp._mfcc_flat(logm, n_mfcc=p["n_mfcc"], dct_type=2, norm="ortho", lifter=0.0)
     frames, _ = sp._frame_ragged(clips, frame_length=n_fft, hop_length=hop, center=True, pad_mode="constant")
     zframes, _ = sp._frame_ragged(clips, frame_length=n_fft, hop_length=hop, center=True, pad_mode="edge")
+    sounding = ((S * S).max(axis=0) > _AMIN) if p["skip_silence"] else np.ones(S.shape[1], bool)
     rows = [
         sp._centroid_flat(S, sr), sp._bandwidth_flat(S, sr, 2.0), sp._rolloff_flat(S, sr, 0.85),
-        sp._flatness_flat(S, 1e-10, 2.0), sp._zcr_frames(zframes)[None, :], sp._rms_frames(frames)[None, :],
+        sp._flatness_flat(S, _AMIN, 2.0), sp._zcr_frames(zframes)[None, :], sp._rms_frames(frames)[None, :],
         sp._contrast_flat(S, counts, sr=sr, fmin=200.0, n_bands=p["n_bands"], quantile=0.02, linear=False),
         sp._chroma_stft_flat(S * S, counts, sr=sr, n_chroma=12, tuning=0.0, norm=np.inf),
     ]
@@ -397,9 +409,11 @@ def _stats_batch(clips: Sequence[np.ndarray], sr: int, p: Mapping[str, Any]) -> 
     off = 0
     for i, c in enumerate(counts):
         c = int(c)
-        m = mf[:, off:off + c]
-        d = sp.delta(m, width=p["delta_width"], order=1) if c >= p["delta_width"] else np.zeros_like(m)
-        X = np.concatenate([m, d] + [r[:, off:off + c] for r in rows], axis=0).astype(np.float64)
+        keep = sounding[off:off + c]
+        idx = np.flatnonzero(keep) + off if keep.any() else np.arange(off, off + c)
+        m = mf[:, idx]
+        d = sp.delta(m, width=p["delta_width"], order=1) if len(idx) >= p["delta_width"] else np.zeros_like(m)
+        X = np.concatenate([m, d] + [r[:, idx] for r in rows], axis=0).astype(np.float64)
         pct = np.percentile(X, [10, 50, 90], axis=1)
         out[i] = np.stack([X.mean(axis=1), X.std(axis=1), pct[0], pct[1], pct[2]], axis=1).ravel()
         off += c
@@ -408,14 +422,16 @@ def _stats_batch(clips: Sequence[np.ndarray], sr: int, p: Mapping[str, Any]) -> 
 
 _register_kind("stats", _Kind(
     name="stats",
+    # skip_silence defaults to the recipe before it existed, so bundles saved then keep their
+    # features; the registered "stats" preset turns it on
     defaults={"n_mfcc": 20, "n_mels": 40, "n_fft": 512, "win_length": 400, "hop_length": 160,
-              "n_bands": 6, "delta_width": 9},
+              "n_bands": 6, "delta_width": 9, "skip_silence": False},
     batch=_stats_batch,
     pooled=True,
     shape=lambda sr, p: (len(_stats_rows(p)) * len(_STATS),),
     names=lambda p: [f"{r}_{s}" for r in _stats_rows(p) for s in _STATS],
     description="mean, std and 10/50/90th percentiles of MFCC, ΔMFCC, spectral shape, ZCR, RMS, "
-                "contrast and chroma frames",
+                "contrast and chroma frames (frames of digital silence left out)",
 ))
 
 
@@ -664,7 +680,7 @@ for _p in (
     Preset("psf-mfcc", "psf-mfcc", 16000),
     Preset("mfcc-mean", "mfcc-mean", 22050),
     Preset("classic173", "classic173", 22050),
-    Preset("stats", "stats", 16000),
+    Preset("stats", "stats", 16000, {"skip_silence": True}),
     Preset("raw", "raw", 16000),
 ):
     register_preset(_p)

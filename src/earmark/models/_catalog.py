@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import (
     HistGradientBoostingClassifier,
@@ -16,19 +17,37 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.naive_bayes import GaussianNB
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, StandardScaler
 from sklearn.svm import SVC, SVR
 
 from earmark.models._registry import register_model
 from earmark.models._torch import TorchClassifier, TorchRegressor
 
+#: Standardised features are clipped to this many standard deviations of the training data.
+Z_LIMIT = 10.0
+
+
+def _scaled(est: Any) -> Pipeline:
+    """``keep to the training range -> StandardScaler -> clip to ±Z_LIMIT -> est``.
+
+    Features far outside anything trained on (a dimension that hardly varied in training, audio
+    unlike the training audio) must not take over every distance: unclipped, one z-score in the
+    thousands drives all RBF kernel values to zero and the svm answers its intercept, one class
+    for every clip. The first step clamps each feature to its training range (scaling is affine,
+    so in-range values keep their z-scores); the clip bounds training outliers' heavy tails.
+    """
+    clip = FunctionTransformer(np.clip, kw_args={"a_min": -Z_LIMIT, "a_max": Z_LIMIT},
+                               feature_names_out="one-to-one")
+    return Pipeline([("training_range", MinMaxScaler(clip=True)), ("standardscaler", StandardScaler()),
+                     ("clip", clip), (type(est).__name__.lower(), est)])
+
 
 def _pipeline(cls: type, scale: bool = True, **defaults: Any) -> Callable[..., Pipeline]:
-    """Builder of ``StandardScaler -> cls``; keyword params go to ``cls``."""
+    """Builder of ``cls`` behind :func:`_scaled` (or alone); keyword params go to ``cls``."""
 
     def build(**params: Any) -> Pipeline:
         est = cls(**{**defaults, **params})
-        return make_pipeline(StandardScaler(), est) if scale else make_pipeline(est)
+        return _scaled(est) if scale else make_pipeline(est)
 
     build.__name__ = f"build_{cls.__name__}"
     return build
@@ -68,7 +87,7 @@ register_model(
 
 def _svm(**params: Any) -> Pipeline:
     svc = SVC(**{"C": 10.0, "gamma": "scale", "random_state": 0, **params})
-    return make_pipeline(StandardScaler(), CalibratedClassifierCV(svc, ensemble=False))
+    return _scaled(CalibratedClassifierCV(svc, ensemble=False))
 
 
 register_model(
