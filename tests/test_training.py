@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -380,3 +381,31 @@ def test_cli_tune_prints_the_metric_and_a_train_command_that_runs(tmp_path, fsdd
     again = CliRunner().invoke(app, [*command[1:-1], str(out), "--json"])
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["config"]["group"] == "group" and out.exists()
+
+
+# ------------------------------------------------------------------ a model that did not learn
+
+
+def test_chance_level_validation_warns_that_the_model_did_not_learn(fsdd_small):
+    from earmark.training._train import ChanceLevelWarning
+
+    rng = np.random.default_rng(0)
+    noise = fsdd_small.assign(label=rng.permutation(fsdd_small["label"].to_numpy()))  # nothing to learn
+    with pytest.warns(ChanceLevelWarning, match=r"did not learn.*chance \(0\.1\d* for 10 classes\).*another model"):
+        m = train(noise, model="logreg", features="mfcc-mean", workers=1)
+    assert m.metrics["accuracy"] < 0.2  # and the model is still returned
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ChanceLevelWarning)
+        train(fsdd_small, model="logreg", features="mfcc-mean", workers=1)
+
+
+def test_cli_train_shows_the_chance_level_warning_and_writes_the_bundle(tmp_path, fsdd_small):
+    from earmark.cli.main import app
+
+    rng = np.random.default_rng(0)
+    noise = fsdd_small.assign(label=rng.permutation(fsdd_small["label"].to_numpy()))
+    out = tmp_path / "m"
+    res = CliRunner().invoke(app, ["train", str(_manifest(tmp_path, noise)), "--model", "logreg", "-f", "mfcc-mean",
+                                   "--group", "speaker", "--out", str(out), "--workers", "1"], terminal_width=400)
+    assert res.exit_code == 0, res.output
+    assert "warning: Model 'logreg' did not learn" in res.output and out.exists()

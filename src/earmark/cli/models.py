@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import shlex
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +76,26 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
         except json.JSONDecodeError:
             params[key] = value
     return params
+
+
+@contextmanager
+def _earmark_warnings() -> Iterator[None]:
+    """Show earmark's warnings raised inside the block as one ``warning:`` line each on stderr
+    (others as Python shows them), also when the block fails."""
+    from earmark.errors import EarmarkWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", EarmarkWarning)
+        try:
+            yield
+        finally:
+            shown: set[str] = set()
+            for w in caught:
+                if not issubclass(w.category, EarmarkWarning):
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+                elif str(w.message) not in shown:
+                    shown.add(str(w.message))
+                    err_console.print(f"[yellow]warning:[/] {w.message}", highlight=False)
 
 
 def _param_args(params: dict[str, Any]) -> list[str]:
@@ -181,12 +204,13 @@ def train_command(
 
                 features = _preset_of(read_manifest(init_from.split(":", 1)[1]))
             model = "finetune"
-        trained = train(
-            df, model=model, features=features, duration=duration, target=target, group="group" if group else None,
-            epochs=epochs, seed=seed, val_fraction=val_fraction, refit=refit, extra_train=extra,
-            extra_weight=extra_weight, cache=cache, workers=workers, progress=err_console.is_terminal,
-            **params,
-        )
+        with _earmark_warnings():
+            trained = train(
+                df, model=model, features=features, duration=duration, target=target,
+                group="group" if group else None, epochs=epochs, seed=seed, val_fraction=val_fraction,
+                refit=refit, extra_train=extra, extra_weight=extra_weight, cache=cache, workers=workers,
+                progress=err_console.is_terminal, **params,
+            )
         reference = None
         if trained.task == "classification":
             sample = df.sample(min(len(df), 2000), random_state=seed) if len(df) > 2000 else df

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from earmark.errors import DatasetError, ParameterError
+from earmark.errors import DatasetError, EarmarkWarning, ParameterError
 from earmark.training._trained import TrainedModel, summary_vectors
 
-__all__ = ["DEFAULT_CLASSIFIER", "DEFAULT_REGRESSOR", "train"]
+__all__ = ["DEFAULT_CLASSIFIER", "DEFAULT_REGRESSOR", "ChanceLevelWarning", "train"]
 
+
+class ChanceLevelWarning(EarmarkWarning):
+    """A classifier's validation accuracy is no better than guessing: the model did not learn."""
 
 
 #: Model trained when ``model`` is not given.
@@ -72,6 +76,28 @@ def _metrics(task: str, y_true: np.ndarray, pred: np.ndarray, proba: np.ndarray 
         "r2": float(skm.r2_score(y_true, pred)) if len(y_true) > 1 else float("nan"),
         "n": len(y_true),
     }
+
+
+def _warn_if_chance(model: str, y_val: np.ndarray, accuracy: float, n_classes: int, epochs: int | None) -> None:
+    """Warn (:class:`ChanceLevelWarning`) when ``accuracy`` on the validation labels ``y_val`` is
+    not above what guessing gets: ``1 / n_classes`` or always answering the validation set's most
+    common class, whichever is higher, plus two binomial standard errors of that rate (at most
+    0.1) so that luck on a small validation set does not pass for learning."""
+    n = len(y_val)
+    if n == 0 or n_classes < 2:
+        return
+    _, counts = np.unique(y_val, return_counts=True)
+    chance = max(1.0 / n_classes, counts.max() / n)
+    bar = chance + min(0.1, 2.0 * float(np.sqrt(chance * (1.0 - chance) / n)))
+    if accuracy > bar:
+        return
+    more = f"more epochs (--epochs; it trained {epochs}), " if epochs is not None else ""
+    warnings.warn(
+        f"Model {model!r} did not learn: its validation accuracy {accuracy:.3f} on {n} clips is not above "
+        f"chance ({chance:.3f} for {n_classes} classes). Try {more}more training data, or another model "
+        "(e.g. --model svm --features stats; earmark compare ranks several).",
+        ChanceLevelWarning, stacklevel=3,
+    )
 
 
 def _fit_sklearn(est: Any, X: Any, y: np.ndarray, w: np.ndarray) -> None:
@@ -310,6 +336,11 @@ def train(
     DatasetError
         Too few usable clips or classes.
 
+    Warns
+    -----
+    ChanceLevelWarning
+        A classifier's validation accuracy is not above chance (the bundle is still written).
+
     Examples
     --------
     >>> from earmark.sources import load_dataset
@@ -465,6 +496,9 @@ def train(
         else:
             pred_va = np.asarray(val_est.predict(X_va), np.float64)
         metrics = _metrics(task, y_va, pred_va, proba_va, classes)
+        if task == "classification":
+            _warn_if_chance(model, y_va, metrics["accuracy"], len(classes),
+                            len(history) if is_torch else None)
     else:
         pred_va = np.zeros(0)
         metrics = {}
