@@ -12,6 +12,8 @@ exporter (ONNX) needs to trace it.
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -40,6 +42,28 @@ __all__ = ["TorchClassifier", "TorchRegressor", "fix_length"]
 
 _SEQUENCE_NETWORKS = {"cnn", "lstm", "cnn1d"}
 CHECKPOINT_NAME = "checkpoint.pt"
+#: Estimator parameters that do not change what training computes, left out of a checkpoint's
+#: fingerprint (every other parameter, a subclass's included, is in it).
+_NOT_FINGERPRINTED = frozenset({"checkpoint_dir", "resume", "callbacks", "device", "tta"})
+
+
+def _data_digest(**arrays: np.ndarray) -> str:
+    """Shapes and a BLAKE2b digest of the bytes of ``arrays`` (one pass over the data: cheap next to
+    an epoch of training), e.g. ``"X (36, 40), y (36,), digest 2605be90cc4ffa79"``."""
+    h = hashlib.blake2b(digest_size=16)
+    for a in arrays.values():
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(memoryview(a).cast("B"))
+    shapes = ", ".join(f"{name} {tuple(a.shape)}" for name, a in arrays.items())
+    return f"{shapes}, digest {h.hexdigest()[:16]}"
+
+
+def _as_text(value: Any) -> str:
+    try:
+        return json.dumps(value, sort_keys=True)
+    except (TypeError, ValueError):
+        return repr(value)
 
 
 def fix_length(
@@ -290,6 +314,48 @@ class _TorchEstimator(BaseEstimator):
     def _on_epoch_start(self, module: torch.nn.Module, epoch: int) -> None:
         """Called after ``module.train()`` at the start of every epoch (1-based); no-op by default."""
 
+    # ------------------------------------------------------------------ checkpoints
+    def _checkpoint_fingerprint(
+        self, Xt: np.ndarray, yt: np.ndarray, swt: np.ndarray, Xv: np.ndarray, yv: np.ndarray,
+        seed: int, member: int | None,
+    ) -> dict[str, str]:
+        """What a checkpoint is tied to: the parameters that shape training (all but
+        :data:`_NOT_FINGERPRINTED`), the ensemble member and its seed, and the shapes and digests
+        of the training data (X, y, sample weights) and of the validation data (which also tells
+        a validated run from a run on all data)."""
+        params = self.get_params(deep=False)
+        fp = {k: _as_text(v) for k, v in sorted(params.items()) if k not in _NOT_FINGERPRINTED}
+        fp["estimator"] = type(self).__name__
+        fp["member"] = _as_text(member)
+        fp["seed"] = _as_text(seed)
+        fp["outputs"] = _as_text(self._n_outputs())
+        fp["training data"] = _data_digest(X=Xt, y=yt, sample_weight=swt)
+        fp["validation data"] = _data_digest(X=Xv, y=yv) if len(Xv) else "none"
+        return fp
+
+    def _check_checkpoint(self, state: dict, fingerprint: dict[str, str], path: Path) -> None:
+        """Refuse (:class:`ParameterError`) a checkpoint that another training run wrote."""
+        how = (
+            "Use a fresh checkpoint_dir for this run, or resume=False to start over "
+            "(the checkpoint is then overwritten)."
+        )
+        saved = state.get("fingerprint")
+        if not isinstance(saved, dict):
+            raise ParameterError(
+                f"Cannot resume from the checkpoint {str(path)!r}: it carries no fingerprint (an earlier "
+                f"earmark wrote it), so it cannot be matched to this run. {how}"
+            )
+        differ = sorted(k for k in fingerprint.keys() | saved.keys() if saved.get(k) != fingerprint.get(k))
+        if differ:
+            shown = "; ".join(
+                f"{k}: checkpoint {saved.get(k, 'absent')}, now {fingerprint.get(k, 'absent')}" for k in differ[:6]
+            )
+            more = f" (and {len(differ) - 6} more)" if len(differ) > 6 else ""
+            raise ParameterError(
+                f"Cannot resume from the checkpoint {str(path)!r}: a different training run wrote it "
+                f"({shown}{more}). {how}"
+            )
+
     # ------------------------------------------------------------------ fit
     def _fit(
         self,
@@ -379,6 +445,9 @@ class _TorchEstimator(BaseEstimator):
         member: int | None,
     ) -> tuple[torch.nn.Module, list[dict], int]:
         """Train one network (one member of an ensemble) and return it with its history and best epoch."""
+        fingerprint = None
+        if ckpt_path is not None:
+            fingerprint = self._checkpoint_fingerprint(Xt, yt, swt, Xv, yv, seed, member)
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
         module = self._build_module(self.input_shape_, self._n_outputs())
@@ -415,6 +484,7 @@ class _TorchEstimator(BaseEstimator):
         start_epoch = 1
         if self.resume and ckpt_path is not None and ckpt_path.exists():
             state = torch.load(ckpt_path, map_location=device, weights_only=True)
+            self._check_checkpoint(state, fingerprint, ckpt_path)
             module.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
@@ -502,6 +572,7 @@ class _TorchEstimator(BaseEstimator):
                 ckpt_path.parent.mkdir(parents=True, exist_ok=True)
                 torch.save(
                     {
+                        "fingerprint": fingerprint,
                         "epoch": epoch if not stopped else self.epochs,
                         "model": module.state_dict(),
                         "optimizer": opt.state_dict(),
@@ -612,9 +683,17 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
     device : str
         ``"auto"`` (CUDA, then MPS, then CPU) or a torch device string.
     checkpoint_dir : str, optional
-        Directory where a resumable checkpoint is written after every epoch.
+        Directory where a resumable checkpoint is written after every epoch (one sub-folder
+        ``member-<i>`` per network of an ensemble). A checkpoint records a fingerprint of what
+        produced it: the parameters that shape training (all but ``checkpoint_dir``, ``resume``,
+        ``callbacks``, ``device`` and ``tta``), the seed and ensemble member, and the shapes and a
+        digest of the training data (X, y, sample weights) and of the validation data.
+        :func:`earmark.train` gives its validation run and its refit sub-folders of their own.
     resume : bool
-        Continue from the checkpoint in ``checkpoint_dir`` if there is one.
+        Continue from the checkpoint in ``checkpoint_dir`` if there is one (a finished one is
+        taken as is). A checkpoint whose fingerprint differs from this run's is refused with a
+        :class:`~earmark.errors.ParameterError` naming what differs, never loaded nor silently
+        discarded: use a fresh ``checkpoint_dir``, or ``resume=False`` to start over.
     callbacks : list of callables, optional
         Each called as ``cb(estimator, record)`` after every epoch (progress display).
     tta : bool
