@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 import typer
 from rich.console import Console
 
-__all__ = ["ExitCode", "err_console", "fail", "progress_bar", "write_json"]
+__all__ = ["ExitCode", "earmark_warnings", "err_console", "fail", "progress_bar", "write_json"]
 
 #: Messages, warnings and progress go to stderr; results (tables, JSON) go to stdout.
 err_console = Console(stderr=True)
@@ -100,3 +100,25 @@ def progress_bar(description: str, total: int | None, *, enabled: bool | None = 
     with Progress(*columns, console=err_console, transient=True) as prog:
         task = prog.add_task(description, total=total)
         yield lambda n=1: prog.advance(task, n)
+
+
+@contextmanager
+def earmark_warnings() -> Iterator[None]:
+    """Show earmark's warnings raised inside the block as one ``warning:`` line each on stderr
+    (others as Python shows them), also when the block fails."""
+    import warnings
+
+    from earmark.errors import EarmarkWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", EarmarkWarning)
+        try:
+            yield
+        finally:
+            shown: set[str] = set()
+            for w in caught:
+                if not issubclass(w.category, EarmarkWarning):
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+                elif str(w.message) not in shown:
+                    shown.add(str(w.message))
+                    err_console.print(f"[yellow]warning:[/] {w.message}", highlight=False)

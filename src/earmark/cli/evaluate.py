@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from earmark.cli._common import ExitCode, err_console, fail
+from earmark.cli._common import ExitCode, earmark_warnings, err_console, fail
 
 _HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "micro_f1", "log_loss", "ece",
              "roc_auc", "pr_auc", "mae", "rmse", "r2")
@@ -199,7 +199,9 @@ def _fold_printer(prefix: str = "") -> Any:
         label = name if name.startswith("fold ") else f"fold {name}"
         err_console.print(
             f"{prefix}{label}: {key} {m[key]:.4f} on {fold.n_test} clips "
-            f"(trained on {fold.n_train} in {fold.train_seconds:.1f} s)", highlight=False)
+            f"(trained on {fold.n_train} in {fold.train_seconds:.1f} s"
+            + (f", features {fold.feature_seconds:.1f} s" if fold.feature_seconds >= 0.05 else "") + ")",
+            highlight=False)
     return show
 
 
@@ -236,8 +238,9 @@ def cv(
         train_kwargs["duration"] = duration
     try:
         table = _load(source, label_column, group_column)
-        result = cross_validate(table, model=model, features=features, folds=k, seed=seed,
-                                target=target, on_fold=_fold_printer(), **train_kwargs)
+        with earmark_warnings():  # e.g. a fold whose model did not learn: one line each
+            result = cross_validate(table, model=model, features=features, folds=k, seed=seed,
+                                    target=target, on_fold=_fold_printer(), **train_kwargs)
         summary = summarize(table, duplicates=False) if report is not None else None
         if json_out != "-":
             w = result.worst_fold
@@ -287,9 +290,10 @@ def compare(
         train_kwargs["duration"] = duration
     try:
         table = _load(source, label_column, group_column)
-        board = run_compare(table, models=names, features=features, folds=k, seed=seed,
-                            target=target,
-                            on_fold=lambda name, f: _fold_printer(f"{name} ")(f), **train_kwargs)
+        with earmark_warnings():
+            board = run_compare(table, models=names, features=features, folds=k, seed=seed,
+                                target=target,
+                                on_fold=lambda name, f: _fold_printer(f"{name} ")(f), **train_kwargs)
         summary = summarize(table, duplicates=False) if report is not None else None
         if json_out != "-":
             _print_board(board.table)

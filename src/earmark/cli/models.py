@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from earmark.cli._common import ExitCode, err_console, fail, write_json
+from earmark.cli._common import ExitCode, earmark_warnings, err_console, fail, write_json
 
 models_app = typer.Typer(help="The model registry: list the models earmark can train.", no_args_is_help=True)
 
@@ -76,26 +73,6 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
         except json.JSONDecodeError:
             params[key] = value
     return params
-
-
-@contextmanager
-def _earmark_warnings() -> Iterator[None]:
-    """Show earmark's warnings raised inside the block as one ``warning:`` line each on stderr
-    (others as Python shows them), also when the block fails."""
-    from earmark.errors import EarmarkWarning
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", EarmarkWarning)
-        try:
-            yield
-        finally:
-            shown: set[str] = set()
-            for w in caught:
-                if not issubclass(w.category, EarmarkWarning):
-                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-                elif str(w.message) not in shown:
-                    shown.add(str(w.message))
-                    err_console.print(f"[yellow]warning:[/] {w.message}", highlight=False)
 
 
 def _param_args(params: dict[str, Any]) -> list[str]:
@@ -204,7 +181,7 @@ def train_command(
 
                 features = _preset_of(read_manifest(init_from.split(":", 1)[1]))
             model = "finetune"
-        with _earmark_warnings():
+        with earmark_warnings():
             trained = train(
                 df, model=model, features=features, duration=duration, target=target,
                 group="group" if group else None, epochs=epochs, seed=seed, val_fraction=val_fraction,

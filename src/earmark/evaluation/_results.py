@@ -266,7 +266,12 @@ def evaluate_predictions(
 
 @dataclass
 class FoldResult:
-    """One cross-validation fold: what was held out, how long it took, and its scores."""
+    """One cross-validation fold: what was held out, how long it took, and its scores.
+
+    ``train_seconds`` is the fitting alone; ``feature_seconds`` what training spent on features
+    (decoding and extraction, or reading them from the feature store: the first fold usually
+    computes every clip's features for all the folds).
+    """
 
     name: str
     n_train: int
@@ -276,6 +281,7 @@ class FoldResult:
     train_seconds: float
     predict_seconds: float
     history: list[dict[str, Any]] = field(default_factory=list)
+    feature_seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """The fold's JSON shape: the evaluation's keys plus fold bookkeeping."""
@@ -285,6 +291,7 @@ class FoldResult:
             "n_test": self.n_test,
             "test_groups": self.test_groups,
             "train_seconds": self.train_seconds,
+            "feature_seconds": self.feature_seconds,
             "predict_seconds": self.predict_seconds,
             **self.result.to_dict(),
         }

@@ -6,6 +6,7 @@ they print nothing and write nothing (``compare`` measures model size in a tempo
 
 from __future__ import annotations
 
+import re
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -333,7 +334,8 @@ def cross_validate(
     **train_kwargs
         Further keyword arguments of :func:`earmark.train` (e.g. ``epochs``). Without a
         ``cache`` folder, a temporary feature store shared by the folds is used, so every clip
-        is featurized once.
+        is featurized once. A neural model's ``checkpoint_dir`` gets one sub-folder per fold
+        (``fold-<name>``), so ``resume=True`` continues each fold from its own checkpoint.
 
     Returns
     -------
@@ -360,6 +362,27 @@ def cross_validate(
                            train_kwargs=train_kwargs)
 
 
+def _checkpoint_subdir(checkpoint_dir: str | Path, name: str, taken: set[str] | None = None) -> str:
+    """Sub-folder of ``checkpoint_dir`` for the run called ``name`` (a fold, a model).
+
+    ``name`` is reduced to letters, digits, ``.``, ``_`` and ``-``; a name already in ``taken``
+    (which is updated) gets a numeric suffix, so two runs never share a checkpoint.
+
+    Examples
+    --------
+    >>> _checkpoint_subdir("ck", "fold 1"), _checkpoint_subdir("ck", "george")
+    ('ck/fold-1', 'ck/fold-george')
+    """
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", str(name)).strip("-.") or "run"
+    folder = slug if re.match(r"fold-\d", slug) else f"fold-{slug}"
+    if taken is not None:
+        base, i = folder, 2
+        while folder in taken:
+            folder, i = f"{base}-{i}", i + 1
+        taken.add(folder)
+    return str(Path(checkpoint_dir) / folder)
+
+
 def _cross_validate(
     table: pd.DataFrame,
     *,
@@ -378,17 +401,23 @@ def _cross_validate(
     skipped = list(table.attrs.get("skipped", []))
     results: list[FoldResult] = []
     pooled_parts: list[tuple[pd.DataFrame, EvaluationResult]] = []
+    checkpoint_dir = train_kwargs.get("checkpoint_dir")
+    fold_dirs: set[str] = set()
     for name, train_pos, test_pos in iter_folds(table, folds=folds, seed=seed):
         test_groups = _check_no_straddle(table, train_pos, test_pos, name)
+        fold_kwargs = dict(train_kwargs)
+        if checkpoint_dir:  # each fold its own checkpoints: a fold must never resume another's
+            fold_kwargs["checkpoint_dir"] = _checkpoint_subdir(checkpoint_dir, str(name), fold_dirs)
         start = time.perf_counter()
         trained = train(table.iloc[train_pos], model=model, features=features, target=target,
-                        seed=seed, **train_kwargs)
-        train_seconds = time.perf_counter() - start
+                        seed=seed, **fold_kwargs)
+        feature_seconds = float((getattr(trained, "config", None) or {}).get("feature_seconds", 0.0))
+        train_seconds = max(time.perf_counter() - start - feature_seconds, 0.0)
         res = evaluate(trained, table.iloc[test_pos], target=target, workers=workers,
                        cache=train_kwargs.get("cache"))
         fold = FoldResult(
             name=str(name), n_train=len(train_pos), n_test=len(test_pos),
-            test_groups=test_groups, result=res, train_seconds=train_seconds,
+            test_groups=test_groups, result=res, train_seconds=train_seconds, feature_seconds=feature_seconds,
             predict_seconds=float(res.info.get("predict_seconds", 0.0)),
             history=list(getattr(trained, "history", None) or []),
         )
@@ -403,7 +432,8 @@ def _cross_validate(
     fold_skips = [s for f in results for s in f.result.skipped if s not in skipped]
     info = {"source": table.attrs.get("source"), "seed": seed,
             "features": getattr(features, "name", features),
-            "mean_train_seconds": float(np.mean([f.train_seconds for f in results]))}
+            "mean_train_seconds": float(np.mean([f.train_seconds for f in results])),
+            "feature_seconds": float(sum(f.feature_seconds for f in results))}
     return CVResult(results, str(model_name or "default"), str(folds), pooled,
                     skipped + fold_skips, {k: v for k, v in info.items() if v is not None},
                     last_model=trained)
@@ -545,6 +575,8 @@ def _compare(table: pd.DataFrame, models: list[str], features: Any, folds: str |
             del kwargs["duration"]
         if kwargs.get("epochs") is not None and get_spec(name).kind != "torch":
             del kwargs["epochs"]
+        if kwargs.get("checkpoint_dir"):  # each model its own checkpoints (then one per fold)
+            kwargs["checkpoint_dir"] = str(Path(kwargs["checkpoint_dir"]) / re.sub(r"[^A-Za-z0-9_.-]+", "-", name))
         cv = cross_validate(table, model=name, features=features, folds=folds, seed=seed,
                             target=target, workers=workers, on_fold=callback, **kwargs)
         results[name] = cv

@@ -9,13 +9,20 @@ Example
 ...               features="mfcc-mean")  # doctest: +SKIP
 """
 
-from earmark.training._train import DEFAULT_CLASSIFIER, DEFAULT_REGRESSOR, auto_duration, train
+from earmark.training._train import (
+    DEFAULT_CLASSIFIER,
+    DEFAULT_REGRESSOR,
+    ChanceLevelWarning,
+    auto_duration,
+    train,
+)
 from earmark.training._trained import TrainedModel, summary_vectors
 from earmark.training._tune import TuneResult, tune
 
 __all__ = [
     "DEFAULT_CLASSIFIER",
     "DEFAULT_REGRESSOR",
+    "ChanceLevelWarning",
     "TrainedModel",
     "TuneResult",
     "auto_duration",

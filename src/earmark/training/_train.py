@@ -92,9 +92,10 @@ def _warn_if_chance(model: str, y_val: np.ndarray, accuracy: float, n_classes: i
     if accuracy > bar:
         return
     more = f"more epochs (--epochs; it trained {epochs}), " if epochs is not None else ""
+    how = "at or below" if accuracy <= chance else f"not clearly above (it needs more than {bar:.3f} on {n} clips)"
     warnings.warn(
-        f"Model {model!r} did not learn: its validation accuracy {accuracy:.3f} on {n} clips is not above "
-        f"chance ({chance:.3f} for {n_classes} classes). Try {more}more training data, or another model "
+        f"Model {model!r} may not have learned: its validation accuracy {accuracy:.3f} on {n} clips is {how} "
+        f"chance level, {chance:.3f} for {n_classes} classes. Try {more}more training data, or another model "
         "(e.g. --model svm --features stats; earmark compare ranks several).",
         ChanceLevelWarning, stacklevel=3,
     )
@@ -393,8 +394,19 @@ def train(
     main = dataset.reset_index(drop=True)
     tr_pos, va_pos, split_how = _split(main, group_col, val_fraction, seed)
     extra = extra_train.reset_index(drop=True) if extra_train is not None else None
+    if extra is not None and task == "classification":
+        known = set(main[target_col].dropna().astype(str))
+        foreign = sorted(set(extra[target_col].dropna().astype(str)) - known)
+        if foreign:
+            raise DatasetError(
+                f"extra_train has {len(foreign)} label(s) the dataset does not: {foreign[:10]}; the model would "
+                f"learn classes it is never validated on. Keep only the dataset's labels {sorted(known)[:10]} in "
+                "the extra table (or map its labels to them, e.g. --text-map for synthetic voices)."
+            )
     table = pd.concat([main[["path"]], extra[["path"]]], ignore_index=True) if extra is not None else main[["path"]]
+    feature_start = time.perf_counter()
     fs = extract(table, preset, cache=cache, workers=workers)
+    feature_seconds = time.perf_counter() - feature_start
     if len(fs.rows) == 0:
         raise DatasetError(f"No clip of the dataset could be featurized ({len(fs.errors)} errors, e.g. "
                            f"{fs.errors[:1]}); check the files.")
@@ -577,6 +589,7 @@ def train(
             "crop": getattr(est, "crop", None),
         },
         "train_seconds": round(time.perf_counter() - started, 2),
+        "feature_seconds": round(feature_seconds, 2),
     }
     return TrainedModel(
         estimator=est, preset=preset, task=task, classes=classes, target=target_col, config=config,
