@@ -416,3 +416,26 @@ def test_extra_train_labels_must_be_the_datasets(fsdd_small):
     other = fsdd_small[fsdd_small["label"] == "2"].assign(label="yes")
     with pytest.raises(DatasetError, match=r"does not: \['yes'\]"):
         train(digits, model="logreg", features="mfcc-mean", extra_train=other, workers=1)
+
+
+def test_cli_train_reports_extra_clips_and_refuses_bad_synthetic_options(tmp_path, fsdd_small):
+    from earmark.bundle import load_model
+    from earmark.cli.main import app
+
+    main = fsdd_small[fsdd_small["label"].isin(["0", "1"]) & (fsdd_small["group"] != "theo")]
+    extra = fsdd_small[fsdd_small["label"].isin(["0", "1"]) & (fsdd_small["group"] == "theo")]
+    m, e = _manifest(tmp_path, main), tmp_path / "extra.csv"
+    extra[["path", "label", "group"]].to_csv(e, index=False)
+    res = CliRunner().invoke(app, ["train", str(m), "--out", str(tmp_path / "lr"), "--model", "logreg",
+                                   "--features", "mfcc-mean", "--extra-train", str(e), "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    assert "+ extra training clips" in res.output
+    sources = load_model(tmp_path / "lr").data["extra_train"]["sources"]
+    assert sources == [f"--extra-train {e}: {len(extra)} clips"]
+    # refused before any audio is rendered, as usage errors naming the option
+    bad = CliRunner().invoke(app, ["train", str(m), "--out", str(tmp_path / "x"), "--synthetic-voices", "2",
+                                   "--text-map", "seven"])
+    assert bad.exit_code == 2 and "LABEL=TEXT" in bad.output
+    bad = CliRunner().invoke(app, ["train", str(m), "--out", str(tmp_path / "x"), "--synthetic-voices", "2",
+                                   "--target", "group"])
+    assert bad.exit_code == 2 and "--target group" in bad.output

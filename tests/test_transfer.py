@@ -441,3 +441,23 @@ def test_embed_reads_a_flat_folder_of_unlabelled_files(shared: Path, tiny_hf: Pa
         r = runner.invoke(app, ["embed", f"hf:{tiny_hf}", str(source), "--out", str(tmp_path / "x.npy")])
         assert r.exit_code == 3, r.output
         assert set(re.findall(r"--[a-z][a-z-]*", r.output)) <= own, r.output
+
+
+def test_cli_train_and_cv_take_an_embed_preset(shared: Path, tiny_hf: Path, tmp_path: Path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from earmark.bundle import load_model
+    from earmark.cli.main import app
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    df = _instruments(shared, per_class=4)
+    manifest = tmp_path / "m.csv"
+    df[["path", "label"]].to_csv(manifest, index=False)
+    runner = CliRunner()
+    r = runner.invoke(app, ["train", str(manifest), "--model", "logreg", "--features", f"embed:hf:{tiny_hf}",
+                            "--out", str(tmp_path / "m"), "--workers", "1"])
+    assert r.exit_code == 0, r.output
+    assert load_model(tmp_path / "m").preset.kind == "embed"
+    r = runner.invoke(app, ["cv", str(manifest), "--model", "logreg", "--features", f"embed:hf:{tiny_hf}",
+                            "--folds", "2"])
+    assert r.exit_code == 0, r.output

@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 import typer
 from rich.console import Console
 
-__all__ = ["ExitCode", "earmark_warnings", "err_console", "fail", "progress_bar", "write_json"]
+__all__ = ["ExitCode", "earmark_warnings", "err_console", "fail", "progress_bar", "register_features", "write_json"]
 
 #: Messages, warnings and progress go to stderr; results (tables, JSON) go to stdout.
 err_console = Console(stderr=True)
@@ -122,3 +122,20 @@ def earmark_warnings() -> Iterator[None]:
                 elif str(w.message) not in shown:
                     shown.add(str(w.message))
                     err_console.print(f"[yellow]warning:[/] {w.message}", highlight=False)
+
+
+def register_features(features: str | None) -> str | None:
+    """Make a ``--features`` value usable by name: ``embed:MODEL`` (a bundle path, ``birdnet``,
+    ``torchvision:…``, ``hf:…``) is registered as :func:`earmark.transfer.embed_preset` does;
+    other names are returned as they are (checked where they are used).
+
+    Example
+    -------
+    >>> register_features("logmel")
+    'logmel'
+    """
+    if features is None or not features.startswith("embed:"):
+        return features
+    from earmark.transfer import embed_preset
+
+    return embed_preset(features.split(":", 1)[1]).name

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from earmark.cli._common import ExitCode, earmark_warnings, err_console, fail
+from earmark.cli._common import ExitCode, earmark_warnings, err_console, fail, register_features
 
 _HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "micro_f1", "log_loss", "ece",
              "roc_auc", "pr_auc", "mae", "rmse", "r2")
@@ -238,6 +238,7 @@ def cv(
         train_kwargs["duration"] = duration
     try:
         table = _load(source, label_column, group_column)
+        features = register_features(features)
         with earmark_warnings():  # e.g. a fold whose model did not learn: one line each
             result = cross_validate(table, model=model, features=features, folds=k, seed=seed,
                                     target=target, on_fold=_fold_printer(), **train_kwargs)
@@ -290,6 +291,7 @@ def compare(
         train_kwargs["duration"] = duration
     try:
         table = _load(source, label_column, group_column)
+        features = register_features(features)
         with earmark_warnings():
             board = run_compare(table, models=names, features=features, folds=k, seed=seed,
                                 target=target,

@@ -15,7 +15,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from earmark.cli._common import ExitCode, earmark_warnings, err_console, fail, write_json
+from earmark.cli._common import (
+    ExitCode,
+    earmark_warnings,
+    err_console,
+    fail,
+    register_features,
+    write_json,
+)
 
 models_app = typer.Typer(help="The model registry: list the models earmark can train.", no_args_is_help=True)
 
@@ -96,10 +103,10 @@ def _synthetic_voices(df: Any, n: int, seed: int, text_map: str | None) -> Any:
     import os
 
     from earmark.sources import load_dataset
-    from earmark.synth import synthesize
+    from earmark.synth import parse_text_map, synthesize
 
     words = sorted(df["label"].dropna().astype(str).unique())
-    mapping = dict(item.split("=", 1) for item in text_map.split(",")) if text_map else None
+    mapping = parse_text_map(text_map) or None
     rate = int(df["sample_rate"].median()) if "sample_rate" in df.columns else 16000
     key = hashlib.sha256(json.dumps([words, n, seed, rate, mapping], sort_keys=True).encode()).hexdigest()[:16]
     root = Path(os.environ.get("EARMARK_CACHE", Path.home() / ".cache" / "earmark")) / "synth" / key
@@ -162,10 +169,20 @@ def train_command(
     if init_from is None and (freeze_epochs or head_only or body_lr_scale != 1.0):
         fail("--freeze-epochs, --body-lr-scale and --head-only need --init-from.", ExitCode.USAGE)
     try:
+        features = register_features(features)
         df = _load(source, label, group)
         extras = [_load(extra_train, label, None)] if extra_train else []
+        extra_sources = [f"--extra-train {extra_train}: {len(extras[0])} clips"] if extra_train else []
         if synthetic_voices:
-            extras.append(_synthetic_voices(df, synthetic_voices, seed, text_map))
+            if target not in (None, "label"):
+                raise ParameterError(
+                    f"--synthetic-voices speaks the dataset's labels, so it trains the label; it cannot go "
+                    f"with --target {target}. Drop one of them."
+                )
+            synth = _synthetic_voices(df, synthetic_voices, seed, text_map)
+            extras.append(synth)
+            extra_sources.append(f"--synthetic-voices {synthetic_voices} (espeak-ng, seed {seed}"
+                                 + (f", text map {text_map!r}" if text_map else "") + f"): {len(synth)} clips")
         extra = _concat(extras)
         if init_from is not None:
             import earmark.transfer  # noqa: F401  (registers 'finetune')
@@ -188,6 +205,8 @@ def train_command(
                 refit=refit, extra_train=extra, extra_weight=extra_weight, cache=cache, workers=workers,
                 progress=err_console.is_terminal, **params,
             )
+        if extra_sources and "extra_train" in trained.data:
+            trained.data["extra_train"]["sources"] = extra_sources
         reference = None
         if trained.task == "classification":
             sample = df.sample(min(len(df), 2000), random_state=seed) if len(df) > 2000 else df
@@ -210,6 +229,8 @@ def train_command(
         for k, v in trained.metrics.items():
             table.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
         table.add_row("train clips", str(trained.data["n_train"]))
+        if "extra_train" in trained.data:
+            table.add_row("+ extra training clips", str(trained.data["extra_train"]["n"]))
         table.add_row("validation clips", str(trained.data["n_val"]))
         if cfg.get("epochs_run"):
             table.add_row("epochs (best)", f"{cfg['epochs_run']} ({cfg['best_epoch']})")
@@ -241,6 +262,7 @@ def tune_command(
     from earmark.training import tune
 
     try:
+        features = register_features(features)
         df = _load(source, label, group)
         result = tune(df, model=model, trials=trials, features=features, target=target,
                       group="group" if group else None, folds=folds, epochs=epochs, seed=seed, cache=cache)
