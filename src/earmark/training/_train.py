@@ -6,6 +6,7 @@ import hashlib
 import time
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -168,6 +169,17 @@ def _split(df: pd.DataFrame, group_col: str | None, val_fraction: float, seed: i
 _FEW_GROUPS = 6
 
 
+def _phase_checkpoints(est: Any, phase: str) -> str | None:
+    """Point ``est``'s ``checkpoint_dir`` (if it has one) at its ``phase`` sub-folder
+    (``validation``, ``refit`` or ``train``) and return the folder it had, so that one phase never
+    resumes from another's checkpoint (the refit taking the validated run's as finished, or the
+    validated run loading a refit trained on the validation clips)."""
+    base = getattr(est, "checkpoint_dir", None)
+    if base:
+        est.set_params(checkpoint_dir=str(Path(base) / phase))
+    return base
+
+
 def _refit_torch(est: Any, X_tr: Any, y_tr: np.ndarray, w_tr: np.ndarray, X_va: Any, y_va: np.ndarray,
                  order: np.ndarray, callbacks: list, progress: Any) -> Any:
     """A fresh copy of ``est`` trained on training + validation rows for its full epoch budget.
@@ -181,6 +193,7 @@ def _refit_torch(est: Any, X_tr: Any, y_tr: np.ndarray, w_tr: np.ndarray, X_va: 
     w_fit = np.concatenate([w_tr, np.ones(len(y_va))])[order]
     X_all = X_all[order] if isinstance(X_all, np.ndarray) else [X_all[i] for i in order]
     final = clone(est)
+    checkpoint_dir = _phase_checkpoints(final, "refit")
     stop = None
     cbs = list(callbacks) + ([progress] if callable(progress) else [])
     if progress is True:
@@ -192,7 +205,7 @@ def _refit_torch(est: Any, X_tr: Any, y_tr: np.ndarray, w_tr: np.ndarray, X_va: 
     finally:
         if stop is not None:
             stop()
-    final.set_params(callbacks=None)
+    final.set_params(callbacks=None, checkpoint_dir=checkpoint_dir)
     return final
 
 
@@ -324,6 +337,10 @@ def train(
     **model_params
         Estimator parameters (e.g. ``arch="reference"``, ``lr=1e-3``, ``C=10``), by the final
         estimator's names or as ``get_params()`` spells them (the names :func:`tune` reports).
+        A neural model's ``checkpoint_dir`` gets one sub-folder per phase, ``validation/`` (or
+        ``train/`` without a validation split) and ``refit/``, so ``resume=True`` continues each
+        phase from its own checkpoint; one that another run wrote is refused (see
+        :class:`~earmark.models.TorchClassifier`).
 
     Returns
     -------
@@ -474,6 +491,7 @@ def train(
             cb, stop_progress = _rich_epoch_progress(est.epochs * int(getattr(est, "ensemble", 1)))
             callbacks.append(cb)
         est.set_params(callbacks=callbacks or None, validation_fraction=0.0)
+        checkpoint_dir = _phase_checkpoints(est, "validation" if len(X_va) else "train")
         fit_kw: dict[str, Any] = {"sample_weight": w_tr}
         if len(X_va):
             fit_kw.update(X_val=X_va, y_val=y_va)
@@ -482,7 +500,7 @@ def train(
         finally:
             if stop_progress is not None:
                 stop_progress()
-        est.set_params(callbacks=None)
+        est.set_params(callbacks=None, checkpoint_dir=checkpoint_dir)
         history = [dict(h) for h in est.history_]
     else:
         _fit_sklearn(est, X_tr, y_tr, w_tr)
