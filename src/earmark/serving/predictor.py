@@ -158,7 +158,8 @@ class Predictor:
             raise ParameterError(f"The 'runtime' parameter of Predictor must be one of {RUNTIMES}. Got {runtime!r} instead.")
         self.task: str = str(getattr(model, "task", "classification"))
         self.target: str = str(getattr(model, "target", "label"))
-        if self.task == "classification" and not getattr(model, "classes", None):
+        classes = getattr(model, "classes", None)
+        if self.task == "classification" and (classes is None or len(classes) == 0):
             raise ParameterError("This model is a classifier without classes; train it again (earmark train).")
         if self.task == "regression" and runtime == "onnx":
             raise ParameterError(
@@ -168,7 +169,7 @@ class Predictor:
         self.model = model
         self.manifest = manifest
         self.preset = model.preset
-        self.classes: list[str] = [str(c) for c in (model.classes or [])] if self.task == "classification" else []
+        self.classes: list[str] = [str(c) for c in classes] if self.task == "classification" else []
         self.sample_rate = int(self.preset.sample_rate)
         self.reject_below = reject_below
         est_classes = getattr(model.estimator, "classes_", None)
