@@ -439,3 +439,10 @@ def test_cli_train_reports_extra_clips_and_refuses_bad_synthetic_options(tmp_pat
     bad = CliRunner().invoke(app, ["train", str(m), "--out", str(tmp_path / "x"), "--synthetic-voices", "2",
                                    "--target", "group"])
     assert bad.exit_code == 2 and "--target group" in bad.output
+
+
+def test_epochs_for_a_classical_model_is_refused_before_any_audio_is_read(tmp_path):
+    # the paths do not exist: the refusal must come before decoding or feature extraction
+    table = pd.DataFrame({"path": [str(tmp_path / f"{i}.wav") for i in range(6)], "label": list("ababab")})
+    with pytest.raises(ParameterError, match="not trained in epochs"):
+        train(table, model="logreg", features="mfcc-mean", epochs=3, workers=1)

@@ -394,6 +394,8 @@ def train(
         model = DEFAULT_REGRESSOR if numeric else DEFAULT_CLASSIFIER
     spec = get_spec(model)
     est = get_model(model, **model_params)  # refuses unknown names and bad values before extraction
+    if epochs is not None and "epochs" not in est.get_params():
+        raise ParameterError(f"Model {model!r} is not trained in epochs; drop --epochs.")
     model_params = spec.short_names(model_params)
     task = spec.task
     if task == "regression" and not _is_numeric(dataset[target_col]):

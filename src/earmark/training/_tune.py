@@ -180,6 +180,9 @@ def tune(
         from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
 
         est = spec.builder()
+        seed_keys = [k for k in est.get_params() if k == "random_state" or k.endswith("__random_state")]
+        if seed_keys:  # as train() seeds it, so the tuned model is the one train() will fit
+            est.set_params(**{k: seed for k in seed_keys})
         if np.ndim(X[0]) != 1:
             raise ParameterError(f"Model {model!r} needs a pooled preset; {preset.name!r} gives sequences.")
         size = _grid_size(space)
