@@ -461,3 +461,20 @@ def test_cli_train_and_cv_take_an_embed_preset(shared: Path, tiny_hf: Path, tmp_
     r = runner.invoke(app, ["cv", str(manifest), "--model", "logreg", "--features", f"embed:hf:{tiny_hf}",
                             "--folds", "2"])
     assert r.exit_code == 0, r.output
+
+
+def test_a_pitch_regressor_gives_embeddings(shared: Path) -> None:
+    import soundfile as sf
+
+    from earmark.sources import load_dataset
+    from earmark.training import train
+    from earmark.transfer._embed import ModuleBackbone
+
+    notes = load_dataset(shared / "instruments" / "manifest.csv").query("kind == 'note'")
+    tr = notes.groupby(["fold", "label"]).head(2).reset_index(drop=True)
+    m = train(tr, model="hcnn-reg", target="pitch", epochs=2, seed=0, workers=1, refit=False)
+    clips = [sf.read(p, dtype="float32")[0] for p in tr["path"][:4]]
+    emb = ModuleBackbone(m.estimator, m.preset).embed_clips(clips)
+    width = m.estimator.module_.body[0].out_channels
+    assert emb.shape == (4, 2 * width) and np.isfinite(emb).all()
+    assert np.abs(emb[0] - emb[1]).max() > 1e-4  # different notes, different vectors

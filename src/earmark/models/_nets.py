@@ -440,12 +440,21 @@ class _HarmonicCNN(nn.Module):
         self.y_mean.fill_(float(mean))
         self.y_scale.fill_(float(scale))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _trunk(self, x: torch.Tensor) -> torch.Tensor:
         # (batch, bins, frames) dB -> level relative to the example's peak, pooled over time
         x = x - x.amax(dim=(-2, -1), keepdim=True)
         x = (x.clamp_min(-80.0) + 80.0) / 80.0
         pooled = torch.stack([x.mean(dim=-1), x.amax(dim=-1)], dim=1)
-        h = self.drop(self.body(self.stack(pooled)))
+        return self.body(self.stack(pooled))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """One vector per example, ``(batch, 2 * width)``: the body's output, mean- and max-pooled
+        over the frequency axis (what the pooled head reads; the position head has no such layer)."""
+        h = self._trunk(x)
+        return torch.cat([h.mean(dim=-1), h.amax(dim=-1)], dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.drop(self._trunk(x))
         if self.head != "position":
             return self.out(torch.cat([h.mean(dim=-1), h.amax(dim=-1)], dim=1))
         logits = self.score(h)[:, 0]
