@@ -7,8 +7,10 @@ the waveform itself), the graph takes the waveform (``(batch, samples)``, mono f
 preset's rate, any number of samples) and brings it to the preset's fixed length exactly as
 earmark's own feature code does (cropped from the start or the centre, per the preset's
 ``align``, and zero-padded at the end) before computing the features; so ONNX Runtime gives
-what ``earmark predict`` gives for clips of any length. Otherwise the graph takes the features
-(``(batch, *input_shape)``).
+what ``earmark predict`` gives for clips of any length. Clips of different lengths share one
+batch only zero-padded to a common length, which is exact for ``align="start"`` (the default);
+with ``align="center"`` the padding would move the crop, so send such clips one per call.
+Otherwise the graph takes the features (``(batch, *input_shape)``).
 
 The file written by :func:`export_onnx` carries what a consumer needs to feed it, as ONNX
 ``metadata_props``: ``earmark.sample_rate``, ``earmark.duration`` and ``earmark.samples`` (the
