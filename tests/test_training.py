@@ -446,3 +446,12 @@ def test_epochs_for_a_classical_model_is_refused_before_any_audio_is_read(tmp_pa
     table = pd.DataFrame({"path": [str(tmp_path / f"{i}.wav") for i in range(6)], "label": list("ababab")})
     with pytest.raises(ParameterError, match="not trained in epochs"):
         train(table, model="logreg", features="mfcc-mean", epochs=3, workers=1)
+
+
+def test_cli_train_refuses_a_dataset_folder_as_out_before_training(tmp_path, fsdd_small):
+    from earmark.cli.main import app
+
+    manifest = _manifest(tmp_path, fsdd_small.head(4))  # tmp_path now holds a dataset file
+    res = CliRunner().invoke(app, ["train", str(manifest), "--out", str(tmp_path), "--overwrite",
+                                   "--model", "logreg", "--features", "mfcc-mean"])
+    assert res.exit_code == 2 and "not a model bundle" in res.output and "train clips" not in res.output

@@ -443,7 +443,7 @@ def test_embed_reads_a_flat_folder_of_unlabelled_files(shared: Path, tiny_hf: Pa
         assert set(re.findall(r"--[a-z][a-z-]*", r.output)) <= own, r.output
 
 
-def test_cli_train_and_cv_take_an_embed_preset(shared: Path, tiny_hf: Path, tmp_path: Path, monkeypatch) -> None:
+def test_cli_train_cv_and_extract_take_an_embed_preset(shared: Path, tiny_hf: Path, tmp_path: Path, monkeypatch) -> None:
     from typer.testing import CliRunner
 
     from earmark.bundle import load_model
@@ -460,6 +460,9 @@ def test_cli_train_and_cv_take_an_embed_preset(shared: Path, tiny_hf: Path, tmp_
     assert load_model(tmp_path / "m").preset.kind == "embed"
     r = runner.invoke(app, ["cv", str(manifest), "--model", "logreg", "--features", f"embed:hf:{tiny_hf}",
                             "--folds", "2"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["extract", str(manifest), "--features", f"embed:hf:{tiny_hf}", "--out",
+                            str(tmp_path / "feats"), "--workers", "1", "--json"])
     assert r.exit_code == 0, r.output
 
 

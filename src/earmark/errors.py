@@ -64,4 +64,4 @@ class EarmarkWarning(UserWarning):
 
 
 class AudioRangeWarning(EarmarkWarning):
-    """Float audio far outside [-1, 1] was scaled back into range."""
+    """Float audio outside [-1, 1] was scaled back into range."""

@@ -454,7 +454,7 @@ def _decode(
     peak = float(np.abs(y).max())
     if peak > _RANGE_LIMIT:
         warnings.warn(
-            f"{name}: float samples reach {peak:.3g}, far outside [-1, 1]; scaled down by {peak:.3g}",
+            f"{name}: float samples reach {peak:.3g}, outside [-1, 1]; scaled down by {peak:.3g}",
             AudioRangeWarning,
             stacklevel=3,
         )

@@ -10,7 +10,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from earmark.cli._common import ExitCode, err_console, fail, progress_bar, write_json
+from earmark.cli._common import (
+    ExitCode,
+    err_console,
+    fail,
+    progress_bar,
+    register_features,
+    write_json,
+)
 from earmark.errors import EarmarkError
 
 features_app = typer.Typer(help="Feature presets: list them with their settings.", no_args_is_help=True)
@@ -65,7 +72,7 @@ def extract_cmd(
     if backend not in ("local", "ray"):
         fail(f"--backend must be 'local' or 'ray', not {backend!r}.", ExitCode.USAGE)
     try:
-        preset = get_preset(features)
+        preset = get_preset(register_features(features))
     except EarmarkError as exc:
         fail(f"{exc} (option --features)", ExitCode.USAGE)
     try:

@@ -166,6 +166,10 @@ def train_command(
     params = _parse_params(param)
     if out.exists() and not overwrite:
         fail(f"{out} exists; pass --overwrite or choose another --out.", ExitCode.USAGE)
+    if out.is_dir() and any(out.iterdir()) and not (out / "manifest.json").is_file():
+        # refused now, not after training (save_model never replaces a folder that is not a bundle)
+        fail(f"{out} is a non-empty folder that is not a model bundle (a dataset?); choose another --out.",
+             ExitCode.USAGE)
     if init_from is None and (freeze_epochs or head_only or body_lr_scale != 1.0):
         fail("--freeze-epochs, --body-lr-scale and --head-only need --init-from.", ExitCode.USAGE)
     try:
