@@ -158,7 +158,7 @@ def train_command(
     as_json: bool = typer.Option(False, "--json", help="Print the validation metrics and config as JSON."),
 ) -> None:
     """Train a model on all of SOURCE (validation carved from it by group) and write a bundle."""
-    from earmark.bundle import save_model
+    from earmark.bundle import MANIFEST, save_model
     from earmark.errors import EarmarkError, ParameterError
     from earmark.serving.monitor import build_reference
     from earmark.training import train
@@ -166,7 +166,7 @@ def train_command(
     params = _parse_params(param)
     if out.exists() and not overwrite:
         fail(f"{out} exists; pass --overwrite or choose another --out.", ExitCode.USAGE)
-    if out.is_dir() and any(out.iterdir()) and not (out / "manifest.json").is_file():
+    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
         # refused now, not after training (save_model never replaces a folder that is not a bundle)
         fail(f"{out} is a non-empty folder that is not a model bundle (a dataset?); choose another --out.",
              ExitCode.USAGE)

@@ -234,8 +234,7 @@ class Predictor:
         """
         if self.task == "classification":
             return self.proba(inputs)
-        shapes = {np.shape(x) for x in inputs}
-        batch: Any = np.stack(inputs) if len(shapes) == 1 else list(inputs)
+        batch, _ = _batch(inputs)
         return np.asarray(self.model.estimator.predict(batch), dtype=np.float64).reshape(len(inputs), 1)
 
     def proba(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
@@ -245,9 +244,8 @@ class Predictor:
                 f"This model is a regressor of {self.target!r}; it has no class probabilities. Use outputs()."
             )
         est = self.model.estimator
-        shapes = {np.shape(x) for x in inputs}
-        batch: Any = np.stack(inputs) if len(shapes) == 1 else list(inputs)
-        if self._onnx is not None and len(shapes) == 1 and shapes.pop() == self._onnx.input_shape:
+        batch, shape = _batch(inputs)
+        if self._onnx is not None and shape is not None and shape == self._onnx.input_shape:
             p = self._onnx(batch)
         else:  # other shapes: the estimator pads or crops them as in training
             p = np.asarray(est.predict_proba(batch), dtype=np.float64)
@@ -445,6 +443,15 @@ class Predictor:
             for s, c, p in zip(starts, chunks, proba, strict=True)
         ]
         return windows, self._make(proba.mean(axis=0), n / sr, None)
+
+
+def _batch(inputs: Sequence[np.ndarray]) -> tuple[Any, tuple[int, ...] | None]:
+    """Model inputs as one array when they share a shape (and that shape), else as a list (and
+    ``None``: the estimator pads or crops them as in training)."""
+    shapes = {np.shape(x) for x in inputs}
+    if len(shapes) == 1:
+        return np.stack(inputs), shapes.pop()
+    return list(inputs), None
 
 
 def check_decodable(error: Exception) -> str:
