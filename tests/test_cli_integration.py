@@ -80,3 +80,19 @@ def test_demo_runs_end_to_end_on_the_stand_in_data(tmp_path: Path, monkeypatch: 
     assert (tmp_path / "demo" / "report.html").stat().st_size > 10_000
     model = load_model(tmp_path / "demo" / "model")
     assert model.classes == [str(c) for c in range(10)]
+
+
+def test_feature_settings_on_the_command_line_reach_the_bundle_and_predict(tmp_path: Path, small_fsdd: Path) -> None:
+    info = _train(str(small_fsdd), "--model", "logreg", "--features", "mfcc-mean:n_mfcc=13,n_mels=40",
+                  "--out", str(tmp_path / "m"))
+    trained = load_model(info["bundle"])
+    assert trained.preset.name == "mfcc-mean" and trained.preset.output_shape == (13,)
+    assert trained.preset.params["n_mels"] == 40
+    clip = pd.read_csv(small_fsdd)["path"].iloc[0]
+    result = runner.invoke(app, ["predict", info["bundle"], clip, "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[1].split(",")[1] in trained.classes
+    bad = runner.invoke(app, ["train", str(small_fsdd), "--model", "logreg", "--features", "mfcc-mean:n_mfc=13",
+                              "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and "Did you mean 'n_mfcc'" in " ".join(bad.output.split())
+    assert not (tmp_path / "bad").exists()

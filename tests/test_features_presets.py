@@ -40,7 +40,31 @@ def test_registry_has_required_presets_and_rejects_unknown():
     with pytest.raises(ParameterError, match="no parameter"):
         get_preset("logmel", n_melz=10)
     with pytest.raises(ParameterError, match="exists"):
-        register_preset(Preset("logmel", "logmel", 8000))
+        register_preset(Preset("logmel", "logmel", 16000, {"n_mels": 40}))
+
+
+def test_preset_settings_after_a_colon_are_typed_and_checked():
+    p = get_preset("logmel:n_mels=40, duration=0.5,align=center")
+    assert p == get_preset("logmel", n_mels=40, duration=0.5, align="center")
+    assert p.output_shape == (40, 51) and isinstance(p.params["duration"], float)
+    assert get_preset("logmel:n_mels=40", n_mels=32).params["n_mels"] == 32  # keywords win
+    assert get_preset("stats:skip_silence=false").params["skip_silence"] is False
+    with pytest.raises(ParameterError, match="no setting 'n_mel'. Did you mean 'n_mels'"):
+        get_preset("logmel:n_mel=40")
+    with pytest.raises(ParameterError, match="n_mels='abc' of 'logmel' must be an integer"):
+        get_preset("logmel:n_mels=abc")
+    with pytest.raises(ParameterError, match="not KEY=VALUE"):
+        get_preset("logmel:n_mels")
+    with pytest.raises(ParameterError, match="Did you mean 'logmel'"):
+        get_preset("logmell:n_mels=40")
+
+
+def test_sample_rate_override_moves_a_whole_band_fmax_and_refuses_one_above_nyquist():
+    p = get_preset("logmel:sample_rate=8000")
+    assert p.sample_rate == 8000 and p.params["fmax"] == 4000.0
+    assert get_preset("logmel:sample_rate=8000,fmax=3000").params["fmax"] == 3000.0
+    with pytest.raises(ParameterError, match="above the Nyquist"):
+        get_preset("logmel:fmax=9000")
 
 
 @pytest.mark.parametrize("name", sorted(REQUIRED))

@@ -55,7 +55,7 @@ def demo(
     data: Path | None = typer.Option(None, "--data", help="Local FSDD copy (folder with manifest.csv); else EARMARK_FSDD."),
     out: Path = typer.Option(Path("earmark-demo"), "--out", help="Where the model bundle and report go."),
     model: str | None = typer.Option(None, "--model", help="Model to train (default: earmark's recommended model)."),
-    features: str | None = typer.Option(None, "--features", help="Feature preset (default: the model's own)."),
+    features: str | None = typer.Option(None, "--features", help="Feature preset, settings after a colon: 'logmel:n_mels=128' (default: the model's own)."),
     epochs: int | None = typer.Option(None, "--epochs", help="Training epochs (default: the model's own)."),
     test_speaker: str | None = typer.Option(None, "--test-speaker", help="Speaker held out for testing (default: chosen by a seeded group split)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split and the training."),

@@ -208,7 +208,7 @@ def _fold_printer(prefix: str = "") -> Any:
 def cv(
     source: Path = typer.Argument(..., exists=True, help=_SOURCE_HELP),
     model: str | None = typer.Option(None, "--model", "-m", help="Model name (earmark models list)."),
-    features: str | None = typer.Option(None, "--features", help="Feature preset (default: the model's)."),
+    features: str | None = typer.Option(None, "--features", help="Feature preset, settings after a colon: 'logmel:n_mels=128' (default: the model's)."),
     folds: str = typer.Option("auto", "--folds", help=_FOLDS_HELP),
     seed: int = typer.Option(0, "--seed", help="Seed of the folds and of training."),
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="Training epochs (neural models)."),
@@ -265,7 +265,7 @@ def cv(
 def compare(
     source: Path = typer.Argument(..., exists=True, help=_SOURCE_HELP),
     models: str = typer.Option(..., "--models", help="Comma-separated model names, e.g. logreg,random-forest,cnn."),
-    features: str | None = typer.Option(None, "--features", help="One feature preset for all (default: each model's)."),
+    features: str | None = typer.Option(None, "--features", help="One feature preset for all, settings after a colon: 'logmel:n_mels=128' (default: each model's)."),
     folds: str = typer.Option("auto", "--folds", help=_FOLDS_HELP),
     seed: int = typer.Option(0, "--seed", help="Seed of the folds and of training."),
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="Training epochs of the neural models (others ignore it)."),

@@ -41,7 +41,8 @@ def list_cmd(
         write_json({p.name: {**p.to_dict(), "output_shape": p.output_shape, "pooled": p.pooled}
                     for p in presets}, None)
         return
-    table = Table("preset", "rate", "output", "what", "settings", show_lines=True)
+    table = Table("preset", "rate", "output", "what", "settings", show_lines=True,
+                  caption="Change settings after a colon, e.g. --features 'logmel:n_mels=128,sample_rate=8000'.")
     for p in presets:
         shape = "×".join(map(str, p.output_shape)) if p.output_shape else "variable"
         settings = ", ".join(f"{k}={v}" for k, v in p.params.items()) or "librosa defaults"
@@ -52,7 +53,7 @@ def list_cmd(
 
 def extract_cmd(
     source: Path = typer.Argument(..., exists=True, help="CSV manifest, folder of class folders, or folder of files."),
-    features: str = typer.Option("logmel", "--features", "-f", help="Preset name (see 'earmark features list')."),
+    features: str = typer.Option("logmel", "--features", "-f", help="Preset name (see 'earmark features list'), settings after a colon: 'logmel:n_mels=128,sample_rate=8000'."),
     out: Path = typer.Option(..., "--out", "-o", help="Feature store folder (created; reused by later runs)."),
     workers: int | None = typer.Option(None, "--workers", "-j", min=1, help="Processes (default: all cores)."),
     backend: str = typer.Option("local", "--backend", help="'local' processes or 'ray'."),

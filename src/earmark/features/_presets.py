@@ -516,6 +516,10 @@ class Preset:
         if "align" in merged and merged["align"] not in ("start", "center"):
             raise ParameterError(f"The 'align' of preset {self.name!r} must be 'start' or 'center'. "
                                  f"Got {merged['align']!r}.")
+        if merged.get("fmax") is not None and float(merged["fmax"]) > self.sample_rate / 2:
+            raise ParameterError(f"The 'fmax' of preset {self.name!r} ({merged['fmax']} Hz) is above the Nyquist "
+                                 f"frequency of its sample_rate {self.sample_rate} Hz; set fmax <= "
+                                 f"{self.sample_rate / 2:g} or a higher sample_rate.")
         if self.kind in ("logmel", "raw") and merged["duration"] is None:
             raise ParameterError(f"Preset {self.name!r} needs a fixed 'duration' in seconds.")
 
@@ -650,14 +654,73 @@ def list_presets() -> list[str]:
     return sorted(_PRESETS)
 
 
+_KIND_OF_VALUE = {int: "an integer", float: "a number", bool: "true or false", str: "text"}
+
+
+def _parse_setting(preset: str, item: str, defaults: Mapping[str, Any]) -> tuple[str, Any]:
+    """``"n_mels=128"`` -> ``("n_mels", 128)``, typed like the setting's default."""
+    key, sep, text = (part.strip() for part in item.partition("="))
+    if not sep or not key:
+        raise ParameterError(f"Feature setting {item!r} of {preset!r} is not KEY=VALUE, "
+                             f"e.g. '{preset}:{next(iter(defaults), 'n_mels')}=...'.")
+    if key != "sample_rate" and key not in defaults:
+        import difflib
+
+        close = difflib.get_close_matches(key, [*defaults, "sample_rate"], n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ParameterError(f"Feature preset {preset!r} has no setting {key!r}.{hint} "
+                             f"Settings: sample_rate, {', '.join(sorted(defaults))}.")
+    default = 0 if key == "sample_rate" else defaults[key]
+    low = text.lower()
+    value: Any
+    if low in ("none", "null"):
+        value = None
+    elif low in ("true", "false"):
+        value = low == "true"
+    else:
+        try:
+            value = int(text)
+        except ValueError:
+            try:
+                value = float(text)
+            except ValueError:
+                value = text
+    want = type(default)
+    ok = (default is None
+          or (want is bool and isinstance(value, bool))
+          or (want is int and isinstance(value, int) and not isinstance(value, bool))
+          or (want is float and isinstance(value, (int, float)) and not isinstance(value, bool))
+          or (want is str and isinstance(value, str)))
+    if not ok:
+        raise ParameterError(f"Feature setting {key}={text!r} of {preset!r} must be "
+                             f"{_KIND_OF_VALUE.get(want, want.__name__)} "
+                             f"(default {default!r}).")
+    if want is float and isinstance(value, int):
+        value = float(value)
+    return key, value
+
+
 def get_preset(name: str | Preset, **overrides: Any) -> Preset:
     """A registered preset, optionally with some settings changed (``sample_rate`` or any param).
+
+    ``name`` may carry settings after a colon, comma-separated: ``"logmel:n_mels=128,n_fft=1024"``
+    (the form ``--features`` takes on the command line). Values are typed like the setting's
+    default; an unknown setting is refused with the valid ones.
 
     Example
     -------
     >>> get_preset("mfcc-mean", n_mfcc=20).output_shape
     (20,)
+    >>> get_preset("logmel:n_mels=40,duration=0.5").output_shape
+    (40, 51)
     """
+    if isinstance(name, str) and ":" in name and name not in _PRESETS:
+        base_name, _, spec = name.partition(":")
+        if base_name not in _PRESETS:
+            return get_preset(base_name)  # refused with a did-you-mean
+        defaults = {**_KINDS[_PRESETS[base_name].kind].defaults, **_PRESETS[base_name].params}
+        settings = dict(_parse_setting(base_name, item, defaults) for item in spec.split(",") if item.strip())
+        return get_preset(base_name, **{**settings, **overrides})
     if isinstance(name, Preset):
         base = name
     else:
@@ -671,6 +734,9 @@ def get_preset(name: str | Preset, **overrides: Any) -> Preset:
     if not overrides:
         return base
     sr = overrides.pop("sample_rate", base.sample_rate)
+    fmax = base.params.get("fmax")
+    if "fmax" not in overrides and fmax is not None and float(fmax) == base.sample_rate / 2 and sr != base.sample_rate:
+        overrides["fmax"] = sr / 2  # the band follows the rate when it was the whole band (librosa's fmax=None)
     return Preset(name=base.name, kind=base.kind, sample_rate=sr, params={**base.params, **overrides})
 
 
