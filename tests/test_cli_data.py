@@ -117,3 +117,87 @@ def test_train_on_a_flat_folder_still_asks_for_labels(tmp_path: Path, shared: Pa
     text = " ".join(result.output.split())
     assert result.exit_code == 3 and "2 audio files but no class sub-folders" in text and "manifest" in text
     assert "give a --pattern" not in text  # train has no --pattern option
+
+
+def test_split_by_speaker_writes_manifests_that_train_and_evaluate_read(tmp_path: Path, shared: Path) -> None:
+    import pandas as pd
+
+    from earmark.sources import load_dataset
+
+    result = runner.invoke(app, ["split", str(shared / "fsdd" / "manifest.csv"), "--out", str(tmp_path),
+                                 "--test-size", "0.2", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    train, test = pd.read_csv(tmp_path / "train.csv"), pd.read_csv(tmp_path / "test.csv")
+    assert summary["by"] == "group" and len(train) + len(test) == 2500
+    assert not set(train["speaker"]) & set(test["speaker"]) and summary["shared_groups"] == []
+    assert summary["duplicates_across"] == [] and len(set(test["speaker"])) == 1  # 1 of 5 speakers ≈ 0.2
+    assert set(train.columns) >= {"path", "label", "speaker"} and "duration" not in train.columns
+    again = load_dataset(tmp_path / "test.csv")  # absolute paths: readable from anywhere
+    assert sorted(again["label"].unique()) == [str(d) for d in range(10)]
+    # same seed, same split; another seed holds out another speaker
+    runner.invoke(app, ["split", str(shared / "fsdd" / "manifest.csv"), "--out", str(tmp_path / "b")])
+    assert pd.read_csv(tmp_path / "b" / "test.csv").equals(test)
+    runner.invoke(app, ["split", str(shared / "fsdd" / "manifest.csv"), "--out", str(tmp_path / "c"), "--seed", "3"])
+    assert set(pd.read_csv(tmp_path / "c" / "test.csv")["speaker"]) != set(test["speaker"])
+
+
+def test_split_holds_out_a_predefined_fold_and_writes_k_folds(tmp_path: Path, shared: Path) -> None:
+    import pandas as pd
+
+    from earmark.sources import iter_folds, load_dataset
+
+    manifest = str(shared / "instruments" / "manifest.csv")
+    result = runner.invoke(app, ["split", manifest, "--out", str(tmp_path / "a"), "--no-duplicates", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["by"] == "fold"  # auto: the manifest's folds, not a random (leaky) split
+    test = pd.read_csv(tmp_path / "a" / "test.csv")
+    assert set(test["fold"]) == {5} and len(test) == 200
+    result = runner.invoke(app, ["split", manifest, "--out", str(tmp_path / "b"), "--test-fold", "2", "--no-duplicates"])
+    assert result.exit_code == 0 and set(pd.read_csv(tmp_path / "b" / "test.csv")["fold"]) == {2}
+    bad = runner.invoke(app, ["split", manifest, "--out", str(tmp_path / "c"), "--test-fold", "9"])
+    assert bad.exit_code == 2 and "not a fold" in bad.output
+
+    result = runner.invoke(app, ["split", str(shared / "fsdd" / "manifest.csv"), "--out", str(tmp_path / "k"),
+                                 "--folds", "5", "--no-duplicates"])
+    assert result.exit_code == 0, result.output
+    folds = pd.read_csv(tmp_path / "k" / "manifest.csv")
+    assert sorted(folds["fold"].unique()) == [1, 2, 3, 4, 5]
+    assert (folds.groupby("speaker")["fold"].nunique() == 1).all()  # a speaker sits in one fold
+    names = [name for name, _, _ in iter_folds(load_dataset(tmp_path / "k" / "manifest.csv"), folds="fold")]
+    assert len(names) == 5
+
+
+def test_split_reports_identical_audio_across_sides_and_unreadable_files(tmp_path: Path, shared: Path) -> None:
+    import shutil
+
+    import pandas as pd
+
+    src = tmp_path / "data"
+    for speaker in ("george", "jackson", "theo", "nicolas"):
+        for digit in (1, 2):
+            (src / str(digit)).mkdir(parents=True, exist_ok=True)
+            for take in range(3):
+                shutil.copy(shared / "fsdd" / "recordings" / f"{digit}_{speaker}_{take}.wav",
+                            src / str(digit) / f"{speaker}_{take}.wav")
+    # one recording under another speaker's name, and one file that is not audio
+    shutil.copy(shared / "fsdd" / "recordings" / "1_george_0.wav", src / "1" / "theo_9.wav")
+    (src / "2" / "broken.wav").write_bytes(b"not audio")
+    rows = [{"path": str(p), "label": p.parent.name, "speaker": p.stem.split("_")[0]} for p in sorted(src.rglob("*.wav"))]
+    pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
+    for seed in range(10):  # a seed that puts george and theo on different sides, so the copy straddles them
+        out = tmp_path / f"out{seed}"
+        result = runner.invoke(app, ["split", str(tmp_path / "m.csv"), "--out", str(out), "--test-size", "0.5",
+                                     "--seed", str(seed), "--json"])
+        summary = json.loads(result.stdout)
+        train, test = pd.read_csv(out / "train.csv"), pd.read_csv(out / "test.csv")
+        assert [Path(s["path"] if isinstance(s, dict) else s).name for s in summary["skipped"]] == ["broken.wav"]
+        assert len(train) + len(test) == 25 and not set(train["speaker"]) & set(test["speaker"])
+        assert result.exit_code == 1  # a file was left out
+        if ("george" in set(train["speaker"])) != ("theo" in set(train["speaker"])):
+            break
+        assert summary["duplicates_across"] == []
+    else:
+        raise AssertionError("no seed of 10 split george from theo")
+    (dup,) = summary["duplicates_across"]
+    assert {Path(dup["train"][0]).name, Path(dup["test"][0]).name} == {"george_0.wav", "theo_9.wav"}

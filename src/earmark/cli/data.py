@@ -1,4 +1,4 @@
-"""Data commands: ``earmark info`` and ``earmark datasets``."""
+"""Data commands: ``earmark info``, ``earmark split`` and ``earmark datasets``."""
 
 from __future__ import annotations
 
@@ -20,8 +20,9 @@ datasets_app = typer.Typer(help="The catalog of public datasets: list them, down
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``info`` and ``datasets`` to ``app``."""
+    """Add ``info``, ``split`` and ``datasets`` to ``app``."""
     app.command("info")(info)
+    app.command("split")(split)
     app.add_typer(datasets_app, name="datasets")
 
 
@@ -118,6 +119,142 @@ def _print_summary(s: dict) -> None:
         out.print(f"[yellow]{_n(len(s['duplicates']), 'set')} of files with identical audio:[/]")
         for group in s["duplicates"][:20]:
             out.print("  " + " = ".join(group))
+
+
+#: Columns load_dataset fills from each file's header; a written manifest leaves them out.
+_HEADER_COLUMNS = ("duration", "sample_rate", "channels")
+
+
+def _manifest(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` as a manifest to write: absolute paths first, header-derived columns left out."""
+    keep = [c for c in df.columns if c not in _HEADER_COLUMNS]
+    return df[["path", *[c for c in keep if c != "path"]]]
+
+
+def _side(df: pd.DataFrame) -> dict[str, object]:
+    out: dict[str, object] = {"files": len(df)}
+    if "label" in df.columns:
+        out["classes"] = {str(k): int(v) for k, v in df["label"].dropna().astype(str).value_counts().sort_index().items()}
+    if "group" in df.columns:
+        out["groups"] = sorted(df["group"].dropna().astype(str).unique().tolist())
+    return out
+
+
+def split(
+    source: Path = typer.Argument(..., exists=True, help="CSV manifest, folder of class folders, or folder of files."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder to write train.csv and test.csv (or manifest.csv with --folds) into."),
+    test_size: float = typer.Option(0.2, "--test-size", min=0.01, max=0.99, help="Share of the files (about, by group) in test.csv."),
+    by: str = typer.Option("auto", "--by", help="'group' (no group on both sides), 'fold' (hold out --test-fold), 'random', or 'auto' (group when there are groups, else fold when there are folds)."),
+    test_fold: str | None = typer.Option(None, "--test-fold", help="The fold held out with --by fold (default: the last)."),
+    folds: int | None = typer.Option(None, "--folds", min=2, help="Instead of train/test: write manifest.csv with a 'fold' column (replacing one it had) of K group-aware stratified folds, for 'earmark cv --folds fold'."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the shuffle; the same seed gives the same split."),
+    label_column: str | None = typer.Option(None, "--label-column", help="Manifest column of the labels."),
+    group_column: str | None = typer.Option(None, "--group-column", help="Manifest column of the groups (speaker, recording…)."),
+    pattern: str | None = typer.Option(None, "--pattern", help="File-name pattern, e.g. '{label}_{group}_{index}'."),
+    duplicates: bool = typer.Option(True, "--duplicates/--no-duplicates", help="Look for identical audio on both sides (content hash of every file)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the split's summary as JSON on stdout."),
+) -> None:
+    """Split a dataset into train and test manifests without leakage (or into K folds).
+
+    Groups (speakers, recordings…) never straddle the two sides; labels are stratified as far as
+    groups allow. The manifests hold absolute paths and every column of the source, so
+    'earmark train OUT/train.csv' and 'earmark evaluate MODEL OUT/test.csv' read them as they are.
+    Unreadable files are listed and left out of both sides; identical audio found on both sides
+    is reported (exit code 1).
+    """
+    import numpy as np
+
+    from earmark.sources import check_leakage, iter_folds, split_kind, train_test_split
+
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out} is a file; give a folder to write the manifests into.", ExitCode.USAGE)
+    names = ["manifest.csv"] if folds else ["train.csv", "test.csv"]
+    try:
+        df = _load(source, label_column, group_column, pattern, "header")
+        kind = split_kind(df, by)
+        if by == "auto" and kind == "random" and "fold" in df.columns and df["fold"].nunique() > 1 and not folds:
+            kind = "fold"  # predefined folds are what keeps such a table leak-free
+        if folds:
+            if by not in ("auto", "group", "random"):
+                fail(f"--folds K makes group-aware (or random) folds; --by {by} does not apply.", ExitCode.USAGE)
+            data = df.drop(columns=["group"]) if kind == "random" and "group" in df.columns else df
+            assigned = np.zeros(len(df), dtype=int)
+            for i, (_, _, test_pos) in enumerate(iter_folds(data, folds=folds, seed=seed), start=1):
+                assigned[test_pos] = i
+            table = df.assign(fold=assigned)
+            sides = {f"fold {k}": _side(table[table["fold"] == k]) for k in range(1, folds + 1)}
+            leak = None
+        else:
+            value: object = None
+            if test_fold is not None:
+                if "fold" not in df.columns:
+                    fail("--test-fold needs a 'fold' column in the manifest.", ExitCode.USAGE)
+                known = {str(v): v for v in df["fold"].dropna().unique()}
+                if test_fold not in known:
+                    fail(f"--test-fold {test_fold!r} is not a fold of {source}; folds: {sorted(known)}.", ExitCode.USAGE)
+                value, kind = known[test_fold], "fold"
+            data = df.drop(columns=["group"]) if kind == "random" and "group" in df.columns else df
+            train_df, test_df = train_test_split(data, test_size=test_size, seed=seed, by=kind, test_fold=value)
+            train_df, test_df = df.loc[train_df.index], df.loc[test_df.index]
+            sides = {"train": _side(train_df), "test": _side(test_df)}
+            if duplicates:
+                leak = check_leakage(train_df, test_df)
+            else:  # groups only: no file is read again
+                leak = check_leakage(train_df.iloc[:0], test_df.iloc[:0])
+                if "group" in df.columns:
+                    leak.shared_groups = sorted(set(train_df["group"].dropna().astype(str))
+                                                & set(test_df["group"].dropna().astype(str)))
+    except EarmarkError as exc:
+        fail(str(exc))
+    out.mkdir(parents=True, exist_ok=True)
+    if folds:
+        _manifest(table).to_csv(out / names[0], index=False)
+    else:
+        _manifest(train_df).to_csv(out / names[0], index=False)
+        _manifest(test_df).to_csv(out / names[1], index=False)
+    skipped = list(df.attrs.get("skipped", []))
+    summary: dict[str, object] = {
+        "source": str(source), "by": kind, "seed": seed, "written": [str(out / n) for n in names],
+        "sides": sides, "skipped": skipped,
+    }
+    if leak is not None:
+        summary["shared_groups"] = leak.shared_groups
+        summary["duplicates_across"] = leak.duplicates if duplicates else None
+        if kind == "random" and "group" in df.columns:
+            summary["note"] = "--by random ignores the groups: the same group can be on both sides"
+    if as_json:
+        write_json(summary, None)
+    else:
+        console = Console()
+        t = Table("side", "files", "classes", "groups", title=f"split of {source} (by {kind}, seed {seed})")
+        for name, side in sides.items():
+            classes = side.get("classes") or {}
+            groups = side.get("groups")
+            t.add_row(name, str(side["files"]), str(len(classes)) if classes else "-",
+                      (", ".join(groups[:6]) + (f" … ({len(groups)})" if len(groups) > 6 else "")) if groups else "-")
+        console.print(t)
+        err_console.print("wrote " + ", ".join(str(out / n) for n in names), highlight=False)
+    if skipped:
+        err_console.print(f"[yellow]{_n(len(skipped), 'unreadable file')} left out:[/]", highlight=False)
+        for item in skipped[:20]:
+            err_console.print(f"  {item['path'] if isinstance(item, dict) else item}", highlight=False)
+    missing = []
+    if not folds and "label" in df.columns:
+        missing = sorted(set(sides["train"].get("classes", {})) ^ set(sides["test"].get("classes", {})))  # type: ignore[union-attr, arg-type]
+        if missing:
+            err_console.print(f"[yellow]warning:[/] classes on one side only: {', '.join(missing)} "
+                              "(too few groups of them to put one on each side)", highlight=False)
+    if leak is not None and leak.shared_groups and kind != "random":
+        err_console.print(f"[yellow]warning:[/] groups on both sides: {', '.join(leak.shared_groups[:10])}",
+                          highlight=False)
+    if leak is not None and leak.duplicates and duplicates:
+        err_console.print(f"[yellow]warning:[/] {_n(len(leak.duplicates), 'audio')} found on both sides "
+                          "(identical content under different names):", highlight=False)
+        for d in leak.duplicates[:10]:
+            err_console.print(f"  train {d['train'][0]} = test {d['test'][0]}", highlight=False)
+        raise typer.Exit(int(ExitCode.PARTIAL))
+    if skipped:
+        raise typer.Exit(int(ExitCode.PARTIAL))
 
 
 @datasets_app.command("list")
