@@ -536,3 +536,24 @@ def test_svm_on_stats_hears_clips_reencoded_at_44k(tmp_path, fsdd_small):
     pred = est.predict(extract(pd.DataFrame({"path": [str(p) for p in paths]}), preset, workers=1).X)
     assert len(set(pred)) >= 6, sorted(set(pred))
     assert np.mean(pred == te["label"]) >= 0.3
+
+
+@pytest.mark.parametrize("name", [s.name for s in list_models()])
+def test_models_show_lists_parameters_train_accepts_with_their_defaults(name):
+    import json
+
+    from typer.testing import CliRunner
+
+    from earmark.cli.main import app
+
+    result = CliRunner().invoke(app, ["models", "show", name, "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    params = {k: v for k, v in info["parameters"].items() if k != "callbacks" and v != "deprecated"}
+    assert params and info["preset"] == get_spec(name).preset
+    est = get_model(name, **params)  # every name shown is one -p takes, and its shown default is valid
+    assert repr(clone(est)) == repr(get_model(name))  # the defaults shown are the defaults used
+    # what tune searches is spelt as -p spells it
+    assert set(info["tune_space"]) <= set(info["parameters"])
+    if get_spec(name).kind == "torch":
+        assert "default" in info["architectures"] and "mixup" in info["augment_options"]

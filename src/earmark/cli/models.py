@@ -30,8 +30,9 @@ _SOURCE_HELP = "CSV manifest, folder of class folders, or folder of files."
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``models list``, ``train`` and ``tune`` to ``app``."""
+    """Add ``models list``/``show``, ``train`` and ``tune`` to ``app``."""
     models_app.command("list")(list_command)
+    models_app.command("show")(show_command)
     app.add_typer(models_app, name="models")
     app.command("train")(train_command)
     app.command("tune")(tune_command)
@@ -56,6 +57,63 @@ def list_command(
     for s in specs:
         table.add_row(s.name, s.task, s.preset, s.kind, s.description)
     Console().print(table)
+
+
+def _value(v: Any) -> str:
+    return json.dumps(v) if isinstance(v, (dict, list, bool)) or v is None else repr(v) if isinstance(v, str) else str(v)
+
+
+def _space(v: Any) -> str:
+    """A tune search space entry: ``('log', 1e-4, 0.1)`` -> ``'log 0.0001..0.1'``."""
+    if isinstance(v, tuple) and len(v) == 3 and v[0] in ("log", "int"):
+        return f"{v[0]} {v[1]}..{v[2]}"
+    return ", ".join(_value(x) for x in v)
+
+
+def show_command(
+    name: str = typer.Argument(..., help="Model name (see 'earmark models list')."),
+    as_json: bool = typer.Option(False, "--json", help="Print the model's description as JSON."),
+) -> None:
+    """Show one model: its task, default features, every parameter '-p' takes with its default,
+    the architectures, augmentations and the search space of 'earmark tune'."""
+    from dataclasses import asdict
+
+    from earmark.errors import EarmarkError
+    from earmark.models import get_spec
+
+    try:
+        spec = get_spec(name)
+    except EarmarkError as exc:
+        fail(str(exc), ExitCode.USAGE)
+    defaults = spec.defaults()
+    info: dict[str, Any] = {**spec.to_dict(), "parameters": defaults,
+                            "tune_space": spec.short_names(dict(spec.search_space))}
+    if spec.kind == "torch":
+        from earmark.models._augment import AugmentConfig
+        from earmark.models._nets import ARCHS
+
+        network = spec.builder().network
+        info["architectures"] = sorted(arch for net, arch in ARCHS if net == network)
+        info["augment_options"] = asdict(AugmentConfig.from_options(defaults.get("augment_options")))
+    if as_json:
+        write_json(info, None)
+        return
+    out = Console()
+    out.print(f"[bold]{spec.name}[/] ({spec.task}, {spec.kind}): {spec.description}", highlight=False)
+    out.print(f"default features: {spec.preset} (another with --features)", highlight=False)
+    if "architectures" in info:
+        out.print("architectures (-p arch=…): " + ", ".join(info["architectures"]), highlight=False)
+    table = Table("parameter (-p NAME=VALUE)", "default", "tune searches", title=f"{spec.name} parameters")
+    space = info["tune_space"]
+    for key, value in defaults.items():
+        if key in ("callbacks", "network") or value == "deprecated":
+            continue  # Python callables, the model's own network, scikit-learn's deprecated names
+        searched = space.get(key)
+        table.add_row(key, _value(value), "" if searched is None else _space(searched))
+    out.print(table)
+    if "augment_options" in info:
+        out.print("augment_options (-p 'augment_options={\"mixup\": 0}'; 0 switches one off): "
+                  + ", ".join(f"{k}={v}" for k, v in info["augment_options"].items()), highlight=False)
 
 
 def _load(source: str, label: str | None, group: str | None) -> Any:

@@ -85,6 +85,30 @@ class ModelSpec:
         names |= {p.name for p in sig if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
         return sorted(names)
 
+    def defaults(self) -> dict[str, Any]:
+        """Each parameter :meth:`param_names` lists, with the value ``train`` uses when it is not given.
+
+        Examples
+        --------
+        >>> get_spec("cnn").defaults()["epochs"]
+        20
+        """
+        _, final = _final_estimator(self.builder())
+        own = final.get_params(deep=False) if hasattr(final, "get_params") else {}
+        try:
+            sig = inspect.signature(self.builder).parameters
+        except (TypeError, ValueError):
+            sig = {}  # type: ignore[assignment]
+        out: dict[str, Any] = {}
+        for name in self.param_names():
+            if name in own:
+                out[name] = own[name]
+            elif name in sig and sig[name].default is not inspect.Parameter.empty:
+                out[name] = sig[name].default
+            else:
+                out[name] = None
+        return out
+
     def short_names(self, params: dict[str, Any]) -> dict[str, Any]:
         """``params`` under the names the builder takes where it takes them (``C`` for
         ``calibratedclassifiercv__estimator__C``); other names unchanged.
