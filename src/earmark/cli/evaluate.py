@@ -1,4 +1,4 @@
-"""Evaluation commands: ``earmark evaluate``, ``earmark cv`` and ``earmark compare``.
+"""Evaluation commands: ``earmark evaluate``, ``earmark cv``, ``earmark compare`` and ``earmark explain``.
 
 Scores go to stdout as a table (or JSON with ``--json -``); progress, warnings and the list of
 files left out go to stderr. Files that cannot be decoded are excluded from the scores and
@@ -31,10 +31,11 @@ _FOLDS_HELP = ("'fold' (the manifest's fold column), 'group' (leave one group ou
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``evaluate``, ``cv`` and ``compare`` to ``app``."""
+    """Add ``evaluate``, ``cv``, ``compare`` and ``explain`` to ``app``."""
     app.command("evaluate")(evaluate)
     app.command("cv")(cv)
     app.command("compare")(compare)
+    app.command("explain")(explain)
 
 
 def _folds(value: str) -> str | int:
@@ -328,3 +329,84 @@ def _print_board(table: Any) -> None:
             f"{row['ms_per_clip']:.2f}",
         )
     out.print(t)
+
+
+def explain(
+    model: Path = typer.Argument(..., exists=True, help="Model bundle (directory or .earmark file)."),
+    paths: list[Path] = typer.Argument(..., help="Audio files and folders (searched recursively)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Folder for one PNG per file: the spectrogram with each region's importance over it."),
+    target: str | None = typer.Option(None, "--target", help="Class to explain (default: each file's predicted class)."),
+    window: float = typer.Option(0.1, "--window", min=0.005, max=5.0, help="Width of a region in seconds."),
+    bands: int = typer.Option(8, "--bands", min=1, max=64, help="Mel-spaced frequency bands."),
+    top: int = typer.Option(3, "--top", min=1, help="Regions listed per file."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object per file (a list) on stdout."),
+) -> None:
+    """Explain predictions: silence each time-frequency region of a clip in turn and measure how
+    much the model's score for the class falls (or its value moves).
+
+    Works for every model (it re-runs the model's own features on the altered sound). Clips up to
+    30 s; files that cannot be decoded are listed (exit code 1).
+    """
+    from earmark.bundle import load_model
+    from earmark.cli._common import progress_bar, write_json
+    from earmark.errors import EarmarkError
+    from earmark.evaluation._explain import explain as explain_clip
+    from earmark.evaluation._explain import plot_explanation
+    from earmark.serving.batch import expand_paths
+
+    try:
+        trained = load_model(model)
+        if target is not None and trained.task == "classification" and target not in trained.classes:
+            fail(f"--target {target!r} is not a class of {model}; classes: {', '.join(trained.classes)}.",
+                 ExitCode.USAGE)
+        files = expand_paths(paths)
+    except EarmarkError as exc:
+        fail(str(exc))
+    if not files:
+        fail(f"No audio files under {', '.join(map(str, paths))}.", ExitCode.USAGE)
+    if out is not None:
+        if out.exists() and not out.is_dir():
+            fail(f"--out {out} is a file; give a folder for the figures.", ExitCode.USAGE)
+        out.mkdir(parents=True, exist_ok=True)
+    results, failed = [], []
+    with progress_bar("explaining", len(files)) as advance:
+        for f in files:
+            try:
+                exp = explain_clip(trained, f, target=target, window=window, bands=bands)
+            except EarmarkError as exc:
+                failed.append({"path": str(f), "reason": str(exc)})
+                advance(1)
+                continue
+            record = exp.to_dict()
+            record["top_regions"] = exp.top_regions(top)
+            if out is not None:
+                figure = out / f"{Path(f).stem}.png"
+                n = 1
+                while figure.exists() and any(r.get("figure") == str(figure) for r in results):
+                    n += 1
+                    figure = out / f"{Path(f).stem}-{n}.png"
+                plot_explanation(exp).savefig(figure, dpi=110)
+                record["figure"] = str(figure)
+            results.append(record)
+            advance(1)
+    if as_json:
+        write_json({"explanations": results, "failed": failed}, None)
+    else:
+        unit = "change" if trained.task == "regression" else "score fall"
+        table = Table("file", "predicted", "explained (score)", "region (s)", "band (Hz)", unit)
+        for r in results:
+            answer = r["predicted"] if isinstance(r["predicted"], str) else f"{r['predicted']:.3g}"
+            for i, reg in enumerate(r["top_regions"]):
+                first = i == 0
+                table.add_row(Path(r["source"]).name if first else "", answer if first else "",
+                              f"{r['explained']} ({r['score']:.3g})" if first else "",
+                              f"{reg['start_s']:.2f}-{reg['end_s']:.2f}", f"{reg['low_hz']:.0f}-{reg['high_hz']:.0f}",
+                              f"{reg['drop']:+.3f}")
+        Console().print(table)
+        if out is not None and results:
+            err_console.print(f"figures in {out}", highlight=False)
+    for item in failed:
+        reason = item["reason"] if item["path"] in item["reason"] else f"{item['path']}: {item['reason']}"
+        err_console.print(f"[yellow]not explained:[/] {reason}", highlight=False)
+    if failed:
+        raise typer.Exit(int(ExitCode.PARTIAL))

@@ -8,6 +8,7 @@ Example
 """
 
 from earmark.evaluation import plots
+from earmark.evaluation._explain import Explanation, deletion_curve, explain, plot_explanation
 from earmark.evaluation._html import audio_to_data_uri, figure_to_data_uri, render_report
 from earmark.evaluation._metrics import (
     calibration_curve,
@@ -31,6 +32,7 @@ __all__ = [
     "TRACKERS",
     "CVResult",
     "EvaluationResult",
+    "Explanation",
     "FoldResult",
     "Leaderboard",
     "audio_to_data_uri",
@@ -39,12 +41,15 @@ __all__ = [
     "compare",
     "compute_metrics",
     "cross_validate",
+    "deletion_curve",
     "evaluate",
     "evaluate_predictions",
     "expected_calibration_error",
+    "explain",
     "figure_to_data_uri",
     "load_table",
     "log_run",
+    "plot_explanation",
     "plots",
     "predict_table",
     "render_report",
