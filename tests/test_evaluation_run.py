@@ -139,8 +139,14 @@ def test_cli_evaluate_writes_json_and_report(model, fsdd_small, tmp_path):
         assert key in scores
     assert scores["n"] == 60 and len(scores["confusion"]) == 10
     html = report.read_text()
-    assert html.count("<audio") == min(3, round(60 * (1 - scores["accuracy"])))
+    mistakes = round(60 * (1 - scores["accuracy"]))
+    assert html.count("<audio") == min(3, mistakes)
     assert "accuracy" in r.output  # the table on stdout
+    # occlusion maps of the most confident mistakes (4 by default), each naming the wrong answer
+    assert mistakes >= 1 and html.count("<figcaption>Why ") == min(4, mistakes)
+    quiet = tmp_path / "quiet.html"
+    r = CliRunner().invoke(app, ["evaluate", str(bundle), str(manifest), "--report", str(quiet), "--explain", "0"])
+    assert r.exit_code == 0 and "silencing" not in quiet.read_text()
 
 
 def test_cli_rejects_bad_options(tmp_path):

@@ -118,7 +118,8 @@ def _report_skipped(skipped: list[dict[str, str]]) -> None:
 
 
 def _write_outputs(result: Any, *, json_out: str | None, report: Path | None, model: Any,
-                   summary: dict | None, max_clips: int, embedding: str, config: dict) -> None:
+                   summary: dict | None, max_clips: int, embedding: str, config: dict,
+                   explain: int = 0) -> None:
     from earmark.evaluation import build_report, to_json, write_report
 
     if json_out is not None:
@@ -131,7 +132,7 @@ def _write_outputs(result: Any, *, json_out: str | None, report: Path | None, mo
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             html = build_report(result, model=model, summary=summary, max_clips=max_clips,
-                                embedding=embedding, config=config)
+                                embedding=embedding, config=config, explain=explain)
         write_report(html, report)
         err_console.print(f"report written to {report}", highlight=False)
 
@@ -156,6 +157,7 @@ def evaluate(
     group_column: str | None = typer.Option(None, "--group-column", help=_GROUP_HELP),
     target: str | None = typer.Option(None, "--target", help="Column of the truth (default: the model's target)."),
     max_clips: int = typer.Option(20, "--max-clips", min=0, help="Misclassified clips in the report."),
+    explain_n: int = typer.Option(4, "--explain", min=0, help="Occlusion maps in the report: which regions of the N most confident mistakes the answers rested on (0: none)."),
     embedding: str = typer.Option("pca", "--embedding", help="2-D map in the report: pca or tsne."),
     log: str | None = typer.Option(None, "--log", help=_LOG_HELP),
     logdir: Path = typer.Option(Path("runs"), "--logdir", help="Where --log writes."),
@@ -180,7 +182,7 @@ def evaluate(
         if json_out != "-":
             _print_metrics(result.metrics, f"{model_dir.name} on {source.name}")
         _write_outputs(result, json_out=json_out, report=report, model=model, summary=summary,
-                       max_clips=max_clips, embedding=embedding,
+                       max_clips=max_clips, embedding=embedding, explain=explain_n,
                        config={"model": str(model_dir), "source": str(source)})
         _log(log, logdir, f"evaluate-{model_dir.name}", result.to_dict(),
              getattr(model, "history", None), {"model": str(model_dir), "source": str(source)})

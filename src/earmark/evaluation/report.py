@@ -103,15 +103,18 @@ def _evaluation_figures(
     return figures
 
 
-def _clips(res: EvaluationResult, max_clips: int, max_seconds: float) -> list[dict[str, Any]]:
+def _worst_rows(res: EvaluationResult, n: int) -> pd.DataFrame:
     """Misclassified clips (most confident first), or a regressor's largest errors."""
     if res.task == "regression":
         order = res.predictions["error"].abs().sort_values(ascending=False, kind="stable").index
-        rows = res.predictions.loc[order].head(max_clips)
-    else:
-        rows = res.misclassified.head(max_clips)
+        return res.predictions.loc[order].head(n)
+    return res.misclassified.head(n)
+
+
+def _clips(res: EvaluationResult, max_clips: int, max_seconds: float) -> list[dict[str, Any]]:
+    """Misclassified clips (most confident first), or a regressor's largest errors, with their audio."""
     clips = []
-    for _, row in rows.iterrows():
+    for _, row in _worst_rows(res, max_clips).iterrows():
         conf = row.get("confidence")
         where = row.get("cv_fold", row.get("group"))
         clips.append({
@@ -124,6 +127,30 @@ def _clips(res: EvaluationResult, max_clips: int, max_seconds: float) -> list[di
             "audio": _clip_audio(row["path"], max_seconds),
         })
     return clips
+
+
+def _explanations(res: EvaluationResult, model: Any, n: int) -> dict[str, Figure]:
+    """Occlusion maps of the ``n`` most confident mistakes (largest errors for a regressor)."""
+    from earmark.evaluation._explain import explain, plot_explanation
+
+    if model is None or not hasattr(model, "preset") or not hasattr(model, "predict_features"):
+        return {}
+    figures: dict[str, Figure] = {}
+    for _, row in _worst_rows(res, n).iterrows():
+        name = Path(str(row["path"])).name
+        if res.task == "regression":
+            caption = (f"Why {name} was given {row['predicted']:.2f} (true {row['true']:.2f}): the regions "
+                       "whose silencing moves the prediction most (red)")
+            target = None
+        else:
+            caption = (f"Why {name} was called {row['predicted']} (true {row['true']}): the regions whose "
+                       f"silencing lowers p({row['predicted']}) most (red)")
+            target = str(row["predicted"])
+        try:
+            figures[caption] = plot_explanation(explain(model, str(row["path"]), target=target))
+        except EarmarkError as exc:
+            warnings.warn(f"report: explanation of {name} left out ({exc})", stacklevel=3)
+    return figures
 
 
 def _history_of(model: Any) -> list[dict[str, Any]] | None:
@@ -152,6 +179,7 @@ def build_report(
     embedding: str = "pca",
     seed: int = 0,
     config: Mapping[str, Any] | None = None,
+    explain: int = 4,
 ) -> str:
     """Draw every plot the result supports and return one self-contained HTML page.
 
@@ -176,6 +204,9 @@ def build_report(
         Seed of the projection.
     config : mapping, optional
         Run configuration shown at the end of the page.
+    explain : int, default 4
+        For an evaluation with its ``model``: occlusion maps (:func:`earmark.evaluation.explain`)
+        of this many of the most confident mistakes (a regressor's largest errors); 0 for none.
 
     Returns
     -------
@@ -193,6 +224,8 @@ def build_report(
     """
     if not isinstance(max_clips, int) or max_clips < 0:
         raise ParameterError(f"The 'max_clips' parameter must be an int >= 0. Got {max_clips!r}.")
+    if not isinstance(explain, int) or explain < 0:
+        raise ParameterError(f"The 'explain' parameter must be an int >= 0. Got {explain!r}.")
     stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     if isinstance(result, Leaderboard):
         return _leaderboard_report(result, summary=summary, title=title, stamp=stamp,
@@ -237,6 +270,8 @@ def build_report(
     figures = {**extra_figs, **_evaluation_figures(res, _history_of(model), embedding, seed,
                                                    max_seconds, _feature_names(model))}
     clips = _clips(res, max_clips, max_seconds)
+    if explain and isinstance(result, EvaluationResult):
+        figures.update(_explanations(res, model, explain))
     if res.task == "classification" and not clips:
         notes.append("No clip was misclassified.")
     clips_title = ("Largest errors" if res.task == "regression"
