@@ -55,6 +55,28 @@ def test_predict_raw_and_multipart_agree_and_are_right(client):
     assert a["top"][0]["label"] == "7" and a["confidence"] == pytest.approx(a["top"][0]["probability"])
 
 
+def test_explain_names_the_regions_the_answer_rests_on(client):
+    from earmark.evaluation import explain
+
+    r = client.post("/explain?window=0.05", files={"file": ("seven.wav", CLIP.read_bytes(), "audio/wav")})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["explained"] == out["predicted"] == "7" and out["source"] == "seven.wav"
+    assert len(out["importance"]) == 8 and len(out["importance"][0]) == len(out["times"]) - 1
+    assert out["times"][1] == pytest.approx(0.05) and len(out["top_regions"]) == 5
+    # the same map as the library's, from the same model and clip
+    local = explain(fsdd_model(), CLIP, window=0.05)
+    assert np.asarray(out["importance"]) == pytest.approx(local.importance, abs=1e-4)
+    other = client.post("/explain?target=3&bands=4", content=CLIP.read_bytes()).json()
+    assert other["explained"] == "3" and len(other["importance"]) == 4
+    unknown = client.post("/explain?target=eleven", content=CLIP.read_bytes())
+    assert unknown.status_code == 400 and "eleven" in unknown.json()["detail"]
+    assert client.post("/explain?window=0", content=CLIP.read_bytes()).status_code == 422
+    bad = client.post("/explain", content=b"this is plain text, not audio at all")
+    assert bad.status_code == 422 and bad.json()["error"] == "audio_decode_error"
+    assert client.post("/explain", content=_wav(6.0)).status_code == 413  # the service's max_seconds holds
+
+
 def test_top_k_and_spectrogram(client):
     out = client.post("/predict?top_k=3&spectrogram=true", content=CLIP_3.read_bytes()).json()
     assert len(out["top"]) == 3 and out["label"] == "3"
@@ -312,4 +334,11 @@ def test_web_page_upload_shows_the_right_label(server):
         assert label == "3"
         assert page.evaluate("document.querySelectorAll('#bars .bar').length") == 5
         assert page.evaluate("document.getElementById('spectrogram').width") > 5
+        page.evaluate("document.getElementById('why').click()")  # "Why?": the occlusion map of the clip
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not page.evaluate("document.querySelectorAll('#why-top li').length"):
+            time.sleep(0.1)
+        assert page.evaluate("document.querySelectorAll('#why-top li').length") == 3
+        assert page.evaluate("document.getElementById('why-class').textContent") == "3"
+        assert page.evaluate("document.getElementById('why-map').height") == 8
         assert page.console_errors() == []

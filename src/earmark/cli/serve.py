@@ -175,7 +175,7 @@ def serve(
     loop: str = typer.Option(
         "auto", "--loop", help="Event loop: auto (uvloop when installed, else asyncio), uvloop or asyncio."),
 ) -> None:
-    """Serve a model over HTTP (FastAPI + uvicorn): /predict, /docs, a web page at /.
+    """Serve a model over HTTP (FastAPI + uvicorn): /predict, /explain, /docs, a web page at /.
 
     Every setting can also come from an EARMARK_SERVE_<SETTING> environment variable (flags win).
     """

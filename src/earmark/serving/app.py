@@ -540,6 +540,40 @@ def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> Fas
         results = await run_in_threadpool(work)
         return {"results": results, "n": len(results), "failed": sum("error" in r for r in results)}
 
+    @app.post(
+        "/explain",
+        summary="Explain one clip's answer",
+        description="Send an audio file as for `/predict`. Each region of the clip (a time `window` "
+        "in seconds × one of `bands` mel-spaced frequency bands) is silenced in turn and the clip "
+        "scored again: `importance[band][window]` is how much the probability of `explained` (the "
+        "predicted class, or `?target=`) falls, or how far a regressor's value moves; `top_regions` "
+        "lists the largest. Costs one prediction per region (clips up to 30 s).",
+        openapi_extra={"requestBody": {"content": {
+            "multipart/form-data": {"schema": {"type": "object", "properties": {
+                "file": {"type": "string", "format": "binary"}}, "required": ["file"]}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        }}},
+    )
+    async def explain_clip(request: Request, target: str | None = None,
+                           window: float = Query(0.1, ge=0.005, le=5.0),
+                           bands: int = Query(8, ge=1, le=64)) -> dict[str, Any]:
+        from earmark.evaluation import explain
+
+        data, name = await _upload(request)
+        predictor: Predictor = app.state.predictor
+        if target is not None and predictor.classes and target not in predictor.classes:
+            raise ParameterError(f"unknown target class {target!r}; the model's classes are {predictor.classes}")
+
+        def work() -> dict[str, Any]:
+            y = _decode(data)
+            exp = explain(predictor.model, y, sr=predictor.sample_rate, target=target, window=window, bands=bands)
+            out = exp.to_dict()
+            out["source"] = name or "upload"
+            out["duration"] = round(exp.duration, 4)
+            return out
+
+        return await run_in_threadpool(work)
+
     @app.get("/health", summary="Liveness and readiness")
     def health() -> dict[str, Any]:
         predictor: Predictor = app.state.predictor
