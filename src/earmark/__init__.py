@@ -49,6 +49,7 @@ _LAZY = {
     "compare": "earmark.evaluation",
     "compute_metrics": "earmark.evaluation",
     "build_report": "earmark.evaluation",
+    "explain": "earmark.evaluation",
     "write_report": "earmark.evaluation",
     "embed": "earmark.transfer",
     "finetune": "earmark.transfer",
