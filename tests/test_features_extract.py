@@ -201,3 +201,13 @@ def test_a_script_without_a_main_guard_still_works_and_says_why_it_is_slow(tmp_p
     ok = subprocess.run([sys.executable, str(guarded)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert "rows 120" in ok.stdout and "EarmarkWarning" not in ok.stderr
+
+
+def test_settings_a_preset_cannot_compute_are_refused_once_up_front(shared):
+    from earmark.errors import ParameterError
+    from earmark.features import extract, get_preset
+
+    paths = [str(shared / "fsdd" / "recordings" / f"3_theo_{i}.wav") for i in range(4)]
+    with pytest.raises(ParameterError, match="'cqt' cannot be computed with these settings: hop_length=160"):
+        extract(paths, get_preset("cqt:hop_length=160"), workers=1)
+    assert extract(paths, get_preset("cqt:hop_length=256"), workers=1).X.shape == (4, 288, 63)

@@ -511,6 +511,23 @@ def _rich_progress() -> tuple[ProgressCallback, Callable[[], None]]:
     return update, prog.stop
 
 
+_COMPUTABLE: set[str] = set()
+
+
+def _check_computable(p: Preset) -> None:
+    """Refuse settings the preset cannot compute (e.g. a CQT hop the multirate algorithm cannot
+    use) once, up front, instead of as the same error for every file."""
+    key = p.cache_key()
+    if key in _COMPUTABLE or p.kind.startswith("embed"):  # embeddings load a network: left to the workers
+        return
+    probe = (0.01 * np.sin(np.arange(p.sample_rate // 4) * 0.3)).astype(np.float32)
+    try:
+        p.transform_batch([probe])
+    except (ParameterError, ValueError) as exc:
+        raise ParameterError(f"Feature preset {p.name!r} cannot be computed with these settings: {exc}") from exc
+    _COMPUTABLE.add(key)
+
+
 def extract(
     dataset: Any,
     preset: str | Preset,
@@ -557,6 +574,8 @@ def extract(
     """
     p = _as_preset(preset)
     paths = _paths_of(dataset)
+    if paths:
+        _check_computable(p)
     if backend not in ("local", "ray"):
         raise ParameterError(f"The 'backend' parameter of extract must be 'local' or 'ray'. Got {backend!r}.")
     if workers is None:
