@@ -234,16 +234,19 @@ def split(
                       (", ".join(groups[:6]) + (f" … ({len(groups)})" if len(groups) > 6 else "")) if groups else "-")
         console.print(t)
         err_console.print("wrote " + ", ".join(str(out / n) for n in names), highlight=False)
+        if "note" in summary:
+            err_console.print(f"[yellow]warning:[/] {summary['note']}", highlight=False)
     if skipped:
         err_console.print(f"[yellow]{_n(len(skipped), 'unreadable file')} left out:[/]", highlight=False)
         for item in skipped[:20]:
-            err_console.print(f"  {item['path'] if isinstance(item, dict) else item}", highlight=False)
+            text = f"{item.get('path')}: {item.get('reason')}" if isinstance(item, dict) else str(item)
+            err_console.print(f"  {text}", highlight=False)
     missing = []
     if not folds and "label" in df.columns:
         missing = sorted(set(sides["train"].get("classes", {})) ^ set(sides["test"].get("classes", {})))  # type: ignore[union-attr, arg-type]
         if missing:
             err_console.print(f"[yellow]warning:[/] classes on one side only: {', '.join(missing)} "
-                              "(too few groups of them to put one on each side)", highlight=False)
+                              "(too few files or groups of them to put one on each side)", highlight=False)
     if leak is not None and leak.shared_groups and kind != "random":
         err_console.print(f"[yellow]warning:[/] groups on both sides: {', '.join(leak.shared_groups[:10])}",
                           highlight=False)
