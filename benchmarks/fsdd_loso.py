@@ -6,6 +6,7 @@ Goal (issue 4): default ``cnn`` mean >= 95 %, worst >= 90 %.
     python benchmarks/fsdd_loso.py                       # default cnn, all 5 folds
     python benchmarks/fsdd_loso.py --models cnn,logreg --folds theo --epochs 10
     python benchmarks/fsdd_loso.py --models "mlp:arch=reference-173,cnn:arch=reference"
+    python benchmarks/fsdd_loso.py --features cqt:hop_length=256    # another front end for every model
     python benchmarks/fsdd_loso.py --models "cnn:net_options={'norm':'feature'}" --extra SYNTH/manifest.csv
                                                         # speech recipe: per-band normalisation + synthetic voices
 """
@@ -52,6 +53,8 @@ def main() -> None:
     ap.add_argument("--cache", default=None, help="feature store directory")
     ap.add_argument("--extra", default=None, help="extra training source (e.g. synthetic voices)")
     ap.add_argument("--val-fraction", type=float, default=0.15)
+    ap.add_argument("--features", default=None,
+                    help="feature preset for every model, settings after a colon: 'cqt:hop_length=256'")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     df = load_dataset(SHARED / "fsdd" / "manifest.csv")
@@ -64,7 +67,7 @@ def main() -> None:
         for spk in speakers:
             t0, c0 = time.perf_counter(), time.process_time()
             tr, te = df[df["group"] != spk], df[df["group"] == spk]
-            model = train(tr, model=name, epochs=args.epochs, seed=args.seed, cache=args.cache,
+            model = train(tr, model=name, features=args.features, epochs=args.epochs, seed=args.seed, cache=args.cache,
                           extra_train=extra, val_fraction=args.val_fraction, **params)
             pred = model.predict(te)
             acc = float((pred["label"].astype(str).to_numpy() == te["label"].astype(str).to_numpy()).mean())
