@@ -313,6 +313,11 @@ def test_default_cnn_hears_whole_clips_longer_than_a_second(tmp_path, fsdd):
     assert kept.config["padding"]["duration_from"] == "preset"
     user = train(few, model="cnn", epochs=1, duration=1.2, workers=1, val_fraction=0.0)
     assert user.preset.params["duration"] == 1.2 and user.config["padding"]["duration_from"] == "user"
+    # a preset named without a duration still takes the data's; one whose settings name it keeps it
+    named = train(few, model="cnn", features="logmel:n_mels=32", epochs=1, workers=1, val_fraction=0.0)
+    assert named.preset.params["duration"] == 2.0 and named.preset.params["n_mels"] == 32
+    fixed = train(few, model="cnn", features="logmel:duration=1.5", epochs=1, workers=1, val_fraction=0.0)
+    assert fixed.preset.params["duration"] == 1.5 and fixed.config["padding"]["duration_from"] == "preset"
     with pytest.raises(ParameterError, match="fixed-length presets"):
         train(few, model="logreg", features="mfcc-mean", duration=2.0, workers=1)
 

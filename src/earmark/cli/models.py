@@ -193,7 +193,7 @@ def train_command(
     out: Path = typer.Option(..., "--out", "-o", help="Directory (or .earmark file) of the model bundle to write."),
     model: str | None = typer.Option(None, "--model", "-m", help="Model name (earmark models list). Default: cnn, or a regressor for a numeric --target."),
     features: str | None = typer.Option(None, "--features", "-f", help="Feature preset (earmark features list), settings after a colon: 'logmel:n_mels=128,n_fft=1024'. Default: the model's."),
-    duration: float | None = typer.Option(None, "--duration", min=0.01, max=600.0, help="Seconds each clip is padded/cropped to (fixed-length presets). Default: the preset's with --features, else from the data (95th percentile of clip durations, rounded up to 0.5 s, 1-10 s)."),
+    duration: float | None = typer.Option(None, "--duration", min=0.01, max=600.0, help="Seconds each clip is padded/cropped to (fixed-length presets). Default: the one --features names ('logmel:duration=2'), else from the data (95th percentile of clip durations, rounded up to 0.5 s, 1-10 s)."),
     target: str | None = typer.Option(None, "--target", help="Column to learn (default: label). A numeric column trains a regressor."),
     label: str | None = typer.Option(None, "--label", help="Manifest column of the labels."),
     group: str | None = typer.Option(None, "--group", help="Column of groups kept apart by the validation split (speaker…)."),

@@ -250,6 +250,23 @@ def auto_duration(
     return float(min(max(np.ceil(want / step - 1e-9) * step, default), max(limit, default)))
 
 
+def names_duration(features: Any) -> bool:
+    """Whether ``features`` fixes the clip length itself: a preset object (taken as given) or a
+    ``"name:…,duration=…"`` string. A bare name (``"cqt"``) leaves the length to the data.
+
+    Example
+    -------
+    >>> names_duration("cqt"), names_duration("cqt:duration=1.5")
+    (False, True)
+    """
+    if features is None:
+        return False
+    if isinstance(features, str):
+        settings = features.partition(":")[2]
+        return any(item.partition("=")[0].strip() == "duration" for item in settings.split(","))
+    return True
+
+
 def _set_duration(preset: Any, dataset: pd.DataFrame, *, duration: float | None, chosen: bool) -> tuple[Any, str]:
     """The preset with the clip length to use, and where that length came from
     (``"user"``: ``duration``; ``"data"``: :func:`auto_duration`; ``"preset"``: its own)."""
@@ -301,7 +318,12 @@ def train(
         Registry name (``earmark models list``). Default: ``"cnn"`` for labels, ``"cnn-reg"``
         for a numeric ``target``.
     features : str or Preset, optional
-        Feature preset; default: the model's preset.
+        Feature preset, by name with optional settings (``"cqt:hop_length=256"``) or as an
+        object; default: the model's preset.
+    duration : float, optional
+        Seconds each clip is padded or cropped to (fixed-length presets). Default: the duration
+        a :class:`~earmark.features.Preset` object or a ``"name:duration=…"`` string carries,
+        else one chosen from the data (:func:`auto_duration`).
     target : str, optional
         Column to learn (default ``"label"``). A numeric column gives a regression task unless
         ``model`` is a classifier.
@@ -402,7 +424,7 @@ def train(
         raise ParameterError(f"Model {model!r} is a regressor but column {target_col!r} is not numeric; "
                              "choose a classifier (earmark models list) or a numeric --target.")
     preset = features if isinstance(features, Preset) else get_preset(features or spec.preset)
-    preset, duration_from = _set_duration(preset, dataset, duration=duration, chosen=features is not None)
+    preset, duration_from = _set_duration(preset, dataset, duration=duration, chosen=names_duration(features))
 
     group_col = group
     if group_col is None:

@@ -158,9 +158,9 @@ def tune(
         raise ParameterError(f"The dataset has no column {target_col!r}; pass target= naming the column to learn.")
     preset = features if isinstance(features, Preset) else get_preset(features or spec.preset)
     # the same clip length train() would choose, so the search tunes the model it will train
-    from earmark.training._train import _set_duration
+    from earmark.training._train import _set_duration, names_duration
 
-    preset, _ = _set_duration(preset, dataset, duration=None, chosen=features is not None)
+    preset, _ = _set_duration(preset, dataset, duration=None, chosen=names_duration(features))
     group_col = group or next((c for c in ("group", "fold") if c in dataset.columns), None)
     df = dataset.reset_index(drop=True)
     fs = extract(df, preset, cache=cache)
