@@ -63,8 +63,25 @@ def test_sample_rate_override_moves_a_whole_band_fmax_and_refuses_one_above_nyqu
     p = get_preset("logmel:sample_rate=8000")
     assert p.sample_rate == 8000 and p.params["fmax"] == 4000.0
     assert get_preset("logmel:sample_rate=8000,fmax=3000").params["fmax"] == 3000.0
-    with pytest.raises(ParameterError, match="above the Nyquist"):
+    with pytest.raises(ParameterError, match="must be between 0 and the Nyquist frequency"):
         get_preset("logmel:fmax=9000")
+    with pytest.raises(ParameterError, match="'highfreq' of preset 'psf-mfcc'"):
+        get_preset("psf-mfcc:highfreq=12000")
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("logmel:hop_length=0", "'hop_length' of preset 'logmel' must be an integer >= 1"),
+    ("logmel:n_mels=-3", "must be an integer >= 1"),
+    ("mfcc-seq:fmax=abc", "must be a number"),
+    ("logmel:top_db=0", "must be > 0"),
+    ("logmel:fmin=3000,fmax=2000", "lowest frequency"),
+    ("logmel:sample_rate=8000.5", "must be an integer \\(default 16000\\)"),
+    ("classic173:foo=1", "Settings: sample_rate\\.$"),
+])
+def test_settings_a_preset_cannot_use_are_refused_when_it_is_built(spec, message):
+    with pytest.raises(ParameterError, match=message):
+        get_preset(spec)
+    assert get_preset("mfcc-seq:deltas=0").params["deltas"] == 0  # counts that may be zero stay allowed
 
 
 @pytest.mark.parametrize("name", sorted(REQUIRED))

@@ -523,8 +523,10 @@ def _check_computable(p: Preset) -> None:
     probe = (0.01 * np.sin(np.arange(p.sample_rate // 4) * 0.3)).astype(np.float32)
     try:
         p.transform_batch([probe])
-    except (ParameterError, ValueError) as exc:
-        raise ParameterError(f"Feature preset {p.name!r} cannot be computed with these settings: {exc}") from exc
+    except Exception as exc:  # whatever the feature code raises, it would raise for every file
+        raise ParameterError(f"Feature preset {p.name!r} cannot be computed with these settings: "
+                             f"{type(exc).__name__}: {exc}" if not isinstance(exc, EarmarkError) else
+                             f"Feature preset {p.name!r} cannot be computed with these settings: {exc}") from exc
     _COMPUTABLE.add(key)
 
 

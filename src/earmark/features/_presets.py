@@ -461,6 +461,43 @@ _register_kind("raw", _Kind(
 # Preset
 # ----------------------------------------------------------------------------------------------
 
+#: Integer settings that may be 0 (all others count something and must be >= 1).
+_ZERO_OK = frozenset({"deltas", "ceplifter"})
+#: Settings in Hz: a number >= 0 (or None where that is the default), at most the Nyquist frequency.
+_FREQUENCIES = ("fmin", "fmax", "lowfreq", "highfreq")
+#: Float settings that must be > 0 when set.
+_POSITIVE = frozenset({"duration", "winlen", "winstep", "amin", "top_db", "window", "hop", "power"})
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+
+
+def _check_values(name: str, sr: int, defaults: Mapping[str, Any], params: Mapping[str, Any]) -> None:
+    """Refuse settings a preset cannot compute, naming the setting and what it must be."""
+    for key, value in params.items():
+        default = defaults.get(key)
+        if isinstance(default, (int, np.integer)) and not isinstance(default, bool):
+            lowest = 0 if key in _ZERO_OK else 1
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < lowest:
+                raise ParameterError(f"The {key!r} of preset {name!r} must be an integer >= {lowest}. Got {value!r}.")
+        elif key in _FREQUENCIES or (key in _POSITIVE and not isinstance(default, str)) or default is None:
+            if value is None:
+                continue
+            if not _number(value):
+                raise ParameterError(f"The {key!r} of preset {name!r} must be a number. Got {value!r}.")
+            if key in _POSITIVE and not float(value) > 0:
+                raise ParameterError(f"The {key!r} of preset {name!r} must be > 0. Got {value!r}.")
+            if key in _FREQUENCIES and not 0 <= float(value) <= sr / 2:
+                raise ParameterError(
+                    f"The {key!r} of preset {name!r} ({value} Hz) must be between 0 and the Nyquist frequency "
+                    f"of its sample_rate {sr} Hz ({sr / 2:g}); lower it or raise the sample_rate.")
+    low = params.get("fmin", params.get("lowfreq"))
+    high = params.get("fmax", params.get("highfreq"))
+    if _number(low) and _number(high) and float(low) >= float(high):
+        raise ParameterError(f"Preset {name!r} needs its lowest frequency ({low} Hz) below its highest ({high} Hz).")
+
+
 
 def _freeze(d: Mapping[str, Any]) -> Mapping[str, Any]:
     return MappingProxyType(dict(d))
@@ -516,10 +553,7 @@ class Preset:
         if "align" in merged and merged["align"] not in ("start", "center"):
             raise ParameterError(f"The 'align' of preset {self.name!r} must be 'start' or 'center'. "
                                  f"Got {merged['align']!r}.")
-        if merged.get("fmax") is not None and float(merged["fmax"]) > self.sample_rate / 2:
-            raise ParameterError(f"The 'fmax' of preset {self.name!r} ({merged['fmax']} Hz) is above the Nyquist "
-                                 f"frequency of its sample_rate {self.sample_rate} Hz; set fmax <= "
-                                 f"{self.sample_rate / 2:g} or a higher sample_rate.")
+        _check_values(self.name, self.sample_rate, kind.defaults, merged)
         if self.kind in ("logmel", "raw") and merged["duration"] is None:
             raise ParameterError(f"Preset {self.name!r} needs a fixed 'duration' in seconds.")
 
@@ -668,9 +702,9 @@ def _parse_setting(preset: str, item: str, defaults: Mapping[str, Any]) -> tuple
 
         close = difflib.get_close_matches(key, [*defaults, "sample_rate"], n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ParameterError(f"Feature preset {preset!r} has no setting {key!r}.{hint} "
-                             f"Settings: sample_rate, {', '.join(sorted(defaults))}.")
-    default = 0 if key == "sample_rate" else defaults[key]
+        names = ", ".join(["sample_rate", *sorted(k for k in defaults if k != "sample_rate")])
+        raise ParameterError(f"Feature preset {preset!r} has no setting {key!r}.{hint} Settings: {names}.")
+    default = defaults["sample_rate"] if key == "sample_rate" else defaults[key]
     low = text.lower()
     value: Any
     if low in ("none", "null"):
@@ -686,15 +720,14 @@ def _parse_setting(preset: str, item: str, defaults: Mapping[str, Any]) -> tuple
             except ValueError:
                 value = text
     want = type(default)
-    ok = (default is None
+    ok = ((default is None and (value is None or _number(value)))
           or (want is bool and isinstance(value, bool))
           or (want is int and isinstance(value, int) and not isinstance(value, bool))
           or (want is float and isinstance(value, (int, float)) and not isinstance(value, bool))
           or (want is str and isinstance(value, str)))
     if not ok:
-        raise ParameterError(f"Feature setting {key}={text!r} of {preset!r} must be "
-                             f"{_KIND_OF_VALUE.get(want, want.__name__)} "
-                             f"(default {default!r}).")
+        what = "a number" if default is None else _KIND_OF_VALUE.get(want, want.__name__)
+        raise ParameterError(f"Feature setting {key}={text!r} of {preset!r} must be {what} (default {default!r}).")
     if want is float and isinstance(value, int):
         value = float(value)
     return key, value
@@ -718,7 +751,8 @@ def get_preset(name: str | Preset, **overrides: Any) -> Preset:
         base_name, _, spec = name.partition(":")
         if base_name not in _PRESETS:
             return get_preset(base_name)  # refused with a did-you-mean
-        defaults = {**_KINDS[_PRESETS[base_name].kind].defaults, **_PRESETS[base_name].params}
+        base = _PRESETS[base_name]
+        defaults = {**_KINDS[base.kind].defaults, **base.params, "sample_rate": base.sample_rate}
         settings = dict(_parse_setting(base_name, item, defaults) for item in spec.split(",") if item.strip())
         return get_preset(base_name, **{**settings, **overrides})
     if isinstance(name, Preset):
