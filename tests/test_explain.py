@@ -63,6 +63,19 @@ def test_importance_sits_where_the_word_is(held_out_clips) -> None:
     assert len(plot_explanation(exp).axes) == 2
 
 
+def test_clips_shorter_than_a_window_or_a_frame_are_explained_as_predict_hears_them(held_out_clips) -> None:
+    model = fsdd_model()
+    path, _ = held_out_clips[2]
+    y, sr = load_audio(path)
+    wide = explain(model, path, window=2.0)  # one window longer than the clip: scored unpadded
+    assert wide.importance.shape == (8, 1) and wide.times[-1] == pytest.approx(len(y) / sr)
+    assert wide.predicted == model.predict([path])["label"][0]
+    assert wide.score == pytest.approx(float(model.predict([path])["confidence"][0]), abs=1e-6)
+    tiny = explain(model, y[: int(0.01 * sr)], sr=sr, window=0.02)  # 10 ms: shorter than one STFT frame
+    assert tiny.importance.shape == (8, 1) and len(tiny.samples) == int(0.01 * sr)
+    assert len(plot_explanation(tiny).axes) == 2
+
+
 def test_explain_refuses_what_it_cannot_do() -> None:
     model = fsdd_model()
     with pytest.raises(ParameterError, match="Unknown class 'eleven'"):
@@ -71,6 +84,10 @@ def test_explain_refuses_what_it_cannot_do() -> None:
         explain(model, np.zeros(31 * 8000, np.float32), sr=8000)
     with pytest.raises(ParameterError, match="'bands'"):
         explain(model, FSDD / "recordings" / "3_theo_5.wav", bands=0)
+    with pytest.raises(ParameterError, match="must be at least 0.008 s at 8000 Hz"):  # below one STFT hop
+        explain(model, FSDD / "recordings" / "3_theo_5.wav", window=0.005)
+    with pytest.raises(ParameterError, match="more than the 100 allowed"):
+        explain(model, FSDD / "recordings" / "3_theo_5.wav", window=0.01, bands=16, max_regions=100)
 
 
 def test_explain_a_regressor_on_instrument_pitch(shared: Path) -> None:
@@ -109,3 +126,5 @@ def test_explain_command_writes_figures_and_lists_bad_files(tmp_path: Path, shar
     assert table.exit_code == 0 and "score fall" in table.output
     wrong = runner.invoke(app, ["explain", str(bundle), path, "--target", "eleven"])
     assert wrong.exit_code == 2 and "not a class" in wrong.output
+    narrow = runner.invoke(app, ["explain", str(bundle), path, "--window", "0.005"])
+    assert narrow.exit_code == 2 and "at least 0.008 s" in narrow.output

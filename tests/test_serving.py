@@ -75,6 +75,10 @@ def test_explain_names_the_regions_the_answer_rests_on(client):
     bad = client.post("/explain", content=b"this is plain text, not audio at all")
     assert bad.status_code == 422 and bad.json()["error"] == "audio_decode_error"
     assert client.post("/explain", content=_wav(6.0)).status_code == 413  # the service's max_seconds holds
+    # the work of one request is bounded: 2.5 s in 10 ms windows × 64 bands is 16,000 full predictions
+    big = client.post("/explain?window=0.01&bands=64", content=_wav(2.5))
+    assert big.status_code == 400 and "more than the 400 allowed" in big.json()["detail"]
+    assert 'endpoint="/explain"' in client.get("/metrics").text
 
 
 def test_top_k_and_spectrogram(client):

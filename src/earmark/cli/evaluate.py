@@ -353,14 +353,20 @@ def explain(
     from earmark.cli._common import progress_bar, write_json
     from earmark.errors import EarmarkError
     from earmark.evaluation._explain import explain as explain_clip
-    from earmark.evaluation._explain import plot_explanation
+    from earmark.evaluation._explain import min_window, plot_explanation
     from earmark.serving.batch import expand_paths
 
     try:
         trained = load_model(model)
-        if target is not None and trained.task == "classification" and target not in trained.classes:
+        if target is not None and trained.task != "classification":
+            fail(f"--target names a class; {model} is a regressor (of {trained.target!r}): drop --target.",
+                 ExitCode.USAGE)
+        if target is not None and target not in trained.classes:
             fail(f"--target {target!r} is not a class of {model}; classes: {', '.join(trained.classes)}.",
                  ExitCode.USAGE)
+        if window < min_window(trained.preset.sample_rate):
+            fail(f"--window must be at least {min_window(trained.preset.sample_rate):g} s for this model "
+                 f"(one step of the analysis at {trained.preset.sample_rate} Hz).", ExitCode.USAGE)
         files = expand_paths(paths)
     except EarmarkError as exc:
         fail(str(exc))

@@ -169,6 +169,10 @@ def serve(
         None, "--threads", min=1,
         help="Threads of BLAS / OpenMP / PyTorch / ONNX Runtime per server process. Default 1 "
         "(requests already run in parallel)."),
+    explain_max_regions: int | None = typer.Option(
+        None, "--explain-max-regions", min=0,
+        help="Most regions (windows x bands) one POST /explain may silence, each a full prediction; "
+        "0 turns /explain off. Default 400."),
     http: str = typer.Option(
         "auto", "--http",
         help="HTTP parser: auto (httptools when installed, else h11), httptools or h11."),
@@ -189,7 +193,7 @@ def serve(
         settings = ServeSettings.from_env(max_bytes=max_bytes, max_seconds=max_seconds, reject_below=reject_below,
                                           log_path=str(log) if log else None, runtime=runtime,
                                           micro_batch=micro_batch, inline_bytes=inline_bytes,
-                                          threads=threads)
+                                          threads=threads, explain_max_regions=explain_max_regions)
     except EarmarkError as exc:
         fail(str(exc))
     if http not in ("auto", "httptools", "h11"):

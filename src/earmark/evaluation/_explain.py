@@ -28,7 +28,7 @@ from earmark.errors import ParameterError
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["Explanation", "deletion_curve", "explain", "plot_explanation"]
+__all__ = ["Explanation", "deletion_curve", "explain", "min_window", "plot_explanation"]
 
 #: Longest clip :func:`explain` takes: each region costs one feature extraction and prediction.
 MAX_SECONDS = 30.0
@@ -60,6 +60,8 @@ class Explanation:
         Rate the clip was analysed at (the model's feature rate).
     samples : ndarray
         The clip as the model heard it (for plots).
+    window : float
+        Width of the time windows in seconds (the last one may be shorter).
     """
 
     source: str
@@ -71,6 +73,7 @@ class Explanation:
     freqs: np.ndarray
     sample_rate: int
     samples: np.ndarray = field(repr=False)
+    window: float = 0.1
 
     @property
     def duration(self) -> float:
@@ -96,7 +99,7 @@ class Explanation:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able summary (without the samples)."""
-        return {"source": self.source, "explained": self.explained,
+        return {"source": self.source, "explained": self.explained, "window": self.window,
                 "predicted": self.predicted if isinstance(self.predicted, str) else float(self.predicted),
                 "score": float(self.score), "times": self.times.round(4).tolist(),
                 "freqs": self.freqs.round(1).tolist(), "importance": self.importance.round(6).tolist(),
@@ -115,6 +118,22 @@ def _mel_edges(n_bands: int, sr: int) -> np.ndarray:
     return _mel_to_hz(np.linspace(0.0, float(_hz_to_mel(np.array(sr / 2.0))), n_bands + 1))
 
 
+def _frame(rate: int) -> int:
+    """STFT frame of the analysis: the power of two nearest above 32 ms."""
+    return 1 << int(np.ceil(np.log2(max(64, rate * 0.032))))
+
+
+def min_window(rate: int) -> float:
+    """Narrowest region :func:`explain` can silence at ``rate``: one STFT hop (8-12 ms).
+
+    Example
+    -------
+    >>> min_window(16000)
+    0.008
+    """
+    return _frame(rate) // 4 / rate
+
+
 class _Grid:
     """A clip's STFT cut into time windows × mel bands; re-synthesises it with cells silenced."""
 
@@ -122,9 +141,11 @@ class _Grid:
         from scipy.signal import stft
 
         self.y, self.rate = y, rate
-        self.n_fft = 1 << int(np.ceil(np.log2(max(64, rate * 0.032))))  # ~32 ms frames
+        self.n_fft = _frame(rate)
         self.hop = self.n_fft // 4
-        freqs, frame_t, self.Z = stft(y, fs=rate, nperseg=self.n_fft, noverlap=self.n_fft - self.hop,
+        # a clip shorter than one frame is analysed padded with silence, and cropped back after
+        padded = np.pad(y, (0, max(0, self.n_fft - len(y))))
+        freqs, frame_t, self.Z = stft(padded, fs=rate, nperseg=self.n_fft, noverlap=self.n_fft - self.hop,
                                       boundary="even", padded=True)
         self.n_windows = max(1, int(np.ceil(len(y) / rate / window - 1e-9)))
         self.times = np.minimum(np.arange(self.n_windows + 1) * window, len(y) / rate)
@@ -171,6 +192,7 @@ def explain(
     bands: int = 8,
     sr: int | None = None,
     batch_size: int = 64,
+    max_regions: int | None = None,
 ) -> Explanation:
     """Occlusion map of one clip: how much each time-frequency region mattered to the model.
 
@@ -183,13 +205,16 @@ def explain(
     target : str, optional
         Class to explain (default: the predicted class). Ignored for regressors.
     window : float
-        Width of a region in seconds.
+        Width of a region in seconds (at least :func:`min_window`; the last one may be shorter).
     bands : int
         Number of mel-spaced frequency bands from 0 Hz to the Nyquist frequency.
     sr : int, optional
         Rate of array input (default: the model's feature rate).
     batch_size : int
         Occluded copies featurised and predicted at once.
+    max_regions : int, optional
+        Refuse an explanation needing more regions (windows × bands) than this: each costs one
+        feature extraction and prediction of the whole clip (the service sets it).
 
     Returns
     -------
@@ -206,7 +231,7 @@ def explain(
     >>> exp.importance.shape  # doctest: +SKIP
     (12, 9)
     """
-    if not 0.005 <= window <= 5.0:
+    if not isinstance(window, (int, float)) or not 0.005 <= window <= 5.0:
         raise ParameterError(f"The 'window' of explain must be between 0.005 and 5 seconds. Got {window!r}.")
     if not isinstance(bands, (int, np.integer)) or not 1 <= bands <= 64:
         raise ParameterError(f"The 'bands' of explain must be an int in [1, 64]. Got {bands!r}.")
@@ -218,8 +243,16 @@ def explain(
     if len(y) > MAX_SECONDS * rate:
         raise ParameterError(f"{source} is longer than {MAX_SECONDS:g} s; explain a part of it "
                              "(cut it, or find the part with 'earmark predict --window').")
-    if len(y) < rate * window:
-        y = np.pad(y, (0, int(rate * window) - len(y)))
+    if window < min_window(rate):
+        raise ParameterError(f"The 'window' of explain must be at least {min_window(rate):g} s at "
+                             f"{rate} Hz (one step of its analysis); got {window!r}.")
+    if len(y) == 0:
+        raise ParameterError(f"{source} has no samples to explain.")
+    n_cells = int(np.ceil(len(y) / rate / window - 1e-9)) * int(bands)
+    if max_regions is not None and n_cells > max_regions:
+        raise ParameterError(f"Explaining {source} ({len(y) / rate:.1f} s) in {window:g} s windows × {bands} bands "
+                             f"takes {n_cells} regions, more than the {max_regions} allowed; use a wider "
+                             "window, fewer bands or a shorter clip.")
 
     def score(clips: list[np.ndarray]) -> np.ndarray:
         out = []
@@ -245,7 +278,8 @@ def explain(
             importance[b, w] = abs(float(s) - base_score) if regression else base_score - float(s[k])
     times, edges = grid.times, grid.edges
     return Explanation(source=source, explained=explained, predicted=predicted, score=base_score,
-                       importance=importance, times=times, freqs=edges, sample_rate=rate, samples=y)
+                       importance=importance, times=times, freqs=edges, sample_rate=rate, samples=y,
+                       window=float(window))
 
 
 def deletion_curve(model: Any, exp: Explanation, *, steps: int = 10, order: str = "importance",
@@ -258,9 +292,9 @@ def deletion_curve(model: Any, exp: Explanation, *, steps: int = 10, order: str 
 
     Returns
     -------
-    ndarray, shape (steps + 1,)
+    ndarray, shape (min(steps, regions) + 1,)
         The score with 0, 1, … ``steps`` regions silenced (probability of ``exp.explained``, or
-        the predicted value for regressors).
+        the predicted value for regressors); shorter when the clip has fewer regions.
 
     Example
     -------
@@ -270,18 +304,20 @@ def deletion_curve(model: Any, exp: Explanation, *, steps: int = 10, order: str 
     if order not in ("importance", "random"):
         raise ParameterError(f"The 'order' of deletion_curve must be 'importance' or 'random'. Got {order!r}.")
     n_bands, n_windows = exp.importance.shape
-    window = float(exp.times[1] - exp.times[0]) if n_windows > 1 or len(exp.times) > 1 else exp.duration
-    grid = _Grid(exp.samples, exp.sample_rate, window, n_bands)
+    grid = _Grid(exp.samples, exp.sample_rate, exp.window, n_bands)
     cells = [(int(b), int(w)) for b, w in zip(*np.unravel_index(np.argsort(exp.importance, axis=None)[::-1],
                                                                   exp.importance.shape)) if grid.has(b, w)]
     if order == "random":
         rng = np.random.default_rng(seed)
         cells = [cells[i] for i in rng.permutation(len(cells))]
-    clips = [exp.samples] + [grid.silence(cells[:i]) for i in range(1, min(steps, len(cells)) + 1)]
-    X = model.preset.transform_batch(clips)
-    if model.task == "regression":
-        return model.predict_features(X).astype(float)
-    return model.predict_proba_features(X)[:, model.classes.index(exp.explained)]
+    out = []
+    for start in range(0, min(steps, len(cells)) + 1, 32):  # 32 silenced copies at a time
+        clips = [grid.silence(cells[:i]) if i else exp.samples
+                 for i in range(start, min(start + 32, min(steps, len(cells)) + 1))]
+        X = model.preset.transform_batch(clips)
+        out.append(model.predict_features(X).astype(float) if model.task == "regression"
+                   else model.predict_proba_features(X)[:, model.classes.index(exp.explained)])
+    return np.concatenate(out)
 
 
 def plot_explanation(exp: Explanation) -> Figure:
@@ -296,8 +332,9 @@ def plot_explanation(exp: Explanation) -> Figure:
 
     fig = Figure(figsize=(8.0, 3.6), layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
-    n_fft = 1 << int(np.ceil(np.log2(max(64, exp.sample_rate * 0.032))))
-    f, t, Z = stft(exp.samples, fs=exp.sample_rate, nperseg=n_fft, noverlap=n_fft * 3 // 4)
+    n_fft = _frame(exp.sample_rate)
+    samples = np.pad(exp.samples, (0, max(0, n_fft - len(exp.samples))))
+    f, t, Z = stft(samples, fs=exp.sample_rate, nperseg=n_fft, noverlap=n_fft * 3 // 4)
     db = 20 * np.log10(np.abs(Z) + 1e-6)
     ax.pcolormesh(t, f, db, cmap="gray_r", vmin=db.max() - 80, shading="auto")
     scale = float(np.abs(exp.importance).max()) or 1.0

@@ -56,7 +56,7 @@ from earmark.serving.settings import ServeSettings
 
 __all__ = ["create_app"]
 
-_ROUTES = {"/predict", "/predict/batch", "/health", "/model", "/metrics", "/"}
+_ROUTES = {"/predict", "/predict/batch", "/explain", "/health", "/model", "/metrics", "/"}
 _SPEC_MELS = 64
 
 
@@ -540,6 +540,8 @@ def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> Fas
         results = await run_in_threadpool(work)
         return {"results": results, "n": len(results), "failed": sum("error" in r for r in results)}
 
+    explaining = asyncio.Semaphore(1)
+
     @app.post(
         "/explain",
         summary="Explain one clip's answer",
@@ -547,7 +549,8 @@ def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> Fas
         "in seconds × one of `bands` mel-spaced frequency bands) is silenced in turn and the clip "
         "scored again: `importance[band][window]` is how much the probability of `explained` (the "
         "predicted class, or `?target=`) falls, or how far a regressor's value moves; `top_regions` "
-        "lists the largest. Costs one prediction per region (clips up to 30 s).",
+        "lists the largest. Costs one prediction per region: at most `explain_max_regions` regions "
+        "(400 by default) per request, one explanation at a time.",
         openapi_extra={"requestBody": {"content": {
             "multipart/form-data": {"schema": {"type": "object", "properties": {
                 "file": {"type": "string", "format": "binary"}}, "required": ["file"]}},
@@ -559,20 +562,27 @@ def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> Fas
                            bands: int = Query(8, ge=1, le=64)) -> dict[str, Any]:
         from earmark.evaluation import explain
 
+        if not settings.explain_max_regions:
+            raise UploadRejected("this service does not explain (explain_max_regions is 0)", kind="disabled",
+                                 status=404)
         data, name = await _upload(request)
         predictor: Predictor = app.state.predictor
-        if target is not None and predictor.classes and target not in predictor.classes:
+        if target is not None and not predictor.classes:
+            raise ParameterError("?target= names a class; this model is a regressor (drop target)")
+        if target is not None and target not in predictor.classes:
             raise ParameterError(f"unknown target class {target!r}; the model's classes are {predictor.classes}")
 
         def work() -> dict[str, Any]:
             y = _decode(data)
-            exp = explain(predictor.model, y, sr=predictor.sample_rate, target=target, window=window, bands=bands)
+            exp = explain(predictor.model, y, sr=predictor.sample_rate, target=target, window=window, bands=bands,
+                          max_regions=settings.explain_max_regions)
             out = exp.to_dict()
             out["source"] = name or "upload"
             out["duration"] = round(exp.duration, 4)
             return out
 
-        return await run_in_threadpool(work)
+        async with explaining:  # one explanation at a time: predictions go on beside it
+            return await run_in_threadpool(work)
 
     @app.get("/health", summary="Liveness and readiness")
     def health() -> dict[str, Any]:

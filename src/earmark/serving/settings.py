@@ -74,6 +74,10 @@ class ServeSettings:
         The serving process's GIL switch interval in seconds (:func:`sys.setswitchinterval`).
         Python's 5 ms default lets a batch computing in a worker thread keep the event loop
         waiting that long; ``earmark serve`` uses 0.0005 unless set. ``None`` leaves it alone.
+    explain_max_regions : int
+        Most regions (time windows × bands) one ``POST /explain`` may silence; each costs a feature
+        extraction and prediction of the whole clip, so the work of a request is bounded (0 turns
+        ``/explain`` off). Explanations run one at a time.
     """
 
     max_bytes: int = 20 * 1024 * 1024
@@ -90,6 +94,7 @@ class ServeSettings:
     threads: int | None = None
     switch_interval: float | None = None
     metrics_dir: str | None = None
+    explain_max_regions: int = 400
 
     def __post_init__(self) -> None:
         if not (isinstance(self.max_bytes, int) and self.max_bytes > 0):
@@ -116,6 +121,9 @@ class ServeSettings:
             )
         if self.threads is not None and not (isinstance(self.threads, int) and self.threads >= 1):
             raise ParameterError(f"The 'threads' setting must be an int >= 1 or None. Got {self.threads!r} instead.")
+        if not (isinstance(self.explain_max_regions, int) and self.explain_max_regions >= 0):
+            raise ParameterError(f"The 'explain_max_regions' setting must be an int >= 0. "
+                                 f"Got {self.explain_max_regions!r} instead.")
         if self.switch_interval is not None and not 0 < self.switch_interval <= 1:
             raise ParameterError(
                 f"The 'switch_interval' setting must be in (0, 1] seconds or None. Got {self.switch_interval!r} instead."
