@@ -201,3 +201,23 @@ def test_split_reports_identical_audio_across_sides_and_unreadable_files(tmp_pat
         raise AssertionError("no seed of 10 split george from theo")
     (dup,) = summary["duplicates_across"]
     assert {Path(dup["train"][0]).name, Path(dup["test"][0]).name} == {"george_0.wav", "theo_9.wav"}
+
+
+def test_split_refuses_what_it_cannot_do_with_the_reason(tmp_path: Path, shared: Path) -> None:
+    import shutil
+
+    classes = tmp_path / "classes"
+    for label in ("1", "2"):
+        (classes / label).mkdir(parents=True)
+        for take in range(3):
+            shutil.copy(shared / "fsdd" / "recordings" / f"{label}_theo_{take}.wav", classes / label)
+    no_groups = runner.invoke(app, ["split", str(classes), "--folds", "2", "--by", "group", "--out", str(tmp_path / "a")])
+    assert no_groups.exit_code == 2 and "needs a group column" in no_groups.output
+    (tmp_path / "rel.csv").write_text("path,label\nrecordings/x.wav,1\nrecordings/y.wav,2\n")
+    missing = runner.invoke(app, ["split", str(tmp_path / "rel.csv"), "--out", str(tmp_path / "b")])
+    text = " ".join(missing.output.split())
+    assert missing.exit_code == 3 and "0 readable file(s) of 2 listed" in text and "x.wav" in text
+    both = runner.invoke(app, ["split", str(classes), "--folds", "2", "--test-fold", "1", "--out", str(tmp_path / "c")])
+    assert both.exit_code == 2 and "one or the other" in both.output
+    assert runner.invoke(app, ["split", str(classes), "--by", "bogus", "--out", str(tmp_path / "d")]).exit_code == 2
+    assert not any((tmp_path / d).exists() for d in "abcd")  # nothing written when refused

@@ -168,10 +168,24 @@ def split(
 
     if out.exists() and not out.is_dir():
         fail(f"--out {out} is a file; give a folder to write the manifests into.", ExitCode.USAGE)
+    if by not in ("auto", "group", "fold", "random"):
+        fail(f"--by must be auto, group, fold or random; got {by!r}.", ExitCode.USAGE)
+    if folds and (test_fold is not None or by == "fold"):
+        fail("--folds K writes new folds; --test-fold / --by fold hold out an existing one. Use one or the other.",
+             ExitCode.USAGE)
     names = ["manifest.csv"] if folds else ["train.csv", "test.csv"]
     try:
         df = _load(source, label_column, group_column, pattern, "header")
+        skipped = list(df.attrs.get("skipped", []))
+        if len(df) < 2:
+            first = (f"; e.g. {skipped[0].get('path')}: {skipped[0].get('reason')}"
+                     if skipped and isinstance(skipped[0], dict) else "")
+            fail(f"{source} has {len(df)} readable file(s) of {len(df) + len(skipped)} listed{first}. "
+                 "A split needs at least 2; check the paths (relative ones are read from the manifest's folder).")
         kind = split_kind(df, by)
+        if kind == "group" and not ("group" in df.columns and df["group"].notna().all() and df["group"].nunique() > 1):
+            fail(f"--by group needs a group column with at least two groups; {source} has none "
+                 "(name it with --group-column, or use --by random).", ExitCode.USAGE)
         if by == "auto" and kind == "random" and "fold" in df.columns and df["fold"].nunique() > 1 and not folds:
             kind = "fold"  # predefined folds are what keeps such a table leak-free
         if folds:
@@ -212,7 +226,6 @@ def split(
     else:
         _manifest(train_df).to_csv(out / names[0], index=False)
         _manifest(test_df).to_csv(out / names[1], index=False)
-    skipped = list(df.attrs.get("skipped", []))
     summary: dict[str, object] = {
         "source": str(source), "by": kind, "seed": seed, "written": [str(out / n) for n in names],
         "sides": sides, "skipped": skipped,
@@ -221,7 +234,9 @@ def split(
         summary["shared_groups"] = leak.shared_groups
         summary["duplicates_across"] = leak.duplicates if duplicates else None
         if kind == "random" and "group" in df.columns:
-            summary["note"] = "--by random ignores the groups: the same group can be on both sides"
+            summary["note"] = ("a random split ignores the groups: the same group can be on both sides"
+                               if by == "random" else
+                               "one group only: the split is random within it")
     if as_json:
         write_json(summary, None)
     else:
