@@ -557,3 +557,5 @@ def test_models_show_lists_parameters_train_accepts_with_their_defaults(name):
     assert set(info["tune_space"]) <= set(info["parameters"])
     if get_spec(name).kind == "torch":
         assert "default" in info["architectures"] and "mixup" in info["augment_options"]
+        assert "validation_fraction" not in params  # train() sets it (--val-fraction)
+    assert "random_state" not in params  # train() sets it (--seed)

@@ -332,6 +332,11 @@ def test_train_refuses_unknown_or_bad_model_parameters_before_extracting(fsdd_sm
         train(fsdd_small, model="cnn", bogus=1)
     with pytest.raises(ParameterError, match=r"'C' parameter of LogisticRegression .*'abc'"):
         train(fsdd_small, model="logreg", features="mfcc-mean", C="abc")
+    # what train() sets itself is not silently overwritten: it says which option to use
+    with pytest.raises(ParameterError, match=r"give seed=3 \(--seed 3\) instead of random_state"):
+        train(fsdd_small, model="svm", features="stats", random_state=3)
+    with pytest.raises(ParameterError, match=r"val_fraction=0.3 \(--val-fraction\)"):
+        train(fsdd_small, model="cnn", validation_fraction=0.3)
 
 
 @pytest.mark.parametrize("args, named", [

@@ -86,6 +86,9 @@ def show_command(
     except EarmarkError as exc:
         fail(str(exc), ExitCode.USAGE)
     defaults = spec.defaults()
+    # train() sets these itself (--seed, --val-fraction): not parameters -p changes
+    for key in [k for k in defaults if k == "random_state" or (k == "validation_fraction" and spec.kind == "torch")]:
+        defaults.pop(key)
     info: dict[str, Any] = {**spec.to_dict(), "parameters": defaults,
                             "tune_space": spec.short_names(dict(spec.search_space))}
     if spec.kind == "torch":
@@ -108,9 +111,14 @@ def show_command(
     for key, value in defaults.items():
         if key in ("callbacks", "network") or value == "deprecated":
             continue  # Python callables, the model's own network, scikit-learn's deprecated names
+        if key == "random_state" or (key == "validation_fraction" and spec.kind == "torch"):
+            continue  # train sets them: --seed, --val-fraction (listed below)
         searched = space.get(key)
         table.add_row(key, _value(value), "" if searched is None else _space(searched))
     out.print(table)
+    own = "--seed (default 0) seeds it" + ("; --val-fraction (default 0.15) sets its validation part, by group"
+                                          if spec.kind == "torch" else "")
+    out.print(f"train's own options: {own}.", highlight=False)
     if "augment_options" in info:
         out.print("augment_options (-p 'augment_options={\"mixup\": 0}'; 0 switches one off): "
                   + ", ".join(f"{k}={v}" for k, v in info["augment_options"].items()), highlight=False)

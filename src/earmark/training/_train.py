@@ -416,6 +416,13 @@ def train(
         model = DEFAULT_REGRESSOR if numeric else DEFAULT_CLASSIFIER
     spec = get_spec(model)
     est = get_model(model, **model_params)  # refuses unknown names and bad values before extraction
+    for key in model_params:  # parameters train() sets itself would be silently overwritten
+        if key == "random_state" or key.endswith("__random_state"):
+            raise ParameterError(f"train() seeds {model!r} itself: give seed={model_params[key]!r} "
+                                 f"(--seed {model_params[key]}) instead of {key}.")
+        if key == "validation_fraction" and spec.kind == "torch":
+            raise ParameterError(f"train() carves the validation part itself (by group): give "
+                                 f"val_fraction={model_params[key]!r} (--val-fraction) instead of validation_fraction.")
     if epochs is not None and "epochs" not in est.get_params():
         raise ParameterError(f"Model {model!r} is not trained in epochs; drop --epochs.")
     model_params = spec.short_names(model_params)
