@@ -118,6 +118,9 @@ def test_a_leaky_split_is_refused():
     assert _check_no_straddle(table, np.array([0, 1]), np.array([2, 3]), "ok") == ["s2"]
     with pytest.raises(DatasetError, match="both sides"):
         _check_no_straddle(table, np.array([0, 2]), np.array([1, 3]), "leaky")
+    one = pd.DataFrame({"path": list("abcd"), "group": ["s1"] * 4})
+    with pytest.raises(DatasetError, match="Every clip belongs to one group \\('s1'\\)"):
+        _check_no_straddle(one, np.array([0, 1]), np.array([2, 3]), "fold 1")
 
 
 @needs_training  # load_model builds an earmark.training.TrainedModel

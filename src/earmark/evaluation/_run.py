@@ -282,6 +282,12 @@ def _check_no_straddle(table: pd.DataFrame, train: np.ndarray, test: np.ndarray,
         return []
     groups = table["group"].astype(str).to_numpy()
     shared = set(groups[train]) & set(groups[test])
+    if shared and len(set(groups)) == 1:
+        raise DatasetError(
+            f"Every clip belongs to one group ({groups[0]!r}): any fold would test on the group it trained "
+            "on, which says nothing about other speakers/recordings. Cross-validation needs clips from at "
+            "least 2 groups; check the group column (--group-column) or add data from more groups."
+        )
     if shared:  # never score a leaky fold
         raise DatasetError(
             f"Fold {name!r} puts groups on both sides of the split: {sorted(shared)[:5]}. Clips "
