@@ -162,6 +162,8 @@ def test_cli_rejects_bad_options(tmp_path):
     assert r.exit_code == 2
     r = runner.invoke(app, ["compare", str(FSDD / "manifest.csv"), "--models", " , "])
     assert r.exit_code == 2 and "--models" in r.output
+    r = runner.invoke(app, ["cv", str(FSDD / "manifest.csv"), "--features", "mfcc-mean:n_mfc=3"])
+    assert r.exit_code == 2 and "Did you mean 'n_mfcc'" in " ".join(r.output.split())
     r = runner.invoke(app, ["cv", str(FSDD / "manifest.csv"), "--log", "wandb"])
     assert r.exit_code == 2 and "--log" in r.output
     import importlib.util

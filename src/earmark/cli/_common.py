@@ -127,14 +127,23 @@ def earmark_warnings() -> Iterator[None]:
 def register_features(features: str | None) -> str | None:
     """Make a ``--features`` value usable by name: ``embed:MODEL`` (a bundle path, ``birdnet``,
     ``torchvision:…``, ``hf:…``) is registered as :func:`earmark.transfer.embed_preset` does;
-    other names are returned as they are (checked where they are used).
+    other names, with their settings, are checked (an unknown one exits with a usage error).
 
     Example
     -------
     >>> register_features("logmel")
     'logmel'
     """
-    if features is None or not features.startswith("embed:"):
+    if features is None:
+        return None
+    if not features.startswith("embed:"):
+        from earmark.errors import EarmarkError
+        from earmark.features import get_preset
+
+        try:
+            get_preset(features)
+        except EarmarkError as exc:
+            fail(f"{exc} (option --features)", ExitCode.USAGE)
         return features
     from earmark.transfer import embed_preset
 
