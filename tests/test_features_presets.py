@@ -49,6 +49,7 @@ def test_preset_settings_after_a_colon_are_typed_and_checked():
     assert p.output_shape == (40, 51) and isinstance(p.params["duration"], float)
     assert get_preset("logmel:n_mels=40", n_mels=32).params["n_mels"] == 32  # keywords win
     assert get_preset("stats:skip_silence=false").params["skip_silence"] is False
+    assert get_preset("logmel:norm=none,top_db=none").params["top_db"] is None  # librosa's "no floor"
     with pytest.raises(ParameterError, match="no setting 'n_mel'. Did you mean 'n_mels'"):
         get_preset("logmel:n_mel=40")
     with pytest.raises(ParameterError, match="n_mels='abc' of 'logmel' must be an integer"):

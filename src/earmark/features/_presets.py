@@ -465,6 +465,8 @@ _register_kind("raw", _Kind(
 _ZERO_OK = frozenset({"deltas", "ceplifter"})
 #: Settings in Hz: a number >= 0 (or None where that is the default), at most the Nyquist frequency.
 _FREQUENCIES = ("fmin", "fmax", "lowfreq", "highfreq")
+#: Settings whose None means something (no filter normalisation, no dB floor).
+_NONE_OK = frozenset({"norm", "top_db"})
 #: Float settings that must be > 0 when set.
 _POSITIVE = frozenset({"duration", "winlen", "winstep", "amin", "top_db", "window", "hop", "power"})
 
@@ -721,6 +723,7 @@ def _parse_setting(preset: str, item: str, defaults: Mapping[str, Any]) -> tuple
                 value = text
     want = type(default)
     ok = ((default is None and (value is None or _number(value)))
+          or (value is None and key in _NONE_OK)
           or (want is bool and isinstance(value, bool))
           or (want is int and isinstance(value, int) and not isinstance(value, bool))
           or (want is float and isinstance(value, (int, float)) and not isinstance(value, bool))
