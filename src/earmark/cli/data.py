@@ -251,6 +251,9 @@ def split(
         err_console.print("wrote " + ", ".join(str(out / n) for n in names), highlight=False)
         if "note" in summary:
             err_console.print(f"[yellow]warning:[/] {summary['note']}", highlight=False)
+    if kind == "fold" and test_size != 0.2 and not folds:
+        err_console.print("[yellow]warning:[/] --test-size does not apply when a fold is held out "
+                          "(the fold's files are the test side)", highlight=False)
     if skipped:
         err_console.print(f"[yellow]{_n(len(skipped), 'unreadable file')} left out:[/]", highlight=False)
         for item in skipped[:20]:

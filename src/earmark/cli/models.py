@@ -89,8 +89,10 @@ def show_command(
     # train() sets these itself (--seed, --val-fraction): not parameters -p changes
     for key in [k for k in defaults if k == "random_state" or (k == "validation_fraction" and spec.kind == "torch")]:
         defaults.pop(key)
-    info: dict[str, Any] = {**spec.to_dict(), "parameters": defaults,
-                            "tune_space": spec.short_names(dict(spec.search_space))}
+    space = spec.short_names(dict(spec.search_space))
+    info: dict[str, Any] = {**spec.to_dict(), "parameters": defaults, "tune_space": {
+        k: ({"scale": v[0], "low": v[1], "high": v[2]} if isinstance(v, tuple) and len(v) == 3
+            and v[0] in ("log", "int") else list(v)) for k, v in space.items()}}
     if spec.kind == "torch":
         from earmark.models._augment import AugmentConfig
         from earmark.models._nets import ARCHS
@@ -107,7 +109,6 @@ def show_command(
     if "architectures" in info:
         out.print("architectures (-p arch=…): " + ", ".join(info["architectures"]), highlight=False)
     table = Table("parameter (-p NAME=VALUE)", "default", "tune searches", title=f"{spec.name} parameters")
-    space = info["tune_space"]
     for key, value in defaults.items():
         if key in ("callbacks", "network") or value == "deprecated":
             continue  # Python callables, the model's own network, scikit-learn's deprecated names
