@@ -318,6 +318,11 @@ def test_default_cnn_hears_whole_clips_longer_than_a_second(tmp_path, fsdd):
     assert named.preset.params["duration"] == 2.0 and named.preset.params["n_mels"] == 32
     fixed = train(few, model="cnn", features="logmel:duration=1.5", epochs=1, workers=1, val_fraction=0.0)
     assert fixed.preset.params["duration"] == 1.5 and fixed.config["padding"]["duration_from"] == "preset"
+    from earmark.features import Preset, register_preset
+    from earmark.training._train import names_duration
+
+    register_preset(Preset("logmel-1.2s", "logmel", 16000, {"duration": 1.2}))  # a user's preset keeps its length
+    assert names_duration("logmel-1.2s") and not names_duration("logmel") and not names_duration("embed:birdnet")
     with pytest.raises(ParameterError, match="fixed-length presets"):
         train(few, model="logreg", features="mfcc-mean", duration=2.0, workers=1)
 

@@ -524,9 +524,8 @@ def _check_computable(p: Preset) -> None:
     try:
         p.transform_batch([probe])
     except Exception as exc:  # whatever the feature code raises, it would raise for every file
-        raise ParameterError(f"Feature preset {p.name!r} cannot be computed with these settings: "
-                             f"{type(exc).__name__}: {exc}" if not isinstance(exc, EarmarkError) else
-                             f"Feature preset {p.name!r} cannot be computed with these settings: {exc}") from exc
+        reason = str(exc) if isinstance(exc, EarmarkError) else f"{type(exc).__name__}: {exc}"
+        raise ParameterError(f"Feature preset {p.name!r} cannot be computed with these settings: {reason}") from exc
     _COMPUTABLE.add(key)
 
 

@@ -251,20 +251,27 @@ def auto_duration(
 
 
 def names_duration(features: Any) -> bool:
-    """Whether ``features`` fixes the clip length itself: a preset object (taken as given) or a
-    ``"name:…,duration=…"`` string. A bare name (``"cqt"``) leaves the length to the data.
+    """Whether ``features`` fixes the clip length itself: a preset object (taken as given), a
+    ``"name:…,duration=…"`` string, or the name of a registered preset whose duration differs
+    from its kind's default. A built-in name (``"cqt"``) leaves the length to the data.
 
     Example
     -------
     >>> names_duration("cqt"), names_duration("cqt:duration=1.5")
     (False, True)
     """
+    from earmark.features._presets import _KINDS, _PRESETS
+
     if features is None:
         return False
-    if isinstance(features, str):
-        settings = features.partition(":")[2]
-        return any(item.partition("=")[0].strip() == "duration" for item in settings.split(","))
-    return True
+    if not isinstance(features, str):
+        return True
+    name, _, settings = features.partition(":")
+    if any(item.partition("=")[0].strip() == "duration" for item in settings.split(",")):
+        return True
+    registered = _PRESETS.get(name)
+    own = registered.params.get("duration") if registered is not None else None
+    return own is not None and own != _KINDS[registered.kind].defaults.get("duration")
 
 
 def _set_duration(preset: Any, dataset: pd.DataFrame, *, duration: float | None, chosen: bool) -> tuple[Any, str]:
