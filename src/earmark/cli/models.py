@@ -112,8 +112,6 @@ def show_command(
     for key, value in defaults.items():
         if key in ("callbacks", "network") or value == "deprecated":
             continue  # Python callables, the model's own network, scikit-learn's deprecated names
-        if key == "random_state" or (key == "validation_fraction" and spec.kind == "torch"):
-            continue  # train sets them: --seed, --val-fraction (listed below)
         searched = space.get(key)
         table.add_row(key, _value(value), "" if searched is None else _space(searched))
     out.print(table)
