@@ -146,10 +146,10 @@ def _explanations(res: EvaluationResult, model: Any, n: int) -> dict[str, Figure
             caption = (f"Why {name} was called {row['predicted']} (true {row['true']}): the regions whose "
                        f"silencing lowers p({row['predicted']}) most (red)")
             target = str(row["predicted"])
-        base, n = caption, 1
+        base, copy = caption, 1
         while caption in figures:  # the same file name, answer and truth twice (other folders)
-            n += 1
-            caption = f"{base} [{n}]"
+            copy += 1
+            caption = f"{base} [{copy}]"
         try:
             figures[caption] = plot_explanation(explain(model, str(row["path"]), target=target))
         except EarmarkError as exc:
