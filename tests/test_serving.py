@@ -81,6 +81,14 @@ def test_explain_names_the_regions_the_answer_rests_on(client):
     assert 'endpoint="/explain"' in client.get("/metrics").text
 
 
+def test_explain_can_be_turned_off():
+    app = create_app(fsdd_model(), ServeSettings(explain_max_regions=0))
+    with TestClient(app) as c:
+        off = c.post("/explain", content=CLIP.read_bytes())
+        assert off.status_code == 404 and off.json()["error"] == "disabled"
+        assert c.post("/predict", content=CLIP.read_bytes()).json()["label"] == "7"  # predictions unaffected
+
+
 def test_top_k_and_spectrogram(client):
     out = client.post("/predict?top_k=3&spectrogram=true", content=CLIP_3.read_bytes()).json()
     assert len(out["top"]) == 3 and out["label"] == "3"
@@ -317,7 +325,8 @@ def test_serve_help_lists_the_speed_options():
     from earmark.cli.main import app
 
     out = CliRunner().invoke(app, ["serve", "--help"], env={"COLUMNS": "200"}).output
-    for flag in ("--runtime", "--micro-batch", "--inline-bytes", "--threads", "--http", "--loop", "--workers"):
+    for flag in ("--runtime", "--micro-batch", "--inline-bytes", "--threads", "--http", "--loop", "--workers",
+                 "--explain-max-regions"):
         assert flag in out
 
 
