@@ -58,6 +58,12 @@ __all__ = ["create_app"]
 
 _ROUTES = {"/predict", "/predict/batch", "/explain", "/health", "/model", "/metrics", "/"}
 _SPEC_MELS = 64
+#: OpenAPI request body of the one-clip endpoints: multipart field ``file``, or the raw bytes.
+_ONE_UPLOAD = {"requestBody": {"content": {
+    "multipart/form-data": {"schema": {"type": "object", "properties": {
+        "file": {"type": "string", "format": "binary"}}, "required": ["file"]}},
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+}}}
 
 
 class _MetricsMiddleware:
@@ -480,11 +486,7 @@ def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> Fas
         "threshold: `label` is `unknown`), the `probabilities` of every class and the `top` "
         "classes; a regression model answers its `prediction` instead. `?spectrogram=true` adds a "
         "log-mel image (for the web page).",
-        openapi_extra={"requestBody": {"content": {
-            "multipart/form-data": {"schema": {"type": "object", "properties": {
-                "file": {"type": "string", "format": "binary"}}, "required": ["file"]}},
-            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-        }}},
+        openapi_extra=_ONE_UPLOAD,
     )
     async def predict(request: Request, top_k: int | None = Query(None, ge=1), spectrogram: bool = False
                       ) -> dict[str, Any]:
@@ -551,11 +553,7 @@ def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> Fas
         "predicted class, or `?target=`) falls, or how far a regressor's value moves; `top_regions` "
         "lists the largest. Costs one prediction per region: at most `explain_max_regions` regions "
         "(400 by default) per request, one explanation at a time.",
-        openapi_extra={"requestBody": {"content": {
-            "multipart/form-data": {"schema": {"type": "object", "properties": {
-                "file": {"type": "string", "format": "binary"}}, "required": ["file"]}},
-            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-        }}},
+        openapi_extra=_ONE_UPLOAD,
     )
     async def explain_clip(request: Request, target: str | None = None,
                            window: float = Query(0.1, ge=0.005, le=5.0),
