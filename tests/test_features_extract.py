@@ -106,7 +106,46 @@ def test_killed_run_resumes_with_identical_results(tmp_path, shared):
     again = extract(paths, "mfcc-mean", cache=store, workers=1)
     assert again.cached == len(paths)
     np.testing.assert_array_equal(again.X, resumed.X)
-    assert not list(key_dir.glob(".tmp-*"))
+
+
+def test_leftovers_are_removed_only_when_stale(tmp_path, fsdd):
+    """A temporary file or an unindexed data file may be another process's write in progress:
+    opening the store removes it only once it is older than STALE_AFTER_S."""
+    from earmark.features import _store
+
+    p = get_preset("mfcc-mean")
+    extract(fsdd[:4], p, cache=tmp_path, workers=1)
+    key_dir = tmp_path / p.cache_key()
+    names = [".tmp-aaaa-shard-000009-x.npy", "shard-000009-x.npy", ".tmp-bbbb-shard-000010-y.json"]
+    for name in names:
+        (key_dir / name).write_bytes(b"partial")
+    old = time.time() - _store.STALE_AFTER_S - 60
+    os.utime(key_dir / names[0], (old, old))
+    os.utime(key_dir / names[1], (old, old))
+    st = FeatureStore(tmp_path, p.to_dict(), p.cache_key())
+    assert st.corrupt == [] and len(st) == 4
+    assert not (key_dir / names[0]).exists() and not (key_dir / names[1]).exists()
+    assert (key_dir / names[2]).exists()  # recent: perhaps being written, kept
+
+
+def test_two_processes_share_one_store(tmp_path, shared):
+    """Two runs filling the same cache at once both finish, and the store they leave is whole."""
+    paths = [str(p) for p in sorted((shared / "fsdd/recordings").glob("*.wav"))[::25]]  # 100 files
+    store = tmp_path / "store"
+    script = textwrap.dedent(f"""
+        from earmark.features import extract
+        fs = extract({paths!r}, "mfcc-mean", cache={str(store)!r}, workers=1, batch_size=4)
+        assert not fs.errors, fs.errors
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE) for _ in range(3)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err.decode()[-2000:]
+    p = get_preset("mfcc-mean")
+    st = FeatureStore(store, p.to_dict(), p.cache_key())
+    assert st.corrupt == [] and len(st) == len(paths)
+    again = extract(paths, p, cache=store, workers=1)
+    assert again.cached == len(paths) and not again.errors
 
 
 @pytest.mark.slow

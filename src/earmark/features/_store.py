@@ -10,7 +10,9 @@ Layout of a store folder ``DIR``::
 
 A shard is complete when its ``.json`` exists: the ``.npy`` is written first, each through a
 temporary file and an atomic rename, so a run killed at any moment leaves only whole shards
-(and perhaps an orphan ``.npy`` or temporary file, ignored and cleaned up on the next open).
+(and perhaps an orphan ``.npy`` or temporary file, ignored, and removed by a later open once it
+is more than an hour old). Several processes may share a store: each writes its own shards, and
+none removes a file that another may still be writing.
 
 The content hash is BLAKE2b of the file's bytes. A file whose (path, size, mtime) matches an entry
 is not read again; a changed file gets a new hash and is recomputed.
@@ -21,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +34,10 @@ import numpy as np
 from earmark.errors import ParameterError
 
 __all__ = ["FeatureStore", "file_hash"]
+
+#: Seconds after which a temporary file or a data file without its index is taken to be left by
+#: a killed run (and removed on open) rather than being written by another process right now.
+STALE_AFTER_S = 3600.0
 
 
 def file_hash(path: str | os.PathLike[str]) -> str:
@@ -64,6 +71,15 @@ def _atomic_save_npy(path: Path, arr: np.ndarray) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def _remove_if_stale(path: Path) -> None:
+    """Remove a leftover of a killed run; a recent one may belong to a writer still at work."""
+    try:
+        if time.time() - path.stat().st_mtime > STALE_AFTER_S:
+            path.unlink(missing_ok=True)
+    except OSError:  # gone already (another process cleaned it up or renamed it)
+        pass
 
 
 @dataclass
@@ -122,10 +138,10 @@ class FeatureStore:
         metas = sorted(self.dir.glob("shard-*.json"))
         have = {m.stem for m in metas}
         for leftover in self.dir.glob(".tmp-*"):
-            leftover.unlink(missing_ok=True)
+            _remove_if_stale(leftover)
         for npy in self.dir.glob("shard-*.npy"):
-            if npy.stem not in have:  # killed between the two renames
-                npy.unlink(missing_ok=True)
+            if npy.stem not in have:  # killed between the two renames, or being written right now
+                _remove_if_stale(npy)
         for m in metas:
             try:
                 info = json.loads(m.read_text())
