@@ -96,3 +96,27 @@ def test_feature_settings_on_the_command_line_reach_the_bundle_and_predict(tmp_p
                               "--out", str(tmp_path / "bad")])
     assert bad.exit_code == 2 and "Did you mean 'n_mfcc'" in " ".join(bad.output.split())
     assert not (tmp_path / "bad").exists()
+
+
+def test_warnings_of_other_libraries_are_shown_and_the_command_goes_on():
+    """A warning from scikit-learn or torch inside a command is shown once, as Python shows it,
+    and the command ends (showing it while still recording used to record it again, forever)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent("""
+        import resource, warnings
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+        from earmark.cli._common import earmark_warnings
+        from earmark.errors import EarmarkWarning as ChanceLevelWarning
+        with earmark_warnings():
+            warnings.warn("y_pred contains classes not in y_true", UserWarning)
+            warnings.warn("may not have learned", ChanceLevelWarning)
+        print("done")
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "done"
+    assert proc.stderr.count("y_pred contains classes not in y_true") == 1
+    assert "warning: may not have learned" in proc.stderr

@@ -110,18 +110,23 @@ def earmark_warnings() -> Iterator[None]:
 
     from earmark.errors import EarmarkWarning
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", EarmarkWarning)
-        try:
-            yield
-        finally:
-            shown: set[str] = set()
-            for w in caught:
-                if not issubclass(w.category, EarmarkWarning):
-                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-                elif str(w.message) not in shown:
-                    shown.add(str(w.message))
-                    err_console.print(f"[yellow]warning:[/] {w.message}", highlight=False)
+    pending: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", EarmarkWarning)
+            try:
+                yield
+            finally:
+                pending = list(caught)
+    finally:
+        # shown once recording has stopped: inside it, showwarning would record them again
+        shown: set[str] = set()
+        for w in pending:
+            if not issubclass(w.category, EarmarkWarning):
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+            elif str(w.message) not in shown:
+                shown.add(str(w.message))
+                err_console.print(f"[yellow]warning:[/] {w.message}", highlight=False)
 
 
 def register_features(features: str | None) -> str | None:
