@@ -559,3 +559,25 @@ def test_models_show_lists_parameters_train_accepts_with_their_defaults(name):
         assert "default" in info["architectures"] and "mixup" in info["augment_options"]
         assert "validation_fraction" not in params  # train() sets it (--val-fraction)
     assert "random_state" not in params  # train() sets it (--seed)
+
+
+def test_min_steps_raises_the_epoch_budget_of_small_training_sets(mfcc_mean):
+    """min_steps gives a small training set more epochs (the one-cycle schedule and patience span
+    them); an epoch count a user gives through get_model / train is trained exactly."""
+    X, y, _ = mfcc_mean
+    X, y = X[:64], y[:64]
+    kw = {"epochs": 2, "batch_size": 16, "patience": 0, "validation_fraction": 0.0, "augment": False}
+    plain = TorchClassifier("mlp", **kw).fit(X, y)
+    assert len(plain.history_) == plain.epoch_budget_ == 2
+    raised = TorchClassifier("mlp", min_steps=12, **kw).fit(X, y)  # 4 steps an epoch
+    assert len(raised.history_) == raised.epoch_budget_ == 3
+    assert raised.epoch_budget(640) == 2  # 40 steps an epoch: epochs already suffice
+    # the schedule spans the raised budget: warm-up peak at 25 % of it, annealed to ~0 at the end
+    lrs = [h["lr"] for h in raised.history_]
+    assert lrs[-1] < 0.05 * max(lrs)
+    with pytest.raises(ParameterError, match="min_steps"):
+        TorchClassifier("mlp", min_steps=-1, **kw).fit(X, y)
+    assert get_model("cnn").min_steps == 1000
+    assert get_model("cnn", epochs=5).min_steps == 0
+    assert get_model("cnn", epochs=5, min_steps=10).min_steps == 10
+    assert clone(raised).min_steps == 12

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile as sf
 
 from _serving_model import FSDD, TTS, fsdd_model, require_training, split
 from earmark.serving.drift import benjamini_hochberg, detect_drift, drift_summary, psi
 from earmark.serving.monitor import build_reference, monitor, render_html
+
+SHARED = FSDD.parent
 
 
 def test_psi_zero_for_same_sample_and_large_for_shift():
@@ -118,3 +122,28 @@ def test_monitor_cli_writes_json_and_exits_4_on_drift(model, tmp_path):
     assert result["drift"] is True and result["n"] == len(list(TTS.glob("*.wav")))
     assert any(t["name"] == "spectral_flux" and t["drift"] for t in result["tests"])
     assert "DRIFT" in html.read_text()
+
+
+def test_monitor_names_the_clips_it_could_not_compare(model, tmp_path):
+    """Unreadable clips (text, NaN samples, a missing file) are listed with their reason, in the
+    report and by the command (exit 1 when there is no drift), never silently dropped."""
+    require_training()
+    from typer.testing import CliRunner
+
+    from earmark.bundle import save_model
+    from earmark.cli.main import app
+
+    _, held = split()
+    bad = [str(SHARED / "bad-audio" / "text_as_wav.wav"), str(SHARED / "bad-audio" / "float32_nan_inf.wav")]
+    report = monitor(model, [*held["path"], *bad], workers=2)
+    assert report.n == len(held) and not report.drift
+    assert [s["path"] for s in report.skipped] == bad and all(s["reason"] for s in report.skipped)
+    manifest = tmp_path / "heard.csv"
+    pd.DataFrame({"path": [*held["path"], *bad, str(tmp_path / "gone.wav")]}).to_csv(manifest, index=False)
+    bundle = save_model(model, tmp_path / "digits")
+    out = tmp_path / "new" / "drift.json"
+    res = CliRunner().invoke(app, ["monitor", str(bundle), "--log", str(manifest), "--json", str(out)])
+    assert res.exit_code == 1, res.output
+    skipped = {Path(s["path"]).name for s in json.loads(out.read_text())["skipped"]}
+    assert skipped == {"text_as_wav.wav", "float32_nan_inf.wav", "gone.wav"}
+    assert "3 files left out of the comparison" in res.stderr

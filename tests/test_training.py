@@ -123,7 +123,7 @@ def test_default_cnn_trains_and_history_is_recorded(fsdd, theo):
     assert m.config["best_epoch"] >= 1
     assert m.reference["features"].shape[1] == 64  # per-mel time means of log-mel
     # 4 speakers: validated on one held out, then refitted on all 4 for the whole epoch budget
-    assert m.config["refit_on_all"] and m.config["refit_epochs"] == 8
+    assert m.config["refit_on_all"] and m.config["refit_epochs"] == 8 and m.config["epochs"] == 8  # exactly as asked
     assert m.estimator.n_epochs_ == 8 and "val_accuracy" in m.history[-1] and "accuracy" in m.metrics
     t = theo[theo["label"].isin(["0", "1", "2"])]
     pred = m.predict(t)
@@ -470,3 +470,49 @@ def test_cli_train_refuses_a_dataset_folder_as_out_before_training(tmp_path, fsd
     res = CliRunner().invoke(app, ["train", str(manifest), "--out", str(tmp_path), "--overwrite",
                                    "--model", "logreg", "--features", "mfcc-mean"])
     assert res.exit_code == 2 and "not a model bundle" in res.output and "train clips" not in res.output
+
+
+@pytest.mark.parametrize("model", ["logreg", "cnn"])
+def test_a_class_only_in_the_validation_part_is_learnt_not_dropped(fsdd, model):
+    """Only nicolas says "9": when his clips are the validation part, the "9"s are not scored
+    (a warning says so) but the refit on all the data learns them; no clip is lost."""
+    from earmark.training import ValidationCoverageWarning
+
+    two = fsdd[fsdd["group"].isin(["jackson", "nicolas"])]
+    df = _take(two[(two["label"] != "9") | (two["group"] == "nicolas")], 3)
+    kw = {"features": "mfcc-mean"} if model == "logreg" else {"epochs": 1, "batch_size": 8}
+    for seed in range(6):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            m = train(df, model=model, seed=seed, workers=1, **kw)
+        coverage = [w for w in caught if issubclass(w.category, ValidationCoverageWarning)]
+        if coverage:
+            break
+    else:
+        pytest.fail("no seed held out nicolas for validation")
+    assert "['9']" in str(coverage[0].message) and "refitted on all the data" in str(coverage[0].message)
+    assert m.data["val_only_classes"] == ["9"]
+    assert m.data["n_train"] + m.data["n_val"] == len(df) == 57
+    assert "9" in m.classes and m.config["refit_on_all"]
+
+
+def test_cli_tune_lists_the_files_it_left_out(tmp_path, fsdd_small):
+    """Unreadable files (here: text, NaN samples, a missing file) are named, in the JSON too, and
+    the exit code is 1 (partial), as for cv and train."""
+    from earmark.cli.main import app
+
+    bad = [SHARED / "bad-audio" / "text_as_wav.wav", SHARED / "bad-audio" / "float32_nan_inf.wav",
+           tmp_path / "gone.wav"]
+    rows = fsdd_small[["path", "label", "speaker"]]
+    extra = pd.DataFrame({"path": [str(p) for p in bad], "label": "1", "speaker": "jackson"})
+    manifest = tmp_path / "with_bad.csv"
+    pd.concat([rows, extra]).to_csv(manifest, index=False)
+    out = tmp_path / "nested" / "tune.json"  # its folder is created
+    res = CliRunner().invoke(app, ["tune", str(manifest), "--model", "gnb", "--trials", "2", "--features",
+                                   "mfcc-mean", "--group", "speaker", "--folds", "2", "--json", str(out)])
+    assert res.exit_code == 1, res.output
+    skipped = {Path(s["path"]).name for s in json.loads(out.read_text())["skipped"]}
+    assert skipped == {"text_as_wav.wav", "float32_nan_inf.wav", "gone.wav"}
+    for name in skipped:
+        assert name in res.stderr
+    assert "3 files left out of the search" in res.stderr

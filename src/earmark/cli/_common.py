@@ -39,13 +39,25 @@ def fail(message: str, code: ExitCode = ExitCode.ERROR) -> NoReturn:
     raise typer.Exit(int(code))
 
 
+def write_text(target: str | Path, text: str) -> None:
+    """Write an output file, creating its folder; a path that cannot be written exits with an
+    error naming it (not a traceback)."""
+    path = Path(target)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        fail(f"Cannot write {path}: {exc.strerror or exc}. Choose a writable output path.")
+
+
 def write_json(obj: Any, target: str | Path | None) -> None:
-    """Write ``obj`` as JSON to a file, or to stdout when ``target`` is ``None`` or ``'-'``."""
+    """Write ``obj`` as JSON to a file (its folder created), or to stdout when ``target`` is
+    ``None`` or ``'-'``."""
     text = json.dumps(obj, indent=2, default=_default, ensure_ascii=False)
     if target is None or str(target) == "-":
         sys.stdout.write(text + "\n")
     else:
-        Path(target).write_text(text + "\n", encoding="utf-8")
+        write_text(target, text + "\n")
 
 
 def _default(o: Any) -> Any:

@@ -236,6 +236,8 @@ def cv(
 
     k = _folds(folds)
     _check_log(log)
+    if embedding not in ("pca", "tsne"):
+        fail(f"--embedding must be 'pca' or 'tsne'; got {embedding!r}.", ExitCode.USAGE)
     train_kwargs: dict[str, Any] = {"epochs": epochs} if epochs is not None else {}
     if duration is not None:
         train_kwargs["duration"] = duration
@@ -267,7 +269,7 @@ def cv(
 
 def compare(
     source: Path = typer.Argument(..., exists=True, help=_SOURCE_HELP),
-    models: str = typer.Option(..., "--models", help="Comma-separated model names, e.g. logreg,random-forest,cnn."),
+    models: str = typer.Option(..., "--models", help="Comma-separated model names, e.g. logreg,rf,cnn."),
     features: str | None = typer.Option(None, "--features", help="One feature preset for all, settings after a colon: 'logmel:n_mels=128' (default: each model's)."),
     folds: str = typer.Option("auto", "--folds", help=_FOLDS_HELP),
     seed: int = typer.Option(0, "--seed", help="Seed of the folds and of training."),
@@ -275,7 +277,7 @@ def compare(
     target: str | None = typer.Option(None, "--target", help="Column to predict."),
     duration: float | None = typer.Option(None, "--duration", min=0.01, max=600.0, help="Seconds each clip is padded/cropped to, for the models on fixed-length presets (default: from each fold's training clips); models on pooled features ignore it."),
     json_out: str | None = typer.Option(None, "--json", help=_JSON_HELP),
-    report: Path | None = typer.Option(None, "--report", help=_REPORT_HELP, dir_okay=False),
+    report: Path | None = typer.Option(None, "--report", help="Write a self-contained HTML report: the leaderboard and per-fold scores of every model.", dir_okay=False),
     label_column: str | None = typer.Option(None, "--label-column", help=_LABEL_HELP),
     group_column: str | None = typer.Option(None, "--group-column", help=_GROUP_HELP),
 ) -> None:
@@ -286,7 +288,7 @@ def compare(
 
     names = [m.strip() for m in models.split(",") if m.strip()]
     if not names:
-        fail("--models needs at least one model name, e.g. --models logreg,random-forest.",
+        fail("--models needs at least one model name, e.g. --models logreg,rf.",
              ExitCode.USAGE)
     k = _folds(folds)
     train_kwargs: dict[str, Any] = {"epochs": epochs} if epochs is not None else {}

@@ -118,6 +118,10 @@ def show_command(
     own = "--seed (default 0) seeds it" + ("; --val-fraction (default 0.15) sets its validation part, by group"
                                           if spec.kind == "torch" else "")
     out.print(f"train's own options: {own}.", highlight=False)
+    if defaults.get("min_steps"):
+        out.print(f"min_steps: a small training set gets more than `epochs` epochs, so that training takes "
+                  f"at least {defaults['min_steps']} optimizer steps; --epochs N (or -p epochs=N) "
+                  "trains exactly N.", highlight=False)
     if "augment_options" in info:
         out.print("augment_options (-p 'augment_options={\"mixup\": 0}'; 0 switches one off): "
                   + ", ".join(f"{k}={v}" for k, v in info["augment_options"].items()), highlight=False)
@@ -332,16 +336,21 @@ def tune_command(
 
     try:
         features = register_features(features)
-        df = _load(source, label, group)
-        result = tune(df, model=model, trials=trials, features=features, target=target,
-                      group="group" if group else None, folds=folds, epochs=epochs, seed=seed, cache=cache)
+        with earmark_warnings():
+            df = _load(source, label, group)
+            result = tune(df, model=model, trials=trials, features=features, target=target,
+                          group="group" if group else None, folds=folds, epochs=epochs, seed=seed, cache=cache)
     except ParameterError as exc:
         fail(str(exc), ExitCode.USAGE)
     except EarmarkError as exc:
         fail(str(exc))
+    for s in result.skipped:
+        err_console.print(f"[yellow]skipped[/] {s['path']}: {s['reason']}", highlight=False)
     if json_out is not None:
         write_json(result.to_dict(), json_out)
         if json_out == "-":
+            if result.skipped:
+                raise typer.Exit(int(ExitCode.PARTIAL))
             return
     metric = result.metric.replace("_", " ")
     table = Table(title=f"tune {model}: {result.method} search, {result.cv}")
@@ -357,3 +366,6 @@ def tune_command(
     command = ["earmark", "train", source, "--model", model,
                *(x for k, v in options.items() if v for x in (k, v)), *_param_args(result.best_params), "--out", "MODEL"]
     out.print(f"train it: {shlex.join(command)}", markup=False, highlight=False, soft_wrap=True)
+    if result.skipped:
+        err_console.print(f"{len(result.skipped)} files left out of the search.", highlight=False)
+        raise typer.Exit(int(ExitCode.PARTIAL))

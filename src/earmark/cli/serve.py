@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from earmark.cli._common import ExitCode, err_console, fail, progress_bar, write_json
+from earmark.cli._common import ExitCode, err_console, fail, progress_bar, write_json, write_text
 from earmark.errors import EarmarkError
 
 
@@ -60,7 +60,7 @@ def predict(
     if out is None:
         sys.stdout.write(text)
     else:
-        out.write_text(text, encoding="utf-8")
+        write_text(out, text)
     failed = [r for r in rows if r["error"]]
     for r in failed:
         err_console.print(f"[red]failed[/] {r['path']}: {r['error']}", highlight=False)
@@ -248,12 +248,17 @@ def monitor(
     except EarmarkError as exc:
         fail(str(exc))
     if report is not None:
-        report.write_text(render_html(result, title=f"earmark drift report: {model.name}"), encoding="utf-8")
+        write_text(report, render_html(result, title=f"earmark drift report: {model.name}"))
     if json_out is not None:
         write_json(result.to_dict(), json_out)
     verdict = "[bold red]drift[/]" if result.drift else "[green]no drift[/]"
     err_console.print(f"{verdict}: {result.n} clips vs {result.n_reference} reference clips", highlight=False)
     for reason in result.reasons:
         err_console.print(f"  - {reason}", highlight=False)
+    for s in result.skipped:
+        err_console.print(f"[yellow]skipped[/] {s['path']}: {s['reason']}", highlight=False)
     if result.drift:
         raise typer.Exit(int(ExitCode.DRIFT))
+    if result.skipped:
+        err_console.print(f"{len(result.skipped)} files left out of the comparison.", highlight=False)
+        raise typer.Exit(int(ExitCode.PARTIAL))

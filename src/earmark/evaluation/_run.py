@@ -339,8 +339,9 @@ def cross_validate(
         Called with each :class:`FoldResult` as it completes (progress reporting).
     **train_kwargs
         Further keyword arguments of :func:`earmark.train` (e.g. ``epochs``). Without a
-        ``cache`` folder, a temporary feature store shared by the folds is used, so every clip
-        is featurized once. A neural model's ``checkpoint_dir`` gets one sub-folder per fold
+        ``cache`` folder, a temporary feature store shared by the folds' training is used, so a
+        clip is featurized once for training; each test fold is featurized afresh when it is
+        scored, so that inference times include feature extraction alike. A neural model's ``checkpoint_dir`` gets one sub-folder per fold
         (``fold-<name>``), so ``resume=True`` continues each fold from its own checkpoint.
 
     Returns
@@ -419,8 +420,9 @@ def _cross_validate(
                         seed=seed, **fold_kwargs)
         feature_seconds = float((getattr(trained, "config", None) or {}).get("feature_seconds", 0.0))
         train_seconds = max(time.perf_counter() - start - feature_seconds, 0.0)
-        res = evaluate(trained, table.iloc[test_pos], target=target, workers=workers,
-                       cache=train_kwargs.get("cache"))
+        # scored without the store: every fold's (and every model's) inference time then includes
+        # extracting its clips' features, not only the first to meet them
+        res = evaluate(trained, table.iloc[test_pos], target=target, workers=workers)
         fold = FoldResult(
             name=str(name), n_train=len(train_pos), n_test=len(test_pos),
             test_groups=test_groups, result=res, train_seconds=train_seconds, feature_seconds=feature_seconds,
@@ -508,7 +510,7 @@ def compare(
     dataset : DataFrame, str or Path
         A table from :func:`earmark.sources.load_dataset` or a source it reads (read once).
     models : sequence of str
-        Registry names, e.g. ``["logreg", "random-forest", "cnn"]``.
+        Registry names, e.g. ``["logreg", "rf", "cnn"]``.
     features : str, optional
         One feature preset for every model; default: each model's own.
     folds : {"auto", "fold", "group"} or int, default "auto"
@@ -537,7 +539,7 @@ def compare(
     Examples
     --------
     >>> board = compare("../shared/data/fsdd/manifest.csv",
-    ...                 models=["logreg", "random-forest"], folds=3)  # doctest: +SKIP
+    ...                 models=["logreg", "rf"], folds=3)  # doctest: +SKIP
     >>> board.table[["model", "accuracy_mean"]]  # doctest: +SKIP
     """
     models = [m.strip() for m in models if m and m.strip()]

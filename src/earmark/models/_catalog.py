@@ -119,7 +119,8 @@ register_model(
     search_space={**_TORCH_SPACE, "epochs": ("int", 30, 120)},
 )
 register_model(
-    "cnn", _torch(TorchClassifier, "cnn", epochs=20, batch_size=32, lr=1e-2), task="classification", preset="logmel", kind="torch",
+    "cnn", _torch(TorchClassifier, "cnn", epochs=20, batch_size=32, lr=1e-2, min_steps=1000), task="classification",
+    preset="logmel", kind="torch",
     description="Default: compact residual depthwise-separable log-mel CNN with per-utterance "
     "normalisation and augmentation (arch='reference' for the six-layer reference CNN).",
     search_space={**_TORCH_SPACE, "epochs": ("int", 15, 40)},

@@ -317,6 +317,8 @@ def get_model(name: str, **params: Any) -> Any:
     """
     spec = get_spec(name)
     builder_kw, nested = _split_params(name, spec, params)
+    if "epochs" in builder_kw and "min_steps" not in builder_kw and "min_steps" in spec.param_names():
+        builder_kw["min_steps"] = 0  # an epoch count given is the one trained (min_steps would raise it)
     try:
         est = spec.builder(**builder_kw)
     except TypeError as exc:

@@ -154,6 +154,7 @@ class _TorchEstimator(BaseEstimator):
         callbacks: Sequence[Callable[[Any, dict], None]] | None = None,
         tta: bool = False,
         ensemble: int = 1,
+        min_steps: int = 0,
     ) -> None:
         self.network = network
         self.arch = arch
@@ -177,6 +178,7 @@ class _TorchEstimator(BaseEstimator):
         self.callbacks = callbacks
         self.tta = tta
         self.ensemble = ensemble
+        self.min_steps = min_steps
 
     # ------------------------------------------------------------------ validation helpers
     def _check_params(self) -> None:
@@ -191,6 +193,7 @@ class _TorchEstimator(BaseEstimator):
             ("batch_size", self.batch_size, 1, 1_000_000),
             ("patience", self.patience, 0, 100_000),
             ("ensemble", getattr(self, "ensemble", 1), 1, 100),
+            ("min_steps", getattr(self, "min_steps", 0), 0, 100_000_000),
         ]
         for pname, value, lo, hi in checks:
             if not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
@@ -215,6 +218,25 @@ class _TorchEstimator(BaseEstimator):
     @property
     def _is_sequence(self) -> bool:
         return self.network in _SEQUENCE_NETWORKS
+
+    def _steps_per_epoch(self, n_samples: int) -> int:
+        # a last batch of one example is skipped (batch norm cannot train on it)
+        bs = int(self.batch_size)
+        return max(1, n_samples // bs + (1 if n_samples % bs > 1 else 0))
+
+    def epoch_budget(self, n_samples: int) -> int:
+        """Epochs that :meth:`fit` on ``n_samples`` training examples runs at most: ``epochs``,
+        raised when needed so that training takes at least ``min_steps`` optimizer steps.
+
+        Example
+        -------
+        >>> TorchClassifier("cnn", epochs=20, batch_size=32, min_steps=1000).epoch_budget(800)
+        40
+        >>> TorchClassifier("cnn", epochs=20, batch_size=32, min_steps=1000).epoch_budget(2000)
+        20
+        """
+        min_steps = int(getattr(self, "min_steps", 0) or 0)
+        return max(int(self.epochs), -(-min_steps // self._steps_per_epoch(int(n_samples))))
 
     def _pad_mode(self) -> str:
         if self.pad != "auto":
@@ -430,6 +452,7 @@ class _TorchEstimator(BaseEstimator):
         self.histories_ = histories
         self.best_epoch_ = best_epochs[0]
         self.n_epochs_ = len(histories[0])
+        self.epoch_budget_ = self.epoch_budget(len(Xt))
         return self
 
     def _train_member(
@@ -465,13 +488,16 @@ class _TorchEstimator(BaseEstimator):
         w_all = torch.as_tensor(swt * self._sample_class_weights(yt), dtype=torch.float32)
         Xt_t = torch.as_tensor(Xt)
         yt_t = torch.as_tensor(yt)
-        steps_per_epoch = max(1, len(Xt) // self.batch_size + (1 if len(Xt) % self.batch_size > 1 else 0))
+        steps_per_epoch = self._steps_per_epoch(len(Xt))
+        n_epochs = self.epoch_budget(len(Xt))
+        # patience is counted on the scale of ``epochs``: a budget raised by min_steps raises it alike
+        patience = math.ceil(self.patience * n_epochs / self.epochs) if self.patience else 0
         groups = self._param_groups(module)
         opt = torch.optim.AdamW(groups, lr=self.lr, weight_decay=self.weight_decay)
         sched = torch.optim.lr_scheduler.OneCycleLR(
             opt, max_lr=[max(g.get("lr", self.lr), 1e-12) for g in groups],
             # at least 8 steps: OneCycleLR divides by the length of its warm-up phase
-            total_steps=max(8, self.epochs * steps_per_epoch), pct_start=0.25,
+            total_steps=max(8, n_epochs * steps_per_epoch), pct_start=0.25,
         )
         aug_cfg = AugmentConfig.from_options(self.augment_options) if self.augment else None
         kind = self._kind(Xt.ndim - 1)
@@ -498,8 +524,8 @@ class _TorchEstimator(BaseEstimator):
             start_epoch = int(state["epoch"]) + 1
 
         use_amp = device.type == "cuda"
-        stopped = start_epoch > self.epochs
-        for epoch in range(start_epoch, self.epochs + 1):
+        stopped = start_epoch > n_epochs
+        for epoch in range(start_epoch, n_epochs + 1):
             if stopped:
                 break
             module.train()
@@ -566,14 +592,14 @@ class _TorchEstimator(BaseEstimator):
                 best_state = copy.deepcopy(module.state_dict())
             else:
                 bad_epochs += 1
-            if len(Xv) and self.patience and bad_epochs >= self.patience:
+            if len(Xv) and patience and bad_epochs >= patience:
                 stopped = True
             if ckpt_path is not None:
                 ckpt_path.parent.mkdir(parents=True, exist_ok=True)
                 torch.save(
                     {
                         "fingerprint": fingerprint,
-                        "epoch": epoch if not stopped else self.epochs,
+                        "epoch": epoch if not stopped else n_epochs,
                         "model": module.state_dict(),
                         "optimizer": opt.state_dict(),
                         "scheduler": sched.state_dict(),
@@ -650,7 +676,7 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
     net_options : dict, optional
         Keyword options of the network builder (e.g. ``{"width": 48}`` for the cnn).
     epochs : int
-        Maximum number of epochs (the one-cycle schedule spans them).
+        Maximum number of epochs (the one-cycle schedule spans them); see ``min_steps``.
     batch_size : int
         Mini-batch size.
     lr : float
@@ -709,6 +735,12 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
         ``ensemble`` times the training and inference cost. On FSDD leave-one-speaker-out (speech
         recipe with ``tta``), 3 members raised the mean accuracy from 0.926 (single networks, three
         seeds) to 0.936–0.937 (two ensembles); the hardest held-out speaker stayed at 0.88.
+    min_steps : int
+        Raise the epoch budget, when the training set is small, so that training takes at least
+        this many optimizer steps (``patience`` grows in proportion); 0 trains exactly ``epochs``.
+        The budget used is :meth:`epoch_budget` (``epoch_budget_`` after fitting). Augmented
+        training needs the steps: the registry's ``cnn`` sets 1000, which lifted instrument family
+        over unheard programs (800 training clips, 25 steps an epoch) from 0.44 to 0.54.
 
     Attributes
     ----------
@@ -728,6 +760,9 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
         The history of every member (one list when ``ensemble=1``).
     best_epoch_ : int
         Epoch whose weights were restored (first member).
+    epoch_budget_ : int
+        Epochs the training could run (``epochs``, or more by ``min_steps``); ``len(history_)``
+        is smaller when early stopping ended it.
 
     Examples
     --------
@@ -766,6 +801,7 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
         callbacks: Sequence[Callable[[Any, dict], None]] | None = None,
         tta: bool = False,
         ensemble: int = 1,
+        min_steps: int = 0,
     ) -> None:
         super().__init__(
             network, arch, net_options=net_options, epochs=epochs, batch_size=batch_size, lr=lr,
@@ -773,6 +809,7 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
             validation_fraction=validation_fraction, augment=augment, augment_options=augment_options,
             max_frames=max_frames, pad=pad, crop=crop, random_state=random_state, device=device,
             checkpoint_dir=checkpoint_dir, resume=resume, callbacks=callbacks, tta=tta, ensemble=ensemble,
+            min_steps=min_steps,
         )
         self.class_weight = class_weight
 

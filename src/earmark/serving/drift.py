@@ -118,6 +118,9 @@ class DriftReport:
         The thresholds used.
     prediction_counts, reference_prediction_share : dict
         Predicted-class counts now and class shares in the reference.
+    skipped : list of dict
+        ``{"path", "reason"}`` of every current clip that could not be compared (unreadable);
+        filled by :func:`earmark.serving.monitor.monitor`.
     """
 
     drift: bool
@@ -129,6 +132,7 @@ class DriftReport:
     thresholds: dict[str, float]
     prediction_counts: dict[str, int] = field(default_factory=dict)
     reference_prediction_share: dict[str, float] = field(default_factory=dict)
+    skipped: list[dict[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (NaN becomes ``None``).
@@ -434,7 +438,7 @@ def detect_drift(
     if n < min_samples:
         raise ParameterError(
             f"Drift needs at least min_samples={min_samples} current clips to say anything. Got {n}; "
-            "wait for more requests or lower min_samples."
+            "log more requests (or give more clips) before checking, or lower min_samples (Python API)."
         )
 
     adjusted = benjamini_hochberg([r["p_value"] for r in rows])

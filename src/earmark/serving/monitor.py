@@ -14,6 +14,7 @@ Example
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -29,14 +30,20 @@ from earmark.serving.requestlog import RequestLog, is_request_log
 __all__ = ["build_reference", "current_statistics", "monitor", "render_html"]
 
 
-def _source_paths(source: Any) -> list[str]:
+def _source_paths(source: Any) -> tuple[list[str], list[dict[str, str]]]:
+    """The source's paths, and the files loading it already left out (with their reasons)."""
     if isinstance(source, (list, tuple)):
-        return [str(p) for p in source]
+        return [str(p) for p in source], []
     if hasattr(source, "columns") and "path" in source.columns:
-        return [str(p) for p in source["path"]]
+        return [str(p) for p in source["path"]], list(getattr(source, "attrs", {}).get("skipped", []))
+    import warnings
+
     from earmark.sources import load_dataset
 
-    return [str(p) for p in load_dataset(source)["path"]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # they are returned, and reported by the caller
+        table = load_dataset(source, allow_unlabelled=True)
+    return [str(p) for p in table["path"]], list(table.attrs.get("skipped", []))
 
 
 def current_statistics(
@@ -55,7 +62,9 @@ def current_statistics(
     -------
     dict
         ``features`` ``(n, 7)`` float32 and ``proba`` ``(n, n_classes)`` (a regressor: its predicted
-        values, ``(n, 1)``; drift of a regressor is measured on the features only).
+        values, ``(n, 1)``; drift of a regressor is measured on the features only), and
+        ``skipped``: ``{"path", "reason"}`` of every clip left out (unreadable, or its features
+        could not be computed).
 
     Example
     -------
@@ -63,23 +72,28 @@ def current_statistics(
     (502, 7)
     """
     predictor = Predictor.load(model)
-    paths = _source_paths(source)
+    paths, skipped = _source_paths(source)
 
-    def one(path: str) -> tuple[np.ndarray, np.ndarray] | None:
+    def one(path: str) -> tuple[np.ndarray, np.ndarray] | str:
         try:
             y = predictor.decode(path)
-        except (EarmarkError, OSError):
-            return None
-        x = predictor.features(y)
-        return predictor.summary(y), x
+        except (EarmarkError, OSError) as exc:
+            return str(exc)
+        try:
+            return predictor.summary(y), predictor.features(y)
+        except (EarmarkError, ValueError) as exc:
+            return f"feature extraction failed: {exc}"
 
     with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
-        rows = [r for r in pool.map(one, paths, chunksize=16) if r is not None]
+        results = list(pool.map(one, paths, chunksize=16))
+    rows = [r for r in results if not isinstance(r, str)]
+    skipped = [*skipped, *({"path": p, "reason": r} for p, r in zip(paths, results) if isinstance(r, str))]
     if not rows:
-        raise ParameterError(f"No decodable audio in {source!r}; nothing to compare.")
+        raise ParameterError(f"No decodable audio in {source!r} ({len(skipped)} files left out, e.g. "
+                             f"{skipped[:2]}); nothing to compare.")
     feats = np.stack([r[0] for r in rows]).astype(np.float32)
     proba = np.concatenate([predictor.outputs([r[1] for r in rows[i : i + 256]]) for i in range(0, len(rows), 256)])
-    return {"features": feats, "proba": proba.astype(np.float32)}
+    return {"features": feats, "proba": proba.astype(np.float32), "skipped": skipped}
 
 
 def build_reference(model: Any, source: Any, *, workers: int | None = None) -> dict[str, np.ndarray]:
@@ -164,7 +178,7 @@ def monitor(
         current = {"features": rows["features"], "proba": rows["proba"]}
     else:
         current = current_statistics(predictor, log_or_source, workers=workers)
-    return detect_drift(
+    report = detect_drift(
         reference,
         current["features"],
         current["proba"] if reference.get("proba") is not None and predictor.task == "classification" else None,
@@ -172,6 +186,7 @@ def monitor(
         feature_names=DRIFT_FEATURES,
         **thresholds,
     )
+    return dataclasses.replace(report, skipped=list(current.get("skipped", [])))
 
 
 def render_html(report: DriftReport, *, title: str = "earmark drift report") -> str:

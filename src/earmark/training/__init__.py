@@ -13,6 +13,7 @@ from earmark.training._train import (
     DEFAULT_CLASSIFIER,
     DEFAULT_REGRESSOR,
     ChanceLevelWarning,
+    ValidationCoverageWarning,
     auto_duration,
     train,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "ChanceLevelWarning",
     "TrainedModel",
     "TuneResult",
+    "ValidationCoverageWarning",
     "auto_duration",
     "summary_vectors",
     "train",

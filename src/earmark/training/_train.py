@@ -15,7 +15,11 @@ import pandas as pd
 from earmark.errors import DatasetError, EarmarkWarning, ParameterError
 from earmark.training._trained import TrainedModel, summary_vectors
 
-__all__ = ["DEFAULT_CLASSIFIER", "DEFAULT_REGRESSOR", "ChanceLevelWarning", "train"]
+__all__ = ["DEFAULT_CLASSIFIER", "DEFAULT_REGRESSOR", "ChanceLevelWarning", "ValidationCoverageWarning", "train"]
+
+
+class ValidationCoverageWarning(EarmarkWarning):
+    """Some classes occur only in the part of the data held out for validation."""
 
 
 class ChanceLevelWarning(EarmarkWarning):
@@ -180,6 +184,12 @@ def _phase_checkpoints(est: Any, phase: str) -> str | None:
     return base
 
 
+def _budget(est: Any, n_samples: int) -> int:
+    """Epochs a torch estimator trains on ``n_samples`` examples at most (``min_steps`` may raise
+    its ``epochs``)."""
+    return int(est.epoch_budget(n_samples)) if hasattr(est, "epoch_budget") else int(est.epochs)
+
+
 def _refit_torch(est: Any, X_tr: Any, y_tr: np.ndarray, w_tr: np.ndarray, X_va: Any, y_va: np.ndarray,
                  order: np.ndarray, callbacks: list, progress: Any) -> Any:
     """A fresh copy of ``est`` trained on training + validation rows for its full epoch budget.
@@ -197,7 +207,7 @@ def _refit_torch(est: Any, X_tr: Any, y_tr: np.ndarray, w_tr: np.ndarray, X_va: 
     stop = None
     cbs = list(callbacks) + ([progress] if callable(progress) else [])
     if progress is True:
-        cb, stop = _rich_epoch_progress(final.epochs * int(getattr(final, "ensemble", 1)))
+        cb, stop = _rich_epoch_progress(_budget(final, len(y_fit)) * int(getattr(final, "ensemble", 1)))
         cbs.append(cb)
     final.set_params(callbacks=cbs or None, validation_fraction=0.0)
     try:
@@ -495,9 +505,21 @@ def train(
     if task == "classification" and len(np.unique(y_tr)) < 2:
         raise DatasetError(f"Training needs at least 2 classes of {target_col!r}; the training part holds "
                            f"{sorted(set(y_tr))}.")
+    # every validation clip goes into a refit on all the data; only those of classes the training
+    # part has are scored (and steer early stopping)
+    X_va_all, y_va_all, sel_va_all = X_va, y_va, sel_va
+    val_only: list[str] = []
     if task == "classification" and len(X_va):
         known = set(y_tr)
         keep = np.array([v in known for v in y_va], bool)
+        if not keep.all():
+            val_only = sorted({str(v) for v in y_va[~keep]})
+            warnings.warn(
+                f"{len(val_only)} class(es) of {target_col!r} occur only in the part held out for validation "
+                f"({int((~keep).sum())} clips): {val_only[:10]}. They are not scored in validation"
+                + ("; with refit=False (--no-refit) a neural model never learns them." if refit is False else
+                   "; the model is refitted on all the data, so it learns them.")
+                + " Record those classes in more groups for a validation score that covers them.", ValidationCoverageWarning, stacklevel=2)
         X_va = X_va[keep] if isinstance(X_va, np.ndarray) else [x for x, k in zip(X_va, keep) if k]
         y_va, sel_va = y_va[keep], sel_va[keep]
 
@@ -517,6 +539,8 @@ def train(
         if "epochs" not in params:
             raise ParameterError(f"Model {model!r} is not trained in epochs; drop --epochs.")
         est.set_params(epochs=int(epochs))
+        if "min_steps" in params and "min_steps" not in model_params:
+            est.set_params(min_steps=0)  # exactly the epochs asked for
 
     stop_progress = None
     user_callbacks: list = []
@@ -526,7 +550,7 @@ def train(
         if callable(progress):
             callbacks.append(progress)
         elif progress:
-            cb, stop_progress = _rich_epoch_progress(est.epochs * int(getattr(est, "ensemble", 1)))
+            cb, stop_progress = _rich_epoch_progress(_budget(est, len(X_tr)) * int(getattr(est, "ensemble", 1)))
             callbacks.append(cb)
         est.set_params(callbacks=callbacks or None, validation_fraction=0.0)
         checkpoint_dir = _phase_checkpoints(est, "validation" if len(X_va) else "train")
@@ -548,14 +572,14 @@ def train(
         # the fewest groups any class has: holding one out for validation costs that class most
         n_groups = int(main[group_col].nunique()) if task != "classification" else int(
             main.groupby(main[target_col].astype(str))[group_col].nunique().min())
-    refit_torch = bool(is_torch and len(X_va) and (refit if refit is not None
-                                                   else split_how.startswith("group") and n_groups < _FEW_GROUPS))
+    refit_torch = bool(is_torch and len(X_va_all) and (
+        refit if refit is not None else (split_how.startswith("group") and n_groups < _FEW_GROUPS) or bool(val_only)))
     val_est = est
     if refit_torch:
-        order = np.argsort(np.concatenate([sel_tr, sel_va]), kind="stable")
-        est = _refit_torch(est, X_tr, y_tr, w_tr, X_va, y_va, order, user_callbacks, progress)
+        order = np.argsort(np.concatenate([sel_tr, sel_va_all]), kind="stable")
+        est = _refit_torch(est, X_tr, y_tr, w_tr, X_va_all, y_va_all, order, user_callbacks, progress)
 
-    classes = [str(c) for c in est.classes_] if task == "classification" else []
+    val_classes = [str(c) for c in val_est.classes_] if task == "classification" else []
     proba_va = None
     if len(X_va):
         if task == "classification":
@@ -563,21 +587,27 @@ def train(
             pred_va = np.asarray(val_est.classes_)[proba_va.argmax(axis=1)].astype(str)
         else:
             pred_va = np.asarray(val_est.predict(X_va), np.float64)
-        metrics = _metrics(task, y_va, pred_va, proba_va, classes)
+        metrics = _metrics(task, y_va, pred_va, proba_va, val_classes)
         if task == "classification":
-            _warn_if_chance(model, y_va, metrics["accuracy"], len(classes),
+            _warn_if_chance(model, y_va, metrics["accuracy"], len(val_classes),
                             len(history) if is_torch else None)
     else:
         pred_va = np.zeros(0)
         metrics = {}
     refit_sklearn = False
-    if not is_torch and len(X_va):
+    if not is_torch and len(X_va_all):
         # classical models do not early-stop: validate, then refit on all the data
-        X_fit = np.concatenate([X_tr, X_va]) if isinstance(X_tr, np.ndarray) else [*X_tr, *X_va]
-        y_fit = np.concatenate([y_tr, y_va])
-        w_fit = np.concatenate([w_tr, np.ones(len(y_va))])
+        X_fit = np.concatenate([X_tr, X_va_all]) if isinstance(X_tr, np.ndarray) else [*X_tr, *X_va_all]
+        y_fit = np.concatenate([y_tr, y_va_all])
+        w_fit = np.concatenate([w_tr, np.ones(len(y_va_all))])
         _fit_sklearn(est, X_fit, y_fit, w_fit)
         refit_sklearn = True
+    classes = [str(c) for c in est.classes_] if task == "classification" else []
+    if proba_va is not None and classes != val_classes:
+        # the refit learnt classes only the validation part has: their columns, never predicted, are 0
+        full = np.zeros((len(proba_va), len(classes)), proba_va.dtype)
+        full[:, [classes.index(c) for c in val_classes]] = proba_va
+        proba_va = full
 
     rng = np.random.default_rng(seed)
     main_tr = sel_tr[ok[sel_tr] < n_main]
@@ -594,7 +624,8 @@ def train(
     data: dict[str, Any] = {
         "n": int(len(main_ok)),
         "n_train": int(len(main_tr)),
-        "n_val": int(len(sel_va)),
+        "n_val": int(len(sel_va_all)),
+        "val_only_classes": val_only,
         "sha256": _fingerprint([str(p) for p in main["path"].to_numpy()[main_ok]], main_targets),
         "skipped": [dict(e) for e in fs.errors],
         "split": split_how,
@@ -628,13 +659,13 @@ def train(
         "target": target_col,
         "group": group_col,
         "seed": int(seed),
-        "epochs": int(est.epochs) if is_torch else None,
+        "epochs": _budget(val_est, len(X_tr)) if is_torch else None,
         "epochs_run": len(history),
         "best_epoch": int(getattr(val_est, "best_epoch_", 0)) if is_torch else None,
         "val_fraction": float(val_fraction),
         "split": split_how,
         "refit_on_all": refit_sklearn or refit_torch,
-        "refit_epochs": int(est.epochs) if refit_torch else None,
+        "refit_epochs": _budget(est, len(y_tr) + len(y_va_all)) if refit_torch else None,
         "extra_weight": float(extra_weight) if extra is not None else None,
         "padding": {
             "preset_duration": preset.params.get("duration"),

@@ -39,6 +39,9 @@ class TuneResult:
     metric : str
         What the scores are: ``"accuracy"`` (classification) or ``"neg_mean_absolute_error"``
         (regression; higher is better).
+    skipped : list of dict
+        ``{"path", "reason"}`` of every clip left out of the search (unreadable, or its features
+        could not be computed).
     """
 
     model: str
@@ -48,11 +51,13 @@ class TuneResult:
     method: str = "grid"
     cv: str = ""
     metric: str = "accuracy"
+    skipped: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         """JSON-able form."""
         return {"model": self.model, "best_params": self.best_params, "best_score": self.best_score,
-                "metric": self.metric, "trials": self.trials, "method": self.method, "cv": self.cv}
+                "metric": self.metric, "trials": self.trials, "method": self.method, "cv": self.cv,
+                "skipped": self.skipped}
 
 
 def _cv(y: np.ndarray, groups: np.ndarray | None, folds: int, seed: int, classification: bool):
@@ -164,6 +169,8 @@ def tune(
     group_col = group or next((c for c in ("group", "fold") if c in dataset.columns), None)
     df = dataset.reset_index(drop=True)
     fs = extract(df, preset, cache=cache)
+    skipped = [*dataset.attrs.get("skipped", []), *({"path": str(e["path"]), "reason": str(e["reason"])}
+                                                   for e in fs.errors)]
     if len(fs.rows) < 2 * folds:
         raise DatasetError(f"Only {len(fs.rows)} clips could be featurized; tuning needs more.")
     rows = np.asarray(fs.rows)
@@ -209,7 +216,7 @@ def tune(
             for p, s in zip(res["params"], res["mean_test_score"])
         ]
         return TuneResult(model, spec.short_names({k: _jsonable(v) for k, v in search.best_params_.items()}),
-                          float(search.best_score_), trial_list, method, cv_desc, scoring)
+                          float(search.best_score_), trial_list, method, cv_desc, scoring, skipped)
 
     import optuna
 
@@ -247,4 +254,4 @@ def tune(
     best = spec.short_names(dict(study.best_params))
     if epochs is not None:
         best["epochs"] = int(epochs)
-    return TuneResult(model, best, float(study.best_value), trial_list, "optuna", cv_desc, scoring)
+    return TuneResult(model, best, float(study.best_value), trial_list, "optuna", cv_desc, scoring, skipped)
