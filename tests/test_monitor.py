@@ -147,3 +147,14 @@ def test_monitor_names_the_clips_it_could_not_compare(model, tmp_path):
     skipped = {Path(s["path"]).name for s in json.loads(out.read_text())["skipped"]}
     assert skipped == {"text_as_wav.wav", "float32_nan_inf.wav", "gone.wav"}
     assert "3 files left out of the comparison" in res.stderr
+
+
+def test_confidence_is_compared_with_clips_the_model_did_not_train_on(model):
+    """The confidence reference is the validation clips' (held out from training), not the
+    training clips' own, which a model is surer of than of anything it will hear later."""
+    _, held = split()
+    conf = monitor(model, held, workers=2).test("confidence")
+    held_out = np.asarray(model.reference["proba"]).max(axis=1).mean()
+    in_sample = np.asarray(model.reference["drift_proba"]).max(axis=1).mean()
+    assert conf.reference_mean == pytest.approx(held_out, rel=1e-5)
+    assert held_out < in_sample

@@ -116,7 +116,12 @@ def build_reference(model: Any, source: Any, *, workers: int | None = None) -> d
 def _reference_of(predictor: Predictor, reference_source: Any, workers: int | None) -> dict[str, np.ndarray]:
     ref = getattr(predictor.model, "reference", None) or {}
     if "drift_features" in ref:
-        return {"features": np.asarray(ref["drift_features"]), "proba": ref.get("drift_proba")}
+        proba = ref.get("drift_proba")
+        held_out = ref.get("proba")  # the validation clips': what the model says of clips it did not train on
+        if (held_out is not None and np.ndim(held_out) == 2 and len(held_out) >= 20
+                and np.shape(held_out)[1] == len(predictor.classes)):
+            proba = held_out  # (its own training clips would set the confidence bar too high)
+        return {"features": np.asarray(ref["drift_features"]), "proba": proba}
     if reference_source is not None:
         stats = current_statistics(predictor, reference_source, workers=workers)
         return {"features": stats["features"], "proba": stats["proba"]}
