@@ -308,3 +308,21 @@ def test_compare_epochs_and_duration_apply_where_they_mean_something(fsdd_small,
                                  "--duration", "2", "--folds", "2", "--json", str(out)])
     assert r.exit_code == 0, r.output  # --epochs and --duration were refused by gnb before
     assert {row["model"] for row in json.loads(out.read_text())["leaderboard"]} == {"gnb", "cnn"}
+
+
+@needs_training
+def test_cv_scores_a_class_its_training_folds_lack_as_errors(fsdd_small):
+    """Only jackson says "9": leave-one-speaker-out cannot learn "9" when jackson is tested.
+    That fold counts his "9"s as errors (with a warning naming the fold); the rest goes on."""
+    from earmark.evaluation import UnlearntClassWarning, cross_validate
+
+    df = fsdd_small[(fsdd_small["label"].astype(str) != "9") | (fsdd_small["group"] == "jackson")]
+    with pytest.warns(UnlearntClassWarning, match=r"Fold jackson .*\['9'\] \(6 clips\)"):
+        cv = cross_validate(df.reset_index(drop=True), model="logreg", features=_preset(), folds="group",
+                            seed=0, workers=1)
+    assert len(cv.folds) == 5
+    jackson = next(f for f in cv.folds if f.name == "jackson")
+    nines = jackson.result.predictions[jackson.result.predictions["true"].astype(str) == "9"]
+    assert len(nines) == 6 and (nines["predicted"].astype(str) != "9").all()
+    assert "9" in jackson.result.classes
+    assert "9" in cv.pooled.classes and len(cv.pooled.predictions) == len(df)

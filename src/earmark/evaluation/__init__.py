@@ -24,7 +24,14 @@ from earmark.evaluation._results import (
     summarize_folds,
     to_json,
 )
-from earmark.evaluation._run import compare, cross_validate, evaluate, load_table, predict_table
+from earmark.evaluation._run import (
+    UnlearntClassWarning,
+    compare,
+    cross_validate,
+    evaluate,
+    load_table,
+    predict_table,
+)
 from earmark.evaluation._tracking import TRACKERS, log_run
 from earmark.evaluation.report import build_report, write_report
 
@@ -35,6 +42,7 @@ __all__ = [
     "Explanation",
     "FoldResult",
     "Leaderboard",
+    "UnlearntClassWarning",
     "audio_to_data_uri",
     "build_report",
     "calibration_curve",

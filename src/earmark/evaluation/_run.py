@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from earmark.errors import DatasetError, ParameterError
+from earmark.errors import DatasetError, EarmarkWarning, ParameterError
 from earmark.evaluation._results import (
     LOWER_IS_BETTER,
     CVResult,
@@ -26,7 +27,11 @@ from earmark.evaluation._results import (
     evaluate_predictions,
 )
 
-__all__ = ["compare", "cross_validate", "evaluate", "load_table", "predict_table"]
+__all__ = ["UnlearntClassWarning", "compare", "cross_validate", "evaluate", "load_table", "predict_table"]
+
+
+class UnlearntClassWarning(EarmarkWarning):
+    """A cross-validation test fold holds a class its training folds lack (scored as errors)."""
 
 
 def load_table(
@@ -159,6 +164,7 @@ def evaluate(
     group_column: str | None = None,
     workers: int | None = None,
     cache: str | Path | None = None,
+    unknown_labels: str = "error",
 ) -> EvaluationResult:
     """Score a trained model on a dataset; unreadable files are listed and left out.
 
@@ -176,6 +182,11 @@ def evaluate(
         Processes extracting features (default: all cores).
     cache : str or Path, optional
         Feature store folder, shared with training to avoid recomputing features.
+    unknown_labels : {"error", "wrong"}
+        Clips whose label the model never learnt: refuse the dataset (a
+        :class:`~earmark.errors.DatasetError` naming them), or score them as errors (the class
+        is added to the metrics, with probability 0; cross-validation does this for a test
+        fold holding a class its training folds lack).
 
     Returns
     -------
@@ -208,10 +219,17 @@ def evaluate(
         missing = table.loc[~labelled, "path"].tolist()
         skipped += [{"path": str(p), "reason": f"no {target!r} value"} for p in missing]
         table = table[labelled]
+    if unknown_labels not in ("error", "wrong"):
+        raise ParameterError(f"The 'unknown_labels' parameter of evaluate must be 'error' or 'wrong'. "
+                             f"Got {unknown_labels!r} instead.")
+    classes = list(trained.classes) if trained.task == "classification" else None
+    unknown: list[str] = []
     if trained.task == "classification":
         known = {str(c) for c in trained.classes}
         unknown = sorted(set(table[target].astype(str)) - known)
-        if unknown:
+        if unknown and unknown_labels == "wrong":
+            classes = [*classes, *unknown]
+        elif unknown:
             raise DatasetError(
                 f"The dataset has labels the model never learnt: {unknown[:10]}. The model "
                 f"knows {sorted(known)[:20]}. Evaluate on data with the model's classes."
@@ -233,11 +251,14 @@ def evaluate(
         "predict_seconds": out["seconds"],
         "ms_per_clip": 1000.0 * out["seconds"] / n,
     }
+    proba = out["proba"]
+    if proba is not None and unknown and classes is not None and len(classes) > np.shape(proba)[1]:
+        proba = np.hstack([np.asarray(proba), np.zeros((len(proba), len(classes) - np.shape(proba)[1]))])
     result = evaluate_predictions(
         scored,
         out["predicted"],
-        proba=out["proba"],
-        classes=trained.classes if trained.task == "classification" else None,
+        proba=proba,
+        classes=classes,
         task=trained.task,
         target=target,
         skipped=skipped,
@@ -422,7 +443,19 @@ def _cross_validate(
         train_seconds = max(time.perf_counter() - start - feature_seconds, 0.0)
         # scored without the store: every fold's (and every model's) inference time then includes
         # extracting its clips' features, not only the first to meet them
-        res = evaluate(trained, table.iloc[test_pos], target=target, workers=workers)
+        unknown_labels = "error"
+        if getattr(trained, "task", None) == "classification":
+            truth = table.iloc[test_pos][target or "label"].dropna().astype(str)
+            unlearnt = sorted(set(truth) - {str(c) for c in trained.classes})
+            if unlearnt:
+                unknown_labels = "wrong"
+                warnings.warn(
+                    f"Fold {name!s} tests on class(es) its training folds do not hold: {unlearnt[:10]} "
+                    f"({int(truth.isin(unlearnt).sum())} clips); they count as errors. Record those classes "
+                    "in more groups (or use fewer folds) so that every fold can learn them.",
+                    UnlearntClassWarning, stacklevel=2)
+        res = evaluate(trained, table.iloc[test_pos], target=target, workers=workers,
+                       unknown_labels=unknown_labels)
         fold = FoldResult(
             name=str(name), n_train=len(train_pos), n_test=len(test_pos),
             test_groups=test_groups, result=res, train_seconds=train_seconds, feature_seconds=feature_seconds,
@@ -462,11 +495,14 @@ def _pool(folds: Sequence[FoldResult]) -> EvaluationResult:
                                    info={"target": first.info.get("target")})
         res.predictions.insert(0, "cv_fold", preds["cv_fold"].to_numpy())
         return res
-    classes = first.classes
+    # every fold's classes (a fold may add one its model never learnt; see cross_validate)
+    classes = list(first.classes or [])
+    for f in folds[1:]:
+        classes += [c for c in (f.result.classes or []) if c not in classes]
     proba = None
-    cols = [f"proba:{c}" for c in classes or []]
+    cols = [f"proba:{c}" for c in classes]
     if cols and all(c in preds.columns for c in cols):
-        proba = preds[cols].to_numpy(dtype=np.float64)
+        proba = preds[cols].fillna(0.0).to_numpy(dtype=np.float64)
     res = evaluate_predictions(preds.rename(columns={"true": "_truth"}), preds["predicted"],
                                proba=proba, classes=classes, target="_truth")
     res.predictions.insert(0, "cv_fold", preds["cv_fold"].to_numpy())
