@@ -110,6 +110,17 @@ def test_pattern_errors() -> None:
         parse_pattern("{label}_{label}")
 
 
+def test_files_the_pattern_does_not_match_are_listed(tmp_path: Path, shared: Path) -> None:
+    for name in ("3_theo_1.wav", "4_theo_2.wav", "5_george_3.wav"):
+        shutil.copy(shared / "fsdd" / "recordings" / name, tmp_path / name)
+    shutil.copy(shared / "fsdd" / "recordings" / "6_theo_4.wav", tmp_path / "take six.wav")
+    with pytest.warns(SkippedFileWarning, match="1 files .* do not match the pattern"):
+        df = load_dataset(tmp_path, pattern="{label}_{group}_{index}")
+    assert len(df) == 3 and df.attrs["n_listed"] == 4
+    assert [(Path(s["path"]).name, "does not match the pattern" in s["reason"]) for s in df.attrs["skipped"]] == [
+        ("take six.wav", True)]
+
+
 def test_unreadable_files_are_listed_not_dropped(shared: Path) -> None:
     with pytest.warns(SkippedFileWarning, match="5 of 17"):
         df = load_dataset(shared / "bad-audio", pattern="{label}", check="decode")

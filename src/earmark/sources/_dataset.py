@@ -125,12 +125,14 @@ def load_dataset(
         raise ParameterError("The 'pattern' parameter applies to folders of files, not to a DataFrame.")
 
     unlabelled: list[dict[str, str]] = df.attrs.pop("unlabelled", [])
+    unmatched: list[dict[str, str]] = df.attrs.pop("unmatched", [])
     n_listed = len(df)
     skipped: list[dict[str, str]] = []
     if check != "none" and n_listed:
         df, skipped = _check_files(df, check, on_error, workers)
     df = df.reset_index(drop=True)
-    df.attrs.update({"source": origin, "skipped": unlabelled + skipped, "n_listed": n_listed + len(unlabelled)})
+    df.attrs.update({"source": origin, "skipped": unmatched + unlabelled + skipped,
+                     "n_listed": n_listed + len(unlabelled) + len(unmatched)})
     if unlabelled:
         shown = "; ".join(s["path"] for s in unlabelled[:3])
         more = f" (and {len(unlabelled) - 3} more)" if len(unlabelled) > 3 else ""
@@ -345,7 +347,10 @@ def _from_pattern(folder: Path, pattern: str) -> pd.DataFrame:
     for col in df.columns:
         if col not in ("path", "label", "group"):
             df[col] = _maybe_numeric(df[col])
-    return _order(df)
+    df = _order(df)
+    df.attrs["unmatched"] = [{"path": str(Path(u).resolve()), "reason": f"file name does not match the pattern {pattern!r}"}
+                             for u in unmatched]
+    return df
 
 
 def _order(df: pd.DataFrame) -> pd.DataFrame:
