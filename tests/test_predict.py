@@ -93,3 +93,13 @@ def test_cli_predict_csv_json_and_exit_code(folder, tmp_path):
     assert res.exit_code == 1  # some files failed
     rows = json.loads(res.stdout)
     assert any(r["error"] for r in rows) and all(len(r["top"]) == 2 for r in rows if not r["error"])
+    # more classes asked for than the model has: all of them, and no empty columns
+    n_classes = len(fsdd_model().classes)
+    res = runner.invoke(app, ["predict", str(bundle), str(folder / "a"), "--top-k", str(n_classes + 5),
+                              "-o", str(tmp_path / "new" / "p.csv")])
+    assert res.exit_code == 0, res.output
+    head = (tmp_path / "new" / "p.csv").read_text().splitlines()[0].split(",")
+    assert head[-3:] == [f"label_{n_classes}", f"probability_{n_classes}", "error"]
+    # a model bundle that is not one is named before any audio is searched
+    res = runner.invoke(app, ["predict", str(folder), str(bundle)])
+    assert res.exit_code == 3 and str(folder) in res.stderr

@@ -36,7 +36,7 @@ def predict(
     reject_below: float | None = typer.Option(
         None, "--reject-below", min=0.0, max=1.0, help="Label files 'unknown' below this top probability (the top class stays in column top_label)."
     ),
-    workers: int | None = typer.Option(None, "--workers", "-j", min=1, help="Parallel threads (default: CPU count)."),
+    workers: int | None = typer.Option(None, "--workers", "-j", min=1, help="Parallel threads (default: CPU count, at most 8)."),
     cache: Path | None = typer.Option(None, "--cache", help="Feature store folder (read, and filled)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Write here instead of stdout."),
 ) -> None:
@@ -47,12 +47,22 @@ def predict(
         fail(f"--format must be one of {', '.join(OutputFormat.CHOICES)}; got {fmt!r}.", ExitCode.USAGE)
     if hop is not None and window is None:
         fail("--hop needs --window (both in seconds).", ExitCode.USAGE)
+    from earmark.serving.predictor import Predictor
+
+    try:
+        predictor = Predictor.load(model)  # a bad bundle is named before any audio is looked at
+    except EarmarkError as exc:
+        fail(str(exc))
+    if predictor.task == "regression" and reject_below is not None:
+        fail("--reject-below applies to classifiers; this model is a regressor.", ExitCode.USAGE)
+    if predictor.task == "classification":
+        top_k = min(top_k, len(predictor.classes))  # no empty columns past the last class
     try:
         files = expand_paths(paths)
         if not files:
             fail(f"No audio files under {', '.join(map(str, paths))}.", ExitCode.USAGE)
         with progress_bar("predicting", len(files)) as advance:
-            rows = predict_paths(model, files, k=top_k, window=window, hop=hop, reject_below=reject_below,
+            rows = predict_paths(predictor, files, k=top_k, window=window, hop=hop, reject_below=reject_below,
                                  workers=workers, cache=cache, progress=advance)
     except EarmarkError as exc:
         fail(str(exc))
