@@ -42,7 +42,7 @@ def test_onnx_matches_torch(mlp_model, tmp_path):
 def test_classical_models_are_refused_with_a_reason(tmp_path):
     from _serving_model import fsdd_model
 
-    with pytest.raises(ParameterError, match="not a neural network"):
+    with pytest.raises(ParameterError, match="Model 'logreg' is not a neural network"):
         export_onnx(fsdd_model(), tmp_path / "x.onnx")
 
 

@@ -158,3 +158,13 @@ def test_confidence_is_compared_with_clips_the_model_did_not_train_on(model):
     in_sample = np.asarray(model.reference["drift_proba"]).max(axis=1).mean()
     assert conf.reference_mean == pytest.approx(held_out, rel=1e-5)
     assert held_out < in_sample
+
+
+def test_monitor_help_states_the_default_thresholds():
+    from typer.testing import CliRunner
+
+    from earmark.cli.main import app
+    from earmark.serving.drift import DEFAULT_ALPHA, DEFAULT_PSI
+
+    text = " ".join(CliRunner().invoke(app, ["monitor", "--help"], terminal_width=200).output.split())
+    assert f"(default {DEFAULT_ALPHA})" in text and f"(default {DEFAULT_PSI})" in text

@@ -244,8 +244,8 @@ def monitor(
                                          help="Training data, when the bundle holds no drift reference."),
     report: Path | None = typer.Option(None, "--report", help="Write an HTML report here."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the result as JSON here ('-': stdout)."),
-    alpha: float | None = typer.Option(None, "--alpha", min=1e-9, max=1.0, help="False-discovery rate of the tests."),
-    psi: float | None = typer.Option(None, "--psi", min=0.0, help="PSI above which a descriptor drifts."),
+    alpha: float | None = typer.Option(None, "--alpha", min=1e-9, max=1.0, help="False-discovery rate of the tests (default 0.01)."),
+    psi: float | None = typer.Option(None, "--psi", min=0.0, help="PSI above which a descriptor drifts (default 2.0)."),
     workers: int | None = typer.Option(None, "--workers", "-j", min=1, help="Threads for a dataset source."),
 ) -> None:
     """Compare what the model hears now (request log or data) with its training data; exit 4 on drift."""

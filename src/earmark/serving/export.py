@@ -322,8 +322,9 @@ def _export(model: Any, target: Any, *, frontend: bool, seconds: float, seed: in
     module = getattr(est, "module_", None)
     if module is None:
         raise ParameterError(
-            f"{type(est).__name__} is not a neural network; only torch models (cnn, mlp, lstm, cnn1d…) "
-            "export to ONNX. scikit-learn models are served from their bundle."
+            f"Model {(getattr(model, 'config', None) or {}).get('model') or type(est).__name__!r} is not a neural "
+            "network; only torch models (cnn, mlp, lstm, cnn1d…) export to ONNX. scikit-learn models are served "
+            "from their bundle (earmark serve MODEL)."
         )
     if getattr(est, "tta", False):
         raise ParameterError(
