@@ -117,6 +117,18 @@ def _report_skipped(skipped: list[dict[str, str]]) -> None:
         err_console.print(f"{len(skipped)} files left out of the scores.", highlight=False)
 
 
+def _check_models(names: list[str]) -> None:
+    """An unknown model name is a usage error, found before any data is read."""
+    from earmark.errors import EarmarkError
+    from earmark.models import get_spec
+
+    for name in names:
+        try:
+            get_spec(name)
+        except EarmarkError as exc:
+            fail(str(exc), ExitCode.USAGE)
+
+
 def _write_outputs(result: Any, *, json_out: str | None, report: Path | None, model: Any,
                    summary: dict | None, max_clips: int, embedding: str, config: dict,
                    explain: int = 0) -> None:
@@ -236,6 +248,7 @@ def cv(
 
     k = _folds(folds)
     _check_log(log)
+    _check_models([model] if model else [])
     if embedding not in ("pca", "tsne"):
         fail(f"--embedding must be 'pca' or 'tsne'; got {embedding!r}.", ExitCode.USAGE)
     train_kwargs: dict[str, Any] = {"epochs": epochs} if epochs is not None else {}
@@ -290,6 +303,7 @@ def compare(
     if not names:
         fail("--models needs at least one model name, e.g. --models logreg,rf.",
              ExitCode.USAGE)
+    _check_models(names)
     k = _folds(folds)
     train_kwargs: dict[str, Any] = {"epochs": epochs} if epochs is not None else {}
     if duration is not None:
