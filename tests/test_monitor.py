@@ -168,3 +168,17 @@ def test_monitor_help_states_the_default_thresholds():
 
     text = " ".join(CliRunner().invoke(app, ["monitor", "--help"], terminal_width=200).output.split())
     assert f"(default {DEFAULT_ALPHA})" in text and f"(default {DEFAULT_PSI})" in text
+
+
+def test_monitor_refuses_an_sqlite_file_that_is_not_a_request_log_and_leaves_it_alone(model, tmp_path):
+    import sqlite3
+
+    other = tmp_path / "inventory.sqlite"
+    db = sqlite3.connect(other)
+    db.execute("CREATE TABLE items (name TEXT)")
+    db.commit()
+    db.close()
+    before = other.read_bytes()
+    with pytest.raises(Exception, match="not an earmark request log"):
+        monitor(model, str(other))
+    assert other.read_bytes() == before and not (tmp_path / "inventory.sqlite-wal").exists()

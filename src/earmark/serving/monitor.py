@@ -25,7 +25,7 @@ import numpy as np
 from earmark.errors import EarmarkError, ParameterError
 from earmark.serving.drift import DRIFT_FEATURES, DriftReport, detect_drift
 from earmark.serving.predictor import Predictor
-from earmark.serving.requestlog import RequestLog, is_request_log
+from earmark.serving.requestlog import RequestLog, check_request_log, is_request_log
 
 __all__ = ["build_reference", "current_statistics", "monitor", "render_html"]
 
@@ -171,6 +171,7 @@ def monitor(
     predictor = Predictor.load(model)
     reference = _reference_of(predictor, reference_source, workers)
     if isinstance(log_or_source, (str, os.PathLike)) and is_request_log(log_or_source):
+        check_request_log(log_or_source)
         with RequestLog(log_or_source) as log:
             rows = log.read()
         if rows["proba"].shape[0] == 0:

@@ -27,7 +27,7 @@ import numpy as np
 
 from earmark.errors import DatasetError
 
-__all__ = ["RequestLog", "is_request_log"]
+__all__ = ["RequestLog", "check_request_log", "is_request_log"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
@@ -58,6 +58,30 @@ def is_request_log(path: str | os.PathLike[str]) -> bool:
         return False
     with open(p, "rb") as f:
         return f.read(16) == _SQLITE_MAGIC
+
+
+def check_request_log(path: str | os.PathLike[str]) -> None:
+    """Refuse an SQLite file that is not an earmark request log, reading it only (opening it
+    as a :class:`RequestLog` would add earmark's tables to someone else's database).
+
+    Example
+    -------
+    >>> check_request_log("requests.sqlite")  # doctest: +SKIP
+    """
+    p = Path(path)
+    try:
+        db = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            cols = {row[1] for row in db.execute("PRAGMA table_info(requests)")}
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as exc:
+        raise DatasetError(f"{p}: cannot be read as an SQLite request log ({exc}).") from None
+    if not {"ts", "label", "confidence", "proba", "features"} <= cols:
+        raise DatasetError(
+            f"{p} is an SQLite database but not an earmark request log (it has no 'requests' table of "
+            "earmark's). Pass the file `earmark serve --log` writes, or a dataset source."
+        )
 
 
 class RequestLog:
