@@ -66,6 +66,9 @@ def test_windows_give_a_timeline_and_a_clip_summary(tmp_path):
     assert len(wins) >= 4 and wins[0]["start"] == 0.0
     assert wins[-1]["end"] == pytest.approx(rows[0]["duration"], abs=1e-3)
     assert all(w["end"] - w["start"] == pytest.approx(0.5, abs=1e-3) for w in wins)
+    ranked = predict_paths(fsdd_model(), [long], window=0.5, hop=0.25, k=3)[0]["windows"]
+    assert all(len(w["top"]) == 3 and w["top"][0]["label"] == w["top_label"] for w in ranked)
+    assert all(w["top"][0]["probability"] >= w["top"][1]["probability"] >= w["top"][2]["probability"] for w in ranked)
     # a window that is exactly the first clip (and one that ends exactly with the last) gets its label
     w = len(a) / sr
     first = predict_paths(fsdd_model(), [long], window=w, hop=w)[0]["windows"][0]

@@ -105,7 +105,9 @@ def predict_paths(
         probability), ``rejected`` (``label`` was replaced by ``unknown``), ``top`` (list of the
         ``k`` most probable ``{label, probability}``, whether rejected or not), ``probabilities``,
         ``duration``, ``error`` (``None`` when it worked), and ``windows`` when ``window`` is
-        given. A regressor's rows hold ``path``, ``prediction``, ``duration`` and ``error``.
+        given (each ``start``, ``end``, ``label``, ``confidence``, ``rejected``, ``top_label`` and
+        its own ``top``). A regressor's rows hold ``path``, ``prediction``, ``duration`` and
+        ``error``.
 
     Example
     -------
@@ -176,12 +178,13 @@ def _error_row(predictor: Predictor, path: str, error: str) -> dict[str, Any]:
             "duration": None, "error": error}
 
 
-def _window_row(start: float, end: float, pred: Any) -> dict[str, Any]:
+def _window_row(start: float, end: float, pred: Any, k: int = 1) -> dict[str, Any]:
     if pred.value is not None:
         return {"start": start, "end": end, "prediction": pred.value}
-    best = max(pred.probabilities, key=pred.probabilities.__getitem__)
+    ranked = sorted(pred.probabilities.items(), key=lambda kv: -kv[1])
     return {"start": start, "end": end, "label": pred.label, "confidence": pred.confidence,
-            "rejected": pred.rejected, "top_label": best}
+            "rejected": pred.rejected, "top_label": ranked[0][0],
+            "top": [{"label": c, "probability": float(v)} for c, v in ranked[:k]]}
 
 
 def _reason(exc: Exception) -> str:
@@ -315,7 +318,7 @@ def _predict_windows(
             return {**_error_row(predictor, path, _reason(exc)), "windows": []}
         out = [clip.value] if clip.value is not None else list(clip.probabilities.values())
         row = _row(predictor, path, np.array(out), clip.duration, k)
-        row["windows"] = [_window_row(s, e, p) for s, e, p in windows]
+        row["windows"] = [_window_row(s, e, p, k) for s, e, p in windows]
         return row
 
     out = []
