@@ -84,7 +84,8 @@ def _fmt(value: Any) -> str:
 
 def _print_metrics(metrics: dict[str, Any], title: str, spread: dict | None = None) -> None:
     out = Console()
-    table = Table("metric", "value", *(["± std", "worst"] if spread else []), title=title)
+    table = Table("metric", "mean of folds" if spread else "value", *(["± std", "worst"] if spread else []),
+                  title=title)
     for key in _HEADLINE:
         if metrics.get(key) is None and not (spread and key in spread):
             continue
@@ -212,8 +213,10 @@ def _fold_printer(prefix: str = "") -> Any:
         # numbered and predefined folds are already called 'fold 2'; a held-out group is just its name
         name = str(fold.name)
         label = name if name.startswith("fold ") else f"fold {name}"
+        scored = int(m.get("n", fold.n_test))
+        left_out = f", {fold.n_test - scored} unreadable left out" if scored < fold.n_test else ""
         err_console.print(
-            f"{prefix}{label}: {key} {m[key]:.4f} on {fold.n_test} clips "
+            f"{prefix}{label}: {key} {m[key]:.4f} on {scored} clips{left_out} "
             f"(trained on {fold.n_train} in {fold.train_seconds:.1f} s"
             + (f", features {fold.feature_seconds:.1f} s" if fold.feature_seconds >= 0.05 else "") + ")",
             highlight=False)
