@@ -202,9 +202,8 @@ def test_cross_validation_never_lets_a_speaker_straddle_folds(fsdd_small):
     d = cv.to_dict()
     assert d["summary"]["accuracy"]["n_folds"] == 3
     assert d["worst_fold"]["value"] == min(f["accuracy"] for f in d["folds"])
-    # the first fold computes every clip's features (one store for all folds); that is not training time
-    first, *rest = cv.folds
-    assert first.feature_seconds > max(f.feature_seconds for f in rest)
+    # feature extraction (one store for the folds' training) is timed apart from training
+    assert sum(f.feature_seconds for f in cv.folds) > 0
     assert all(f.train_seconds >= 0 and "feature_seconds" in f.to_dict() for f in cv.folds)
 
 
