@@ -444,8 +444,9 @@ def _cross_validate(
         # scored without the store: every fold's (and every model's) inference time then includes
         # extracting its clips' features, not only the first to meet them
         unknown_labels = "error"
-        if getattr(trained, "task", None) == "classification":
-            truth = table.iloc[test_pos][target or "label"].dropna().astype(str)
+        truth_col = _target_of(trained, target)
+        if getattr(trained, "task", None) == "classification" and truth_col in table.columns:
+            truth = table.iloc[test_pos][truth_col].dropna().astype(str)
             unlearnt = sorted(set(truth) - {str(c) for c in trained.classes})
             if unlearnt:
                 unknown_labels = "wrong"
@@ -504,7 +505,7 @@ def _pool(folds: Sequence[FoldResult]) -> EvaluationResult:
     if cols and all(c in preds.columns for c in cols):
         proba = preds[cols].fillna(0.0).to_numpy(dtype=np.float64)
     res = evaluate_predictions(preds.rename(columns={"true": "_truth"}), preds["predicted"],
-                               proba=proba, classes=classes, target="_truth")
+                               proba=proba, classes=classes or None, target="_truth")
     res.predictions.insert(0, "cv_fold", preds["cv_fold"].to_numpy())
     feats = [f.result.features for f in folds]
     if all(x is not None for x in feats) and len({x.shape[1] for x in feats}) == 1:
