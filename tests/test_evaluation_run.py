@@ -170,6 +170,8 @@ def test_cli_rejects_bad_options(tmp_path):
     assert r.exit_code == 2 and "Unknown model 'resnet9000'" in r.output
     r = runner.invoke(app, ["compare", str(FSDD / "manifest.csv"), "--models", "logreg,random-forest"])
     assert r.exit_code == 2 and "Unknown model 'random-forest'" in r.output
+    r = runner.invoke(app, ["cv", str(FSDD / "manifest.csv"), "--model", "svm", "--epochs", "3"])
+    assert r.exit_code == 2 and "--epochs applies to neural models" in " ".join(r.output.split())
     r = runner.invoke(app, ["cv", str(FSDD / "manifest.csv"), "--embedding", "umap"])
     assert r.exit_code == 2 and "--embedding" in r.output
     import importlib.util

@@ -252,6 +252,12 @@ def cv(
     k = _folds(folds)
     _check_log(log)
     _check_models([model] if model else [])
+    if epochs is not None and model:
+        from earmark.models import get_spec
+
+        if get_spec(model).kind != "torch":
+            fail(f"--epochs applies to neural models; {model!r} is not trained in epochs. Drop --epochs.",
+                 ExitCode.USAGE)
     if embedding not in ("pca", "tsne"):
         fail(f"--embedding must be 'pca' or 'tsne'; got {embedding!r}.", ExitCode.USAGE)
     train_kwargs: dict[str, Any] = {"epochs": epochs} if epochs is not None else {}
