@@ -106,3 +106,19 @@ def test_cli_predict_csv_json_and_exit_code(folder, tmp_path):
     # a model bundle that is not one is named before any audio is searched
     res = runner.invoke(app, ["predict", str(folder), str(bundle)])
     assert res.exit_code == 3 and str(folder) in res.stderr
+
+
+def test_predictions_through_the_feature_store_equal_direct_ones(folder, tmp_path):
+    """--cache: the same labels, probabilities and durations as without it, failures alike listed;
+    a second run reads every clip from the store."""
+    files = expand_paths([folder])
+    direct = predict_paths(fsdd_model(), files, k=2)
+    cached = predict_paths(fsdd_model(), files, k=2, cache=tmp_path / "store")
+    again = predict_paths(fsdd_model(), files, k=2, cache=tmp_path / "store")
+    for a, b, c in zip(direct, cached, again, strict=True):
+        assert a["path"] == b["path"] == c["path"] and bool(a["error"]) == bool(b["error"]) == bool(c["error"])
+        if a["error"]:
+            continue
+        assert a["label"] == b["label"] == c["label"]
+        assert b["duration"] == pytest.approx(a["duration"], abs=1e-3) and b["duration"] > 0
+        assert b["confidence"] == pytest.approx(a["confidence"], abs=1e-4)

@@ -9,6 +9,7 @@ Example
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -284,7 +285,13 @@ def _extract_cached(
     for i, f in enumerate(files):
         if xs[i] is None:
             errors[i] = err_map.get(os.path.abspath(f), "could not be read (see the feature store report)")
+    from earmark.audio import audio_info
+
     durations: list[float | None] = [None] * len(files)
+    for i, f in enumerate(files):
+        if xs[i] is not None:
+            with contextlib.suppress(EarmarkError, OSError):  # from the header (the audio stayed in the store)
+                durations[i] = float(audio_info(f).duration)
     return xs, errors, durations
 
 
