@@ -39,6 +39,16 @@ def fail(message: str, code: ExitCode = ExitCode.ERROR) -> NoReturn:
     raise typer.Exit(int(code))
 
 
+def report_skipped(skipped: list[dict[str, str]], *, label: str = "left out", of: str = "the scores") -> None:
+    """List the files a command left out (at most 50, then a count) and say how many there were."""
+    for s in skipped[:50]:
+        err_console.print(f"[yellow]{label}[/] {s.get('path')}: {s.get('reason')}", highlight=False)
+    if len(skipped) > 50:
+        err_console.print(f"… and {len(skipped) - 50} more (see --json).", highlight=False)
+    if skipped:
+        err_console.print(f"{len(skipped)} files left out of {of}.", highlight=False)
+
+
 def write_text(target: str | Path, text: str) -> None:
     """Write an output file, creating its folder; a path that cannot be written exits with an
     error naming it (not a traceback)."""

@@ -15,7 +15,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from earmark.cli._common import ExitCode, earmark_warnings, err_console, fail, register_features
+from earmark.cli._common import (
+    ExitCode,
+    earmark_warnings,
+    err_console,
+    fail,
+    register_features,
+    report_skipped,
+)
 
 _HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "micro_f1", "log_loss", "ece",
              "roc_auc", "pr_auc", "mae", "rmse", "r2")
@@ -108,16 +115,6 @@ def _print_metrics(metrics: dict[str, Any], title: str, spread: dict | None = No
         out.print(t)
 
 
-def _report_skipped(skipped: list[dict[str, str]]) -> None:
-    for s in skipped[:50]:
-        err_console.print(f"[yellow]left out[/] {s.get('path')}: {s.get('reason')}",
-                          highlight=False)
-    if len(skipped) > 50:
-        err_console.print(f"… and {len(skipped) - 50} more (see --json).", highlight=False)
-    if skipped:
-        err_console.print(f"{len(skipped)} files left out of the scores.", highlight=False)
-
-
 def _check_models(names: list[str]) -> None:
     """An unknown model name is a usage error, found before any data is read."""
     from earmark.errors import EarmarkError
@@ -201,7 +198,7 @@ def evaluate(
              getattr(model, "history", None), {"model": str(model_dir), "source": str(source)})
     except EarmarkError as exc:
         fail(str(exc))
-    _report_skipped(result.skipped)
+    report_skipped(result.skipped)
     if result.skipped:
         raise typer.Exit(int(ExitCode.PARTIAL))
 
@@ -284,7 +281,7 @@ def cv(
              getattr(result.last_model, "history", None), config)
     except EarmarkError as exc:
         fail(str(exc))
-    _report_skipped(result.skipped)
+    report_skipped(result.skipped)
     if result.skipped:
         raise typer.Exit(int(ExitCode.PARTIAL))
 
@@ -334,7 +331,7 @@ def compare(
     except EarmarkError as exc:
         fail(str(exc))
     skipped = next(iter(board.results.values())).skipped if board.results else []
-    _report_skipped(skipped)
+    report_skipped(skipped)
     if skipped:
         raise typer.Exit(int(ExitCode.PARTIAL))
 

@@ -21,6 +21,7 @@ from earmark.cli._common import (
     err_console,
     fail,
     register_features,
+    report_skipped,
     write_json,
 )
 
@@ -344,11 +345,10 @@ def tune_command(
         fail(str(exc), ExitCode.USAGE)
     except EarmarkError as exc:
         fail(str(exc))
-    for s in result.skipped:
-        err_console.print(f"[yellow]skipped[/] {s['path']}: {s['reason']}", highlight=False)
     if json_out is not None:
         write_json(result.to_dict(), json_out)
         if json_out == "-":
+            report_skipped(result.skipped, label="skipped", of="the search")
             if result.skipped:
                 raise typer.Exit(int(ExitCode.PARTIAL))
             return
@@ -366,6 +366,6 @@ def tune_command(
     command = ["earmark", "train", source, "--model", model,
                *(x for k, v in options.items() if v for x in (k, v)), *_param_args(result.best_params), "--out", "MODEL"]
     out.print(f"train it: {shlex.join(command)}", markup=False, highlight=False, soft_wrap=True)
+    report_skipped(result.skipped, label="skipped", of="the search")
     if result.skipped:
-        err_console.print(f"{len(result.skipped)} files left out of the search.", highlight=False)
         raise typer.Exit(int(ExitCode.PARTIAL))

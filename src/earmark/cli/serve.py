@@ -10,7 +10,15 @@ from pathlib import Path
 
 import typer
 
-from earmark.cli._common import ExitCode, err_console, fail, progress_bar, write_json, write_text
+from earmark.cli._common import (
+    ExitCode,
+    err_console,
+    fail,
+    progress_bar,
+    report_skipped,
+    write_json,
+    write_text,
+)
 from earmark.errors import EarmarkError
 
 
@@ -265,10 +273,8 @@ def monitor(
     err_console.print(f"{verdict}: {result.n} clips vs {result.n_reference} reference clips", highlight=False)
     for reason in result.reasons:
         err_console.print(f"  - {reason}", highlight=False)
-    for s in result.skipped:
-        err_console.print(f"[yellow]skipped[/] {s['path']}: {s['reason']}", highlight=False)
+    report_skipped(result.skipped, label="skipped", of="the comparison")
     if result.drift:
         raise typer.Exit(int(ExitCode.DRIFT))
     if result.skipped:
-        err_console.print(f"{len(result.skipped)} files left out of the comparison.", highlight=False)
         raise typer.Exit(int(ExitCode.PARTIAL))
