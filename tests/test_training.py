@@ -149,6 +149,61 @@ def test_refit_can_be_switched_off(fsdd):
     assert not m.config["refit_on_all"] and m.config["refit_epochs"] is None
 
 
+@pytest.mark.filterwarnings("ignore::earmark.training.ChanceLevelWarning")  # 2 epochs: equality, not learning
+def test_parallel_refit_is_the_one_process_refit(fsdd, tmp_path):
+    """parallel=True trains the refit in a second process beside the validated run; with the same
+    thread count (1 each here) it is bit for bit the network a one-process run trains."""
+    df = _take(fsdd[fsdd["label"].isin(["0", "1", "2"]) & (fsdd["group"] != "theo")], 10)
+    torch.set_num_threads(2)  # the parent keeps one thread, the refit process gets the other
+    try:
+        par = train(df, epochs=2, seed=0, batch_size=16, parallel=True, workers=1, checkpoint_dir=str(tmp_path))
+    finally:
+        torch.set_num_threads(1)
+    assert torch.get_num_threads() == 1
+    seq = train(df, epochs=2, seed=0, batch_size=16, parallel=False, workers=1)
+    assert par.config["parallel_refit"] and not seq.config["parallel_refit"]
+    assert par.config["refit_on_all"] and par.config["refit_epochs"] == seq.config["refit_epochs"] == 2
+    assert par.estimator.n_epochs_ == 2 and len(par.estimator.history_) == 2
+    got, want = par.estimator.module_.state_dict(), seq.estimator.module_.state_dict()
+    assert got.keys() == want.keys()
+    for k in want:
+        assert torch.equal(got[k], want[k]), k
+    assert par.metrics == seq.metrics and par.history == seq.history
+    assert any((tmp_path / "refit").iterdir()) and any((tmp_path / "validation").iterdir())
+    assert par.estimator.checkpoint_dir == str(tmp_path)
+    proba = par.predict(df.head(6))
+    assert proba["label"].isin(["0", "1", "2"]).all()
+
+
+def test_parallel_refit_rules_and_errors(fsdd):
+    from earmark.models import get_model
+    from earmark.training import PARALLEL_MIN_STEPS
+    from earmark.training._train import _parallel_threads, _RefitProcess
+
+    est = get_model("cnn", epochs=20)  # 32 clips a step
+    torch.set_num_threads(2)
+    try:
+        assert PARALLEL_MIN_STEPS <= 20 * 79 and _parallel_threads(None, est, 2500, [], False) == 1
+        assert _parallel_threads(None, est, 100, [], False) == 0  # 80 steps: not worth a process
+        assert _parallel_threads(None, est, 2500, [], lambda e, r: None) == 0  # cannot call it
+        assert _parallel_threads(False, est, 2500, [], False) == 0
+        assert _parallel_threads(True, est, 100, [], False) == 1
+    finally:
+        torch.set_num_threads(1)
+    assert _parallel_threads(None, est, 2500, [], False) == 0  # one thread: nothing to share
+    df = _take(fsdd[fsdd["label"].isin(["0", "1"]) & (fsdd["group"] != "theo")], 4)
+    with pytest.raises(ParameterError, match="callbacks or a progress function"):
+        train(df, epochs=1, parallel=True, progress=lambda e, r: None, workers=1)
+    with pytest.raises(ParameterError, match="no refit"):
+        train(df, epochs=1, parallel=True, refit=False, workers=1)
+    # what fails in the other process is raised here, with its own message
+    bad = _RefitProcess(get_model("cnn", epochs=1), np.zeros((4, 3), np.float32),
+                        np.array(["a", "b", "a", "b"], object), np.ones(4), 1, None)
+    with pytest.raises(RuntimeError, match=r"(?s)spectrogram preset.*parallel=False"):
+        bad.wait()
+    assert not bad.job.exists()  # its temporary folder is removed
+
+
 def test_hcnn_reg_reads_pitch_off_the_frequency_axis():
     df = load_dataset(SHARED / "instruments" / "manifest.csv")
     notes = df[df["kind"] == "note"]

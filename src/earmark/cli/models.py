@@ -213,6 +213,7 @@ def train_command(
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     val_fraction: float = typer.Option(0.15, "--val-fraction", min=0.0, max=0.95, help="Share of the data held out (by group) for validation."),
     refit: bool | None = typer.Option(None, "--refit/--no-refit", help="After validating, retrain on all the data for the full epoch budget (default: neural models when a class has fewer than 6 groups)."),
+    parallel_refit: bool | None = typer.Option(None, "--parallel-refit/--no-parallel-refit", help="Train that refit at the same time as the validated run, in a second process with half the threads (default: on the CPU when the refit is long enough to pay for it)."),
     extra_train: str | None = typer.Option(None, "--extra-train", help="Extra training-only source (e.g. synthetic voices)."),
     extra_weight: float = typer.Option(1.0, "--extra-weight", min=0.0, help="Loss weight of the extra training rows."),
     synthetic_voices: int = typer.Option(0, "--synthetic-voices", min=0, help="Add every label spoken by N espeak-ng voices to training only (needs earmark[synth]; GPL)."),
@@ -276,7 +277,7 @@ def train_command(
             trained = train(
                 df, model=model, features=features, duration=duration, target=target,
                 group="group" if group else None, epochs=epochs, seed=seed, val_fraction=val_fraction,
-                refit=refit, extra_train=extra, extra_weight=extra_weight, cache=cache, workers=workers,
+                refit=refit, parallel=parallel_refit, extra_train=extra, extra_weight=extra_weight, cache=cache, workers=workers,
                 progress=err_console.is_terminal, **params,
             )
         if extra_sources and "extra_train" in trained.data:

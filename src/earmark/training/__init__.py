@@ -12,6 +12,7 @@ Example
 from earmark.training._train import (
     DEFAULT_CLASSIFIER,
     DEFAULT_REGRESSOR,
+    PARALLEL_MIN_STEPS,
     ChanceLevelWarning,
     ValidationCoverageWarning,
     auto_duration,
@@ -23,6 +24,7 @@ from earmark.training._tune import TuneResult, tune
 __all__ = [
     "DEFAULT_CLASSIFIER",
     "DEFAULT_REGRESSOR",
+    "PARALLEL_MIN_STEPS",
     "ChanceLevelWarning",
     "TrainedModel",
     "TuneResult",
