@@ -53,6 +53,14 @@ def test_datasets_list_and_download(tmp_path: Path, shared: Path) -> None:
         z.writestr("x/recordings/0_a_0.wav", (shared / "fsdd" / "recordings" / "0_george_0.wav").read_bytes())
     bad = runner.invoke(app, ["datasets", "download", "fsdd", "--to", str(tmp_path / "d"), "--url", archive.as_uri()])
     assert bad.exit_code == 3 and "expected 2500" in bad.output
+    missing = runner.invoke(app, ["datasets", "download", "fsdd", "-o", str(tmp_path / "e"),
+                                  "--url", (tmp_path / "nope.zip").as_uri()])
+    assert missing.exit_code == 3 and "--url" in missing.output  # says how to use a local copy
+    manual = runner.invoke(app, ["datasets", "download", "esc50", "--out", str(tmp_path / "f")])
+    assert manual.exit_code == 3 and "not downloaded automatically" in manual.output
+    assert "downloading" not in manual.output
+    unknown = runner.invoke(app, ["datasets", "download", "nosuch"])
+    assert unknown.exit_code == 2 and "fsdd" in unknown.output
 
 
 def _fsdd_copies(shared: Path, folder: Path, names: list[str]) -> None:
@@ -201,6 +209,18 @@ def test_split_reports_identical_audio_across_sides_and_unreadable_files(tmp_pat
         raise AssertionError("no seed of 10 split george from theo")
     (dup,) = summary["duplicates_across"]
     assert {Path(dup["train"][0]).name, Path(dup["test"][0]).name} == {"george_0.wav", "theo_9.wav"}
+    # K folds are checked as well: george and theo land in different folds of 4 speakers
+    result = runner.invoke(app, ["split", str(tmp_path / "m.csv"), "--out", str(tmp_path / "k"), "--folds", "4", "--json"])
+    assert result.exit_code == 1
+    (dup,) = json.loads(result.stdout)["duplicates_across"]
+    named = {Path(ps[0]).name for ps in dup["folds"].values()}
+    assert named == {"george_0.wav", "theo_9.wav"} and len(dup["folds"]) == 2
+    result = runner.invoke(app, ["split", str(tmp_path / "m.csv"), "--out", str(tmp_path / "k2"), "--folds", "4",
+                                 "--no-duplicates", "--json"])
+    assert json.loads(result.stdout)["duplicates_across"] is None
+    too_many = runner.invoke(app, ["split", str(tmp_path / "m.csv"), "--out", str(tmp_path / "k3"), "--folds", "7"])
+    text = " ".join(too_many.output.split())
+    assert too_many.exit_code == 2 and "has 4" in text and "--folds 4 or fewer" in text and "folds='group'" not in text
 
 
 def test_split_refuses_what_it_cannot_do_with_the_reason(tmp_path: Path, shared: Path) -> None:

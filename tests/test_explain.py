@@ -51,6 +51,12 @@ def test_importance_sits_where_the_word_is(held_out_clips) -> None:
     pad = np.zeros(int(0.5 * sr), np.float32)
     exp = explain(model, np.concatenate([pad, y, pad]), sr=sr)  # 0.5 s of silence on each side
     assert exp.predicted == str(label) and exp.source == "array"
+    # (samples, channels), as soundfile.read gives it, is the same clip
+    both = np.concatenate([pad, y, pad])
+    stereo = explain(model, np.stack([both, both], axis=1), sr=sr)
+    np.testing.assert_allclose(stereo.importance, exp.importance, atol=1e-5)
+    with pytest.raises(ParameterError, match="load the bundle first"):
+        explain("models/digits", both, sr=sr)
     word = (exp.times[:-1] >= 0.5 - 0.1) & (exp.times[1:] <= 0.5 + len(y) / sr + 0.1)
     silent = (exp.times[1:] <= 0.45) | (exp.times[:-1] >= 0.55 + len(y) / sr)
     assert silent.sum() >= 6 and np.abs(exp.importance[:, silent]).max() < 1e-3

@@ -157,18 +157,18 @@ def test_the_waveform_graph_answers_like_earmark_predict_for_short_and_long_clip
         got = sess.run(None, {"waveform": clip[None]})[0][0]  # as it is: no padding, no cropping
         answer = predictor.predict_arrays([clip])[0]
         np.testing.assert_allclose(got, [answer.probabilities[c] for c in classes], atol=1e-4)
-        np.testing.assert_allclose(got, model.predict_proba([clip])[0], atol=1e-4)
+        np.testing.assert_allclose(got, model.predict_proba([clip], sr=16000)[0], atol=1e-4)
         assert classes[int(np.argmax(got))] == answer.label
     # with the start-aligned preset, zeros after a clip change nothing: short clips batch together
     width = max(len(c) for c in short)
     batch = np.stack([np.pad(c, (0, width - len(c))) for c in short])
-    np.testing.assert_allclose(sess.run(None, {"waveform": batch})[0], model.predict_proba(short), atol=1e-4)
+    np.testing.assert_allclose(sess.run(None, {"waveform": batch})[0], model.predict_proba(short, sr=16000), atol=1e-4)
     # the service's own ONNX runtime (features in) still agrees
     on_onnx = Predictor.load(bundle, runtime="onnx")
     assert on_onnx.runtime == "onnx"
     np.testing.assert_allclose(
         [[p.probabilities[c] for c in classes] for p in on_onnx.predict_arrays(short + longer)],
-        model.predict_proba(short + longer), atol=1e-4,
+        model.predict_proba(short + longer, sr=16000), atol=1e-4,
     )
 
 
@@ -210,7 +210,7 @@ def test_a_centre_aligned_preset_is_cropped_around_the_centre_in_the_graph(cnn_e
     assert len(odd) > n and (len(odd) - n) % 2 == 1
     for clip in [clips[0], odd, np.concatenate(clips[:2])]:
         got = sess.run(None, {"waveform": clip[None]})[0][0]
-        np.testing.assert_allclose(got, centred.predict_proba([clip])[0], atol=1e-4)
+        np.testing.assert_allclose(got, centred.predict_proba([clip], sr=16000)[0], atol=1e-4)
     # the crop position matters: the start-aligned graph answers differently for the long clip
     assert np.max(np.abs(start.run(None, {"waveform": odd[None]})[0] - sess.run(None, {"waveform": odd[None]})[0])) > 1e-4
 

@@ -11,11 +11,13 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from earmark.errors import ParameterError
 from earmark.features import FeatureStore, extract, featurize, get_preset
 
 
@@ -179,6 +181,18 @@ def test_ray_backend_equals_local(fsdd, shared):
     np.testing.assert_array_equal(remote.X, local.X)
 
 
+def test_ray_address_nobody_answers_on_is_refused_at_once(fsdd):
+    pytest.importorskip("ray")
+    import socket
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
+        with pytest.raises(ParameterError, match=rf"No Ray cluster answers at '{address}'.*ray start --head --port {port}"):
+            extract(fsdd[:2], "mfcc-mean", backend="ray", ray_address=address)  # Ray itself retries for minutes
+
+
 def test_cli_features_list_and_extract(tmp_path, shared):
     from typer.testing import CliRunner
 
@@ -200,6 +214,9 @@ def test_cli_features_list_and_extract(tmp_path, shared):
     assert res.exit_code == 1, res.output  # PARTIAL: one bad file
     summary = json.loads(res.stdout)
     assert summary["features"] == 4 and len(summary["failed"]) == 1
+    # the store's report lists it too, though the source left it out before extraction (not audio)
+    report = json.loads((Path(summary["store"]) / "report.json").read_text())
+    assert [Path(f["path"]).name for f in report["failed"]] == ["broken.wav"] and report["features"] == 4
     res = runner.invoke(app, ["extract", str(src), "-f", "mfcc-mean", "-o", str(out), "-j", "1", "--json"])
     assert json.loads(res.stdout)["from_cache"] == 4
     res = runner.invoke(app, ["extract", str(src), "-f", "nosuch", "-o", str(out)])

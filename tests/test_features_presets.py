@@ -78,11 +78,16 @@ def test_sample_rate_override_moves_a_whole_band_fmax_and_refuses_one_above_nyqu
     ("logmel:fmin=3000,fmax=2000", "lowest frequency"),
     ("logmel:sample_rate=8000.5", "must be an integer \\(default 16000\\)"),
     ("classic173:foo=1", "Settings: sample_rate\\.$"),
+    # more coefficients than bands: librosa would silently return n_mels of them
+    ("mfcc-mean:n_mfcc=200", "200 MFCCs from 128 mel bands.*lower n_mfcc to 128"),
+    ("mfcc-seq:n_mfcc=41", "41 MFCCs from 40 mel bands"),
+    ("psf-mfcc:numcep=30", "lower numcep to 26 or less, or raise nfilt"),
 ])
 def test_settings_a_preset_cannot_use_are_refused_when_it_is_built(spec, message):
     with pytest.raises(ParameterError, match=message):
         get_preset(spec)
     assert get_preset("mfcc-seq:deltas=0").params["deltas"] == 0  # counts that may be zero stay allowed
+    assert get_preset("mfcc-mean:n_mfcc=128").output_shape == (128,)  # as many as bands is fine
 
 
 @pytest.mark.parametrize("name", sorted(REQUIRED))

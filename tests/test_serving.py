@@ -78,6 +78,11 @@ def test_explain_names_the_regions_the_answer_rests_on(client):
     # the work of one request is bounded: 2.5 s in 10 ms windows × 64 bands is 16,000 full predictions
     big = client.post("/explain?window=0.01&bands=64", content=_wav(2.5))
     assert big.status_code == 400 and "more than the 400 allowed" in big.json()["detail"]
+    # without ?window= a long clip gets windows wide enough to fit the limit (the web page's "Why?")
+    fit = client.post("/explain?bands=64", content=_wav(2.5))
+    assert fit.status_code == 200, fit.text
+    importance = fit.json()["importance"]
+    assert len(importance) == 64 and len(importance[0]) > 1 and 64 * len(importance[0]) <= 400
     assert 'endpoint="/explain"' in client.get("/metrics").text
 
 
@@ -111,8 +116,12 @@ def test_direct_predict_path_answers_as_the_fastapi_route(client):
     assert a == b and len(a["top"]) == 2
     default_k = client.post("/predict?spectrogram=false", content=data).json()  # the setting's top_k (5)
     assert len(default_k["top"]) == 5 and default_k["probabilities"] == a["probabilities"]
-    bad_k = client.post("/predict?top_k=abc", content=data)  # FastAPI's own validation answer
-    assert bad_k.status_code == 422 and "detail" in bad_k.json()
+    bad_k = client.post("/predict?top_k=abc", content=data)  # FastAPI's validation, in the service's error shape
+    body = bad_k.json()
+    assert bad_k.status_code == 422 and body["error"] == "invalid_request" and body["detail"].startswith("top_k:")
+    assert body["errors"][0]["loc"] == ["query", "top_k"]
+    zero = client.post("/predict/batch?top_k=0", files={"file": ("x.wav", data)}).json()
+    assert zero["error"] == "invalid_request" and "top_k" in zero["detail"]
     empty = client.post("/predict", content=b"")
     assert empty.status_code == 400 and empty.json() == {"error": "empty", "detail": empty.json()["detail"]}
 

@@ -338,3 +338,25 @@ def test_cli_synth_writes_a_dataset(tmp_path, shared):
     nothing = CliRunner().invoke(app, ["synth", "--voices", "1", "--out", str(tmp_path / "none")])
     assert nothing.exit_code == 2 and "--words-from" in nothing.output
     assert "GPL" in CliRunner().invoke(app, ["synth", "--help"]).output
+    replaced = CliRunner().invoke(app, ["synth", "go", "--voices", "1", "-o", str(out), "--overwrite"])
+    assert "wrote 1 clip, 1 voice," in " ".join(replaced.output.split())
+    assert len(list(out.rglob("*.wav"))) == 1  # the replaced dataset's other clips are gone
+    blank = CliRunner().invoke(app, ["synth", "", "--voices", "1", "--out", str(tmp_path / "blank")])
+    assert blank.exit_code == 2 and "Word 1 of 1" in blank.output and "render_speech" not in blank.output
+    assert not (tmp_path / "blank").exists()  # a refused run leaves no folder behind
+    typo = CliRunner().invoke(app, ["synth", "yes", "--text-map", "no=nope", "-n", "1", "-o", str(tmp_path / "t")])
+    assert typo.exit_code == 0 and "applies to none of the words" in typo.output
+
+
+def test_overwrite_replaces_the_dataset_and_keeps_other_files(tmp_path):
+    out = tmp_path / "syn"
+    synthesize(["yes", "no"], voices=3, out=out, seed=1)
+    (out / "README.txt").write_text("mine")
+    df = synthesize(["yes"], voices=2, out=out, seed=1, overwrite=True)
+    wavs = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.wav"))
+    assert len(df) == 2 and wavs == sorted(Path(p).relative_to(out.resolve()).as_posix() for p in df["path"])
+    assert not (out / "no").exists() and (out / "README.txt").read_text() == "mine"
+    # a run that fails part-way removes what it wrote and keeps what was there
+    with pytest.raises(ParameterError, match="no sound"):
+        synthesize(["maybe", "..."], voices=1, out=tmp_path / "half", seed=1)
+    assert not (tmp_path / "half").exists()

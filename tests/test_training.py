@@ -13,7 +13,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from earmark.errors import DatasetError, ParameterError
+from earmark.errors import DatasetError, ParameterError, SampleRateWarning
 from earmark.sources import load_dataset
 from earmark.training import DEFAULT_REGRESSOR, TrainedModel, summary_vectors, train, tune
 
@@ -94,7 +94,12 @@ def test_predict_windows_on_a_long_recording(logreg_model, theo):
     sr = logreg_model.preset.sample_rate
     clips = [load_audio(p, sr=sr)[0] for p in theo["path"][:3]]
     y = np.concatenate([np.concatenate([c, np.zeros(sr // 4, np.float32)]) for c in clips])
-    windows, clip = logreg_model.predict_windows(y, window=0.5, hop=0.25)
+    windows, clip = logreg_model.predict_windows(y, window=0.5, hop=0.25, sr=sr)
+    with pytest.warns(SampleRateWarning, match=f"model's own rate, {sr} Hz"):  # never a silent guess
+        assumed, _ = logreg_model.predict_windows(y, window=0.5, hop=0.25)
+    pd.testing.assert_frame_equal(assumed, windows)
+    stereo, _ = logreg_model.predict_windows(np.stack([y, y], axis=1), window=0.5, hop=0.25, sr=sr)  # soundfile's layout
+    np.testing.assert_allclose(stereo["confidence"], windows["confidence"], rtol=1e-5)
     assert clip["n_windows"] == len(windows) >= 3
     assert windows["start"].is_monotonic_increasing
     assert windows["end"].max() == pytest.approx(len(y) / sr)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from earmark.errors import ParameterError
+from earmark.errors import AudioDecodeError, ParameterError
 from earmark.models import dump_estimator, load_estimator
 from earmark.transfer import (
     ImageFront,
@@ -410,6 +410,7 @@ def test_embed_reads_a_flat_folder_of_unlabelled_files(shared: Path, tiny_hf: Pa
                                                        monkeypatch) -> None:
     import re
 
+    import pandas as pd
     import typer
     from typer.testing import CliRunner
 
@@ -432,6 +433,22 @@ def test_embed_reads_a_flat_folder_of_unlabelled_files(shared: Path, tiny_hf: Pa
     r = runner.invoke(app, ["embed", f"hf:{tiny_hf}", str(long), "--out", str(tmp_path / "e.npy")])
     assert r.exit_code == 0, r.output
     np.testing.assert_allclose(np.load(tmp_path / "e.npy"), X, atol=1e-6)
+
+    # a bad file is listed and left out, never the end of the run (exit 1: partial)
+    (long / "broken.wav").write_bytes(b"RIFF" + b"\0" * 40)
+    (long / "notes.txt").write_text("not audio")
+    with pytest.raises(AudioDecodeError, match="broken.wav"):
+        embed(f"hf:{tiny_hf}", long)
+    Xs, index = embed(f"hf:{tiny_hf}", long, errors="skip", return_index=True)
+    np.testing.assert_allclose(Xs, X, atol=1e-6)
+    assert [Path(s["path"]).name for s in index.attrs["skipped"]] == ["broken.wav"]  # notes.txt is not audio: not data
+    r = runner.invoke(app, ["embed", f"hf:{tiny_hf}", str(long), "--out", str(tmp_path / "s.parquet")])
+    assert r.exit_code == 1, r.output
+    assert "broken.wav" in r.output and "1 file left out" in r.output
+    t = pd.read_parquet(tmp_path / "s.parquet")
+    assert sorted(Path(p).name for p in t.path) == sorted(names)
+    (long / "broken.wav").unlink()
+    (long / "notes.txt").unlink()
 
     # errors about the source never suggest an option embed does not have
     (tmp_path / "empty").mkdir()

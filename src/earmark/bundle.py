@@ -436,8 +436,8 @@ def load_model(path: str | os.PathLike[str]) -> Any:
     Example
     -------
     >>> model = load_model("digits.earmark")  # doctest: +SKIP
-    >>> model.predict(["../shared/data/fsdd/recordings/7_jackson_32.wav"])  # doctest: +SKIP
-    array(['7'], dtype=object)
+    >>> model.predict(["../shared/data/fsdd/recordings/7_jackson_32.wav"])["label"].tolist()  # doctest: +SKIP
+    ['7']
     """
     return load_bundle(path)[0]
 

@@ -65,3 +65,7 @@ class EarmarkWarning(UserWarning):
 
 class AudioRangeWarning(EarmarkWarning):
     """Float audio outside [-1, 1] was scaled back into range."""
+
+
+class SampleRateWarning(EarmarkWarning):
+    """An array of samples came without its sample rate, so the model's own rate was assumed."""

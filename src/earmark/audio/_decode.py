@@ -246,20 +246,31 @@ def _to_float(arr: np.ndarray) -> np.ndarray:
     return arr.astype(np.float32) / float(-info.min)
 
 
-def to_mono(y: np.ndarray) -> np.ndarray:
+def to_mono(y: np.ndarray, *, channels_first: bool | None = True) -> np.ndarray:
     """Average channels: ``(channels, samples)`` → ``(samples,)``; 1-D input is returned as is.
+
+    ``channels_first=None`` takes arrays in either layout, as users hand them over: the shorter
+    axis holds the channels (``soundfile.read`` gives ``(samples, channels)``, ``load_audio``
+    with ``mono=False`` and librosa give ``(channels, samples)``).
 
     Example
     -------
     >>> import numpy as np
     >>> to_mono(np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)).tolist()
     [0.5, 0.5]
+    >>> to_mono(np.ones((8000, 2), np.float32), channels_first=None).shape
+    (8000,)
     """
     if y.ndim == 1:
         return y
-    if y.shape[0] == 1:
-        return y[0]
-    return y.mean(axis=0, dtype=np.float32)
+    if y.ndim != 2:
+        raise ParameterError(f"An audio array is 1-D (samples) or 2-D (channels and samples); got shape {y.shape}.")
+    axis = 0
+    if channels_first is False or (channels_first is None and y.shape[1] < y.shape[0]):
+        axis = 1
+    if y.shape[axis] == 1:
+        return np.take(y, 0, axis=axis)
+    return y.mean(axis=axis, dtype=np.float32)
 
 
 def resample(y: np.ndarray, *, orig_sr: int, target_sr: int, quality: str = "HQ") -> np.ndarray:
@@ -597,7 +608,7 @@ def content_hash(path: AudioSource) -> str:
     Example
     -------
     >>> content_hash("../shared/data/fsdd/recordings/7_jackson_32.wav")[:8]  # doctest: +SKIP
-    '3f2a9c1e'
+    'ee41f16f'
     """
     y, sr, _ = _decode(path, max_seconds=None, max_bytes=DEFAULT_MAX_BYTES, timeout=DEFAULT_TIMEOUT)
     return hash_samples(y, sr)

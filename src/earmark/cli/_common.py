@@ -46,7 +46,7 @@ def report_skipped(skipped: list[dict[str, str]], *, label: str = "left out", of
     if len(skipped) > 50:
         err_console.print(f"… and {len(skipped) - 50} more (see --json).", highlight=False)
     if skipped:
-        err_console.print(f"{len(skipped)} files left out of {of}.", highlight=False)
+        err_console.print(f"{len(skipped)} file{'' if len(skipped) == 1 else 's'} left out of {of}.", highlight=False)
 
 
 def write_text(target: str | Path, text: str) -> None:

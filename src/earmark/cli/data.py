@@ -165,6 +165,7 @@ def split(
     import numpy as np
 
     from earmark.sources import check_leakage, iter_folds, split_kind, train_test_split
+    from earmark.sources._splits import duplicates_across_folds
 
     if out.exists() and not out.is_dir():
         fail(f"--out {out} is a file; give a folder to write the manifests into.", ExitCode.USAGE)
@@ -192,12 +193,18 @@ def split(
             if by not in ("auto", "group", "random"):
                 fail(f"--folds K makes group-aware (or random) folds; --by {by} does not apply.", ExitCode.USAGE)
             data = df.drop(columns=["group"]) if kind == "random" and "group" in df.columns else df
+            if "group" in data.columns and data["group"].nunique() < folds:
+                n_groups = data["group"].nunique()
+                fail(f"--folds {folds} needs at least {folds} groups to keep each group in one fold; {source} has "
+                     f"{n_groups}. Use --folds {n_groups} or fewer (with as many folds as groups, each holds out "
+                     "one group), or --by random to ignore the groups.", ExitCode.USAGE)
             assigned = np.zeros(len(df), dtype=int)
             for i, (_, _, test_pos) in enumerate(iter_folds(data, folds=folds, seed=seed), start=1):
                 assigned[test_pos] = i
             table = df.assign(fold=assigned)
             sides = {f"fold {k}": _side(table[table["fold"] == k]) for k in range(1, folds + 1)}
             leak = None
+            fold_dups = duplicates_across_folds(table) if duplicates else None
         else:
             value: object = None
             if test_fold is not None:
@@ -230,6 +237,8 @@ def split(
         "source": str(source), "by": kind, "seed": seed, "written": [str(out / n) for n in names],
         "sides": sides, "skipped": skipped,
     }
+    if folds:
+        summary["duplicates_across"] = fold_dups
     if leak is not None:
         summary["shared_groups"] = leak.shared_groups
         summary["duplicates_across"] = leak.duplicates if duplicates else None
@@ -268,6 +277,12 @@ def split(
     if leak is not None and leak.shared_groups and kind != "random":
         err_console.print(f"[yellow]warning:[/] groups on both sides: {', '.join(leak.shared_groups[:10])}",
                           highlight=False)
+    if folds and fold_dups:
+        err_console.print(f"[yellow]warning:[/] {_n(len(fold_dups), 'audio')} found in more than one fold "
+                          "(identical content under different names):", highlight=False)
+        for d in fold_dups[:10]:
+            err_console.print("  " + " = ".join(f"fold {f} {ps[0]}" for f, ps in d["folds"].items()), highlight=False)
+        raise typer.Exit(int(ExitCode.PARTIAL))
     if leak is not None and leak.duplicates and duplicates:
         err_console.print(f"[yellow]warning:[/] {_n(len(leak.duplicates), 'audio')} found on both sides "
                           "(identical content under different names):", highlight=False)
@@ -292,14 +307,19 @@ def datasets_list() -> None:
 @datasets_app.command("download")
 def datasets_download(
     name: str = typer.Argument(..., help="Catalog name, e.g. fsdd."),
-    to: Path = typer.Option(None, "--to", help="Folder to create (default: ./data/NAME)."),
+    to: Path = typer.Option(None, "--out", "-o", "--to", help="Folder to create (default: ./data/NAME)."),
     url: str | None = typer.Option(None, "--url", help="Another location of the same archive (mirror or file://)."),
 ) -> None:
     """Download a dataset at its pinned version and verify it file by file."""
-    from earmark.sources.catalog import download
+    from earmark.sources.catalog import download, get_entry
 
     dest = to or Path("data") / name
-    err_console.print(f"downloading {name} into {dest} …")
+    try:
+        downloadable = get_entry(name).downloadable
+    except EarmarkError as exc:
+        fail(str(exc), ExitCode.USAGE)
+    if downloadable:
+        err_console.print(f"downloading {name} into {dest} …")
     try:
         path = download(name, dest, url=url)
     except EarmarkError as exc:

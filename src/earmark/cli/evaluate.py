@@ -360,10 +360,10 @@ def explain(
     paths: list[Path] = typer.Argument(..., help="Audio files and folders (searched recursively)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Folder for one PNG per file: the spectrogram with each region's importance over it."),
     target: str | None = typer.Option(None, "--target", help="Class to explain (default: each file's predicted class)."),
-    window: float = typer.Option(0.1, "--window", min=0.005, max=5.0, help="Width of a region in seconds."),
+    window: float = typer.Option(0.1, "--window", min=0.005, max=5.0, help="Width of a region in seconds (at least one analysis step of the model's rate: 8-12 ms)."),
     bands: int = typer.Option(8, "--bands", min=1, max=64, help="Mel-spaced frequency bands."),
     top: int = typer.Option(3, "--top", min=1, help="Regions listed per file."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object per file (a list) on stdout."),
+    as_json: bool = typer.Option(False, "--json", help='Print {"explanations": [one object per file], "failed": [{"path", "reason"}]} on stdout.'),
 ) -> None:
     """Explain predictions: silence each time-frequency region of a clip in turn and measure how
     much the model's score for the class falls (or its value moves).

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import time
 import warnings
 from pathlib import Path
@@ -98,6 +100,13 @@ def extract_cmd(
         fail(str(exc))
     seconds = time.perf_counter() - t0
     failed = skipped + fs.errors
+    report = out / preset.cache_key() / "report.json"
+    if skipped and report.is_file():  # the store's report lists files the source could not even list as audio
+        data = json.loads(report.read_text())
+        data["failed"] = skipped + list(data.get("failed", []))
+        tmp = report.with_name(report.name + ".tmp")
+        tmp.write_text(json.dumps(data, indent=2))
+        os.replace(tmp, report)
     summary = {
         "source": str(source), "preset": preset.name, "store": str(out / preset.cache_key()),
         "files": len(df) + len(skipped), "features": len(fs), "from_cache": fs.cached,

@@ -18,6 +18,10 @@ Licence: espeak-ng is GPL-3.0-or-later; it comes from the optional package espea
 """
 
 
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
 def register(app: typer.Typer) -> None:
     """Add ``synth`` to ``app``."""
     app.command("synth", help=_HELP)(synth)
@@ -60,9 +64,18 @@ def synth(
         fail("give the words to speak (earmark synth yes no --voices 10 --out DIR) or --words-from DATASET", ExitCode.USAGE)
     changes = {k: v for k, v in (("noise_probability", noise), ("reverb_probability", reverb)) if v is not None}
     total = voices * len(labels)
-    err_console.print(f"rendering {len(labels)} words × {voices} voices = {total} clips into {out} (espeak-ng, GPL-3.0-or-later)")
+    if text_map:
+        from earmark.synth import parse_text_map
+
+        try:
+            mapped = sorted(parse_text_map(text_map))
+        except EarmarkError as exc:
+            fail(str(exc), ExitCode.USAGE)
+        if mapped and not set(mapped) & set(labels):  # a shared map may cover more labels, but none?
+            err_console.print(f"[yellow]warning:[/] --text-map applies to none of the words: it names "
+                              f"{', '.join(mapped[:10])}, the words are {', '.join(labels[:10])}", highlight=False)
     try:
-        with progress_bar("synthesising", total) as advance:
+        with progress_bar(f"{_n(len(labels), 'word')} × {_n(voices, 'voice')} (espeak-ng)", total) as advance:
             df = synthesize(
                 labels, voices=voices, out=out, sample_rate=sample_rate, seed=seed, text_map=text_map,
                 progress=lambda done, total: advance(1), post=PostProcessing(**changes), overwrite=overwrite,
@@ -71,6 +84,6 @@ def synth(
         code = ExitCode.USAGE if isinstance(exc, ValueError) else ExitCode.ERROR
         fail(str(exc), code)
     err_console.print(
-        f"[green]wrote[/] {len(df)} clips, {df['group'].nunique()} voices, {df['duration'].sum() / 60:.1f} min "
-        f"to {out}; next: earmark info {out}"
+        f"[green]wrote[/] {_n(len(df), 'clip')}, {_n(df['group'].nunique(), 'voice')}, "
+        f"{df['duration'].sum() / 60:.1f} min to {out} (espeak-ng, GPL-3.0-or-later); next: earmark info {out}"
     )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from earmark.cli._common import ExitCode, err_console, fail
+from earmark.cli._common import ExitCode, err_console, fail, report_skipped
 
 __all__ = ["register"]
 
@@ -30,7 +30,10 @@ def embed_command(
     ),
     hop: float | None = typer.Option(None, "--hop", min=0.001, help="Seconds between windows (default: --window)."),
 ) -> None:
-    """Write embeddings of every clip of SOURCE, computed by MODEL, to --out."""
+    """Write embeddings of every clip of SOURCE, computed by MODEL, to --out.
+
+    Files that cannot be decoded are left out and listed, with exit status 1.
+    """
     from earmark.errors import EarmarkError
     from earmark.transfer import BIRDNET_LICENSE, embed
 
@@ -42,9 +45,10 @@ def embed_command(
     if model == "birdnet":
         err_console.print(f"[yellow]note:[/] {BIRDNET_LICENSE}", highlight=False)
     try:
-        X, index = embed(model, source, window=window, hop=hop, return_index=True)
+        X, index = embed(model, source, window=window, hop=hop, return_index=True, errors="skip")
     except EarmarkError as exc:
         fail(str(exc))
+    skipped = index.attrs.get("skipped", [])
     out.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".npy":
         import numpy as np
@@ -58,6 +62,10 @@ def embed_command(
         )
         table.to_parquet(out, index=False)
     err_console.print(f"{X.shape[0]} × {X.shape[1]} embeddings → {out}", highlight=False)
+    if skipped:
+        report_skipped(skipped, label="skipped", of=f"{out.name}" + (
+            " (its rows are the other files, in source order)" if suffix == ".npy" else ""))
+        raise typer.Exit(int(ExitCode.PARTIAL))
 
 
 def register(app: typer.Typer) -> None:

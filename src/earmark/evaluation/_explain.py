@@ -172,11 +172,14 @@ class _Grid:
 def _decode(model: Any, clip: Any, sr: int | None) -> tuple[np.ndarray, str]:
     from earmark.audio import load_audio, to_mono
     from earmark.features._extract import resample_like_librosa
+    from earmark.training._trained import _warn_assumed_rate
 
     rate = model.preset.sample_rate
     if isinstance(clip, np.ndarray):
-        y = to_mono(np.asarray(clip, dtype=np.float32))
-        if sr is not None and sr != rate:
+        y = to_mono(np.asarray(clip, dtype=np.float32), channels_first=None)
+        if sr is None:
+            _warn_assumed_rate(rate)
+        elif sr != rate:
             y = resample_like_librosa(y, orig_sr=int(sr), target_sr=rate)
         return y, "array"
     y, native = load_audio(clip, max_seconds=MAX_SECONDS + 1.0)  # the same decode as predict
@@ -228,9 +231,14 @@ def explain(
     Example
     -------
     >>> exp = explain(model, "7_jackson_32.wav", window=0.05, bands=12)  # doctest: +SKIP
-    >>> exp.importance.shape  # doctest: +SKIP
-    (12, 9)
+    >>> exp.importance.shape  # 12 bands × 11 windows of 50 ms for this 0.53 s clip  # doctest: +SKIP
+    (12, 11)
     """
+    if isinstance(model, (str, os.PathLike)):
+        raise ParameterError(
+            f"explain() takes a trained model, not the path {os.fspath(model)!r}; load the bundle first: "
+            "explain(earmark.load_model(path), clip)."
+        )
     if not isinstance(window, (int, float)) or not 0.005 <= window <= 5.0:
         raise ParameterError(f"The 'window' of explain must be between 0.005 and 5 seconds. Got {window!r}.")
     if not isinstance(bands, (int, np.integer)) or not 1 <= bands <= 64:

@@ -191,6 +191,7 @@ def render_report(
     figures: Mapping[str, Figure | str] | None = None,
     clips: Sequence[Mapping[str, Any]] = (),
     clips_title: str = "Misclassified clips",
+    clips_total: int | None = None,
     skipped: Sequence[Mapping[str, str]] = (),
     notes: Sequence[str] = (),
     config: Mapping[str, Any] | None = None,
@@ -216,6 +217,8 @@ def render_report(
     clips : sequence of mapping, optional
         Clips to listen to, each with ``path``, ``true``, ``predicted``, ``confidence`` and
         ``audio`` (a data URI from :func:`audio_to_data_uri`, or ``None``).
+    clips_total : int, optional
+        How many such clips there are, when ``clips`` shows only some (the heading says "20 of 22").
     clips_title : str, default "Misclassified clips"
         Heading of the clip list.
     skipped : sequence of mapping, optional
@@ -267,7 +270,7 @@ def render_report(
             )
         sections.append(f"<section><h2>Plots</h2>{''.join(figs)}</section>")
     if clips:
-        sections.append(_clips_section(clips, clips_title))
+        sections.append(_clips_section(clips, clips_title, clips_total))
     if skipped:
         rows = [[s.get("path", ""), s.get("reason", "")] for s in skipped]
         sections.append(
@@ -324,7 +327,7 @@ def _summary_section(summary: Mapping[str, Any]) -> str:
     return f"<section><h2>Dataset</h2>{''.join(parts)}</section>"
 
 
-def _clips_section(clips: Sequence[Mapping[str, Any]], heading: str) -> str:
+def _clips_section(clips: Sequence[Mapping[str, Any]], heading: str, total: int | None = None) -> str:
     rows = []
     for clip in clips:
         audio = clip.get("audio")
@@ -344,4 +347,5 @@ def _clips_section(clips: Sequence[Mapping[str, Any]], heading: str) -> str:
             f'<span class="wrong">{html.escape(str(clip.get("predicted")))}</span>'
             f"{conf_text}{extra_text}</div></div><div>{player}</div></div>"
         )
-    return f"<section><h2>{html.escape(heading)} ({len(clips)})</h2>{''.join(rows)}</section>"
+    count = f"{len(clips)} of {total}" if total is not None and total > len(clips) else f"{len(clips)}"
+    return f"<section><h2>{html.escape(heading)} ({count})</h2>{''.join(rows)}</section>"

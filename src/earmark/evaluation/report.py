@@ -284,7 +284,8 @@ def build_report(
     page = render_report(
         title=heading, subtitle=subtitle, summary=summary, metrics=headline, spread=spread,
         tables=tables, figures=figures, clips=clips,
-        clips_title=clips_title, skipped=skipped, notes=notes,
+        clips_title=clips_title, clips_total=len(res.misclassified) if res.task == "classification" else None,
+        skipped=skipped, notes=notes,
         config=config,
     )
     for fig in figures.values():

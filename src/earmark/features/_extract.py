@@ -95,7 +95,7 @@ def featurize(y_or_path: np.ndarray | str | os.PathLike[str] | bytes, preset: st
 
     p = _as_preset(preset)
     if isinstance(y_or_path, np.ndarray):
-        y = to_mono(np.asarray(y_or_path, dtype=np.float32))
+        y = to_mono(np.asarray(y_or_path, dtype=np.float32), channels_first=None)
         if sr is not None and sr != p.sample_rate:
             y = resample_like_librosa(y, orig_sr=int(sr), target_sr=p.sample_rate)
     else:
@@ -430,6 +430,25 @@ def _give_up_workers(workers: int) -> None:
     )
 
 
+def _probe_ray_address(address: str, timeout: float = 10.0) -> None:
+    """Refuse a ``host:port`` (or ``ray://host:port``) nobody answers on, before ``ray.init``
+    retries it for minutes; ``auto``, ``local`` and forms Ray parses itself pass through."""
+    import socket
+
+    host, sep, port = address.split("://", 1)[-1].rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise ParameterError(
+            f"No Ray cluster answers at {address!r} ({exc.strerror or exc}). Check the address, or start "
+            f"a cluster there (ray start --head --port {port}); without an address earmark starts a local "
+            "Ray instance."
+        ) from None
+
+
 def _run_ray(batches: list[list[str]], record: dict[str, Any], want_hash: bool, workers: int,
              address: str | None) -> Iterator[tuple[int, Any]]:
     try:
@@ -439,6 +458,7 @@ def _run_ray(batches: list[list[str]], record: dict[str, Any], want_hash: bool, 
     started = False
     if not ray.is_initialized():
         if address:
+            _probe_ray_address(address)
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
         else:
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)

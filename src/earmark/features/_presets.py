@@ -494,6 +494,12 @@ def _check_values(name: str, sr: int, defaults: Mapping[str, Any], params: Mappi
                 raise ParameterError(
                     f"The {key!r} of preset {name!r} ({value} Hz) must be between 0 and the Nyquist frequency "
                     f"of its sample_rate {sr} Hz ({sr / 2:g}); lower it or raise the sample_rate.")
+    for ceps, bands in (("n_mfcc", "n_mels"), ("numcep", "nfilt")):
+        n_ceps, n_bands = params.get(ceps), params.get(bands)
+        if _number(n_ceps) and _number(n_bands) and n_ceps > n_bands:
+            raise ParameterError(
+                f"Preset {name!r} would compute {n_ceps} MFCCs from {n_bands} mel bands, but a cepstrum has at "
+                f"most as many coefficients as bands: lower {ceps} to {n_bands} or less, or raise {bands}.")
     low = params.get("fmin", params.get("lowfreq"))
     high = params.get("fmax", params.get("highfreq"))
     if _number(low) and _number(high) and float(low) >= float(high):

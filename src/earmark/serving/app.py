@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import sys
 import time
@@ -305,6 +306,19 @@ def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> Fas
     for exc_class in (UploadRejected, AudioDecodeError, ParameterError, BundleError, EarmarkError):
         app.add_exception_handler(exc_class, _domain_error)
 
+    async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
+        # one error shape for every answer: {"error", "detail": text}; FastAPI's list stays in "errors"
+        from fastapi.encoders import jsonable_encoder
+
+        errors = exc.errors() if hasattr(exc, "errors") else []
+        parts = [f"{'.'.join(str(x) for x in e.get('loc', ())[1:]) or 'request'}: {e.get('msg', '')}" for e in errors]
+        metrics.observe_error(request.url.path, "invalid_request")
+        return _error(422, "invalid_request", "; ".join(parts) or str(exc), errors=jsonable_encoder(errors))
+
+    from fastapi.exceptions import RequestValidationError
+
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+
     # ------------------------------------------------------------------ helpers
 
     def _decode(data: bytes) -> np.ndarray:
@@ -556,7 +570,10 @@ def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> Fas
         openapi_extra=_ONE_UPLOAD,
     )
     async def explain_clip(request: Request, target: str | None = None,
-                           window: float = Query(0.1, ge=0.005, le=5.0),
+                           window: float | None = Query(
+                               None, ge=0.005, le=5.0,
+                               description="Seconds per region. Default 0.1 s, widened for long clips so "
+                               "that they fit within the service's explain_max_regions."),
                            bands: int = Query(8, ge=1, le=64)) -> dict[str, Any]:
         from earmark.evaluation import explain
 
@@ -572,7 +589,11 @@ def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> Fas
 
         def work() -> dict[str, Any]:
             y = _decode(data)
-            exp = explain(predictor.model, y, sr=predictor.sample_rate, target=target, window=window, bands=bands,
+            width = window
+            if width is None:  # 0.1 s, or as wide as a long clip needs to fit the region limit
+                per_band = max(1, settings.explain_max_regions // bands)
+                width = max(0.1, math.ceil(len(y) / predictor.sample_rate / per_band * 1000) / 1000)
+            exp = explain(predictor.model, y, sr=predictor.sample_rate, target=target, window=width, bands=bands,
                           max_regions=settings.explain_max_regions)
             out = exp.to_dict()
             out["source"] = name or "upload"

@@ -296,6 +296,27 @@ class LeakageReport:
         return not self.duplicates and not self.shared_groups
 
 
+def duplicates_across_folds(table: pd.DataFrame, *, column: str = "fold", workers: int | None = None) -> list[dict]:
+    """Sets of files with identical audio content that sit in more than one fold of ``table``.
+
+    Each item is ``{"hash", "folds": {fold: [paths]}}``: cross-validation would test on audio it
+    trained on.
+
+    Example
+    -------
+    >>> duplicates_across_folds(pd.DataFrame({"path": ["a.wav", "b.wav"], "fold": [1, 2]}))  # doctest: +SKIP
+    []
+    """
+    paths = table["path"].astype(str).tolist()
+    folds = table[column].tolist()
+    by_hash: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for p, f, h in zip(paths, folds, _hashes(paths, workers)):
+        if h is not None:
+            by_hash[h][str(f)].append(p)
+    return [{"hash": h, "folds": {f: sorted(ps) for f, ps in sorted(where.items())}}
+            for h, where in sorted(by_hash.items()) if len(where) > 1]
+
+
 def check_leakage(train: pd.DataFrame, test: pd.DataFrame, *, workers: int | None = None) -> LeakageReport:
     """Report identical audio content and shared groups across the two sides of a split.
 

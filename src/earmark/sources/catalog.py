@@ -138,7 +138,10 @@ def _fetch(url: str, progress: Callable[[int, int | None], None] | None, timeout
                     progress(buf.tell(), total_n)
             return buf.getvalue()
     except OSError as exc:
-        raise DatasetError(f"Cannot download {url}: {exc}. Check the network, or pass a local copy.") from None
+        raise DatasetError(
+            f"Cannot download {url}: {exc}. Check the network, or point url= (--url) at a mirror or at a "
+            "local copy of the same archive (file:///path/to/archive.zip)."
+        ) from None
 
 
 def download(

@@ -76,6 +76,24 @@ def parse_text_map(spec: str | Mapping[str, str] | None) -> dict[str, str]:
     return out
 
 
+def _listed_clips(root: Path) -> list[Path]:
+    """The clips an earlier run's manifest in ``root`` lists (only files inside ``root``)."""
+    manifest = root / "manifest.csv"
+    if not manifest.is_file():
+        return []
+    try:
+        listed = pd.read_csv(manifest)["path"].astype(str)
+    except (ValueError, KeyError, OSError, pd.errors.ParserError):
+        return []
+    inside = []
+    base = root.resolve()
+    for rel in listed:
+        path = (root / rel).resolve()
+        if path.is_relative_to(base) and path.suffix.lower() == ".wav" and path.is_file():
+            inside.append(path)
+    return inside
+
+
 def synthesize(
     words: Sequence[str],
     *,
@@ -151,6 +169,9 @@ def synthesize(
     labels = [str(w) for w in words]
     if not labels:
         raise ParameterError("The 'words' parameter of synthesize is empty; pass at least one word to speak.")
+    blank = [i for i, w in enumerate(labels, start=1) if not w.strip()]
+    if blank:
+        raise ParameterError(f"Word {blank[0]} of {len(labels)} given to synthesize is empty; give words with letters to speak.")
     duplicates = sorted({w for w in labels if labels.count(w) > 1})
     if duplicates:
         raise ParameterError(f"The 'words' parameter of synthesize repeats {duplicates}; give each label once.")
@@ -174,36 +195,53 @@ def synthesize(
     root = Path(out)
     if (root / "manifest.csv").exists() and not overwrite:
         raise ParameterError(f"{root / 'manifest.csv'} exists already; choose another --out folder or pass overwrite=True (--overwrite).")
+    created = [d for d in (root, *root.parents) if not d.exists()]
+    old_clips = _listed_clips(root) if overwrite else []
     root.mkdir(parents=True, exist_ok=True)
 
-    rows = []
+    rows: list[dict] = []
+    written: list[Path] = []
     total = len(voice_list) * len(labels)
-    done = 0
-    for vi, voice in enumerate(voice_list):
-        for label in labels:
-            text = mapping.get(label, label)
-            clip_seed = [seed, vi, zlib.crc32(label.encode("utf-8"))]
-            raw, engine_sr = render_speech(
-                text, voice=voice.name, rate=voice.rate, pitch=voice.pitch, pitch_range=voice.pitch_range,
-                word_gap=voice.word_gap, seed=zlib.crc32(json.dumps(clip_seed).encode()),
-            )
-            if raw.size == 0 or not np.any(raw):
-                raise ParameterError(f"espeak-ng produced no sound for {text!r} (label {label!r}) with voice {voice.name!r}; check the word or the text map.")
-            y = resample(raw.astype(np.float32) / 32768.0, orig_sr=engine_sr, target_sr=int(sample_rate))
-            y, drawn = postprocess(y, sr=int(sample_rate), config=post, rng=np.random.default_rng(clip_seed))
-            rel = Path(_slug(label)) / f"{voice.id}.wav"
-            (root / rel.parent).mkdir(exist_ok=True)
-            sf.write(root / rel, y, int(sample_rate), subtype="PCM_16", format="WAV")
-            rows.append({
-                "path": rel.as_posix(), "label": label, "group": voice.id, "text": text, "voice": voice.name,
-                "language": voice.language, "variant": voice.variant, "rate": voice.rate, "pitch": voice.pitch,
-                "pitch_range": voice.pitch_range, "word_gap": voice.word_gap,
-                **{k: round(v, 3) for k, v in drawn.items()},
-                "duration": round(y.size / sample_rate, 4), "sample_rate": int(sample_rate), "engine": "espeak-ng",
-            })
-            done += 1
-            if progress is not None:
-                progress(done, total)
+    try:
+        for vi, voice in enumerate(voice_list):
+            for label in labels:
+                text = mapping.get(label, label)
+                clip_seed = [seed, vi, zlib.crc32(label.encode("utf-8"))]
+                raw, engine_sr = render_speech(
+                    text, voice=voice.name, rate=voice.rate, pitch=voice.pitch, pitch_range=voice.pitch_range,
+                    word_gap=voice.word_gap, seed=zlib.crc32(json.dumps(clip_seed).encode()),
+                )
+                if raw.size == 0 or not np.any(raw):
+                    raise ParameterError(f"espeak-ng produced no sound for {text!r} (label {label!r}) with voice {voice.name!r}; check the word or the text map.")
+                y = resample(raw.astype(np.float32) / 32768.0, orig_sr=engine_sr, target_sr=int(sample_rate))
+                y, drawn = postprocess(y, sr=int(sample_rate), config=post, rng=np.random.default_rng(clip_seed))
+                rel = Path(_slug(label)) / f"{voice.id}.wav"
+                (root / rel.parent).mkdir(exist_ok=True)
+                sf.write(root / rel, y, int(sample_rate), subtype="PCM_16", format="WAV")
+                written.append(root / rel)
+                rows.append({
+                    "path": rel.as_posix(), "label": label, "group": voice.id, "text": text, "voice": voice.name,
+                    "language": voice.language, "variant": voice.variant, "rate": voice.rate, "pitch": voice.pitch,
+                    "pitch_range": voice.pitch_range, "word_gap": voice.word_gap,
+                    **{k: round(v, 3) for k, v in drawn.items()},
+                    "duration": round(y.size / sample_rate, 4), "sample_rate": int(sample_rate), "engine": "espeak-ng",
+                })
+                if progress is not None:
+                    progress(len(rows), total)
+    except BaseException:
+        # nothing half-made stays behind: this run's clips go, and the folders it made if now empty
+        for path in written:
+            path.unlink(missing_ok=True)
+        for d in sorted({p.parent for p in written} | set(created), key=lambda d: len(d.parts), reverse=True):
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
+        raise
+    keep = {p.resolve() for p in written}
+    for path in old_clips:  # clips of the dataset this run replaces that it did not write again
+        if path.resolve() not in keep:
+            path.unlink(missing_ok=True)
+            if path.parent != root.resolve() and path.parent.is_dir() and not any(path.parent.iterdir()):
+                path.parent.rmdir()
 
     manifest = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
     manifest.to_csv(root / "manifest.csv", index=False)

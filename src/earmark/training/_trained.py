@@ -10,9 +10,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from earmark.errors import ParameterError
+from earmark.errors import ParameterError, SampleRateWarning
 
 __all__ = ["TrainedModel", "summary_vectors"]
+
+
+def _warn_assumed_rate(rate: int) -> None:
+    """Say that arrays given without ``sr`` are taken to be at the model's rate (never silently)."""
+    import warnings
+
+    warnings.warn(
+        f"Arrays of samples were given without sr=, so they are taken to be at the model's own rate, "
+        f"{rate} Hz. Pass sr= (the rate earmark.load_audio or soundfile.read returned) and earmark "
+        "resamples them; audio at another rate gets wrong answers.", SampleRateWarning, stacklevel=3)
 
 
 def summary_vectors(X: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
@@ -120,6 +130,8 @@ class TrainedModel:
         ):
             fs = extract(inputs, self.preset, workers=1)
             return fs.X, list(fs.paths), list(fs.errors)
+        if sr is None:
+            _warn_assumed_rate(self.preset.sample_rate)
         feats = [featurize(np.asarray(y, np.float32), self.preset, sr=sr) for y in inputs]
         names = [f"array[{i}]" for i in range(len(feats))]
         if feats and len({f.shape for f in feats}) == 1:
@@ -224,14 +236,16 @@ class TrainedModel:
         --------
         >>> windows, clip = model.predict_windows("long.wav", window=1.0, hop=0.5)  # doctest: +SKIP
         """
-        from earmark.audio import load_audio, resample
+        from earmark.audio import load_audio, resample, to_mono
 
         if not (window > 0 and hop > 0):
             raise ParameterError(f"window and hop must be > 0 seconds; got window={window}, hop={hop}.")
         rate = self.preset.sample_rate
         if isinstance(path_or_array, np.ndarray):
-            y = np.asarray(path_or_array, np.float32)
-            if sr is not None and sr != rate:
+            y = to_mono(np.asarray(path_or_array, np.float32), channels_first=None)
+            if sr is None:
+                _warn_assumed_rate(rate)
+            elif sr != rate:
                 y = resample(y, orig_sr=int(sr), target_sr=rate)
         else:
             y, _ = load_audio(path_or_array, sr=rate)

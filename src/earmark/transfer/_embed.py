@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from earmark.audio import load_audio
-from earmark.errors import ParameterError
+from earmark.errors import AudioDecodeError, ParameterError
 from earmark.models._nets import first_member
 
 __all__ = [
@@ -343,7 +343,8 @@ def get_backbone(model: Any) -> Backbone:
     return bb
 
 
-def _paths(source: Any) -> list[str]:
+def _paths(source: Any) -> tuple[list[str], list[dict[str, str]]]:
+    """The source's audio paths in order, and the files its folder or manifest left out."""
     try:
         import pandas as pd
 
@@ -353,18 +354,19 @@ def _paths(source: Any) -> list[str]:
                     f"The dataset table has no 'path' column (columns: {list(source.columns)}); build it "
                     "with earmark.sources.load_dataset."
                 )
-            return [str(p) for p in source["path"]]
+            return [str(p) for p in source["path"]], list(source.attrs.get("skipped", []))
     except ImportError:  # pragma: no cover - pandas is a dependency
         pass
     if isinstance(source, (str, os.PathLike)):
         p = Path(source)
         if p.is_file() and p.suffix.lower() not in (".csv", ".tsv"):
-            return [str(p)]
+            return [str(p)], []
         from earmark.sources import load_dataset
 
         # embeddings need no labels: a flat folder of files is as good as class sub-folders
-        return [str(x) for x in load_dataset(p, check="none", allow_unlabelled=True)["path"]]
-    return [os.fspath(p) for p in source]
+        table = load_dataset(p, check="none", allow_unlabelled=True)
+        return [str(x) for x in table["path"]], list(table.attrs.get("skipped", []))
+    return [os.fspath(p) for p in source], []
 
 
 def embed(
@@ -374,6 +376,7 @@ def embed(
     window: float | None = None,
     hop: float | None = None,
     return_index: bool = False,
+    errors: str = "raise",
 ) -> np.ndarray | tuple[np.ndarray, Any]:
     """Embeddings of clips: one vector per clip, or one per window.
 
@@ -393,6 +396,10 @@ def embed(
     return_index : bool
         Also return a DataFrame with ``row`` (position in the source), ``path`` and ``start``
         (seconds) for every output row.
+    errors : {"raise", "skip"}
+        What a file that cannot be decoded does: stop with its error, or be left out (its rows
+        are absent; the index's ``attrs["skipped"]`` lists it with the reason, together with the
+        files a folder or manifest source left out).
 
     Returns
     -------
@@ -402,7 +409,7 @@ def embed(
     Raises
     ------
     AudioDecodeError
-        A file cannot be decoded (the message names it).
+        A file cannot be decoded (the message names it), with ``errors="raise"``.
 
     Examples
     --------
@@ -418,12 +425,20 @@ def embed(
     for pname, value in (("window", window), ("hop", hop)):
         if value is not None and (not isinstance(value, (int, float)) or not value > 0):
             raise ParameterError(f"The '{pname}' parameter of embed must be seconds > 0. Got {value!r} instead.")
+    if errors not in ("raise", "skip"):
+        raise ParameterError(f"The 'errors' parameter of embed must be 'raise' or 'skip'. Got {errors!r} instead.")
     bb = get_backbone(model_or_bundle)
-    paths = _paths(dataset_or_paths)
+    paths, skipped = _paths(dataset_or_paths)
     sr = bb.sample_rate
     rows, starts, clips = [], [], []
     for i, p in enumerate(paths):
-        y, _ = load_audio(p, sr=sr)
+        try:
+            y, _ = load_audio(p, sr=sr)
+        except AudioDecodeError as exc:
+            if errors == "raise":
+                raise
+            skipped.append({"path": p, "reason": exc.reason})
+            continue
         if window is None:
             rows.append(i)
             starts.append(0.0)
@@ -441,4 +456,5 @@ def embed(
     if not return_index:
         return X
     index = pd.DataFrame({"row": rows, "path": [paths[r] for r in rows], "start": starts})
+    index.attrs["skipped"] = skipped
     return X, index
