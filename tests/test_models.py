@@ -124,6 +124,31 @@ def test_cnn_learns_unseen_speaker(logmel_small):
     assert est.input_shape_ == (64, 101)
 
 
+def test_cnn_stats_branch_learns_and_exports(logmel_small, tmp_path):
+    """net_options={"stats": True}: the head also reads each band's mean and spread over time."""
+    import onnxruntime as ort
+
+    from earmark.models._nets import _StatsCNN
+
+    X, y, g = logmel_small
+    tr, te = _split_by_take(y, g)
+    est = get_model("cnn", epochs=15, batch_size=16, validation_fraction=0, net_options={"stats": True})
+    est.fit(X[tr], y[tr])
+    assert isinstance(est.module_, _StatsCNN)
+    assert est.score(X[te], y[te]) >= 0.6
+    # the head reads [pooled conv features, projected band statistics]: 128 + 128 at width 16
+    assert est.module_.head[-1].in_features == 256 and est.module_.stats[1].num_features == 2 * 64
+    path = tmp_path / "stats.onnx"
+    torch.onnx.export(est.module_.eval(), torch.as_tensor(X[:2]), str(path), input_names=["x"],
+                      dynamic_axes={"x": {0: "batch"}}, dynamo=False)
+    got = ort.InferenceSession(str(path)).run(None, {"x": X[te][:5]})[0]
+    with torch.no_grad():
+        want = est.module_(torch.as_tensor(X[te][:5])).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    with pytest.raises(ParameterError, match="pool='global'"):
+        build_network("cnn", "default", (64, 101), 3, {"stats": True, "pool": "time"})
+
+
 def test_lstm_learns(logmel_small):
     X, y, g = logmel_small
     tr, te = _split_by_take(y, g)

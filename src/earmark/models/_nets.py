@@ -148,6 +148,30 @@ class _ResBlock(nn.Module):
         return self.act(self.body(x) + self.skip(x))
 
 
+class _BandStats(nn.Module):
+    """Each band's mean and standard deviation over time, ``(batch, channels, bands, frames)`` to
+    ``(batch, 2 * channels * bands)``: the long-term spectrum and how much each band moves."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x.mean(dim=-1), x.std(dim=-1)], dim=-1).flatten(1)
+
+
+class _StatsCNN(nn.Module):
+    """A CNN whose head also reads the input's per-band statistics (``cnn_default(stats=True)``)."""
+
+    def __init__(self, front: nn.Module, body: nn.Module, n_stats: int, ch: int, n_outputs: int,
+                 dropout: float) -> None:
+        super().__init__()
+        self.front = front
+        self.body = body
+        self.stats = nn.Sequential(_BandStats(), nn.BatchNorm1d(n_stats), nn.Linear(n_stats, ch), nn.ReLU(inplace=True))
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * ch, n_outputs))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.front(x)
+        return self.head(torch.cat([self.body(x), self.stats(x)], dim=1))
+
+
 def cnn_default(
     input_shape: Sequence[int],
     n_outputs: int,
@@ -157,19 +181,21 @@ def cnn_default(
     dropout: float = 0.2,
     norm: str = "global",
     pool: str = "global",
+    stats: bool = False,
 ) -> nn.Module:
     """Compact residual depthwise-separable CNN (~50k parameters at width 16).
 
     ``pool="global"`` averages over frequency and time (shift-invariant: classes);
     ``pool="time"`` averages over time only and keeps the frequency positions (absolute pitch:
-    regression of a note's pitch).
+    regression of a note's pitch). ``stats=True`` adds a branch that reads each input band's mean
+    and standard deviation over time (after ``norm``) beside the pooled convolutional features:
+    the long-term spectrum, which global pooling of local filters sees only indirectly.
     """
     c, n_freq, _ = _as_image(input_shape)
     if pool not in ("global", "time"):
         raise ParameterError(f"The 'pool' option of the cnn must be 'global' or 'time'. Got {pool!r} instead.")
+    front: list[nn.Module] = [_AddChannel(2), UtteranceNorm(norm)]
     layers: list[nn.Module] = [
-        _AddChannel(2),
-        UtteranceNorm(norm),
         nn.Conv2d(c, width, 3, stride=2, padding=1, bias=False),
         nn.BatchNorm2d(width),
         nn.ReLU(inplace=True),
@@ -182,12 +208,17 @@ def cnn_default(
     f_out = n_freq
     for _ in range(depth + 1):
         f_out = (f_out - 1) // 2 + 1
+    if stats:
+        if pool != "global":
+            raise ParameterError("The cnn's 'stats' branch goes with pool='global'.")
+        body = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        return _StatsCNN(nn.Sequential(*front), body, 2 * c * n_freq, ch, n_outputs, dropout)
     if pool == "global":
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(ch, n_outputs)]
     else:
         layers += [nn.AdaptiveAvgPool2d((f_out, 1)), nn.Flatten(), nn.Dropout(dropout),
                    nn.Linear(ch * f_out, n_outputs)]
-    return nn.Sequential(*layers)
+    return nn.Sequential(*front, *layers)
 
 
 def cnn_reference(
