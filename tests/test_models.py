@@ -583,6 +583,13 @@ def test_models_show_lists_parameters_train_accepts_with_their_defaults(name):
     if get_spec(name).kind == "torch":
         assert "default" in info["architectures"] and "mixup" in info["augment_options"]
         assert "validation_fraction" not in params  # train() sets it (--val-fraction)
+        # the options -p net_options takes, per architecture, each of which builds the network
+        assert set(info["net_options"]) == set(info["architectures"])
+        for arch, options in info["net_options"].items():
+            if arch == get_model(name).get_params().get("arch", "default") and options:
+                get_model(name, arch=arch, net_options=options)  # accepted as shown
+    if name == "cnn":
+        assert info["net_options"]["default"]["stats"] is False and info["net_options"]["default"]["width"] == 16
     assert "random_state" not in params  # train() sets it (--seed)
 
 

@@ -100,6 +100,13 @@ def show_command(
 
         network = spec.builder().network
         info["architectures"] = sorted(arch for net, arch in ARCHS if net == network)
+        # -p net_options={...}: the keyword options of the network each architecture builds
+        import inspect
+
+        info["net_options"] = {
+            arch: {k: p.default for k, p in inspect.signature(builder).parameters.items()
+                   if p.kind is inspect.Parameter.KEYWORD_ONLY}
+            for (net, arch), builder in sorted(ARCHS.items()) if net == network}
         info["augment_options"] = asdict(AugmentConfig.from_options(defaults.get("augment_options")))
     if as_json:
         write_json(info, None)
@@ -109,6 +116,9 @@ def show_command(
     out.print(f"default features: {spec.preset} (another with --features)", highlight=False)
     if "architectures" in info:
         out.print("architectures (-p arch=…): " + ", ".join(info["architectures"]), highlight=False)
+        for arch, options in info.get("net_options", {}).items():
+            if options:
+                out.print(f"  {arch}: -p 'net_options={json.dumps(options, default=str)}'", highlight=False)
     table = Table("parameter (-p NAME=VALUE)", "default", "tune searches", title=f"{spec.name} parameters")
     for key, value in defaults.items():
         if key in ("callbacks", "network") or value == "deprecated":
