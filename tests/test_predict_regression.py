@@ -69,6 +69,8 @@ def test_cli_predict_regressor_csv_and_windows(tmp_path):
     np.testing.assert_allclose([float(r["prediction"]) for r in table], want, rtol=1e-5)
     res = runner.invoke(app, ["predict", str(bundle), test["path"].iloc[0], "--reject-below", "0.5"])
     assert res.exit_code == 2 and "regressor" in res.stderr  # not silently ignored
+    res = runner.invoke(app, ["serve", str(bundle), "--reject-below", "0.5", "--port", "1"])
+    assert res.exit_code == 2 and "regressor" in res.stderr  # refused before any port is bound
     # two notes one after the other: one window each, and their mean for the file
     a, sr = sf.read(test["path"].iloc[0], dtype="float32")
     b, _ = sf.read(test["path"].iloc[1], dtype="float32")

@@ -92,6 +92,11 @@ def test_explain_can_be_turned_off():
         off = c.post("/explain", content=CLIP.read_bytes())
         assert off.status_code == 404 and off.json()["error"] == "disabled"
         assert c.post("/predict", content=CLIP.read_bytes()).json()["label"] == "7"  # predictions unaffected
+    with TestClient(create_app(fsdd_model(), ServeSettings(max_seconds=40.0, max_bytes=2_000_000))) as c:
+        long = c.post("/explain", content=_wav(31.0))  # within what /predict takes, beyond what explain does
+        body = long.json()
+        assert long.status_code == 413 and body["error"] == "too_long" and "up to 30 s" in body["detail"]
+        assert "earmark" not in body["detail"]  # the service's words, not the command line's
 
 
 def test_top_k_and_spectrogram(client):

@@ -207,7 +207,9 @@ def serve(
     from earmark.serving.settings import ENV_PREFIX, ServeSettings
 
     try:
-        read_manifest(model)  # refuse a bad bundle before binding the port
+        manifest = read_manifest(model)  # refuse a bad bundle before binding the port
+        if reject_below is not None and manifest.get("task") == "regression":
+            fail("--reject-below applies to classifiers; this model is a regressor.", ExitCode.USAGE)
         settings = ServeSettings.from_env(max_bytes=max_bytes, max_seconds=max_seconds, reject_below=reject_below,
                                           log_path=str(log) if log else None, runtime=runtime,
                                           micro_batch=micro_batch, inline_bytes=inline_bytes,

@@ -576,6 +576,7 @@ def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> Fas
                                "that they fit within the service's explain_max_regions."),
                            bands: int = Query(8, ge=1, le=64)) -> dict[str, Any]:
         from earmark.evaluation import explain
+        from earmark.evaluation._explain import MAX_SECONDS
 
         if not settings.explain_max_regions:
             raise UploadRejected("this service does not explain (explain_max_regions is 0)", kind="disabled",
@@ -589,6 +590,10 @@ def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> Fas
 
         def work() -> dict[str, Any]:
             y = _decode(data)
+            if len(y) > MAX_SECONDS * predictor.sample_rate:
+                raise UploadRejected(f"/explain takes clips of up to {MAX_SECONDS:g} s; this one is "
+                                     f"{len(y) / predictor.sample_rate:.1f} s. Send the part of the recording to explain.",
+                                     kind="too_long", status=413)
             width = window
             if width is None:  # 0.1 s, or as wide as a long clip needs to fit the region limit
                 per_band = max(1, settings.explain_max_regions // bands)
