@@ -48,6 +48,9 @@ def test_predict_paths_right_labels_and_listed_errors(folder):
             assert r["error"] and r["label"] is None, row.file
         else:
             assert r["error"] is None, (row.file, r["error"])
+    # digital silence gets an answer (the model's guess), flagged as such; speech never is
+    assert by_name["all_zeros.wav"]["silent"] is True and by_name["all_zeros.wav"]["label"] is not None
+    assert not any(by_name[name].get("silent") for name in GOOD)
 
 
 def test_reject_below_labels_unknown():
@@ -96,6 +99,7 @@ def test_cli_predict_csv_json_and_exit_code(folder, tmp_path):
     assert res.exit_code == 1  # some files failed
     rows = json.loads(res.stdout)
     assert any(r["error"] for r in rows) and all(len(r["top"]) == 2 for r in rows if not r["error"])
+    assert "hold only digital silence" in " ".join(res.stderr.split()) and "all_zeros.wav" in res.stderr
     # more classes asked for than the model has: all of them, and no empty columns
     n_classes = len(fsdd_model().classes)
     res = runner.invoke(app, ["predict", str(bundle), str(folder / "a"), "--top-k", str(n_classes + 5),

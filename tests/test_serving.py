@@ -93,6 +93,9 @@ def test_explain_can_be_turned_off():
         assert off.status_code == 404 and off.json()["error"] == "disabled"
         assert c.post("/predict", content=CLIP.read_bytes()).json()["label"] == "7"  # predictions unaffected
     with TestClient(create_app(fsdd_model(), ServeSettings(max_seconds=40.0, max_bytes=2_000_000))) as c:
+        zeros = c.post("/predict", content=(CLIP.parents[2] / "bad-audio" / "all_zeros.wav").read_bytes()).json()
+        assert zeros["silent"] is True and zeros["label"]  # answered, and flagged as a guess about nothing
+        assert "silent" not in c.post("/predict", content=CLIP.read_bytes()).json()
         long = c.post("/explain", content=_wav(31.0))  # within what /predict takes, beyond what explain does
         body = long.json()
         assert long.status_code == 413 and body["error"] == "too_long" and "up to 30 s" in body["detail"]

@@ -79,6 +79,11 @@ def predict(
         sys.stdout.write(text)
     else:
         write_text(out, text)
+    silent = [r["path"] for r in rows if r.get("silent")]
+    if silent:
+        err_console.print(f"[yellow]warning:[/] {len(silent)} file{'' if len(silent) == 1 else 's'} hold only digital "
+                          f"silence; the model's answer for {'it' if len(silent) == 1 else 'them'} is a guess about "
+                          f"nothing: {', '.join(silent[:5])}" + (" …" if len(silent) > 5 else ""), highlight=False)
     failed = [r for r in rows if r["error"]]
     for r in failed:
         err_console.print(f"[red]failed[/] {r['path']}: {r['error']}", highlight=False)

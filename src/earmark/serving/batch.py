@@ -22,7 +22,7 @@ import numpy as np
 
 from earmark.audio import is_audio_file
 from earmark.errors import AudioDecodeError, EarmarkError, ParameterError
-from earmark.serving.predictor import UNKNOWN, Predictor, top_k
+from earmark.serving.predictor import UNKNOWN, Predictor, is_silent, top_k
 
 __all__ = ["expand_paths", "predict_paths"]
 
@@ -156,10 +156,12 @@ def _chunks(items: Sequence[Any]) -> list[Sequence[Any]]:
     return [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
 
 
-def _row(predictor: Predictor, path: str, p: np.ndarray, duration: float | None, k: int) -> dict[str, Any]:
+def _row(predictor: Predictor, path: str, p: np.ndarray, duration: float | None, k: int,
+         silent: bool = False) -> dict[str, Any]:
     pred = predictor._make(p, float(duration) if duration is not None else None, None)  # type: ignore[arg-type]
+    flag = {"silent": True} if silent else {}  # digital silence: the answer is a guess about nothing
     if pred.value is not None:
-        return {"path": path, "prediction": pred.value, "duration": pred.duration, "error": None}
+        return {"path": path, "prediction": pred.value, "duration": pred.duration, "error": None, **flag}
     return {
         "path": path,
         "label": pred.label,
@@ -169,6 +171,7 @@ def _row(predictor: Predictor, path: str, p: np.ndarray, duration: float | None,
         "probabilities": pred.probabilities,
         "duration": pred.duration,
         "error": None,
+        **flag,
     }
 
 
@@ -214,7 +217,8 @@ def _predict_files(
             proba = predictor.outputs([xs[i] for i in ok])
             for i, p in zip(ok, proba, strict=True):
                 j = where[i]
-                out[j] = _row(predictor, chunk[j], p, clips[i].shape[0] / predictor.sample_rate, k)
+                out[j] = _row(predictor, chunk[j], p, clips[i].shape[0] / predictor.sample_rate, k,
+                              is_silent(clips[i]))
         return out  # type: ignore[return-value]
 
     rows: list[dict[str, Any]] = []
@@ -324,7 +328,7 @@ def _predict_windows(
         except (EarmarkError, OSError, ValueError) as exc:
             return {**_error_row(predictor, path, _reason(exc)), "windows": []}
         out = [clip.value] if clip.value is not None else list(clip.probabilities.values())
-        row = _row(predictor, path, np.array(out), clip.duration, k)
+        row = _row(predictor, path, np.array(out), clip.duration, k, clip.silent)
         row["windows"] = [_window_row(s, e, p, k) for s, e, p in windows]
         return row
 

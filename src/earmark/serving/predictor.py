@@ -24,7 +24,7 @@ import numpy as np
 from earmark.audio import load_audio, resample, resample_many
 from earmark.errors import AudioDecodeError, ParameterError
 
-__all__ = ["RUNTIMES", "Prediction", "Predictor", "UploadRejected", "top_k"]
+__all__ = ["RUNTIMES", "SILENCE_PEAK", "Prediction", "Predictor", "UploadRejected", "is_silent", "top_k"]
 
 UNKNOWN = "unknown"
 #: What may compute probabilities from features (see :class:`Predictor`).
@@ -69,6 +69,9 @@ class Prediction:
         The predicted number of a regressor (``None`` for a classifier).
     rejected : bool
         The top class was replaced by ``unknown`` (its probability was below ``reject_below``).
+    silent : bool
+        The clip is digital silence (see :func:`is_silent`): the answer is the model's guess about
+        nothing, however confident.
     """
 
     label: str
@@ -78,6 +81,7 @@ class Prediction:
     features: np.ndarray | None = field(default=None, repr=False, compare=False)
     value: float | None = None
     rejected: bool = False
+    silent: bool = False
 
     def top(self, k: int) -> list[dict[str, Any]]:
         """The ``k`` most probable classes as ``[{"label", "probability"}, …]`` (rejected or not)."""
@@ -94,8 +98,9 @@ class Prediction:
         >>> Prediction("61.5", None, {}, 1.5, value=61.5).to_dict()
         {'prediction': 61.5, 'duration': 1.5}
         """
+        flag = {"silent": True} if self.silent else {}
         if self.value is not None:
-            return {"prediction": self.value, "duration": self.duration}
+            return {"prediction": self.value, "duration": self.duration, **flag}
         return {
             "label": self.label,
             "confidence": self.confidence,
@@ -103,7 +108,23 @@ class Prediction:
             "probabilities": self.probabilities,
             "top": self.top(k or len(self.probabilities)),
             "duration": self.duration,
+            **flag,
         }
+
+
+#: Peak level below which a clip counts as digital silence: under half the smallest step of 16-bit audio.
+SILENCE_PEAK = 0.5 / 32768
+
+
+def is_silent(y: np.ndarray) -> bool:
+    """Whether a clip holds no sound at all (every sample below :data:`SILENCE_PEAK`).
+
+    Example
+    -------
+    >>> is_silent(np.zeros(8000, np.float32)), is_silent(np.full(10, 0.01, np.float32))
+    (True, False)
+    """
+    return y.size == 0 or float(np.max(np.abs(y))) < SILENCE_PEAK
 
 
 def top_k(probabilities: dict[str, float], k: int) -> list[dict[str, Any]]:
@@ -339,12 +360,12 @@ class Predictor:
                     out[i] = y
         return out
 
-    def _make(self, p: np.ndarray, duration: float, summary: np.ndarray | None) -> Prediction:
+    def _make(self, p: np.ndarray, duration: float, summary: np.ndarray | None, silent: bool = False) -> Prediction:
         """A :class:`Prediction` from one row of :meth:`outputs`."""
         if self.task != "classification":
             value = float(p[0])
             return Prediction(label=f"{value:.6g}", confidence=None, probabilities={}, duration=duration,
-                              features=summary, value=value)
+                              features=summary, value=value, silent=silent)
         i = int(np.argmax(p))
         conf = float(p[i])
         rejected = self.reject_below is not None and conf < self.reject_below
@@ -355,6 +376,7 @@ class Predictor:
             duration=duration,
             features=summary,
             rejected=rejected,
+            silent=silent,
         )
 
     def predict_arrays(self, clips: Sequence[np.ndarray], *, summaries: bool = False) -> list[Prediction]:
@@ -372,7 +394,7 @@ class Predictor:
         out = []
         for y, p in zip(clips, proba, strict=True):
             s = self.summary(y) if summaries else None
-            out.append(self._make(p, y.shape[0] / self.sample_rate, s))
+            out.append(self._make(p, y.shape[0] / self.sample_rate, s, is_silent(np.asarray(y))))
         return out
 
     def predict_bytes(
@@ -442,7 +464,7 @@ class Predictor:
             (s / sr, min(s + w, n) / sr, self._make(p, c.shape[0] / sr, None))
             for s, c, p in zip(starts, chunks, proba, strict=True)
         ]
-        return windows, self._make(proba.mean(axis=0), n / sr, None)
+        return windows, self._make(proba.mean(axis=0), n / sr, None, is_silent(np.asarray(y)))
 
 
 def _batch(inputs: Sequence[np.ndarray]) -> tuple[Any, tuple[int, ...] | None]:
