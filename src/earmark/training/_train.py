@@ -694,8 +694,8 @@ def train(
         user_callbacks = list(est.callbacks or [])
         if refit_torch:
             order = np.argsort(np.concatenate([sel_tr, sel_va_all]), kind="stable")
-            X_fit, y_fit, w_fit = _refit_rows(X_tr, y_tr, w_tr, X_va_all, y_va_all, order)
-            parallel_threads = _parallel_threads(parallel, est, len(y_fit), user_callbacks, progress)
+            n_refit = len(y_tr) + len(y_va_all)
+            parallel_threads = _parallel_threads(parallel, est, n_refit, user_callbacks, progress)
         elif parallel:
             raise ParameterError("parallel=True runs a refit beside the validated run, but this run has no "
                                  "refit (refit=False, or no validation part); drop parallel=True.")
@@ -706,7 +706,7 @@ def train(
         elif progress:
             tasks = [("validation" if parallel_threads else "training", _budget(est, len(X_tr)) * members)]
             if parallel_threads:
-                tasks.append(("refit", _budget(est, len(y_fit)) * members))
+                tasks.append(("refit", _budget(est, n_refit) * members))
             cbs, stop_progress = _rich_epoch_progress(*tasks)
             callbacks.append(cbs[0])
         torch_threads = None
@@ -718,8 +718,9 @@ def train(
                 final = clone(est)
                 final_dir = _phase_checkpoints(final, "refit")
                 final.set_params(callbacks=None, validation_fraction=0.0)
-                refit_process = _RefitProcess(final, X_fit, y_fit, w_fit, parallel_threads,
-                                              cbs[1] if stop_progress is not None else None)
+                refit_process = _RefitProcess(final, *_refit_rows(X_tr, y_tr, w_tr, X_va_all, y_va_all, order),
+                                              parallel_threads, cbs[1] if stop_progress is not None else None)
+                # (the rows went to the job folder: the child reads them from there, no copy stays here)
                 torch_threads = torch.get_num_threads()
                 torch.set_num_threads(max(1, torch_threads - parallel_threads))
             est.set_params(callbacks=callbacks or None, validation_fraction=0.0)
@@ -746,7 +747,10 @@ def train(
         history = []
     val_est = est
     if refit_torch:
-        est = fitted if parallel_threads else _refit_torch(est, X_fit, y_fit, w_fit, user_callbacks, progress)
+        if parallel_threads:
+            est = fitted
+        else:
+            est = _refit_torch(est, *_refit_rows(X_tr, y_tr, w_tr, X_va_all, y_va_all, order), user_callbacks, progress)
 
     val_classes = [str(c) for c in val_est.classes_] if task == "classification" else []
     proba_va = None
