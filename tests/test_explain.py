@@ -128,8 +128,10 @@ def test_explain_command_writes_figures_and_lists_bad_files(tmp_path: Path, shar
     assert exp["top_regions"][0]["end_s"] - exp["top_regions"][0]["start_s"] <= 0.05 + 1e-9
     assert Path(exp["figure"]).read_bytes()[:4] == b"\x89PNG"
     assert [Path(f["path"]).name for f in data["failed"]] == ["empty.wav"]
-    table = runner.invoke(app, ["explain", str(bundle), path, "--target", str(label)])
-    assert table.exit_code == 0 and "score fall" in table.output
+    table = runner.invoke(app, ["explain", str(bundle), path, "--target", str(label)], env={"COLUMNS": "72"})
+    assert table.exit_code == 0 and "score" in table.output
+    first_cells = [line.split("│")[1].strip() for line in table.output.splitlines() if line.startswith("│")]
+    assert Path(path).name in "".join(first_cells)  # a long name is folded over lines, never cut short
     wrong = runner.invoke(app, ["explain", str(bundle), path, "--target", "eleven"])
     assert wrong.exit_code == 2 and "not a class" in wrong.output
     narrow = runner.invoke(app, ["explain", str(bundle), path, "--window", "0.005"])

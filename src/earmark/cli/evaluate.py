@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from earmark.cli._common import (
     ExitCode,
@@ -422,8 +422,9 @@ def explain(
     if as_json:
         write_json({"explanations": results, "failed": failed}, None)
     else:
-        unit = "change" if trained.task == "regression" else "score fall"
-        table = Table("file", "predicted", "explained (score)", "region (s)", "band (Hz)", unit)
+        unit = "|change|" if trained.task == "regression" else "score fall"
+        table = Table(Column("file", overflow="fold", min_width=14), "predicted", "explained (score)",
+                      "region (s)", "band (Hz)", unit)
         for r in results:
             answer = r["predicted"] if isinstance(r["predicted"], str) else f"{r['predicted']:.3g}"
             for i, reg in enumerate(r["top_regions"]):
@@ -431,7 +432,7 @@ def explain(
                 table.add_row(Path(r["source"]).name if first else "", answer if first else "",
                               f"{r['explained']} ({r['score']:.3g})" if first else "",
                               f"{reg['start_s']:.2f}-{reg['end_s']:.2f}", f"{reg['low_hz']:.0f}-{reg['high_hz']:.0f}",
-                              f"{reg['drop']:+.3f}")
+                              f"{reg['drop']:.3f}" if trained.task == "regression" else f"{reg['drop']:+.3f}")
         Console().print(table)
         if out is not None and results:
             err_console.print(f"figures in {out}", highlight=False)
