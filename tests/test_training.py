@@ -180,33 +180,68 @@ def test_parallel_refit_is_the_one_process_refit(fsdd, tmp_path):
     assert proba["label"].isin(["0", "1", "2"]).all()
 
 
-def test_parallel_refit_rules_and_errors(fsdd):
+def test_parallel_refit_rules_and_errors(fsdd, tmp_path):
     from earmark.models import get_model
-    from earmark.training import PARALLEL_MIN_STEPS
+    from earmark.training import PARALLEL_MIN_STEPS, PARALLEL_MIN_WORK
     from earmark.training._train import _parallel_threads, _RefitProcess
 
     est = get_model("cnn", epochs=20)  # 32 clips a step
+    logmel = 64 * 101
     torch.set_num_threads(2)
     try:
-        assert PARALLEL_MIN_STEPS <= 20 * 79 and _parallel_threads(None, est, 2500, [], False) == 1
-        assert _parallel_threads(None, est, 100, [], False) == 0  # 80 steps: not worth a process
-        assert _parallel_threads(None, est, 2500, [], lambda e, r: None) == 0  # cannot call it
-        assert _parallel_threads(False, est, 2500, [], False) == 0
-        assert _parallel_threads(True, est, 100, [], False) == 1
+        assert PARALLEL_MIN_STEPS <= 20 * 79 and 20 * 79 * 32 * logmel >= PARALLEL_MIN_WORK
+        assert _parallel_threads(None, est, 2500, [], False, logmel) == 1  # all of FSDD
+        assert _parallel_threads(None, est, 100, [], False, logmel) == 0  # 80 steps: not worth a process
+        assert _parallel_threads(None, est, 2500, [], False, 40) == 0  # many steps, little work each
+        assert _parallel_threads(None, est, 2500, [], lambda e, r: None, logmel) == 0  # cannot call it
+        assert _parallel_threads(False, est, 2500, [], False, logmel) == 0
+        assert _parallel_threads(True, est, 100, [], False, logmel) == 1
     finally:
         torch.set_num_threads(1)
-    assert _parallel_threads(None, est, 2500, [], False) == 0  # one thread: nothing to share
+    assert _parallel_threads(None, est, 2500, [], False, logmel) == 0  # one thread: nothing to share
     df = _take(fsdd[fsdd["label"].isin(["0", "1"]) & (fsdd["group"] != "theo")], 4)
     with pytest.raises(ParameterError, match="callbacks or a progress function"):
         train(df, epochs=1, parallel=True, progress=lambda e, r: None, workers=1)
-    with pytest.raises(ParameterError, match="no refit"):
+    with pytest.raises(ParameterError, match="has no refit"):
         train(df, epochs=1, parallel=True, refit=False, workers=1)
-    # what fails in the other process is raised here, with its own message
+    # what fails in the other process is raised here as itself: its class and message
     bad = _RefitProcess(get_model("cnn", epochs=1), np.zeros((4, 3), np.float32),
                         np.array(["a", "b", "a", "b"], object), np.ones(4), 1, None)
-    with pytest.raises(RuntimeError, match=r"(?s)spectrogram preset.*parallel=False"):
+    with pytest.raises(ParameterError, match="spectrogram preset"):
         bad.wait()
     assert not bad.job.exists()  # its temporary folder is removed
+
+
+def test_a_refit_process_never_outlives_its_parent(tmp_path):
+    """However the parent ends (here SIGKILL), the refit process stops and removes its job folder."""
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    script = tmp_path / "parent.py"
+    script.write_text(textwrap.dedent("""
+        import sys, time
+        import numpy as np
+        from earmark.models import get_model
+        from earmark.training._train import _RefitProcess
+        X = np.random.default_rng(0).standard_normal((64, 16, 20)).astype(np.float32)
+        y = np.array(["a", "b"] * 32, object)
+        proc = _RefitProcess(get_model("cnn", epochs=500), X, y, np.ones(64), 1, None)
+        print(proc.job, proc._proc.pid, flush=True)
+        time.sleep(600)
+    """))
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    job, pid = parent.stdout.readline().split()
+    assert Path(job).is_dir()
+    parent.send_signal(signal.SIGKILL)  # no finally, no handler: only the closed pipe tells the child
+    parent.wait()
+    deadline = time.time() + 60
+    while time.time() < deadline and (Path(job).exists() or Path(f"/proc/{pid}").exists()):
+        time.sleep(0.2)
+    alive = Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+    assert not alive and not Path(job).exists()
 
 
 def test_hcnn_reg_reads_pitch_off_the_frequency_axis():

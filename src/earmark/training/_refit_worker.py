@@ -32,27 +32,55 @@ def _report(_est: Any, record: dict) -> None:
     sys.stdout.flush()
 
 
+def _watch_parent(job: Path) -> None:
+    """Exit (removing the job folder) when the parent goes away: its end of our standard input
+    closes, which happens however it ends (SIGTERM, SIGKILL, out of memory)."""
+    import shutil
+
+    try:  # the raw descriptor, not sys.stdin: a buffered reader's lock would stall shutdown
+        while os.read(0, 1 << 16):
+            pass
+    except OSError:
+        pass
+    shutil.rmtree(job, ignore_errors=True)
+    os._exit(3)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Fit the job in ``argv[0]`` on ``argv[1]`` torch threads; write ``result.pkl`` beside it.
+    """Fit the job in ``argv[0]`` on ``argv[1]`` torch threads; write ``result.pkl`` beside it
+    (or ``error.pkl``, the exception, when the fit fails).
 
     Example
     -------
     >>> main(["/tmp/earmark-refit-job", "1"])  # doctest: +SKIP
     0
     """
+    import threading
+
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
         sys.stderr.write("usage: python -m earmark.training._refit_worker JOB_DIR THREADS\n")
         return 2
     job, threads = Path(args[0]), int(args[1])
-    import torch
+    threading.Thread(target=_watch_parent, args=(job,), daemon=True).start()
+    try:
+        import torch
 
-    torch.set_num_threads(max(1, threads))
-    with open(job / "job.pkl", "rb") as f:
-        est, X, y, w = pickle.load(f)
-    est.set_params(callbacks=[_report])
-    est.fit(X, y, sample_weight=w)
-    est.set_params(callbacks=None)
+        torch.set_num_threads(max(1, threads))
+        with open(job / "job.pkl", "rb") as f:
+            est, X, y, w = pickle.load(f)
+        (job / "job.pkl").unlink()  # the data lives in this process now
+        est.set_params(callbacks=[_report])
+        est.fit(X, y, sample_weight=w)
+        est.set_params(callbacks=None)
+    except BaseException as exc:
+        try:  # the parent raises the same error (its class and message)
+            with open(job / "error.pkl.tmp", "wb") as f:
+                pickle.dump(exc, f)
+            os.replace(job / "error.pkl.tmp", job / "error.pkl")
+        except Exception:  # an exception that does not pickle: the traceback on stderr says it
+            pass
+        raise
     tmp = job / "result.pkl.tmp"
     with open(tmp, "wb") as f:
         pickle.dump(est, f, protocol=pickle.HIGHEST_PROTOCOL)

@@ -16,7 +16,7 @@ import pandas as pd
 from earmark.errors import DatasetError, EarmarkWarning, ParameterError
 from earmark.training._trained import TrainedModel, summary_vectors
 
-__all__ = ["DEFAULT_CLASSIFIER", "DEFAULT_REGRESSOR", "PARALLEL_MIN_STEPS", "ChanceLevelWarning", "ValidationCoverageWarning", "train"]
+__all__ = ["DEFAULT_CLASSIFIER", "DEFAULT_REGRESSOR", "PARALLEL_MIN_STEPS", "PARALLEL_MIN_WORK", "ChanceLevelWarning", "ValidationCoverageWarning", "train"]
 
 
 class ValidationCoverageWarning(EarmarkWarning):
@@ -230,11 +230,16 @@ def _refit_torch(est: Any, X_all: Any, y_fit: np.ndarray, w_fit: np.ndarray, cal
 
 
 #: ``parallel=None`` runs the refit beside the validated run when it takes at least this many
-#: optimizer steps (below, starting a second interpreter, about 3 s, costs more than it saves).
+#: optimizer steps and :data:`PARALLEL_MIN_WORK` input values pass through the network (steps ×
+#: batch size × values per example): below that, starting a second interpreter (3-7 s of CPU:
+#: importing torch) costs more than it saves. The default cnn on 2,500 FSDD clips: 1,580 steps,
+#: 3.3e8 values.
 PARALLEL_MIN_STEPS = 400
+PARALLEL_MIN_WORK = 5e7
 
 
-def _parallel_threads(parallel: bool | None, est: Any, n_refit: int, callbacks: list, progress: Any) -> int:
+def _parallel_threads(parallel: bool | None, est: Any, n_refit: int, callbacks: list, progress: Any,
+                      example_size: int = 1) -> int:
     """Torch threads for a refit run beside the validated run; 0 runs them one after the other."""
     import torch
 
@@ -243,8 +248,8 @@ def _parallel_threads(parallel: bool | None, est: Any, n_refit: int, callbacks: 
     if callbacks or callable(progress):
         if parallel:
             raise ParameterError(
-                "parallel=True runs the refit in another process, which cannot call the estimator's "
-                "callbacks or a progress function; drop them or use parallel=False."
+                "parallel=True (--parallel-refit) runs the refit in another process, which cannot call the "
+                "estimator's callbacks or a progress function; drop them or use parallel=False."
             )
         return 0
     threads = torch.get_num_threads()
@@ -254,14 +259,19 @@ def _parallel_threads(parallel: bool | None, est: Any, n_refit: int, callbacks: 
     on_cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available() and not (
         getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()))
     steps = _budget(est, n_refit) * est._steps_per_epoch(n_refit) * int(getattr(est, "ensemble", 1))
-    if not on_cpu or threads < 2 or steps < PARALLEL_MIN_STEPS:
+    work = steps * min(int(getattr(est, "batch_size", 1)), n_refit) * example_size
+    if not on_cpu or threads < 2 or steps < PARALLEL_MIN_STEPS or work < PARALLEL_MIN_WORK:
         return 0
     return threads // 2
 
 
 class _RefitProcess:
     """A refit running in a fresh interpreter (:mod:`earmark.training._refit_worker`); ``wait()``
-    returns the fitted estimator, ``kill()`` stops it."""
+    returns the fitted estimator, ``check()`` raises at once if it has failed, ``kill()`` stops it.
+
+    The child holds the read end of a pipe as its standard input: when this process ends in any
+    way (an exception, SIGTERM, SIGKILL), the pipe closes and the child exits and removes its
+    job folder, so no refit outlives the run that started it."""
 
     def __init__(self, est: Any, X: Any, y: np.ndarray, w: np.ndarray, threads: int,
                  on_epoch: Callable[[Any, dict], None] | None) -> None:
@@ -285,7 +295,7 @@ class _RefitProcess:
         self._stderr = open(self.job / "stderr.txt", "w+b")  # noqa: SIM115 (closed by close())
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "earmark.training._refit_worker", str(self.job), str(threads)],
-            stdout=subprocess.PIPE, stderr=self._stderr, stdin=subprocess.DEVNULL, env=env,
+            stdout=subprocess.PIPE, stderr=self._stderr, stdin=subprocess.PIPE, env=env,
         )
         self._reader = threading.Thread(target=self._read, args=(on_epoch,), daemon=True)
         self._reader.start()
@@ -308,23 +318,49 @@ class _RefitProcess:
                 with contextlib.suppress(Exception):  # a progress display must not stop the refit
                     on_epoch(None, record)
 
+    def _failure(self, rc: int) -> BaseException:
+        """The child's own exception (its class and message) if it left one, else a RuntimeError
+        with the end of its stderr (or the signal that killed it)."""
+        import pickle
+        import signal
+
+        error = self.job / "error.pkl"
+        if error.exists():
+            with contextlib.suppress(Exception), open(error, "rb") as f:
+                exc = pickle.load(f)
+                if isinstance(exc, BaseException):
+                    return exc
+        self._stderr.seek(0)
+        tail = "\n".join(self._stderr.read().decode("utf-8", "replace").strip().splitlines()[-20:])
+        if rc < 0:
+            name = signal.Signals(-rc).name if -rc in signal.Signals._value2member_map_ else str(-rc)
+            how = f"was killed by signal {name}" + (" (out of memory?)" if -rc == signal.SIGKILL else "")
+        else:
+            how = f"failed with exit status {rc}"
+        return RuntimeError(
+            f"The refit on all the data, run in a second process (parallel=True, --parallel-refit), {how}"
+            + (f":\n{tail}" if tail else ".")
+            + "\nRetry with parallel=False (earmark train --no-parallel-refit) to run it in this process."
+        )
+
+    def check(self, *_: Any) -> None:
+        """Raise the child's error now if it has already failed (an epoch callback of the validated run)."""
+        rc = self._proc.poll()
+        if rc is not None and rc != 0:
+            raise self._failure(rc)
+
     def wait(self) -> Any:
         import pickle
         import sys
 
         rc = self._proc.wait()
         self._reader.join()
-        self._stderr.seek(0)
-        err = self._stderr.read().decode("utf-8", "replace")
         result = self.job / "result.pkl"
         try:
             if rc != 0 or not result.exists():
-                tail = "\n".join(err.strip().splitlines()[-20:])
-                raise RuntimeError(
-                    f"The refit on all the data, run in a second process (parallel=True), failed with exit "
-                    f"status {rc}:\n{tail}\nRetry with parallel=False (earmark train --no-parallel-refit) to run it "
-                    "in this process."
-                )
+                raise self._failure(rc)
+            self._stderr.seek(0)
+            err = self._stderr.read().decode("utf-8", "replace")
             if err.strip():
                 sys.stderr.write(err)  # the child's warnings, as the one-process run would show them
             with open(result, "rb") as f:
@@ -340,8 +376,10 @@ class _RefitProcess:
 
     def close(self) -> None:
         self._stderr.close()
-        if self._proc.stdout is not None:
-            self._proc.stdout.close()
+        for pipe in (self._proc.stdin, self._proc.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
         self._tmp.cleanup()
 
 
@@ -492,11 +530,13 @@ def train(
         Train the refit at the same time as the validated run, in a second Python process with
         half of torch's threads (the two runs do not depend on each other). Default: when the
         refit is trained on the CPU, torch has at least 2 threads, the refit takes at least
-        :data:`PARALLEL_MIN_STEPS` optimizer steps and no callback or progress function is given
+        :data:`PARALLEL_MIN_STEPS` optimizer steps on :data:`PARALLEL_MIN_WORK` input values, and
+        no callback or progress function is given
         (the other process cannot call them). On 2 cores, training the default cnn on all of
-        FSDD (validation, then refit) takes about 3/4 of the time. The refit's result can differ
-        from a one-process run by float rounding (its thread count differs); the same seed and
-        setting give the same model.
+        FSDD (validation, then refit) takes 123-132 s instead of 149-196 s. Each run then has
+        fewer threads, which changes float rounding: the refit and the validation metrics can
+        differ slightly from a one-process run (bit-identical when both use one thread per run);
+        the same seed and setting give the same model.
     extra_train : DataFrame, optional
         Additional rows used for training only, never for validation (e.g. synthetic voices).
     extra_weight : float
@@ -695,16 +735,17 @@ def train(
         if refit_torch:
             order = np.argsort(np.concatenate([sel_tr, sel_va_all]), kind="stable")
             n_refit = len(y_tr) + len(y_va_all)
-            parallel_threads = _parallel_threads(parallel, est, n_refit, user_callbacks, progress)
+            example_size = int(np.prod(np.shape(X_tr[0]))) if len(X_tr) else 1
+            parallel_threads = _parallel_threads(parallel, est, n_refit, user_callbacks, progress, example_size)
         elif parallel:
-            raise ParameterError("parallel=True runs a refit beside the validated run, but this run has no "
-                                 "refit (refit=False, or no validation part); drop parallel=True.")
+            raise ParameterError("parallel=True (--parallel-refit) runs a refit beside the validated run, but "
+                                 "this run has no refit (refit=False / --no-refit, or no validation part); drop it.")
         callbacks = list(user_callbacks)
         members = int(getattr(est, "ensemble", 1))
         if callable(progress):
             callbacks.append(progress)
         elif progress:
-            tasks = [("validation" if parallel_threads else "training", _budget(est, len(X_tr)) * members)]
+            tasks = [("validation" if len(X_va) else "training", _budget(est, len(X_tr)) * members)]
             if parallel_threads:
                 tasks.append(("refit", _budget(est, n_refit) * members))
             cbs, stop_progress = _rich_epoch_progress(*tasks)
@@ -721,6 +762,7 @@ def train(
                 refit_process = _RefitProcess(final, *_refit_rows(X_tr, y_tr, w_tr, X_va_all, y_va_all, order),
                                               parallel_threads, cbs[1] if stop_progress is not None else None)
                 # (the rows went to the job folder: the child reads them from there, no copy stays here)
+                callbacks.append(refit_process.check)  # a refit that failed stops the validated run too
                 torch_threads = torch.get_num_threads()
                 torch.set_num_threads(max(1, torch_threads - parallel_threads))
             est.set_params(callbacks=callbacks or None, validation_fraction=0.0)
