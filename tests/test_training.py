@@ -107,6 +107,20 @@ def test_predict_windows_on_a_long_recording(logreg_model, theo):
     assert sum(clip["probabilities"].values()) == pytest.approx(1.0)
 
 
+def test_predict_takes_arrays_as_decoders_and_soundfile_give_them(logreg_model, theo):
+    import soundfile as sf
+
+    y, sr = sf.read(theo["path"].iloc[0], dtype="float32")
+    want = logreg_model.predict_proba([y], sr=sr)
+    pcm, _ = sf.read(theo["path"].iloc[0], dtype="int16")  # integer PCM: scaled by its full range
+    np.testing.assert_allclose(logreg_model.predict_proba([pcm], sr=sr), want, atol=1e-4)
+    stereo = np.stack([y, y], axis=1)  # (samples, channels): one clip, not thousands of 2-sample ones
+    assert len(logreg_model.predict(stereo, sr=sr)) == 1
+    np.testing.assert_allclose(logreg_model.predict_proba(stereo, sr=sr), want, atol=1e-5)
+    batch = np.stack([y, y])  # rows longer than a channel count: a batch of two clips
+    np.testing.assert_allclose(logreg_model.predict_proba(batch, sr=sr), np.vstack([want, want]), atol=1e-5)
+
+
 def test_extra_train_goes_to_training_only(fsdd_small):
     tts = load_dataset(SHARED / "tts-digits" / "espeak" / "manifest.csv")
     tts = tts.groupby("label").head(3).reset_index(drop=True)

@@ -16,7 +16,7 @@ import stat
 import time
 import warnings
 from dataclasses import dataclass
-from typing import BinaryIO, Union
+from typing import Any, BinaryIO, Union
 
 import numpy as np
 
@@ -244,6 +244,24 @@ def _to_float(arr: np.ndarray) -> np.ndarray:
         return (arr.astype(np.float32) - 128.0) / 128.0
     info = np.iinfo(arr.dtype)
     return arr.astype(np.float32) / float(-info.min)
+
+
+def float_samples(y: Any) -> np.ndarray:
+    """Samples as float32 in [-1, 1]: integer PCM (int8/16/32, uint8) is scaled by its full range,
+    as decoders do; floats are passed through.
+
+    Example
+    -------
+    >>> float_samples(np.array([16384, -32768], np.int16)).tolist()
+    [0.5, -1.0]
+    """
+    a = np.asarray(y)
+    if a.dtype.kind == "u":
+        half = float(np.iinfo(a.dtype).max // 2 + 1)
+        return ((a.astype(np.float64) - half) / half).astype(np.float32)
+    if a.dtype.kind == "i":
+        return (a.astype(np.float64) / -float(np.iinfo(a.dtype).min)).astype(np.float32)
+    return a.astype(np.float32, copy=False)
 
 
 def to_mono(y: np.ndarray, *, channels_first: bool | None = True) -> np.ndarray:

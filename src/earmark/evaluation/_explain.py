@@ -170,13 +170,13 @@ class _Grid:
 
 
 def _decode(model: Any, clip: Any, sr: int | None) -> tuple[np.ndarray, str]:
-    from earmark.audio import load_audio, to_mono
+    from earmark.audio import float_samples, load_audio, to_mono
     from earmark.features._extract import resample_like_librosa
     from earmark.training._trained import _warn_assumed_rate
 
     rate = model.preset.sample_rate
     if isinstance(clip, np.ndarray):
-        y = to_mono(np.asarray(clip, dtype=np.float32), channels_first=None)
+        y = to_mono(float_samples(clip), channels_first=None)
         if sr is None:
             _warn_assumed_rate(rate)
         elif sr != rate:

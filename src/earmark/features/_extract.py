@@ -91,11 +91,11 @@ def featurize(y_or_path: np.ndarray | str | os.PathLike[str] | bytes, preset: st
     >>> featurize(np.zeros(8000, np.float32), "mfcc-mean", sr=8000).shape
     (40,)
     """
-    from earmark.audio import load_audio, to_mono
+    from earmark.audio import float_samples, load_audio, to_mono
 
     p = _as_preset(preset)
     if isinstance(y_or_path, np.ndarray):
-        y = to_mono(np.asarray(y_or_path, dtype=np.float32), channels_first=None)
+        y = to_mono(float_samples(y_or_path), channels_first=None)
         if sr is not None and sr != p.sample_rate:
             y = resample_like_librosa(y, orig_sr=int(sr), target_sr=p.sample_rate)
     else:

@@ -119,10 +119,16 @@ class TrainedModel:
             Features of the clips that decoded, their names (path, or ``"array[i]"``), and
             ``{"path", "reason"}`` for those that did not.
         """
+        from earmark.audio import float_samples, to_mono
         from earmark.features import extract, featurize
 
-        if isinstance(inputs, np.ndarray) and inputs.ndim == 1 and inputs.dtype != object:
-            inputs = [inputs]
+        if isinstance(inputs, np.ndarray) and inputs.dtype != object:
+            if inputs.ndim == 1:
+                inputs = [inputs]
+            elif inputs.ndim == 2 and inputs.shape[1] <= 8 < inputs.shape[0]:
+                # one clip as (samples, channels), the layout soundfile.read gives; a 2-D array of
+                # longer rows is a batch of clips
+                inputs = [to_mono(float_samples(inputs), channels_first=False)]
         if isinstance(inputs, (str, os.PathLike)):
             inputs = [inputs]
         if isinstance(inputs, pd.DataFrame) or (
@@ -132,7 +138,7 @@ class TrainedModel:
             return fs.X, list(fs.paths), list(fs.errors)
         if sr is None:
             _warn_assumed_rate(self.preset.sample_rate)
-        feats = [featurize(np.asarray(y, np.float32), self.preset, sr=sr) for y in inputs]
+        feats = [featurize(float_samples(y), self.preset, sr=sr) for y in inputs]
         names = [f"array[{i}]" for i in range(len(feats))]
         if feats and len({f.shape for f in feats}) == 1:
             return np.stack(feats), names, []
@@ -236,13 +242,13 @@ class TrainedModel:
         --------
         >>> windows, clip = model.predict_windows("long.wav", window=1.0, hop=0.5)  # doctest: +SKIP
         """
-        from earmark.audio import load_audio, resample, to_mono
+        from earmark.audio import float_samples, load_audio, resample, to_mono
 
         if not (window > 0 and hop > 0):
             raise ParameterError(f"window and hop must be > 0 seconds; got window={window}, hop={hop}.")
         rate = self.preset.sample_rate
         if isinstance(path_or_array, np.ndarray):
-            y = to_mono(np.asarray(path_or_array, np.float32), channels_first=None)
+            y = to_mono(float_samples(path_or_array), channels_first=None)
             if sr is None:
                 _warn_assumed_rate(rate)
             elif sr != rate:
