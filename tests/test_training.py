@@ -166,6 +166,13 @@ def test_refit_can_be_switched_off(fsdd):
     df = _take(fsdd[fsdd["label"].isin(["0", "1"]) & (fsdd["group"] != "theo")], 6)
     m = train(df, epochs=2, seed=0, batch_size=16, refit=False)
     assert not m.config["refit_on_all"] and m.config["refit_epochs"] is None
+    # a classical model honours it too (it was refitted anyway), and refuses a parallel refit by name
+    kept = train(df, model="logreg", features="mfcc-mean", seed=0, refit=False)
+    again = train(df, model="logreg", features="mfcc-mean", seed=0)
+    assert not kept.config["refit_on_all"] and again.config["refit_on_all"]
+    assert kept.data["n_train"] == again.data["n_train"] and kept.metrics == again.metrics  # same validated run
+    with pytest.raises(ParameterError, match="'logreg' is not a neural model"):
+        train(df, model="logreg", features="mfcc-mean", parallel=True)
 
 
 @pytest.mark.filterwarnings("ignore::earmark.training.ChanceLevelWarning")  # 2 epochs: equality, not learning

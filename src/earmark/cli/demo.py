@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from earmark.cli._common import ExitCode, err_console, fail
+from earmark.cli._common import ExitCode, earmark_warnings, err_console, fail
 from earmark.errors import EarmarkError
 
 
@@ -99,8 +99,9 @@ def demo(
         )
 
         t0 = time.perf_counter()
-        trained = train(train_df, model=model, features=features, epochs=epochs, seed=seed, workers=workers,
-                        progress=err_console.is_terminal)
+        with earmark_warnings():  # "warning: …" lines, as train prints them
+            trained = train(train_df, model=model, features=features, epochs=epochs, seed=seed, workers=workers,
+                            progress=err_console.is_terminal)
         seconds = time.perf_counter() - t0
         name = trained.config.get("model", model)
         console.print(f"3. trained {name} on {trained.preset.name} features in {seconds:.0f} s")

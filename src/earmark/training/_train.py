@@ -525,7 +525,7 @@ def train(
         run. Default: on for neural models when a class has fewer than 6 groups (for regression:
         the data has fewer than 6), since holding one speaker out of 4 for early stopping costs
         more than it gives (FSDD leave-one-speaker-out: mean 0.815 -> 0.860). Classical models
-        are always refitted on all data.
+        are refitted on all data unless ``refit=False``.
     parallel : bool, optional
         Train the refit at the same time as the validated run, in a second Python process with
         half of torch's threads (the two runs do not depend on each other). Default: when the
@@ -723,6 +723,9 @@ def train(
         # the fewest groups any class has: holding one out for validation costs that class most
         n_groups = int(main[group_col].nunique()) if task != "classification" else int(
             main.groupby(main[target_col].astype(str))[group_col].nunique().min())
+    if parallel and not is_torch:
+        raise ParameterError(f"parallel=True (--parallel-refit) runs a neural model's refit in a second process; "
+                             f"{model!r} is not a neural model (its refit is one quick fit). Drop it.")
     refit_torch = bool(is_torch and len(X_va_all) and (
         refit if refit is not None else (split_how.startswith("group") and n_groups < _FEW_GROUPS) or bool(val_only)))
 
@@ -810,7 +813,7 @@ def train(
         pred_va = np.zeros(0)
         metrics = {}
     refit_sklearn = False
-    if not is_torch and len(X_va_all):
+    if not is_torch and len(X_va_all) and refit is not False:
         # classical models do not early-stop: validate, then refit on all the data
         X_fit = np.concatenate([X_tr, X_va_all]) if isinstance(X_tr, np.ndarray) else [*X_tr, *X_va_all]
         y_fit = np.concatenate([y_tr, y_va_all])
