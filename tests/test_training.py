@@ -162,6 +162,23 @@ def test_pitch_regression_on_instruments():
     assert "prediction" in pred.columns and pred["prediction"].between(10, 120).all()
 
 
+def test_a_split_that_cannot_use_the_groups_says_so_and_bad_targets_are_found_first(fsdd):
+    from earmark.errors import EarmarkWarning
+
+    one = _take(fsdd[(fsdd["group"] == "theo") & fsdd["label"].isin(["0", "1"])], 10)
+    with pytest.warns(EarmarkWarning, match="drawn at random, not by 'group'.*overstates"):
+        m = train(one, model="logreg", features="mfcc-mean", seed=0)
+    assert m.data["split"] == "random"
+    notes = load_dataset(SHARED / "instruments" / "manifest.csv").head(12).reset_index(drop=True)
+    notes.loc[[3, 7], "pitch"] = np.nan
+    with pytest.raises(DatasetError, match=r"'pitch' of the dataset table has 2 missing.*rows \[3, 7\]"):
+        train(notes, model="ridge", target="pitch", features="mfcc-mean", cache="/nonexistent/never-used")
+    extra = notes.iloc[:4].copy()
+    notes = notes.dropna(subset=["pitch"])
+    with pytest.raises(DatasetError, match="of the extra_train table has 1 missing"):
+        train(notes, model="ridge", target="pitch", features="mfcc-mean", extra_train=extra)
+
+
 def test_refit_can_be_switched_off(fsdd):
     df = _take(fsdd[fsdd["label"].isin(["0", "1"]) & (fsdd["group"] != "theo")], 6)
     m = train(df, epochs=2, seed=0, batch_size=16, refit=False)

@@ -634,6 +634,12 @@ def train(
 
     main = dataset.reset_index(drop=True)
     tr_pos, va_pos, split_how = _split(main, group_col, val_fraction, seed)
+    if group_col is not None and split_how == "random":
+        warnings.warn(
+            f"The validation part is drawn at random, not by {group_col!r}: the table has "
+            f"{main[group_col].nunique()} value(s) of it where a group split needs two or more, each with "
+            "enough clips. The validation score then includes clips of groups seen in training, so it "
+            "overstates accuracy on new ones.", EarmarkWarning, stacklevel=2)
     extra = extra_train.reset_index(drop=True) if extra_train is not None else None
     if extra is not None and task == "classification":
         known = set(main[target_col].dropna().astype(str))
@@ -644,6 +650,16 @@ def train(
                 f"learn classes it is never validated on. Keep only the dataset's labels {sorted(known)[:10]} in "
                 "the extra table (or map its labels to them, e.g. --text-map for synthetic voices)."
             )
+    if task == "regression":  # before any audio is read: a missing target is a fix to the table
+        for name, frame in (("dataset", main), ("extra_train", extra)):
+            if frame is None:
+                continue
+            values = pd.to_numeric(frame[target_col], errors="coerce").to_numpy(dtype=np.float64)
+            bad = np.flatnonzero(~np.isfinite(values))
+            if len(bad):
+                raise DatasetError(
+                    f"Column {target_col!r} of the {name} table has {len(bad)} missing or non-finite value(s) "
+                    f"(rows {bad[:5].tolist()}, e.g. {frame['path'].iloc[bad[0]]}); drop those rows or fill them in.")
     table = pd.concat([main[["path"]], extra[["path"]]], ignore_index=True) if extra is not None else main[["path"]]
     feature_start = time.perf_counter()
     fs = extract(table, preset, cache=cache, workers=workers)
