@@ -169,6 +169,13 @@ def test_a_split_that_cannot_use_the_groups_says_so_and_bad_targets_are_found_fi
     with pytest.warns(EarmarkWarning, match="drawn at random, not by 'group'.*overstates"):
         m = train(one, model="logreg", features="mfcc-mean", seed=0)
     assert m.data["split"] == "random"
+    with pytest.raises(ParameterError, match="group column is the column being learnt"):
+        train(one, model="logreg", features="mfcc-mean", group="label")
+    from earmark.cli.main import app
+
+    refused = CliRunner().invoke(app, ["train", str(SHARED / "fsdd" / "manifest.csv"), "--model", "logreg",
+                                       "--group", "label", "--out", "/nonexistent/m"])
+    assert refused.exit_code == 2 and "column being learnt" in " ".join(refused.output.split())
     notes = load_dataset(SHARED / "instruments" / "manifest.csv").head(12).reset_index(drop=True)
     notes.loc[[3, 7], "pitch"] = np.nan
     with pytest.raises(DatasetError, match=r"'pitch' of the dataset table has 2 missing.*rows \[3, 7\]"):

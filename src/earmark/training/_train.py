@@ -631,6 +631,12 @@ def train(
         group_col = next((c for c in ("group", "fold") if c in dataset.columns and dataset[c].notna().all()), None)
     elif group_col not in dataset.columns:
         raise ParameterError(f"The group column {group_col!r} is not in the dataset (columns: {list(dataset.columns)}).")
+    if group_col is not None and (group_col == target_col or (
+            len(dataset) > 1 and (dataset[group_col].astype(str) == dataset[target_col].astype(str)).all())):
+        raise ParameterError(
+            f"The group column is the column being learnt ({target_col!r}): validation would hold out whole "
+            "classes the model never sees. Name the column of who or what recorded each clip (speaker, session, "
+            "program), or leave group out.")
 
     main = dataset.reset_index(drop=True)
     tr_pos, va_pos, split_how = _split(main, group_col, val_fraction, seed)
