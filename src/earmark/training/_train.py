@@ -286,17 +286,23 @@ class _RefitProcess:
 
         self._tmp = tempfile.TemporaryDirectory(prefix="earmark-refit-")
         self.job = Path(self._tmp.name)
-        with open(self.job / "job.pkl", "wb") as f:
-            pickle.dump((est, X, y, w), f, protocol=pickle.HIGHEST_PROTOCOL)
         env = dict(os.environ)
         root = str(Path(earmark.__file__).resolve().parents[1])  # the child imports this earmark
         env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
         env["OMP_NUM_THREADS"] = str(threads)
-        self._stderr = open(self.job / "stderr.txt", "w+b")  # noqa: SIM115 (closed by close())
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "earmark.training._refit_worker", str(self.job), str(threads)],
-            stdout=subprocess.PIPE, stderr=self._stderr, stdin=subprocess.PIPE, env=env,
-        )
+        try:
+            with open(self.job / "job.pkl", "wb") as f:
+                pickle.dump((est, X, y, w), f, protocol=pickle.HIGHEST_PROTOCOL)
+            self._stderr = open(self.job / "stderr.txt", "w+b")  # noqa: SIM115 (closed by close())
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "earmark.training._refit_worker", str(self.job), str(threads)],
+                stdout=subprocess.PIPE, stderr=self._stderr, stdin=subprocess.PIPE, env=env,
+            )
+        except BaseException:  # a full disk, no interpreter: nothing is left behind
+            if hasattr(self, "_stderr"):
+                self._stderr.close()
+            self._tmp.cleanup()
+            raise
         self._reader = threading.Thread(target=self._read, args=(on_epoch,), daemon=True)
         self._reader.start()
 
@@ -333,7 +339,10 @@ class _RefitProcess:
         self._stderr.seek(0)
         tail = "\n".join(self._stderr.read().decode("utf-8", "replace").strip().splitlines()[-20:])
         if rc < 0:
-            name = signal.Signals(-rc).name if -rc in signal.Signals._value2member_map_ else str(-rc)
+            try:
+                name = signal.Signals(-rc).name
+            except ValueError:
+                name = str(-rc)
             how = f"was killed by signal {name}" + (" (out of memory?)" if -rc == signal.SIGKILL else "")
         else:
             how = f"failed with exit status {rc}"
