@@ -353,3 +353,22 @@ def test_report_without_probabilities_or_audio_still_builds():
     page = build_report(res)
     assert "Confusion matrix" in page and "Reliability" not in page
     assert "audio unavailable" in page  # the file cannot be read; the page says so
+
+
+def test_confusion_figure_scales_rates_to_one_and_counts_in_whole_ticks():
+    fig = plots.plot_confusion_matrix([[3, 1], [0, 4]], ["a", "b"])
+    counts, rates = (ax for ax in fig.axes if ax.get_title())
+    assert counts.images[0].get_clim() == (0.0, 4.0)
+    assert rates.images[0].get_clim() == (0.0, 1.0)  # a 0.56 diagonal must not look perfect
+    count_bar = next(ax for ax in fig.axes if not ax.get_title() and ax.get_position().x0 < rates.get_position().x0)
+    fig.canvas.draw()
+    ticks = [t for t in count_bar.get_yticks() if 0 <= t <= 4]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    # inlined as the report does: nothing is cut at the image's edges (the colour bar's labels
+    # were clipped at the right), so its outermost pixel columns and rows are background
+    from matplotlib.image import imread
+
+    uri = figure_to_data_uri(plots.plot_confusion_matrix([[3, 1], [0, 4]], ["a", "b"]))
+    img = imread(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])), format="png")[..., :3]
+    for edge in (img[:, :2], img[:, -2:], img[:2], img[-2:]):
+        assert edge.min() > 0.95

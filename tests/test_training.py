@@ -13,7 +13,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from earmark.errors import DatasetError, ParameterError, SampleRateWarning
+from earmark.errors import DatasetError, EarmarkWarning, ParameterError, SampleRateWarning
 from earmark.sources import load_dataset
 from earmark.training import DEFAULT_REGRESSOR, TrainedModel, summary_vectors, train, tune
 
@@ -335,6 +335,12 @@ def test_tune_classical_with_group_cv(fsdd_small):
     assert res.method == "grid" and len(res.trials) == 4 and "group" in res.cv
     assert res.best_score == max(t["score"] for t in res.trials)
     assert 0.1 < res.best_score <= 1.0
+
+
+def test_tune_warns_when_there_are_fewer_groups_than_folds(fsdd_small):
+    with pytest.warns(EarmarkWarning, match=r"6 folds asked for but the data has only 4 groups"):
+        res = tune(fsdd_small, model="gnb", trials=1, features="mfcc-mean", folds=6)
+    assert res.cv == "4 group folds"
 
 
 def test_tune_neural_with_optuna(fsdd_small):

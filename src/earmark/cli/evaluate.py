@@ -415,7 +415,7 @@ def explain(
                 while figure.exists() and any(r.get("figure") == str(figure) for r in results):
                     n += 1
                     figure = out / f"{Path(f).stem}-{n}.png"
-                plot_explanation(exp).savefig(figure, dpi=110)
+                plot_explanation(exp).savefig(figure, dpi=110, bbox_inches="tight", pad_inches=0.05)
                 record["figure"] = str(figure)
             results.append(record)
             advance(1)

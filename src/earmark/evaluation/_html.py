@@ -73,7 +73,7 @@ def figure_to_data_uri(fig: Figure, *, fmt: str = "png", dpi: int = 100) -> str:
     if fmt not in ("png", "svg"):
         raise ParameterError(f"The 'fmt' parameter must be 'png' or 'svg'. Got {fmt!r} instead.")
     buf = io.BytesIO()
-    fig.savefig(buf, format=fmt, dpi=dpi)
+    fig.savefig(buf, format=fmt, dpi=dpi, bbox_inches="tight", pad_inches=0.05)  # nothing clipped at the edges
     mime = "image/png" if fmt == "png" else "image/svg+xml"
     return f"data:{mime};base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
 

@@ -122,7 +122,9 @@ def plot_training_curves(history: Sequence[Mapping[str, Any]]) -> Figure:
 
 def _heatmap(ax: Axes, matrix: np.ndarray, classes: Sequence[str], fmt: str, title: str) -> None:
     n = len(classes)
-    im = ax.imshow(matrix, cmap="Blues", vmin=0, vmax=max(float(matrix.max()), 1e-12))
+    # rates on a fixed 0..1 scale (so that figures compare); counts from 0 to the largest cell
+    vmax = 1.0 if fmt != "d" else max(float(matrix.max()), 1.0)
+    im = ax.imshow(matrix, cmap="Blues", vmin=0, vmax=vmax)
     ax.set_title(title)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
@@ -130,13 +132,18 @@ def _heatmap(ax: Axes, matrix: np.ndarray, classes: Sequence[str], fmt: str, tit
                   ha="right" if n > 4 else "center", fontsize=8)
     ax.set_yticks(range(n), [str(c) for c in classes], fontsize=8)
     if n <= 20:
-        threshold = matrix.max() / 2.0
+        threshold = vmax / 2.0
         for i in range(n):
             for j in range(n):
                 value = matrix[i, j]
                 ax.text(j, i, format(value, fmt), ha="center", va="center", fontsize=7,
                         color="white" if value > threshold else "black")
-    ax.figure.colorbar(im, ax=ax, shrink=0.8)
+    bar = ax.figure.colorbar(im, ax=ax, shrink=0.8)
+    if fmt == "d":
+        from matplotlib.ticker import MaxNLocator
+
+        bar.locator = MaxNLocator(integer=True)  # counts: no 3.5 ticks
+        bar.update_ticks()
 
 
 def plot_confusion_matrix(
@@ -185,7 +192,7 @@ def plot_confusion_matrix(
     if normalize in ("both", "true"):
         panels.append((rates, ".2f", "Normalised by true class"))
     size = 2.5 + 0.45 * len(classes)
-    fig = _figure(size * len(panels) + 0.8, size)
+    fig = _figure((size + 0.6) * len(panels), size)  # room for each panel's colour bar and its labels
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (data, fmt, title) in zip(axes, panels, strict=True):
         _heatmap(ax, data.astype(int) if fmt == "d" else data, classes, fmt, title)

@@ -6,13 +6,14 @@ trial budget). Neural models: Optuna (TPE) over the model's search space.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from earmark.errors import DatasetError, ParameterError
+from earmark.errors import DatasetError, EarmarkWarning, ParameterError
 
 __all__ = ["TuneResult", "tune"]
 
@@ -64,7 +65,12 @@ def _cv(y: np.ndarray, groups: np.ndarray | None, folds: int, seed: int, classif
     from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
 
     if groups is not None and len(np.unique(groups)) >= 2:
-        k = min(folds, len(np.unique(groups)))
+        n_groups = len(np.unique(groups))
+        k = min(folds, n_groups)
+        if k < folds:
+            warnings.warn(f"tune: {folds} folds asked for but the data has only {n_groups} groups, which no two "
+                          f"folds may share; searching with {k} folds (leave one group out).", EarmarkWarning,
+                          stacklevel=3)
         if classification:
             return StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed), groups, f"{k} group folds"
         return GroupKFold(n_splits=k), groups, f"{k} group folds"
