@@ -230,7 +230,8 @@ def plot_per_class_scores(per_class: Mapping[str, Mapping[str, float]]) -> Figur
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("score")
     ax.set_title("Per-class scores")
-    ax.legend(fontsize=8, ncols=3, loc="lower right")
+    # beside the axes, never over a bar (inside, it hid the last classes' scores)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.grid(axis="y", alpha=0.3)
     return fig
 
@@ -393,8 +394,10 @@ def plot_feature_distributions(
         for patch, color in zip(parts["boxes"], colors, strict=True):
             patch.set_facecolor(color)
             patch.set_alpha(0.6)
+        slanted = len(classes) > 6
         ax.set_xticks(range(1, len(classes) + 1), [str(c) for c in classes], fontsize=7,
-                      rotation=45 if len(classes) > 6 else 0)
+                      rotation=45 if slanted else 0, ha="right" if slanted else "center",
+                      rotation_mode="anchor" if slanted else "default")  # each name ends under its box
         ax.set_title(str(names[col]), fontsize=9)
         ax.grid(axis="y", alpha=0.3)
     for ax in axes[len(cols):]:
