@@ -184,6 +184,19 @@ def test_a_split_that_cannot_use_the_groups_says_so_and_bad_targets_are_found_fi
     notes = notes.dropna(subset=["pitch"])
     with pytest.raises(DatasetError, match="of the extra_train table has 1 missing"):
         train(notes, model="ridge", target="pitch", features="mfcc-mean", extra_train=extra)
+    # a blank label is refused by row too (train crashed comparing str with float; tune learnt a
+    # class 'nan'), and so is a missing regression target in tune (scikit-learn's 'y contains NaN')
+    blank = notes.reset_index(drop=True).astype({"label": object})
+    blank.loc[[2], "label"] = None
+    blank.loc[[5], "label"] = "  "
+    with pytest.raises(DatasetError, match=r"'label' of the dataset table has 2 missing \(empty\) label.*rows \[2, 5\]"):
+        train(blank, model="logreg", features="mfcc-mean", cache="/nonexistent/never-used")
+    with pytest.raises(DatasetError, match=r"2 missing \(empty\) label"):
+        tune(blank, model="knn", trials=1, features="mfcc-mean", folds=2, cache="/nonexistent/never-used")
+    gap = notes.reset_index(drop=True)
+    gap.loc[[1], "pitch"] = np.nan
+    with pytest.raises(DatasetError, match=r"'pitch' of the dataset table has 1 missing.*rows \[1\]"):
+        tune(gap, model="ridge", target="pitch", trials=1, features="mfcc-mean", folds=2)
 
 
 def test_refit_can_be_switched_off(fsdd):
@@ -341,6 +354,21 @@ def test_tune_warns_when_there_are_fewer_groups_than_folds(fsdd_small):
     with pytest.warns(EarmarkWarning, match=r"6 folds asked for but the data has only 4 groups"):
         res = tune(fsdd_small, model="gnb", trials=1, features="mfcc-mean", folds=6)
     assert res.cv == "4 group folds"
+
+
+def test_tune_checks_every_value_and_names_trials_that_fail(fsdd_small):
+    with pytest.raises(ParameterError, match="n_neighbors"):  # a later value, not only the first
+        tune(fsdd_small, model="knn", trials=2, features="mfcc-mean", folds=2, search_space={"n_neighbors": [1, 0]})
+    with pytest.raises(ParameterError, match="'search_space' parameter is empty"):
+        tune(fsdd_small, model="knn", trials=2, features="mfcc-mean", folds=2, search_space={})
+    # more neighbours than training clips: only fitting finds out; the trial is named, not a silent nan
+    with pytest.warns(EarmarkWarning, match=r"1 of 2 trials failed.*'n_neighbors': 5000.*ValueError"):
+        res = tune(fsdd_small, model="knn", trials=2, features="mfcc-mean", folds=2,
+                   search_space={"n_neighbors": [1, 5000]})
+    assert [t["score"] is None for t in res.trials] == [False, True] and res.best_params == {"n_neighbors": 1}
+    json.dumps(res.to_dict(), allow_nan=False)  # valid JSON
+    with pytest.raises(ParameterError, match="every trial of 'knn' failed: ValueError"):
+        tune(fsdd_small, model="knn", trials=1, features="mfcc-mean", folds=2, search_space={"n_neighbors": [5000]})
 
 
 def test_tune_neural_with_optuna(fsdd_small):

@@ -367,8 +367,8 @@ def tune_command(
     table = Table(title=f"tune {model}: {result.method} search, {result.cv}")
     table.add_column(f"mean cv {metric}", justify="right")
     table.add_column("params")
-    for t in sorted(result.trials, key=lambda t: -t["score"])[:10]:
-        table.add_row(f"{t['score']:.4f}", json.dumps(t["params"], default=str))
+    for t in sorted(result.trials, key=lambda t: -t["score"] if t["score"] is not None else float("inf"))[:10]:
+        table.add_row("failed" if t["score"] is None else f"{t['score']:.4f}", json.dumps(t["params"], default=str))
     out = Console()
     out.print(table)
     out.print(f"best: mean cv {metric} {result.best_score:.4f} ({result.cv}) with "

@@ -84,6 +84,25 @@ def _metrics(task: str, y_true: np.ndarray, pred: np.ndarray, proba: np.ndarray 
     }
 
 
+def check_targets(frame: pd.DataFrame, target_col: str, task: str, name: str = "dataset") -> None:
+    """Raise :class:`DatasetError` naming the rows of ``frame`` whose ``target_col`` is missing
+    (an empty cell), or, for regression, not a finite number. A row without a label can neither
+    be learnt nor scored, and a blank must not become a class called ``'nan'``."""
+    values = frame[target_col]
+    if task == "regression":
+        bad = np.flatnonzero(~np.isfinite(pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)))
+        what = "missing or non-finite value(s)"
+    else:
+        bad = np.flatnonzero(values.isna().to_numpy() | (values.astype(object).map(
+            lambda v: isinstance(v, str) and not v.strip()).to_numpy(dtype=bool)))
+        what = "missing (empty) label(s)"
+    if len(bad):
+        rows = frame.index[bad][:5].tolist()
+        raise DatasetError(
+            f"Column {target_col!r} of the {name} table has {len(bad)} {what} (rows {rows}, e.g. "
+            f"{frame['path'].iloc[bad[0]]}); drop those rows or fill them in.")
+
+
 def _warn_if_chance(model: str, y_val: np.ndarray, accuracy: float, n_classes: int, epochs: int | None) -> None:
     """Warn (:class:`ChanceLevelWarning`) when ``accuracy`` on the validation labels ``y_val`` is
     not above what guessing gets: ``1 / n_classes`` or always answering the validation set's most
@@ -665,16 +684,10 @@ def train(
                 f"learn classes it is never validated on. Keep only the dataset's labels {sorted(known)[:10]} in "
                 "the extra table (or map its labels to them, e.g. --text-map for synthetic voices)."
             )
-    if task == "regression":  # before any audio is read: a missing target is a fix to the table
-        for name, frame in (("dataset", main), ("extra_train", extra)):
-            if frame is None:
-                continue
-            values = pd.to_numeric(frame[target_col], errors="coerce").to_numpy(dtype=np.float64)
-            bad = np.flatnonzero(~np.isfinite(values))
-            if len(bad):
-                raise DatasetError(
-                    f"Column {target_col!r} of the {name} table has {len(bad)} missing or non-finite value(s) "
-                    f"(rows {bad[:5].tolist()}, e.g. {frame['path'].iloc[bad[0]]}); drop those rows or fill them in.")
+    # before any audio is read: a missing target is a fix to the table
+    for name, frame in (("dataset", main), ("extra_train", extra)):
+        if frame is not None:
+            check_targets(frame, target_col, task, name)
     table = pd.concat([main[["path"]], extra[["path"]]], ignore_index=True) if extra is not None else main[["path"]]
     feature_start = time.perf_counter()
     fs = extract(table, preset, cache=cache, workers=workers)

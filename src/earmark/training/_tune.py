@@ -6,6 +6,7 @@ trial budget). Neural models: Optuna (TPE) over the model's search space.
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +33,7 @@ class TuneResult:
     best_score : float
         Mean cross-validated score, of ``metric``.
     trials : list of dict
-        ``{"params", "score"}`` for every trial, in order.
+        ``{"params", "score"}`` for every trial, in order (``score`` None: the trial failed).
     method : str
         ``"grid"``, ``"random"`` or ``"optuna"``.
     cv : str
@@ -161,19 +162,28 @@ def tune(
     if epochs is not None:
         space.pop("epochs", None)
     if not space:
+        if search_space is not None:
+            raise ParameterError("The 'search_space' parameter is empty; give at least one parameter with the values "
+                                 "to try, e.g. {'C': [0.1, 1, 10]} or {'lr': ('log', 1e-4, 1e-2)}.")
         raise ParameterError(f"Model {model!r} has no search space; pass search_space=.")
-    # unknown names and impossible values fail here, not after the features are extracted
-    get_model(model, **{k: v[0] if isinstance(v, list) else v[1] for k, v in space.items()})
+    # unknown names and impossible values the model checks when built fail here, not after the
+    # features are extracted: every listed value and both ends of every range, one at a time
+    first = {k: v[0] if isinstance(v, list) else v[1] for k, v in space.items()}
+    get_model(model, **first)
+    for k, v in space.items():
+        for value in (v[1:] if isinstance(v, list) else v[1:3]):
+            get_model(model, **{**first, k: value})
     target_col = target or "label"
     if target_col not in dataset.columns:
         raise ParameterError(f"The dataset has no column {target_col!r}; pass target= naming the column to learn.")
     preset = features if isinstance(features, Preset) else get_preset(features or spec.preset)
     # the same clip length train() would choose, so the search tunes the model it will train
-    from earmark.training._train import _set_duration, names_duration
+    from earmark.training._train import _set_duration, check_targets, names_duration
 
     preset, _ = _set_duration(preset, dataset, duration=None, chosen=names_duration(features))
     group_col = group or next((c for c in ("group", "fold") if c in dataset.columns), None)
     df = dataset.reset_index(drop=True)
+    check_targets(df, target_col, spec.task)  # before any audio is read
     fs = extract(df, preset, cache=cache)
     skipped = [*dataset.attrs.get("skipped", []), *({"path": str(e["path"]), "reason": str(e["reason"])}
                                                    for e in fs.errors)]
@@ -215,10 +225,34 @@ def tune(
             search = RandomizedSearchCV(est, spec.nested_names(dist), n_iter=trials, cv=cv, scoring=scoring, n_jobs=1,
                                         random_state=seed)
             method = "random"
-        search.fit(X, y, groups=cv_groups)
+        from sklearn.exceptions import FitFailedWarning
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", FitFailedWarning)
+            search.fit(X, y, groups=cv_groups)
         res = search.cv_results_
+        # scikit-learn's own reports of failed fits and scores (tracebacks, one per fold) are
+        # summed up in one warning naming the trial and the error; others pass on as they came
+        search_notes = [w for w in caught if issubclass(w.category, FitFailedWarning)
+                        or "model_selection" in str(w.filename)]
+        for w in caught:
+            if w not in search_notes:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        failed = [p for p, s_ in zip(res["params"], res["mean_test_score"]) if not np.isfinite(s_)]
+        errors = [line.strip() for w in search_notes for line in str(w.message).splitlines()
+                  if re.match(r"^\w*(Error|Exception)\b", line.strip())]
+        if len(failed) == len(res["params"]):
+            raise ParameterError(f"tune: every trial of {model!r} failed"
+                                 f"{': ' + errors[0] if errors else ''}. Check the search space against the data.")
+        if failed:  # scored NaN by scikit-learn: say which and why, not a silent 'nan' row
+            warnings.warn(
+                f"tune: {len(failed)} of {len(res['params'])} trials failed and score nothing (nan), e.g. "
+                f"{spec.short_names({k: _jsonable(v) for k, v in failed[0].items()})}"
+                f"{': ' + errors[0] if errors else ''}. Leave such values out of the search space.",
+                EarmarkWarning, stacklevel=2)
         trial_list = [
-            {"params": spec.short_names({k: _jsonable(v) for k, v in p.items()}), "score": float(s)}
+            {"params": spec.short_names({k: _jsonable(v) for k, v in p.items()}),
+             "score": float(s) if np.isfinite(s) else None}  # None: the trial failed (JSON has no NaN)
             for p, s in zip(res["params"], res["mean_test_score"])
         ]
         return TuneResult(model, spec.short_names({k: _jsonable(v) for k, v in search.best_params_.items()}),
