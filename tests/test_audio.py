@@ -296,3 +296,28 @@ def test_resample_many_equals_one_by_one() -> None:
         many = resample_many(clips, orig_sr=orig, target_sr=target, group=4)
         for c, z in zip(clips, many):
             np.testing.assert_array_equal(z, resample(c, orig_sr=orig, target_sr=target))
+
+
+def test_a_stream_is_read_from_where_it_stands(shared: Path) -> None:
+    """A stream whose start was already read (a container's own header) decodes what follows; a
+    stream part-way into a file says where it was read from, not just 'not audio'."""
+    note = shared / "instruments" / "fluidr3" / "piano" / "piano-p002-000.flac"
+    data = note.read_bytes()
+    whole, sr = load_audio(note)
+    framed = io.BytesIO(b"MYHEADER" + data)
+    framed.read(8)
+    got, sr2 = load_audio(framed)
+    assert sr2 == sr and np.array_equal(got, whole)
+    with open(note, "rb") as f:
+        f.read(100)
+        with pytest.raises(AudioDecodeError, match="from byte 100, where the stream stood.*seek\\(0\\)"):
+            load_audio(f)
+
+
+def test_a_tiny_max_seconds_gives_one_sample_not_a_blame_on_the_file(shared: Path) -> None:
+    clip = shared / "fsdd" / "recordings" / "0_george_0.wav"
+    for source in (clip, clip.read_bytes()):
+        y, sr = load_audio(source, max_seconds=1e-5)
+        assert y.shape == (1,) and sr == 8000
+    y, _ = load_audio(shared / "instruments" / "fluidr3" / "piano" / "piano-p002-000.flac", max_seconds=1e-6)
+    assert y.shape == (1,)

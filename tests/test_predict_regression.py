@@ -46,7 +46,9 @@ def test_predict_paths_answers_a_regressors_numbers():
     assert rows[-1]["error"] and rows[-1]["prediction"] is None
     got = np.array([r["prediction"] for r in rows[:-1]])
     want = model.predict(list(test["path"]))["prediction"].to_numpy()
-    np.testing.assert_allclose(got, want, rtol=1e-9)  # the same numbers as TrainedModel.predict
+    # the same numbers as TrainedModel.predict, to float32 rounding (features are computed in batches
+    # of other sizes there, and BLAS sums a batch in an order that depends on its size)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
     truth = test["pitch"].to_numpy()
     baseline = np.abs(truth - _split()[0]["pitch"].mean()).mean()
     assert np.abs(got - truth).mean() < 0.7 * baseline  # it learned pitch, on programs it never heard

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from earmark.errors import DatasetError, ParameterError
+from earmark.errors import DatasetError, EarmarkWarning, ParameterError
 from earmark.sources import (
     SkippedFileWarning,
     check_leakage,
@@ -390,3 +390,59 @@ def test_small_tables_without_groups_still_split(shared: Path) -> None:
     with pytest.raises(DatasetError, match="Use at most 4 folds"):
         list(iter_folds(small, folds=5))
     assert len(list(iter_folds(small, folds=4))) == 4
+
+
+def test_rows_without_a_file_are_listed_by_line_not_a_crash(tmp_path: Path, shared: Path) -> None:
+    wav = sorted((shared / "fsdd" / "recordings").glob("6_theo_*.wav"))[:2]
+    (tmp_path / "m.csv").write_text(f"path,label\n{wav[0]},six\n,six\n  ,six\n{wav[1]},six\n")
+    with pytest.warns(SkippedFileWarning, match=r"2 row\(s\) of .*m.csv name no file.*line 3; .*line 4"):
+        df = load_dataset(tmp_path / "m.csv")
+    assert len(df) == 2 and df.attrs["n_listed"] == 4
+    assert [s["path"].rsplit(", ", 1)[1] for s in df.attrs["skipped"]] == ["line 3", "line 4"]
+    assert all("empty 'path' cell" in s["reason"] for s in df.attrs["skipped"])
+    with pytest.raises(DatasetError, match="line 3: empty 'path' cell"):
+        load_dataset(tmp_path / "m.csv", on_error="raise")
+    frame = pd.DataFrame({"file": [str(wav[0]), None], "label": ["six", "six"]}, index=[10, 11])
+    with pytest.warns(SkippedFileWarning, match="DataFrame, row 11"):
+        assert len(load_dataset(frame, path_column="file")) == 1
+
+
+def test_linked_class_folders_are_followed_once(tmp_path: Path, shared: Path) -> None:
+    rec = shared / "fsdd" / "recordings"
+    store = tmp_path / "store"
+    _link_files(sorted(rec.glob("3_theo_*.wav"))[:3], store)
+    (tmp_path / "data" / "a").mkdir(parents=True)
+    _link_files(sorted(rec.glob("8_theo_*.wav"))[:2], tmp_path / "data" / "a")
+    (tmp_path / "data" / "b").mkdir()
+    (tmp_path / "data" / "b" / "takes").symlink_to(store, target_is_directory=True)  # audio lies elsewhere
+    (tmp_path / "data" / "a" / "loop").symlink_to(tmp_path / "data" / "a", target_is_directory=True)
+    df = load_dataset(tmp_path / "data")
+    assert df["label"].value_counts().to_dict() == {"b": 3, "a": 2}  # the loop neither hangs nor repeats
+    from earmark.serving.batch import expand_paths
+
+    (tmp_path / "data" / "a" / ".trash").mkdir()
+    _link_files(sorted(rec.glob("9_theo_*.wav"))[:1], tmp_path / "data" / "a" / ".trash")
+    assert len(expand_paths([tmp_path / "data"])) == 5  # predict reads folders as datasets do: no hidden ones
+
+
+def test_options_that_cannot_apply_are_refused_and_fold_headers_match_any_case(tmp_path: Path, shared: Path) -> None:
+    wav = sorted((shared / "fsdd" / "recordings").glob("6_theo_*.wav"))[:4]
+    (tmp_path / "m.csv").write_text("Path,Label,Fold\n" + "".join(f"{w},six,{i % 2 + 1}\n" for i, w in enumerate(wav)))
+    df = load_dataset(tmp_path / "m.csv")
+    assert df["fold"].tolist() == [1, 2, 1, 2]
+    with pytest.raises(DatasetError, match="no column 'nofold' for the folds"):
+        load_dataset(tmp_path / "m.csv", fold_column="nofold")
+    with pytest.raises(ParameterError, match="is a manifest"):
+        load_dataset(tmp_path / "m.csv", pattern="{label}_{_}")
+    _link_files(wav[:2], tmp_path / "cls" / "six")
+    with pytest.raises(ParameterError, match="label_column='foo'.*class sub-folders"):
+        load_dataset(tmp_path / "cls", label_column="foo")
+    # the fields of a pattern can be named as the label and group
+    flat = _link_files(sorted((shared / "fsdd" / "recordings").glob("[12]_george_[0-2].wav")), tmp_path / "flat")
+    named = load_dataset(tmp_path / "flat", pattern="{digit}_{speaker}_{_}", label_column="digit", group_column="speaker")
+    assert len(named) == len(flat) == 6 and set(named["label"]) == {"1", "2"} and set(named["group"]) == {"george"}
+    with pytest.raises(ParameterError, match="'who' is not a field of the pattern"):
+        load_dataset(tmp_path / "flat", pattern="{digit}_{speaker}_{_}", label_column="digit", group_column="who")
+    (tmp_path / "dup.csv").write_text(f"path,label\n{wav[0]},six\n{wav[0]},six\n{wav[1]},six\n")
+    with pytest.warns(EarmarkWarning, match=r"1 file\(s\) are listed more than once \(2 rows"):
+        assert len(load_dataset(tmp_path / "dup.csv")) == 3  # kept: the user may mean it

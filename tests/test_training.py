@@ -88,6 +88,38 @@ def test_predict_reports_bad_files_per_row(logreg_model, theo):
     assert pred.loc[pred["path"] == str(bad), "label"].isna().all()
 
 
+def test_windows_longer_than_the_clip_are_refused_and_long_files_are_flagged(tmp_path, fsdd_small):
+    """A 0.5 s model asked for 1 s windows would hear half of each; a 2 s file without windows is
+    heard for its first 0.5 s only: the first is refused, the second said."""
+    import soundfile as sf
+
+    from earmark.bundle import save_model
+    from earmark.cli.main import app
+    from earmark.serving.batch import predict_paths
+
+    model = train(fsdd_small.groupby(["group", "label"]).head(1), epochs=1, duration=0.5, val_fraction=0,
+                  seed=0, workers=1)
+    clips = [sf.read(p, dtype="float32")[0] for p in fsdd_small["path"][:6]]
+    long = tmp_path / "long.wav"
+    sf.write(long, np.concatenate(clips), 8000)
+    with pytest.raises(ParameterError, match=r"window \(1 s\) is longer than the clips the model hears \(0.5 s\)"):
+        model.predict_windows(str(long), window=1.0, hop=0.5)
+    with pytest.raises(ParameterError, match="longer than the clips"):
+        predict_paths(model, [long, tmp_path / "missing.wav"], window=1.0)  # once, not an error per file
+    windows, _ = model.predict_windows(str(long), window=0.5, hop=0.25)
+    assert len(windows) >= 6
+    bundle = save_model(model, tmp_path / "m.earmark")
+    runner = CliRunner()
+    res = runner.invoke(app, ["predict", str(bundle), str(long)])
+    assert res.exit_code == 0, res.output
+    said = " ".join(res.stderr.split())
+    assert "longer than the model's 0.5 s clips" in said and "--window 0.5 --hop 0.25" in said
+    short = runner.invoke(app, ["predict", str(bundle), fsdd_small["path"].iloc[0]])
+    assert short.exit_code == 0 and "longer than" not in short.stderr
+    refused = runner.invoke(app, ["predict", str(bundle), str(long), "--window", "1"])
+    assert refused.exit_code == 2 and "longer than the clips" in " ".join(refused.stderr.split())
+
+
 def test_predict_windows_on_a_long_recording(logreg_model, theo):
     from earmark.audio import load_audio
 
@@ -414,6 +446,34 @@ def test_cli_train_writes_a_loadable_bundle(tmp_path, fsdd_small, theo):
     assert len(pred) == 5 and set(pred["label"]) <= set(model.classes)
     again = CliRunner().invoke(app, ["train", str(manifest), "--model", "logreg", "--out", str(out)])
     assert again.exit_code != 0 and "overwrite" in again.output
+
+
+def test_cli_reads_labels_from_file_names_with_pattern(tmp_path, fsdd_small):
+    from earmark.cli.main import app
+
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for p in fsdd_small.groupby(["group", "label"]).head(2)["path"]:
+        (flat / Path(p).name).symlink_to(p)
+    (flat / "notes.wav").write_text("not audio")  # matches no pattern: listed, never silently dropped
+    out = tmp_path / "m"
+    res = CliRunner().invoke(app, ["train", str(flat), "--pattern", "{digit}_{speaker}_{_}", "--label", "digit",
+                                   "--group-column", "speaker", "--model", "gnb", "--features", "mfcc-mean",
+                                   "--out", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.stdout)
+    assert info["config"]["group"] == "group"
+    from earmark.bundle import load_model
+
+    assert len(load_model(out).classes) == 10
+    assert "warning: 1 files in" in " ".join(res.stderr.split())  # earmark's own line, not Python's format
+    assert "SkippedFileWarning" not in res.stderr
+    cv = CliRunner().invoke(app, ["cv", str(flat), "--pattern", "{label}_{group}_{_}", "--model", "gnb",
+                                  "--features", "mfcc-mean", "--json", "-"])
+    assert cv.exit_code in (0, 1), cv.output
+    assert json.loads(cv.stdout)["n_folds"] == 4  # leave one speaker out, speakers from the names
+    refused = CliRunner().invoke(app, ["train", str(flat), "--model", "gnb", "--out", str(tmp_path / "x")])
+    assert refused.exit_code != 0 and "--pattern" in " ".join(refused.output.split())
 
 
 def test_cli_train_duration_is_kept_in_the_bundle(tmp_path, fsdd_small):

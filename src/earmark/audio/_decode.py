@@ -127,6 +127,7 @@ def _open_checked(source: AudioSource, max_bytes: int) -> tuple[BinaryIO, str, s
     Returns the open binary stream (positioned at 0), its display name and detected container.
     """
     name = _name(source)
+    offset = 0  # where a passed stream stood: its audio starts there
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         if not data:
@@ -163,6 +164,18 @@ def _open_checked(source: AudioSource, max_bytes: int) -> tuple[BinaryIO, str, s
             raise AudioDecodeError(name, f"cannot be opened: {exc.strerror or exc}") from None
     else:
         stream = source
+        try:
+            if stream.seekable() and stream.tell() != 0:
+                offset = stream.tell()
+                # a stream part-way through (its start already read, e.g. a header): the audio is
+                # what follows, so decode that, with every later seek relative to it
+                rest = stream.read(max_bytes + 1)
+                if len(rest) > max_bytes:
+                    raise AudioDecodeError(
+                        name, f"input is more than {max_bytes:,} bytes, above max_bytes={max_bytes:,}; raise max_bytes")
+                stream = io.BytesIO(rest)
+        except (OSError, AttributeError):
+            pass
     try:
         head = stream.read(16)
         stream.seek(0)
@@ -174,8 +187,10 @@ def _open_checked(source: AudioSource, max_bytes: int) -> tuple[BinaryIO, str, s
         stream.close()
         shown = head[:8]
         kind = "text" if shown and all(32 <= b < 127 or b in (9, 10, 13) for b in shown) else "data"
+        where = (f" from byte {offset:,}, where the stream stood when it was passed (seek(0) first to read it "
+                 "whole)") if offset else ""
         raise AudioDecodeError(
-            name, f"not a recognised audio format (starts with {kind} {shown!r}); is it really audio?"
+            name, f"not a recognised audio format (starts with {kind} {shown!r}{where}); is it really audio?"
         )
     return stream, name, fmt
 
@@ -365,7 +380,7 @@ def read_pcm16_wav(data: bytes | bytearray | memoryview, max_seconds: float | No
             channels, rate = fmt
             frames = size // (2 * channels)
             if max_seconds is not None:
-                frames = min(frames, int(round(max_seconds * rate)))
+                frames = min(frames, max(1, int(round(max_seconds * rate))))  # at least one sample, as FFmpeg's path
             if frames == 0:
                 return None
             pcm = np.frombuffer(data, dtype="<i2", count=frames * channels, offset=body)
@@ -456,7 +471,7 @@ def _decode(
                 # libsndfile reads a path natively, much faster than through Python callbacks
                 with sf.SoundFile(_native(source, stream)) as f:
                     sr = int(f.samplerate)
-                    max_frames = None if max_seconds is None else int(round(max_seconds * sr))
+                    max_frames = None if max_seconds is None else max(1, int(round(max_seconds * sr)))
                     y = f.read(frames=-1 if max_frames is None else max_frames,
                                dtype="float32", always_2d=True).T
             except Exception:  # libsndfile could not read it: FFmpeg gets its turn

@@ -48,8 +48,8 @@ def info(
     source: Path = typer.Argument(
         ..., exists=True, help="CSV manifest, folder of class folders, or folder of files (labelled with --pattern, or not)."
     ),
-    label_column: str | None = typer.Option(None, "--label-column", help="Manifest column of the labels."),
-    group_column: str | None = typer.Option(None, "--group-column", help="Manifest column of the groups (speaker, recording…)."),
+    label_column: str | None = typer.Option(None, "--label-column", "--label", help="Manifest column of the labels."),
+    group_column: str | None = typer.Option(None, "--group-column", "--group", help="Manifest column of the groups (speaker, recording…)."),
     pattern: str | None = typer.Option(None, "--pattern", help="File-name pattern, e.g. '{label}_{group}_{index}'."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout instead of tables."),
     duplicates: bool = typer.Option(True, "--duplicates/--no-duplicates", help="Look for files with identical audio."),
@@ -111,7 +111,9 @@ def _print_summary(s: dict) -> None:
     if s.get("channels"):
         out.print("channels: " + ", ".join(f"{k} × {v}" for k, v in s["channels"].items()))
     if s["errors"]:
-        t = Table("file", "reason", title=f"{_n(len(s['errors']), 'unreadable file')} (left out)")
+        t = Table(title=f"{_n(len(s['errors']), 'unreadable file')} (left out)")
+        t.add_column("file", overflow="fold")  # whole paths, wrapped: a cut one names no file
+        t.add_column("reason", overflow="fold")
         for e in s["errors"]:
             t.add_row(e["path"], e["reason"])
         out.print(t)
@@ -148,8 +150,8 @@ def split(
     test_fold: str | None = typer.Option(None, "--test-fold", help="The fold held out with --by fold (default: the last)."),
     folds: int | None = typer.Option(None, "--folds", min=2, help="Instead of train/test: write manifest.csv with a 'fold' column (replacing one it had) of K group-aware stratified folds, for 'earmark cv --folds fold'."),
     seed: int = typer.Option(0, "--seed", help="Seed of the shuffle; the same seed gives the same split."),
-    label_column: str | None = typer.Option(None, "--label-column", help="Manifest column of the labels."),
-    group_column: str | None = typer.Option(None, "--group-column", help="Manifest column of the groups (speaker, recording…)."),
+    label_column: str | None = typer.Option(None, "--label-column", "--label", help="Manifest column of the labels."),
+    group_column: str | None = typer.Option(None, "--group-column", "--group", help="Manifest column of the groups (speaker, recording…)."),
     pattern: str | None = typer.Option(None, "--pattern", help="File-name pattern, e.g. '{label}_{group}_{index}'."),
     duplicates: bool = typer.Option(True, "--duplicates/--no-duplicates", help="Look for identical audio on both sides (content hash of every file)."),
     as_json: bool = typer.Option(False, "--json", help="Print the split's summary as JSON on stdout."),

@@ -73,12 +73,12 @@ def _check_log(log: str | None) -> None:
              "(or leave out --log).", ExitCode.USAGE)
 
 
-def _load(source: Path, label_column: str | None, group_column: str | None) -> Any:
+def _load(source: Path, label_column: str | None, group_column: str | None, pattern: str | None = None) -> Any:
     from earmark.sources import load_dataset
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # skipped files are listed by the command itself
-        return load_dataset(source, label_column=label_column, group_column=group_column)
+        return load_dataset(source, label_column=label_column, group_column=group_column, pattern=pattern)
 
 
 def _fmt(value: Any) -> str:
@@ -163,8 +163,9 @@ def evaluate(
     source: Path = typer.Argument(..., exists=True, help=_SOURCE_HELP),
     json_out: str | None = typer.Option(None, "--json", help=_JSON_HELP),
     report: Path | None = typer.Option(None, "--report", help=_REPORT_HELP, dir_okay=False),
-    label_column: str | None = typer.Option(None, "--label-column", help=_LABEL_HELP),
-    group_column: str | None = typer.Option(None, "--group-column", help=_GROUP_HELP),
+    label_column: str | None = typer.Option(None, "--label-column", "--label", help=_LABEL_HELP),
+    group_column: str | None = typer.Option(None, "--group-column", "--group", help=_GROUP_HELP),
+    pattern: str | None = typer.Option(None, "--pattern", help="File-name pattern giving labels (and groups) to a folder of files, e.g. '{label}_{group}_{index}'."),
     target: str | None = typer.Option(None, "--target", help="Column of the truth (default: the model's target)."),
     max_clips: int = typer.Option(20, "--max-clips", min=0, help="Misclassified clips in the report."),
     explain_n: int = typer.Option(4, "--explain", min=0, help="Occlusion maps in the report: which regions of the N most confident mistakes the answers rested on (0: none)."),
@@ -186,7 +187,7 @@ def evaluate(
     _check_log(log)
     try:
         model = load_model(model_dir)
-        table = _load(source, label_column, group_column)
+        table = _load(source, label_column, group_column, pattern)
         result = run_evaluation(model, table, target=target)
         summary = summarize(table, duplicates=False) if report is not None else None
         if json_out != "-":
@@ -231,8 +232,9 @@ def cv(
     target: str | None = typer.Option(None, "--target", help="Column to predict (e.g. pitch for a regressor)."),
     json_out: str | None = typer.Option(None, "--json", help=_JSON_HELP),
     report: Path | None = typer.Option(None, "--report", help=_REPORT_HELP, dir_okay=False),
-    label_column: str | None = typer.Option(None, "--label-column", help=_LABEL_HELP),
-    group_column: str | None = typer.Option(None, "--group-column", help=_GROUP_HELP),
+    label_column: str | None = typer.Option(None, "--label-column", "--label", help=_LABEL_HELP),
+    group_column: str | None = typer.Option(None, "--group-column", "--group", help=_GROUP_HELP),
+    pattern: str | None = typer.Option(None, "--pattern", help="File-name pattern giving labels (and groups) to a folder of files, e.g. '{label}_{group}_{index}'."),
     max_clips: int = typer.Option(20, "--max-clips", min=0, help="Misclassified clips in the report."),
     embedding: str = typer.Option("pca", "--embedding", help="2-D map in the report: pca or tsne."),
     log: str | None = typer.Option(None, "--log", help=_LOG_HELP),
@@ -261,7 +263,7 @@ def cv(
     if duration is not None:
         train_kwargs["duration"] = duration
     try:
-        table = _load(source, label_column, group_column)
+        table = _load(source, label_column, group_column, pattern)
         features = register_features(features)
         with earmark_warnings():  # e.g. a fold whose model did not learn: one line each
             result = cross_validate(table, model=model, features=features, folds=k, seed=seed,
@@ -297,8 +299,9 @@ def compare(
     duration: float | None = typer.Option(None, "--duration", min=0.01, max=600.0, help="Seconds each clip is padded/cropped to, for the models on fixed-length presets (default: from each fold's training clips); models on pooled features ignore it."),
     json_out: str | None = typer.Option(None, "--json", help=_JSON_HELP),
     report: Path | None = typer.Option(None, "--report", help="Write a self-contained HTML report: the leaderboard and per-fold scores of every model.", dir_okay=False),
-    label_column: str | None = typer.Option(None, "--label-column", help=_LABEL_HELP),
-    group_column: str | None = typer.Option(None, "--group-column", help=_GROUP_HELP),
+    label_column: str | None = typer.Option(None, "--label-column", "--label", help=_LABEL_HELP),
+    group_column: str | None = typer.Option(None, "--group-column", "--group", help=_GROUP_HELP),
+    pattern: str | None = typer.Option(None, "--pattern", help="File-name pattern giving labels (and groups) to a folder of files, e.g. '{label}_{group}_{index}'."),
 ) -> None:
     """Cross-validate several models on the same folds: one leaderboard of scores, time and size."""
     from earmark.errors import EarmarkError
@@ -315,7 +318,7 @@ def compare(
     if duration is not None:
         train_kwargs["duration"] = duration
     try:
-        table = _load(source, label_column, group_column)
+        table = _load(source, label_column, group_column, pattern)
         features = register_features(features)
         with earmark_warnings():
             board = run_compare(table, models=names, features=features, folds=k, seed=seed,

@@ -60,7 +60,7 @@ def extract_cmd(
     workers: int | None = typer.Option(None, "--workers", "-j", min=1, help="Processes (default: all cores)."),
     backend: str = typer.Option("local", "--backend", help="'local' processes or 'ray'."),
     ray_address: str | None = typer.Option(None, "--ray-address", help="Ray cluster address (default: a local Ray instance)."),
-    label_column: str | None = typer.Option(None, "--label-column", help="Manifest column of the labels."),
+    label_column: str | None = typer.Option(None, "--label-column", "--label", help="Manifest column of the labels."),
     pattern: str | None = typer.Option(None, "--pattern", help="File-name pattern, e.g. '{label}_{group}_{index}'."),
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON on stdout."),
 ) -> None:

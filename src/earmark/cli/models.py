@@ -138,15 +138,16 @@ def show_command(
                   + ", ".join(f"{k}={v}" for k, v in info["augment_options"].items()), highlight=False)
 
 
-def _load(source: str, label: str | None, group: str | None) -> Any:
+def _load(source: str, label: str | None, group: str | None, pattern: str | None = None) -> Any:
     from earmark.sources import load_dataset
 
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"pattern": pattern} if pattern else {}
     if label:
         kwargs["label_column"] = label
     if group:
         kwargs["group_column"] = group
-    return load_dataset(source, **kwargs)
+    with earmark_warnings():  # files left out: one 'warning:' line, not Python's warning format
+        return load_dataset(source, **kwargs)
 
 
 def _parse_params(items: list[str]) -> dict[str, Any]:
@@ -217,8 +218,9 @@ def train_command(
     features: str | None = typer.Option(None, "--features", "-f", help="Feature preset (earmark features list), settings after a colon: 'logmel:n_mels=128,n_fft=1024'. Default: the model's."),
     duration: float | None = typer.Option(None, "--duration", min=0.01, max=600.0, help="Seconds each clip is padded/cropped to (fixed-length presets). Default: the one --features names ('logmel:duration=2'), else from the data (95th percentile of clip durations, rounded up to 0.5 s, 1-10 s)."),
     target: str | None = typer.Option(None, "--target", help="Column to learn (default: label). A numeric column trains a regressor."),
-    label: str | None = typer.Option(None, "--label", help="Manifest column of the labels."),
-    group: str | None = typer.Option(None, "--group", help="Column of groups kept apart by the validation split (speaker…)."),
+    label: str | None = typer.Option(None, "--label", "--label-column", help="Manifest column of the labels."),
+    group: str | None = typer.Option(None, "--group", "--group-column", help="Column of groups kept apart by the validation split (speaker…)."),
+    pattern: str | None = typer.Option(None, "--pattern", help="File-name pattern giving labels (and groups) to a folder of files, e.g. '{label}_{group}_{index}'."),
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="Maximum epochs (neural models)."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     val_fraction: float = typer.Option(0.15, "--val-fraction", min=0.0, max=0.95, help="Share of the data held out (by group) for validation."),
@@ -255,7 +257,7 @@ def train_command(
         fail("--freeze-epochs, --body-lr-scale and --head-only need --init-from.", ExitCode.USAGE)
     try:
         features = register_features(features)
-        df = _load(source, label, group)
+        df = _load(source, label, group, pattern)
         extras = [_load(extra_train, label, None)] if extra_train else []
         extra_sources = [f"--extra-train {extra_train}: {len(extras[0])} clips"] if extra_train else []
         if synthetic_voices:
@@ -331,8 +333,9 @@ def tune_command(
     trials: int = typer.Option(20, "--trials", "-n", min=1, help="Number of trials (grid points, random draws or Optuna trials)."),
     features: str | None = typer.Option(None, "--features", "-f", help="Feature preset, settings after a colon: 'logmel:n_mels=128'. Default: the model's."),
     target: str | None = typer.Option(None, "--target", help="Column to learn (default: label)."),
-    label: str | None = typer.Option(None, "--label", help="Manifest column of the labels."),
-    group: str | None = typer.Option(None, "--group", help="Column of groups kept together in the folds."),
+    label: str | None = typer.Option(None, "--label", "--label-column", help="Manifest column of the labels."),
+    group: str | None = typer.Option(None, "--group", "--group-column", help="Column of groups kept together in the folds."),
+    pattern: str | None = typer.Option(None, "--pattern", help="File-name pattern giving labels (and groups) to a folder of files, e.g. '{label}_{group}_{index}'."),
     folds: int = typer.Option(3, "--folds", min=2, help="Cross-validation folds (group-aware)."),
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="Epochs per trial (neural models)."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
@@ -349,7 +352,7 @@ def tune_command(
     try:
         features = register_features(features)
         with earmark_warnings():
-            df = _load(source, label, group)
+            df = _load(source, label, group, pattern)
             result = tune(df, model=model, trials=trials, features=features, target=target,
                           group="group" if group else None, folds=folds, epochs=epochs, seed=seed, cache=cache)
     except ParameterError as exc:
@@ -373,7 +376,7 @@ def tune_command(
     out.print(table)
     out.print(f"best: mean cv {metric} {result.best_score:.4f} ({result.cv}) with "
               f"{json.dumps(result.best_params, default=str)}", markup=False, highlight=False)
-    options = {"--features": features, "--target": target, "--label": label, "--group": group}
+    options = {"--features": features, "--target": target, "--label": label, "--group": group, "--pattern": pattern}
     command = ["earmark", "train", source, "--model", model,
                *(x for k, v in options.items() if v for x in (k, v)), *_param_args(result.best_params), "--out", "MODEL"]
     out.print(f"train it: {shlex.join(command)}", markup=False, highlight=False, soft_wrap=True)

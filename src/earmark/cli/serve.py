@@ -19,7 +19,7 @@ from earmark.cli._common import (
     write_json,
     write_text,
 )
-from earmark.errors import EarmarkError
+from earmark.errors import EarmarkError, ParameterError
 
 
 class OutputFormat:
@@ -72,6 +72,8 @@ def predict(
         with progress_bar("predicting", len(files)) as advance:
             rows = predict_paths(predictor, files, k=top_k, window=window, hop=hop, reject_below=reject_below,
                                  workers=workers, cache=cache, progress=advance)
+    except ParameterError as exc:  # e.g. a window longer than the model's clips
+        fail(str(exc), ExitCode.USAGE)
     except EarmarkError as exc:
         fail(str(exc))
     text = _format(rows, fmt, top_k, reject=reject_below is not None)
@@ -84,6 +86,15 @@ def predict(
         err_console.print(f"[yellow]warning:[/] {len(silent)} file{'' if len(silent) == 1 else 's'} hold only digital "
                           f"silence; the model's answer for {'it' if len(silent) == 1 else 'them'} is a guess about "
                           f"nothing: {', '.join(silent[:5])}" + (" …" if len(silent) > 5 else ""), highlight=False)
+    clip = predictor.preset.params.get("duration")
+    longer = [r["path"] for r in rows if window is None and clip and (r.get("duration") or 0) > 1.25 * float(clip)]
+    if longer:  # a long recording through a 1 s model: say what was heard
+        part = "its centre" if predictor.preset.params.get("align") == "center" else "its first"
+        err_console.print(
+            f"[yellow]warning:[/] {len(longer)} file{'' if len(longer) == 1 else 's'} {'is' if len(longer) == 1 else 'are'} "
+            f"longer than the model's {float(clip):g} s clips; of each, the model heard {part} {float(clip):g} s only: "
+            f"{', '.join(longer[:3])}" + (" …" if len(longer) > 3 else "")
+            + f". Predict along long recordings with --window {float(clip):g} --hop {float(clip) / 2:g}.", highlight=False)
     failed = [r for r in rows if r["error"]]
     for r in failed:
         err_console.print(f"[red]failed[/] {r['path']}: {r['error']}", highlight=False)

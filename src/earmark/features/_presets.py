@@ -629,6 +629,32 @@ class Preset:
 
     # -- computing ----------------------------------------------------------------------------
 
+    def check_window(self, window: float, hop: float | None = None) -> float:
+        """Check a window and hop (seconds) for predicting along a long recording; return the hop
+        (default: the window). A window longer than this preset's clip length (``duration``) is
+        refused: each window would be cut to that length and the rest of it never heard.
+
+        Example
+        -------
+        >>> get_preset("logmel").check_window(1.0, 0.5)
+        0.5
+        """
+        from earmark.errors import ParameterError
+
+        if not (isinstance(window, (int, float)) and window > 0):
+            raise ParameterError(f"The 'window' parameter must be a positive number of seconds. Got {window!r} instead.")
+        hop = window if hop is None else hop
+        if not (isinstance(hop, (int, float)) and hop > 0):
+            raise ParameterError(f"The 'hop' parameter must be a positive number of seconds. Got {hop!r} instead.")
+        clip = self.params.get("duration")
+        if clip is not None and window > float(clip) + 1e-6:
+            raise ParameterError(
+                f"The window ({window:g} s) is longer than the clips the model hears ({float(clip):g} s): each window "
+                f"would be cut to {float(clip):g} s and the rest of it never heard. Use a window of at most "
+                f"{float(clip):g} s (e.g. window {float(clip):g} s, hop {float(clip) / 2:g} s), or train a model on "
+                "longer clips (duration=, earmark train --duration).")
+        return float(hop)
+
     def transform(self, y: np.ndarray) -> np.ndarray:
         """Features of one mono float32 clip sampled at :attr:`sample_rate`.
 

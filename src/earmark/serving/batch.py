@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from earmark.audio import is_audio_file
 from earmark.errors import AudioDecodeError, EarmarkError, ParameterError
 from earmark.serving.predictor import UNKNOWN, Predictor, is_silent, top_k
+from earmark.sources import audio_files
 
 __all__ = ["expand_paths", "predict_paths"]
 
@@ -46,7 +46,7 @@ def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            out.extend(str(f) for f in sorted(p.rglob("*")) if f.is_file() and is_audio_file(f))
+            out.extend(str(f) for f in audio_files(p))  # as datasets read folders: hidden ones left out
         else:
             out.append(str(p))
     return out
@@ -127,6 +127,8 @@ def predict_paths(
     predictor.reject_below = reject_below
     workers = workers or _default_workers()
     tick = progress or (lambda n: None)
+    if window is not None:
+        predictor.check_window(window, hop)  # once, before any file: not one error per file
     with _one_thread_each():
         if window is not None:
             return _predict_windows(predictor, files, k, window, hop, workers, tick)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -345,7 +346,9 @@ def _export(model: Any, target: Any, *, frontend: bool, seconds: float, seed: in
         example = torch.from_numpy(rng.normal(size=(2, *shape)).astype(np.float32))
         input_name, axes = "features", {0: "batch"}
     output_name = "probabilities" if classifier else "prediction"
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # the exporter's notes on its own constant folding are not the user's concern
+        warnings.filterwarnings("ignore", message=r".*[Cc]onstant folding.*", category=UserWarning)
         torch.onnx.export(
             wrapped, (example,), target, input_names=[input_name], output_names=[output_name],
             dynamic_axes={input_name: axes, output_name: {0: "batch"}}, opset_version=_OPSET, dynamo=False,

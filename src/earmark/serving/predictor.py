@@ -425,6 +425,11 @@ class Predictor:
                         timeout=limits.get("timeout"))
         return self.predict_arrays([y], summaries=limits.get("summaries", False))[0]
 
+    def check_window(self, window: float, hop: float | None = None) -> float:
+        """:meth:`earmark.features.Preset.check_window` of the model's preset: the hop, or a
+        :class:`ParameterError` for a window the model cannot hear whole."""
+        return self.preset.check_window(window, hop)
+
     def predict_windows(
         self, y: np.ndarray, *, window: float, hop: float | None = None
     ) -> tuple[list[tuple[float, float, Prediction]], Prediction]:
@@ -447,11 +452,7 @@ class Predictor:
         -------
         >>> windows, clip = p.predict_windows(y, window=1.0, hop=0.5)  # doctest: +SKIP
         """
-        if not window > 0:
-            raise ParameterError(f"The 'window' parameter must be a positive number of seconds. Got {window!r} instead.")
-        hop = window if hop is None else hop
-        if not hop > 0:
-            raise ParameterError(f"The 'hop' parameter must be a positive number of seconds. Got {hop!r} instead.")
+        hop = self.check_window(window, hop)
         sr = self.sample_rate
         w, h = max(1, round(window * sr)), max(1, round(hop * sr))
         n = y.shape[0]

@@ -12,6 +12,7 @@ from earmark.sources._dataset import (
     LABEL_COLUMNS,
     PATH_COLUMNS,
     SkippedFileWarning,
+    audio_files,
     load_dataset,
     parse_pattern,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "PATH_COLUMNS",
     "LeakageReport",
     "SkippedFileWarning",
+    "audio_files",
     "check_leakage",
     "find_duplicates",
     "iter_folds",

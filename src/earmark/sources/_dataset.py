@@ -15,7 +15,7 @@ import pandas as pd
 from earmark.audio import audio_info, is_audio_file, load_audio
 from earmark.errors import AudioDecodeError, DatasetError, EarmarkWarning, ParameterError
 
-__all__ = ["GROUP_COLUMNS", "LABEL_COLUMNS", "PATH_COLUMNS", "load_dataset", "parse_pattern"]
+__all__ = ["GROUP_COLUMNS", "LABEL_COLUMNS", "PATH_COLUMNS", "audio_files", "load_dataset", "parse_pattern"]
 
 #: Column names tried, in order, for the file path of a manifest.
 PATH_COLUMNS = ("path", "filepath", "file_path", "filename", "file", "slice_file_name", "audio", "wav")
@@ -104,6 +104,8 @@ def load_dataset(
         raise ParameterError(f"The 'on_error' parameter of load_dataset must be 'skip' or 'raise'. Got {on_error!r} instead.")
 
     if isinstance(source, pd.DataFrame):
+        if pattern is not None:
+            raise ParameterError("The 'pattern' parameter applies to folders of files, not to a DataFrame.")
         df = _from_frame(source.copy(), Path.cwd(), label_column, group_column, path_column, fold_column)
         origin = "<DataFrame>"
     else:
@@ -111,21 +113,49 @@ def load_dataset(
         origin = str(src)
         if not src.exists():
             raise DatasetError(f"{src}: no such file or folder; pass a CSV manifest or a folder of audio files")
+        columns = {k: v for k, v in (("label_column", label_column), ("group_column", group_column),
+                                      ("path_column", path_column)) if v is not None}
+        if fold_column not in (None, "fold"):
+            columns["fold_column"] = fold_column
         if src.is_file():
             if src.suffix.lower() not in (".csv", ".tsv"):
                 raise DatasetError(f"{src}: a dataset source must be a .csv manifest or a folder, not a {src.suffix or 'plain'} file")
+            if pattern is not None:
+                raise ParameterError(
+                    f"The 'pattern' parameter reads labels from file names in a folder; {src} is a manifest, "
+                    "whose labels are a column (label_column=, --label-column). Pass the folder instead, or drop the pattern.")
             df = _from_manifest(src, label_column, group_column, path_column, fold_column)
-        elif pattern is not None:
-            df = _from_pattern(src, pattern)
-        elif (src / "manifest.csv").is_file():
+        elif pattern is None and (src / "manifest.csv").is_file():
             df = _from_manifest(src / "manifest.csv", label_column, group_column, path_column, fold_column)
+        elif pattern is not None:
+            df = _from_pattern(src, pattern, columns.get("label_column") or "label")
+            # label_column / group_column may name fields of the pattern ('{digit}_{speaker}_{_}')
+            for key, name in (("label_column", "label"), ("group_column", "group")):
+                wanted = columns.pop(key, None)
+                if wanted is not None and wanted not in df.columns:
+                    raise ParameterError(
+                        f"{key}={wanted!r} is not a field of the pattern {pattern!r} (its fields: "
+                        f"{[c for c in df.columns if c != 'path']}).")
+                if wanted is not None and wanted != name:
+                    df[name] = df[wanted].astype(str)
+            if columns:
+                raise ParameterError(
+                    f"{', '.join(f'{k}={v!r}' for k, v in columns.items())}: {src} is read through a file-name "
+                    "pattern, which has no such column. These options apply to a CSV manifest.")
+            df = _order(df)
         else:
+            if columns:  # nothing to apply them to: say so rather than ignore them
+                raise ParameterError(
+                    f"{', '.join(f'{k}={v!r}' for k, v in columns.items())}: {src} is read as class sub-folders, "
+                    "which have no columns (the folder names are the labels). Column options apply to a CSV "
+                    "manifest, label and group ones also to the fields of a --pattern.")
             df = _from_class_folders(src, allow_unlabelled=allow_unlabelled)
-    if pattern is not None and isinstance(source, pd.DataFrame):
-        raise ParameterError("The 'pattern' parameter applies to folders of files, not to a DataFrame.")
 
     unlabelled: list[dict[str, str]] = df.attrs.pop("unlabelled", [])
-    unmatched: list[dict[str, str]] = df.attrs.pop("unmatched", [])
+    unmatched: list[dict[str, str]] = df.attrs.pop("unmatched", []) + df.attrs.pop("no_path", [])
+    if unmatched and on_error == "raise" and any(u["reason"].startswith("empty") for u in unmatched):
+        bad = next(u for u in unmatched if u["reason"].startswith("empty"))
+        raise DatasetError(f"{bad['path']}: {bad['reason']}; fill it in or drop the row")
     n_listed = len(df)
     skipped: list[dict[str, str]] = []
     if check != "none" and n_listed:
@@ -143,6 +173,12 @@ def load_dataset(
             SkippedFileWarning,
             stacklevel=2,
         )
+    no_file = [u for u in unmatched if u["reason"].startswith("empty")]
+    if no_file:
+        warnings.warn(
+            f"{len(no_file)} row(s) of {origin} name no file and were left out (listed in df.attrs['skipped']): "
+            + "; ".join(u["path"] for u in no_file[:3]) + (" …" if len(no_file) > 3 else ""),
+            SkippedFileWarning, stacklevel=2)
     if skipped:
         shown = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:3])
         more = f" (and {len(skipped) - 3} more)" if len(skipped) > 3 else ""
@@ -208,11 +244,20 @@ def _from_frame(
     lcol = _pick(raw.columns, label_column, LABEL_COLUMNS, "label", where)
     gcol = _pick(raw.columns, group_column, GROUP_COLUMNS, "group", where)
     fcol = None
-    if fold_column is not None:
-        fcol = fold_column if fold_column in raw.columns else None
+    if fold_column == "fold":  # the default: any spelling ('Fold'), and none is fine
+        fcol = _pick(raw.columns, None, ("fold",), "folds", where)
+    elif fold_column is not None:  # named by the user: it must be there
+        fcol = _pick(raw.columns, fold_column, (), "folds", where)
 
     df = raw.copy()
-    rel = df[pcol].astype(str)
+    # a row without a file is listed (with its row: the CSV's line, or the DataFrame's index), not a crash
+    blank = df[pcol].isna().to_numpy() | df[pcol].astype(object).map(
+        lambda v: isinstance(v, str) and not v.strip()).to_numpy(dtype=bool)
+    no_path = [{"path": f"{where}, {'line' if csv is not None else 'row'} {i + 2 if csv is not None else i}",
+                "reason": f"empty {pcol!r} cell: no file to read"} for i in (
+                    np.flatnonzero(blank) if csv is not None else df.index[blank])]
+    df = df.loc[~blank]
+    rel = df[pcol].astype(str).str.strip()
     if csv is not None and pcol == "slice_file_name" and fcol is not None:
         # UrbanSound8K: metadata/UrbanSound8K.csv → audio/fold{fold}/{slice_file_name}
         root = csv.parent.parent / "audio"
@@ -237,7 +282,16 @@ def _from_frame(
             df[col] = _maybe_numeric(df[col])
     if "group" in df.columns:
         df["group"] = df["group"].map(lambda v: v if pd.isna(v) else str(v))
-    return _order(df)
+    repeated = df["path"].duplicated(keep=False).to_numpy()
+    if repeated.any():
+        first = df["path"][repeated].iloc[0]
+        warnings.warn(
+            f"{where}: {int(df['path'][repeated].nunique())} file(s) are listed more than once "
+            f"({int(repeated.sum())} rows, e.g. {first}); each row counts as a clip in training and scores. "
+            "Drop the repeats unless they are meant.", EarmarkWarning, stacklevel=4)
+    df = _order(df)
+    df.attrs["no_path"] = no_path
+    return df
 
 
 def _maybe_numeric(col: pd.Series) -> pd.Series:
@@ -249,17 +303,33 @@ def _maybe_numeric(col: pd.Series) -> pd.Series:
     return col
 
 
-def _scan(folder: Path) -> list[Path]:
+def audio_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """Audio files under ``folder``, sorted, hidden files and folders left out. Linked folders are
+    followed (a class folder often links to where its audio lies), each real folder once, so a
+    link back up the tree cannot loop.
+
+    Example
+    -------
+    >>> len(audio_files("../shared/data/fsdd/recordings"))  # doctest: +SKIP
+    2500
+    """
+    folder = Path(folder)
     files = []
-    for root, dirs, names in os.walk(folder, followlinks=False):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+    seen: set[str] = set()
+    for root, dirs, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and os.path.realpath(os.path.join(root, d)) not in seen)
         files.extend(Path(root) / n for n in sorted(names) if is_audio_file(n) and not n.startswith("."))
     return files
 
 
 def _from_class_folders(folder: Path, *, allow_unlabelled: bool = False) -> pd.DataFrame:
     classes = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
-    rows: list[dict[str, str]] = [{"path": str(p.resolve()), "label": c.name} for c in classes for p in _scan(c)]
+    rows: list[dict[str, str]] = [{"path": str(p.resolve()), "label": c.name} for c in classes for p in audio_files(c)]
     # files directly in the folder have no class: kept without a label when allowed (without class
     # sub-folders they are the dataset), else left out and listed (beside class sub-folders)
     loose_here = sorted(
@@ -269,12 +339,12 @@ def _from_class_folders(folder: Path, *, allow_unlabelled: bool = False) -> pd.D
         rows = [{"path": str(p.resolve())} for p in loose_here] + rows
         loose_here = []
     if not rows:
-        loose = _scan(folder)
+        loose = audio_files(folder)
         if loose:
             raise DatasetError(
                 f"{folder}: holds {len(loose)} audio files but no class sub-folders, so they have no labels; "
                 "put each class's files in a sub-folder named after it, or list them with their labels in a "
-                "CSV manifest (earmark info and extract can also read labels from file names with --pattern, "
+                "CSV manifest (or read labels from the file names with --pattern / pattern=, "
                 "e.g. '{label}_{group}_{index}')"
             )
         raise DatasetError(f"{folder}: no audio files found (looked for {', '.join(sorted({'.wav', '.flac', '.mp3', '.ogg'}))}, …)")
@@ -284,8 +354,9 @@ def _from_class_folders(folder: Path, *, allow_unlabelled: bool = False) -> pd.D
     return df
 
 
-def parse_pattern(pattern: str) -> re.Pattern[str]:
-    """Compile a ``{field}`` file-name pattern into a regular expression over file stems.
+def parse_pattern(pattern: str, label: str = "label") -> re.Pattern[str]:
+    """Compile a ``{field}`` file-name pattern into a regular expression over file stems; it must
+    have a field named ``label`` (or the field given as the label).
 
     Example
     -------
@@ -315,15 +386,15 @@ def parse_pattern(pattern: str) -> re.Pattern[str]:
                 regex += f"(?P<{name}>.+?)"
         else:
             regex += re.escape(part)
-    if "label" not in fields:
-        raise ParameterError(f"The 'pattern' parameter must contain {{label}}. Got {pattern!r} instead.")
+    if label not in fields:
+        raise ParameterError(f"The 'pattern' parameter must contain {{{label}}}, the label. Got {pattern!r} instead.")
     return re.compile(regex)
 
 
-def _from_pattern(folder: Path, pattern: str) -> pd.DataFrame:
-    rx = parse_pattern(pattern)
+def _from_pattern(folder: Path, pattern: str, label: str = "label") -> pd.DataFrame:
+    rx = parse_pattern(pattern, label)
     rows, unmatched = [], []
-    for p in _scan(folder):
+    for p in audio_files(folder):
         m = rx.fullmatch(p.stem)
         if m is None:
             unmatched.append(str(p))

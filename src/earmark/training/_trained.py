@@ -244,8 +244,7 @@ class TrainedModel:
         """
         from earmark.audio import float_samples, load_audio, resample, to_mono
 
-        if not (window > 0 and hop > 0):
-            raise ParameterError(f"window and hop must be > 0 seconds; got window={window}, hop={hop}.")
+        hop = self.preset.check_window(window, hop)  # positive, and no longer than the clips the model hears
         rate = self.preset.sample_rate
         if isinstance(path_or_array, np.ndarray):
             y = to_mono(float_samples(path_or_array), channels_first=None)
