@@ -110,6 +110,18 @@ def test_classes_order_the_confusion_and_absent_classes_get_zero_support():
     assert m["confusion"] == [[1, 0, 0], [1, 0, 0], [0, 0, 0]]
     assert m["per_class"]["z"]["support"] == 0
     assert m["balanced_accuracy"] == pytest.approx(0.5)  # mean recall over classes present
+    # macro means over the classes that occur, as scikit-learn's: 'z' (known, absent, never
+    # predicted) does not pull them down; a one-class test set answered right scores 1
+    assert m["macro_f1"] == pytest.approx(skm.f1_score(["b", "a"], ["b", "b"], average="macro", zero_division=0))
+    assert m["macro_recall"] == pytest.approx(0.5) and m["macro_precision"] == pytest.approx(0.25)
+    one = compute_metrics(["7"] * 4, ["7"] * 4, classes=[str(d) for d in range(10)])
+    assert one["macro_f1"] == one["macro_recall"] == one["macro_precision"] == 1.0
+    rng = np.random.default_rng(1)
+    t, p = rng.choice(list("abc"), 50), rng.choice(list("abcd"), 50)
+    m = compute_metrics(t, p, classes=list("abcde"))
+    for avg in ("f1", "precision", "recall"):
+        fn = {"f1": skm.f1_score, "precision": skm.precision_score, "recall": skm.recall_score}[avg]
+        assert m[f"macro_{avg}"] == pytest.approx(fn(t, p, average="macro", zero_division=0))
 
 
 def test_regression_metrics_match_sklearn():

@@ -333,3 +333,74 @@ def test_cv_scores_a_class_its_training_folds_lack_as_errors(fsdd_small):
     assert len(nines) == 6 and (nines["predicted"].astype(str) != "9").all()
     assert "9" in jackson.result.classes
     assert "9" in cv.pooled.classes and len(cv.pooled.predictions) == len(df)
+
+
+@needs_training
+def test_cv_without_groups_says_its_folds_are_random_and_folds_list_only_their_own_files(fsdd_small, tmp_path):
+    from earmark.errors import EarmarkWarning
+    from earmark.evaluation import build_report, cross_validate
+    from earmark.sources import load_dataset
+
+    table = fsdd_small[fsdd_small["label"].isin(["0", "1"])].drop(columns=["group", "speaker"])
+    with pytest.warns(EarmarkWarning, match="no group column, so the folds are drawn at random"):
+        cv = cross_validate(table, model="logreg", features=_preset(), folds=3, seed=0, workers=1)
+    assert cv.info["grouping"] == "none"
+    assert "folds are random" in build_report(cv, max_clips=0)
+    # files the source left out are the run's, listed once, not again under every fold
+    rows = fsdd_small[fsdd_small["label"].isin(["0", "1"])][["path", "label", "group"]]
+    bad = pd.DataFrame({"path": [str(BAD / "empty.wav"), str(BAD / "text_as_wav.wav")], "label": "0",
+                        "group": ["george", "theo"]})
+    (tmp_path / "m.csv").write_text(pd.concat([rows, bad]).to_csv(index=False))
+    with pytest.warns(Warning):
+        loaded = load_dataset(tmp_path / "m.csv")
+    grouped = cross_validate(loaded, model="logreg", features=_preset(), folds="group", seed=0, workers=1)
+    assert grouped.info["grouping"] == "group" and len(grouped.skipped) == 2
+    assert all(len(f.result.skipped) == 0 for f in grouped.folds)
+
+
+@needs_training
+def test_compare_and_evaluate_refuse_a_task_the_model_cannot_do(model, fsdd_small, tmp_path):
+    from earmark.bundle import save_model
+    from earmark.cli.main import app
+    from earmark.errors import ParameterError
+    from earmark.evaluation import compare, evaluate
+    from earmark.training import train
+
+    with pytest.raises(ParameterError, match="logreg is a classifier, ridge is a regressor"):
+        compare(fsdd_small, models=["logreg", "ridge"], features=_preset(), folds=2)
+    with pytest.raises(ParameterError, match="regressors but column 'label' is not numeric"):
+        compare(fsdd_small, models=["ridge"], features=_preset(), folds=2)
+    numbered = fsdd_small.assign(n=fsdd_small.index % 5)
+    reg = train(numbered[numbered["group"] != "theo"], model="ridge", target="n", features=_preset(), seed=0)
+    words = fsdd_small[fsdd_small["group"] == "theo"].assign(label=lambda d: "digit " + d["label"].astype(str))
+    with pytest.raises(ParameterError, match="regressor; column 'label' holds no numbers"):
+        evaluate(reg, words, target="label")
+    with pytest.raises(DatasetError, match="1 value\\(s\\) that are not numbers"):
+        evaluate(reg, fsdd_small[fsdd_small["group"] == "theo"].assign(n=["x"] + [1] * 59), target="n")
+    bundle = save_model(reg, tmp_path / "reg.earmark")
+    (tmp_path / "t.csv").write_text(words[["path", "label"]].to_csv(index=False))
+    res = CliRunner().invoke(app, ["evaluate", str(bundle), str(tmp_path / "t.csv"), "--target", "label"])
+    assert res.exit_code == 2 and "holds no numbers" in " ".join(res.output.split())  # not a traceback
+    # labels the model never learnt: refused by default, scored as mistakes when asked
+    clf = save_model(model, tmp_path / "clf.earmark")
+    odd = fsdd_small[fsdd_small["group"] == "theo"].head(6)[["path", "label"]].assign(label=["0", "1", "x", "x", "2", "3"])
+    (tmp_path / "odd.csv").write_text(odd.to_csv(index=False))
+    refused = CliRunner().invoke(app, ["evaluate", str(clf), str(tmp_path / "odd.csv")])
+    assert refused.exit_code != 0 and "--unknown-labels wrong" in " ".join(refused.output.split())
+    scored = CliRunner().invoke(app, ["evaluate", str(clf), str(tmp_path / "odd.csv"), "--unknown-labels", "wrong",
+                                      "--json", "-"])
+    assert scored.exit_code == 0, scored.output
+    metrics = json.loads(scored.stdout)
+    assert metrics["n"] == 6 and metrics["per_class"]["x"]["recall"] == 0.0
+
+
+@needs_training
+def test_cli_cv_marks_the_metrics_that_are_not_means_of_every_fold(fsdd_small, tmp_path):
+    from earmark.cli.main import app
+
+    (tmp_path / "m.csv").write_text(fsdd_small[["path", "label", "group"]].to_csv(index=False))
+    res = CliRunner().invoke(app, ["cv", str(tmp_path / "m.csv"), "--model", "logreg", "--folds", "group",
+                                   "--features", "mfcc-mean"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.stdout.split())
+    assert "top-3 accuracy (pooled)" in text and "accuracy" in text

@@ -178,7 +178,9 @@ def test_ray_backend_equals_local(fsdd, shared):
     finally:
         ray.shutdown()
     assert remote.paths == local.paths and remote.errors == local.errors
-    np.testing.assert_array_equal(remote.X, local.X)
+    # equal to float32 rounding: Ray's tasks batch the clips differently, and on some CPUs OpenBLAS
+    # picks another matrix kernel (another order of summation) for another batch size
+    np.testing.assert_allclose(remote.X, local.X, rtol=1e-5, atol=1e-4)
 
 
 def test_ray_address_nobody_answers_on_is_refused_at_once(fsdd):

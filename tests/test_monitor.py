@@ -166,7 +166,7 @@ def test_monitor_help_states_the_default_thresholds():
     from earmark.cli.main import app
     from earmark.serving.drift import DEFAULT_ALPHA, DEFAULT_PSI
 
-    text = " ".join(CliRunner().invoke(app, ["monitor", "--help"], terminal_width=200).output.split())
+    text = " ".join(CliRunner().invoke(app, ["monitor", "--help"], env={"COLUMNS": "200"}).output.split())
     assert f"(default {DEFAULT_ALPHA})" in text and f"(default {DEFAULT_PSI})" in text
 
 
@@ -182,3 +182,28 @@ def test_monitor_refuses_an_sqlite_file_that_is_not_a_request_log_and_leaves_it_
     with pytest.raises(Exception, match="not an earmark request log"):
         monitor(model, str(other))
     assert other.read_bytes() == before and not (tmp_path / "inventory.sqlite-wal").exists()
+
+
+def test_a_models_own_training_clips_are_not_drift(model):
+    """The predicted-class shares are compared with the data's (a sample of the training clips),
+    as two samples, not with the validation clips of one held-out speaker taken as exact: that
+    flagged the model's own training data (PSI 2.7, p 0)."""
+    train_df, _ = split()
+    report = monitor(model, train_df.iloc[1::2], workers=2)
+    assert not report.drift, report.reasons
+    shares = report.test("prediction")
+    assert shares.p_value > 0.01
+    # the confidence bar is still the held-out clips', and a given reference replaces the bundle's
+    held_out = np.asarray(model.reference["proba"]).max(axis=1).mean()
+    assert report.test("confidence").reference_mean == pytest.approx(held_out, rel=1e-5)
+    given = monitor(model, train_df.iloc[1::2], reference_source=train_df.iloc[::4], workers=2)
+    assert given.n_reference == len(train_df.iloc[::4])
+
+
+def test_class_shares_that_moved_are_drift_and_unmoved_ones_are_not():
+    rng = np.random.default_rng(0)
+    ref = {"features": rng.normal(size=(300, 4)), "proba": np.eye(3)[rng.integers(0, 3, 300)]}
+    same = detect_drift(ref, rng.normal(size=(200, 4)), np.eye(3)[rng.integers(0, 3, 200)])
+    assert same.test("prediction").p_value > 0.01 and not same.drift
+    skewed = detect_drift(ref, rng.normal(size=(200, 4)), np.eye(3)[np.r_[np.zeros(180, int), np.ones(20, int)]])
+    assert skewed.test("prediction").p_value < 1e-6 and skewed.drift

@@ -81,6 +81,17 @@ def _load(source: Path, label_column: str | None, group_column: str | None, patt
         return load_dataset(source, label_column=label_column, group_column=group_column, pattern=pattern)
 
 
+def _scored_summary(table: Any, skipped: list[dict[str, str]]) -> dict[str, Any]:
+    """The report's Dataset section as the scores saw the table: files that failed while being
+    scored (corrupt audio a header check passes) count as unreadable there too."""
+    from earmark.sources import summarize
+
+    failed = {str(s.get("path")) for s in skipped}
+    kept = table[~table["path"].astype(str).isin(failed)].copy()
+    kept.attrs = {**table.attrs, "skipped": list(skipped)}
+    return summarize(kept, duplicates=False)
+
+
 def _fmt(value: Any) -> str:
     if value is None:
         return "—"
@@ -93,17 +104,23 @@ def _print_metrics(metrics: dict[str, Any], title: str, spread: dict | None = No
     out = Console()
     table = Table("metric", "mean of folds" if spread else "value", *(["± std", "worst"] if spread else []),
                   title=title)
+    n_folds = max((s.get("n_folds", 0) for s in (spread or {}).values()), default=0)
     for key in _HEADLINE:
         if metrics.get(key) is None and not (spread and key in spread):
             continue
         if spread and key in spread:
             s = spread[key]
             worst = s["max"] if key in ("log_loss", "ece", "mae", "rmse") else s["min"]
-            table.add_row(key, _fmt(s["mean"]), _fmt(s["std"]), _fmt(worst))
+            # a metric some folds cannot compute (ROC-AUC without every class) says over how many
+            few = s.get("n_folds", n_folds) < n_folds
+            table.add_row(f"{key} ({s['n_folds']} of {n_folds} folds)" if few else key, _fmt(s["mean"]),
+                          _fmt(s["std"]), _fmt(worst))
+        elif spread:  # no per-fold value: the pooled predictions', said so rather than passed for a mean
+            table.add_row(f"{key} (pooled)", _fmt(metrics[key]), "", "")
         else:
-            table.add_row(key, _fmt(metrics[key]), *([""] * 2 if spread else []))
+            table.add_row(key, _fmt(metrics[key]))
     for k, v in (metrics.get("top_k_accuracy") or {}).items():
-        table.add_row(f"top-{k} accuracy", _fmt(v), *([""] * 2 if spread else []))
+        table.add_row(f"top-{k} accuracy" + (" (pooled)" if spread else ""), _fmt(v), *([""] * 2 if spread else []))
     table.add_row("clips scored", str(metrics.get("n")), *([""] * 2 if spread else []))
     out.print(table)
     per_class = metrics.get("per_class")
@@ -167,6 +184,7 @@ def evaluate(
     group_column: str | None = typer.Option(None, "--group-column", "--group", help=_GROUP_HELP),
     pattern: str | None = typer.Option(None, "--pattern", help="File-name pattern giving labels (and groups) to a folder of files, e.g. '{label}_{group}_{index}'."),
     target: str | None = typer.Option(None, "--target", help="Column of the truth (default: the model's target)."),
+    unknown_labels: str = typer.Option("error", "--unknown-labels", help="Labels the model never learnt: 'error' (refuse) or 'wrong' (score those clips as mistakes, e.g. open-set tests)."),
     max_clips: int = typer.Option(20, "--max-clips", min=0, help="Misclassified clips in the report."),
     explain_n: int = typer.Option(4, "--explain", min=0, help="Occlusion maps in the report: which regions of the N most confident mistakes the answers rested on (0: none)."),
     embedding: str = typer.Option("pca", "--embedding", help="2-D map in the report: pca or tsne."),
@@ -178,18 +196,19 @@ def evaluate(
     Files that cannot be decoded are listed and left out of the scores (exit code 1).
     """
     from earmark.bundle import load_model
-    from earmark.errors import EarmarkError
+    from earmark.errors import EarmarkError, ParameterError
     from earmark.evaluation import evaluate as run_evaluation
-    from earmark.sources import summarize
 
     if embedding not in ("pca", "tsne"):
         fail(f"--embedding must be 'pca' or 'tsne'; got {embedding!r}.", ExitCode.USAGE)
+    if unknown_labels not in ("error", "wrong"):
+        fail(f"--unknown-labels must be 'error' or 'wrong'; got {unknown_labels!r}.", ExitCode.USAGE)
     _check_log(log)
     try:
         model = load_model(model_dir)
         table = _load(source, label_column, group_column, pattern)
-        result = run_evaluation(model, table, target=target)
-        summary = summarize(table, duplicates=False) if report is not None else None
+        result = run_evaluation(model, table, target=target, unknown_labels=unknown_labels)
+        summary = _scored_summary(table, result.skipped) if report is not None else None
         if json_out != "-":
             _print_metrics(result.metrics, f"{model_dir.name} on {source.name}")
         _write_outputs(result, json_out=json_out, report=report, model=model, summary=summary,
@@ -197,6 +216,8 @@ def evaluate(
                        config={"model": str(model_dir), "source": str(source)})
         _log(log, logdir, f"evaluate-{model_dir.name}", result.to_dict(),
              getattr(model, "history", None), {"model": str(model_dir), "source": str(source)})
+    except ParameterError as exc:  # a value that cannot apply: a usage error (exit 2)
+        fail(str(exc), ExitCode.USAGE)
     except EarmarkError as exc:
         fail(str(exc))
     report_skipped(result.skipped)
@@ -244,9 +265,8 @@ def cv(
 
     No group (speaker, recording, program…) is ever on both sides of a split.
     """
-    from earmark.errors import EarmarkError
+    from earmark.errors import EarmarkError, ParameterError
     from earmark.evaluation import cross_validate
-    from earmark.sources import summarize
 
     k = _folds(folds)
     _check_log(log)
@@ -268,7 +288,7 @@ def cv(
         with earmark_warnings():  # e.g. a fold whose model did not learn: one line each
             result = cross_validate(table, model=model, features=features, folds=k, seed=seed,
                                     target=target, on_fold=_fold_printer(), **train_kwargs)
-        summary = summarize(table, duplicates=False) if report is not None else None
+        summary = _scored_summary(table, result.skipped) if report is not None else None
         if json_out != "-":
             w = result.worst_fold
             _print_metrics(result.pooled.metrics,
@@ -281,6 +301,8 @@ def cv(
                        max_clips=max_clips, embedding=embedding, config=config)
         _log(log, logdir, f"cv-{result.model}", result.to_dict(),
              getattr(result.last_model, "history", None), config)
+    except ParameterError as exc:  # a value that cannot apply: a usage error (exit 2)
+        fail(str(exc), ExitCode.USAGE)
     except EarmarkError as exc:
         fail(str(exc))
     report_skipped(result.skipped)
@@ -304,9 +326,8 @@ def compare(
     pattern: str | None = typer.Option(None, "--pattern", help="File-name pattern giving labels (and groups) to a folder of files, e.g. '{label}_{group}_{index}'."),
 ) -> None:
     """Cross-validate several models on the same folds: one leaderboard of scores, time and size."""
-    from earmark.errors import EarmarkError
+    from earmark.errors import EarmarkError, ParameterError
     from earmark.evaluation import compare as run_compare
-    from earmark.sources import summarize
 
     names = [m.strip() for m in models.split(",") if m.strip()]
     if not names:
@@ -324,13 +345,16 @@ def compare(
             board = run_compare(table, models=names, features=features, folds=k, seed=seed,
                                 target=target,
                                 on_fold=lambda name, f: _fold_printer(f"{name} ")(f), **train_kwargs)
-        summary = summarize(table, duplicates=False) if report is not None else None
+        first = next(iter(board.results.values()), None)
+        summary = _scored_summary(table, first.skipped if first is not None else []) if report is not None else None
         if json_out != "-":
             _print_board(board.table)
         config = {"models": names, "features": features, "folds": folds, "seed": seed,
                   "epochs": epochs, "duration": duration, "source": str(source)}
         _write_outputs(board, json_out=json_out, report=report, model=None, summary=summary,
                        max_clips=0, embedding="pca", config=config)
+    except ParameterError as exc:  # a value that cannot apply: a usage error (exit 2)
+        fail(str(exc), ExitCode.USAGE)
     except EarmarkError as exc:
         fail(str(exc))
     skipped = next(iter(board.results.values())).skipped if board.results else []
@@ -376,7 +400,7 @@ def explain(
     """
     from earmark.bundle import load_model
     from earmark.cli._common import progress_bar, write_json
-    from earmark.errors import EarmarkError
+    from earmark.errors import EarmarkError, ParameterError
     from earmark.evaluation._explain import explain as explain_clip
     from earmark.evaluation._explain import min_window, plot_explanation
     from earmark.serving.batch import expand_paths
@@ -393,6 +417,8 @@ def explain(
             fail(f"--window must be at least {min_window(trained.preset.sample_rate):g} s for this model "
                  f"(one step of the analysis at {trained.preset.sample_rate} Hz).", ExitCode.USAGE)
         files = expand_paths(paths)
+    except ParameterError as exc:  # a value that cannot apply: a usage error (exit 2)
+        fail(str(exc), ExitCode.USAGE)
     except EarmarkError as exc:
         fail(str(exc))
     if not files:

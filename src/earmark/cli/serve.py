@@ -267,18 +267,21 @@ def monitor(
     model: Path = typer.Argument(..., exists=True, help="Model bundle (directory or .earmark file)."),
     log: str = typer.Option(..., "--log", help="Request log (SQLite) of the service, or a dataset source."),
     reference: str | None = typer.Option(None, "--reference",
-                                         help="Training data, when the bundle holds no drift reference."),
+                                         help="Data to compare with (default: the sample of its training data the bundle holds)."),
     report: Path | None = typer.Option(None, "--report", help="Write an HTML report here."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the result as JSON here ('-': stdout)."),
     alpha: float | None = typer.Option(None, "--alpha", min=1e-9, max=1.0, help="False-discovery rate of the tests (default 0.01)."),
     psi: float | None = typer.Option(None, "--psi", min=0.0, help="PSI above which a descriptor drifts (default 2.0)."),
+    prediction_psi: float | None = typer.Option(None, "--prediction-psi", min=0.0, help="PSI above which the predicted-class shares drift (default 2.0)."),
+    confidence_drop: float | None = typer.Option(None, "--confidence-drop", min=0.0, max=1.0, help="Fall of the mean top-class probability that counts as drift (default 0.25)."),
     workers: int | None = typer.Option(None, "--workers", "-j", min=1, help="Threads for a dataset source."),
 ) -> None:
     """Compare what the model hears now (request log or data) with its training data; exit 4 on drift."""
     from earmark.serving.monitor import monitor as run_monitor
     from earmark.serving.monitor import render_html
 
-    thresholds = {k: v for k, v in (("alpha", alpha), ("psi_threshold", psi)) if v is not None}
+    thresholds = {k: v for k, v in (("alpha", alpha), ("psi_threshold", psi), ("prediction_psi", prediction_psi),
+                                    ("confidence_drop", confidence_drop)) if v is not None}
     try:
         result = run_monitor(model, log, reference_source=reference, workers=workers, **thresholds)
     except EarmarkError as exc:

@@ -162,13 +162,19 @@ def _metrics_section(metrics: Mapping[str, Any], spread: Mapping[str, Any] | Non
         if metrics.get(key) is None:
             continue
         extra = ""
+        n_all = max((v.get("n_folds", 0) for v in (spread or {}).values()), default=0)
         if spread and key in spread and spread[key].get("std") is not None:
             extra = f" ± {spread[key]['std']:.3f}"
-        cards.append(f'<div class="card"><b>{_fmt(metrics[key])}{extra}</b><span>{name}</span></div>')
+            if spread[key].get("n_folds", n_all) < n_all:  # some folds could not compute it
+                name = f"{name} ({spread[key]['n_folds']} of {n_all} folds)"
+        elif spread and key != "n":  # no per-fold values: the pooled predictions' score, said so
+            name = f"{name} (pooled)"
+        cards.append(f'<div class="card"><b>{_fmt(metrics[key])}{extra}</b><span>{html.escape(name)}</span></div>')
     parts = [f'<div class="cards">{"".join(cards)}</div>']
     top_k = metrics.get("top_k_accuracy") or {}
     if top_k:
-        parts.append(_table(["k", "top-k accuracy"], [[int(k), v] for k, v in top_k.items()]))
+        head = "top-k accuracy (pooled)" if spread else "top-k accuracy"
+        parts.append(_table(["k", head], [[int(k), v] for k, v in top_k.items()]))
     per_class = metrics.get("per_class") or {}
     if per_class:
         rows = [
@@ -252,10 +258,10 @@ def render_report(
         body = _metrics_section(metrics, spread)
         if spread:
             rows = [
-                [k, v.get("mean"), v.get("std"), v.get("min"), v.get("max")]
+                [k, v.get("mean"), v.get("std"), v.get("min"), v.get("max"), v.get("n_folds")]
                 for k, v in spread.items()
             ]
-            body += "<h3>Across folds</h3>" + _table(["metric", "mean", "std", "min", "max"], rows)
+            body += "<h3>Across folds</h3>" + _table(["metric", "mean", "std", "min", "max", "folds"], rows)
         sections.append(f"<section><h2>Metrics</h2>{body}</section>")
     for heading, (header, rows) in (tables or {}).items():
         sections.append(f"<section><h2>{html.escape(heading)}</h2>{_table(header, rows)}</section>")

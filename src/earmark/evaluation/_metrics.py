@@ -229,7 +229,8 @@ def compute_metrics(
     -------
     dict
         Classification: ``task``, ``n``, ``classes``, ``accuracy``, ``balanced_accuracy``,
-        ``macro_f1``, ``micro_f1``, ``weighted_f1``, ``macro_precision``, ``macro_recall``,
+        ``macro_f1``, ``micro_f1``, ``weighted_f1``, ``macro_precision``, ``macro_recall`` (the
+        macro means are over the classes that occur in ``y_true`` or ``y_pred``, as scikit-learn's),
         ``per_class`` ({label: {precision, recall, f1, support}}), ``confusion`` (rows = true,
         columns = predicted, ordered by ``classes``) and, with ``proba``, ``log_loss``,
         ``top_k_accuracy`` ({"k": value}), ``ece``, ``mean_confidence``, ``roc_auc``,
@@ -273,6 +274,9 @@ def compute_metrics(
         ti, pi, labels=labels, zero_division=0
     )
     present = support > 0
+    # macro averages over the classes that occur (true or predicted), as scikit-learn's own: a
+    # class the model knows but the test set lacks, and that is never predicted, has no F1 to count
+    occur = present | (np.bincount(pi, minlength=len(classes)) > 0)
     out: dict[str, Any] = {
         "task": "classification",
         "n": int(t.size),
@@ -280,13 +284,13 @@ def compute_metrics(
         "accuracy": float(np.mean(ti == pi)),
         # mean recall over the classes present in y_true (sklearn's balanced_accuracy_score)
         "balanced_accuracy": float(np.mean(recall[present])),
-        "macro_f1": float(np.mean(f1)),
+        "macro_f1": float(np.mean(f1[occur])),
         "micro_f1": float(skm.f1_score(ti, pi, labels=labels, average="micro", zero_division=0)),
         "weighted_f1": float(
             skm.f1_score(ti, pi, labels=labels, average="weighted", zero_division=0)
         ),
-        "macro_precision": float(np.mean(precision)),
-        "macro_recall": float(np.mean(recall)),
+        "macro_precision": float(np.mean(precision[occur])),
+        "macro_recall": float(np.mean(recall[occur])),
         "per_class": {
             str(c): {
                 "precision": float(precision[i]),

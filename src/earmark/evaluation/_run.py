@@ -222,6 +222,17 @@ def evaluate(
     if unknown_labels not in ("error", "wrong"):
         raise ParameterError(f"The 'unknown_labels' parameter of evaluate must be 'error' or 'wrong'. "
                              f"Got {unknown_labels!r} instead.")
+    if trained.task == "regression":
+        values = pd.to_numeric(table[target], errors="coerce")
+        bad = values.isna().to_numpy()
+        if bad.all():
+            raise ParameterError(f"The model is a regressor; column {target!r} holds no numbers (e.g. "
+                                 f"{table[target].iloc[0]!r}), so there is nothing to measure its errors against. "
+                                 "Pass the numeric column it predicts (--target pitch).")
+        if bad.any():
+            raise DatasetError(f"Column {target!r} holds {int(bad.sum())} value(s) that are not numbers (e.g. "
+                               f"{table.loc[bad, target].iloc[0]!r} for {table.loc[bad, 'path'].iloc[0]}); fix or "
+                               "drop those rows.")
     classes = list(trained.classes) if trained.task == "classification" else None
     unknown: list[str] = []
     if trained.task == "classification":
@@ -232,7 +243,8 @@ def evaluate(
         elif unknown:
             raise DatasetError(
                 f"The dataset has labels the model never learnt: {unknown[:10]}. The model "
-                f"knows {sorted(known)[:20]}. Evaluate on data with the model's classes."
+                f"knows {sorted(known)[:20]}. Evaluate on data with the model's classes, or score those clips "
+                "as mistakes (unknown_labels='wrong', earmark evaluate --unknown-labels wrong)."
             )
     out = predict_table(trained, table, workers=workers, cache=cache)
     skipped += out["errors"]
@@ -431,6 +443,16 @@ def _cross_validate(
     pooled_parts: list[tuple[pd.DataFrame, EvaluationResult]] = []
     checkpoint_dir = train_kwargs.get("checkpoint_dir")
     fold_dirs: set[str] = set()
+    grouped = "group" in table.columns and table["group"].notna().any()
+    predefined = folds == "fold" or (folds == "auto" and "fold" in table.columns and table["fold"].nunique() > 1)
+    if not grouped and not predefined:
+        warnings.warn(
+            "The table has no group column, so the folds are drawn at random: clips of one speaker, recording "
+            "or instrument can be on both sides of a split, which inflates the scores. Name the column of who "
+            "or what made each clip (--group-column, group_column=) or give predefined folds.",
+            EarmarkWarning, stacklevel=3)
+    # each fold's test table lists no files: those the source left out are the whole run's, listed once
+    own = {k: v for k, v in table.attrs.items() if k != "skipped"}
     for name, train_pos, test_pos in iter_folds(table, folds=folds, seed=seed):
         test_groups = _check_no_straddle(table, train_pos, test_pos, name)
         fold_kwargs = dict(train_kwargs)
@@ -455,8 +477,9 @@ def _cross_validate(
                     f"({int(truth.isin(unlearnt).sum())} clips); they count as errors. Record those classes "
                     "in more groups (or use fewer folds) so that every fold can learn them.",
                     UnlearntClassWarning, stacklevel=2)
-        res = evaluate(trained, table.iloc[test_pos], target=target, workers=workers,
-                       unknown_labels=unknown_labels)
+        test_table = table.iloc[test_pos]
+        test_table.attrs = dict(own)
+        res = evaluate(trained, test_table, target=target, workers=workers, unknown_labels=unknown_labels)
         fold = FoldResult(
             name=str(name), n_train=len(train_pos), n_test=len(test_pos),
             test_groups=test_groups, result=res, train_seconds=train_seconds, feature_seconds=feature_seconds,
@@ -475,7 +498,10 @@ def _cross_validate(
     info = {"source": table.attrs.get("source"), "seed": seed,
             "features": getattr(features, "name", features),
             "mean_train_seconds": float(np.mean([f.train_seconds for f in results])),
-            "feature_seconds": float(sum(f.feature_seconds for f in results))}
+            "feature_seconds": float(sum(f.feature_seconds for f in results)),
+            # how the folds keep speakers/recordings apart: by the group column, by the predefined
+            # folds (not checked without groups), or not at all (random folds)
+            "grouping": "group" if grouped else "predefined folds" if predefined else "none"}
     return CVResult(results, str(model_name or "default"), str(folds), pooled,
                     skipped + fold_skips, {k: v for k, v in info.items() if v is not None},
                     last_model=trained)
@@ -584,11 +610,21 @@ def compare(
         raise ParameterError("The 'models' parameter of compare needs at least one model name.")
     if len(set(models)) != len(models):
         raise ParameterError(f"The 'models' parameter of compare repeats a model: {models}.")
-    from earmark.models import get_model
+    from earmark.models import get_model, get_spec
 
     for name in models:  # fail before hours of training, not after
         get_model(name)
+    tasks = {name: get_spec(name).task for name in models}
+    if len(set(tasks.values())) > 1:
+        raise ParameterError(
+            "compare ranks models on one metric, so they must do one task; "
+            + ", ".join(f"{m} is a {'regressor' if t == 'regression' else 'classifier'}" for m, t in tasks.items())
+            + ". Compare the classifiers and the regressors apart.")
     table = load_table(dataset, label_column=label_column, group_column=group_column)
+    column = target or "label"
+    if "regression" in tasks.values() and column in table.columns and not pd.api.types.is_numeric_dtype(table[column]):
+        raise ParameterError(f"The models are regressors but column {column!r} is not numeric; pass a numeric "
+                             "target (--target pitch) or compare classifiers.")
     if train_kwargs.get("cache") is None:
         with tempfile.TemporaryDirectory(prefix="earmark-compare-") as tmp:
             return _compare(table, models, features, folds, seed, target, workers, on_fold,

@@ -120,29 +120,48 @@ def plot_training_curves(history: Sequence[Mapping[str, Any]]) -> Figure:
     return fig
 
 
+def _short(name: Any, width: int = 24) -> str:
+    """A class name cut to ``width`` characters for an axis (tables keep the whole name)."""
+    text = str(name)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def _heatmap(ax: Axes, matrix: np.ndarray, classes: Sequence[str], fmt: str, title: str) -> None:
     n = len(classes)
+    labels = [_short(c) for c in classes]
+    tick_size = 8 if n <= 20 else 6 if n <= 40 else 5
     # rates on a fixed 0..1 scale (so that figures compare); counts from 0 to the largest cell
     vmax = 1.0 if fmt != "d" else max(float(matrix.max()), 1.0)
     im = ax.imshow(matrix, cmap="Blues", vmin=0, vmax=vmax)
     ax.set_title(title)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_xticks(range(n), [str(c) for c in classes], rotation=45 if n > 4 else 0,
-                  ha="right" if n > 4 else "center", fontsize=8)
-    ax.set_yticks(range(n), [str(c) for c in classes], fontsize=8)
+    ax.set_xticks(range(n), labels, rotation=45 if n > 4 else 0, ha="right" if n > 4 else "center",
+                  rotation_mode="anchor" if n > 4 else "default", fontsize=tick_size)
+    ax.set_yticks(range(n), labels, fontsize=tick_size)
     if n <= 20:
         threshold = vmax / 2.0
+        # many classes: rates as whole percents and empty cells left blank, so the numbers do not
+        # run into each other
+        compact = fmt != "d" and n > 8
         for i in range(n):
             for j in range(n):
                 value = matrix[i, j]
-                ax.text(j, i, format(value, fmt), ha="center", va="center", fontsize=7,
+                if compact and round(value * 100) == 0:
+                    continue
+                text = f"{value * 100:.0f}" if compact else format(value, fmt)
+                ax.text(j, i, text, ha="center", va="center", fontsize=7 if n <= 12 else 6,
                         color="white" if value > threshold else "black")
     bar = ax.figure.colorbar(im, ax=ax, shrink=0.8)
     if fmt == "d":
         from matplotlib.ticker import MaxNLocator
 
         bar.locator = MaxNLocator(integer=True)  # counts: no 3.5 ticks
+        bar.update_ticks()
+    elif n > 8:  # the cells are whole percents: so is the bar
+        from matplotlib.ticker import FuncFormatter
+
+        bar.formatter = FuncFormatter(lambda v, _: f"{v * 100:.0f}")
         bar.update_ticks()
 
 
@@ -190,8 +209,9 @@ def plot_confusion_matrix(
     if normalize in ("both", "counts"):
         panels.append((matrix, "d", "Counts"))
     if normalize in ("both", "true"):
-        panels.append((rates, ".2f", "Normalised by true class"))
-    size = 2.5 + 0.45 * len(classes)
+        title = "Normalised by true class" + (" (%)" if len(classes) > 8 else "")
+        panels.append((rates, ".2f", title))
+    size = min(2.5 + 0.45 * len(classes), 12.0)  # 56 classes made a 6,700-pixel-wide figure
     fig = _figure((size + 0.6) * len(panels), size)  # room for each panel's colour bar and its labels
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (data, fmt, title) in zip(axes, panels, strict=True):

@@ -249,9 +249,14 @@ def build_report(
         second = "macro F1" if result.task == "classification" else "MAE"
         tables = {"Folds": (["fold", "train clips", "test clips", main, second,
                              "training time (s)", "skipped"], fold_rows)}
+        grouping = result.info.get("grouping", "group")
+        apart = {"group": "no group is on both sides of any split",
+                 "predefined folds": "the table's predefined folds (it has no group column to check them with)",
+                 "none": "the table has no group column, so the folds are random: one speaker or recording can "
+                         "be on both sides of a split, which inflates these scores"}[grouping]
         notes = [
-            f"{len(result.folds)} folds ({result.folds_kind}); no group is on both sides of any "
-            f"split. Worst fold: {worst['fold']} with {worst['metric']} {worst['value']:.4f}. "
+            f"{len(result.folds)} folds ({result.folds_kind}); {apart}. "
+            f"Worst fold: {worst['fold']} with {worst['metric']} {worst['value']:.4f}. "
             "Headline metrics are means over folds (± std); the plots and per-class table "
             "pool all out-of-fold predictions."
         ]

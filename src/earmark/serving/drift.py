@@ -334,7 +334,9 @@ def detect_drift(
     ----------
     reference : mapping
         ``features`` — ``(n_ref, d)`` per-clip summaries of the training clips; optionally
-        ``proba`` — ``(n_ref, n_classes)`` the model's probabilities for them.
+        ``proba`` — ``(n_ref, n_classes)`` the model's probabilities for them; optionally
+        ``confidence_proba``, probabilities for clips the model did not train on, the bar of the
+        confidence test (default: ``proba``).
     features : np.ndarray or None
         ``(n, d)`` the same summaries of the current clips (``None``: skip the feature tests).
     proba : np.ndarray or None
@@ -421,15 +423,21 @@ def detect_drift(
                 raise ParameterError(f"Current proba has {k} columns but the reference has {ref_p.shape[1]}.")
             n_ref = n_ref or ref_p.shape[0]
             ref_pred = np.bincount(ref_p.argmax(axis=1), minlength=k)
-            share = np.maximum(ref_pred / ref_pred.sum(), _EPS)
-            share = share / share.sum()
             ref_share = {c: float(v) for c, v in zip(labels, ref_pred / ref_pred.sum(), strict=True)}
-            expected = share * cur_pred.sum()
-            chi = float(np.sum((cur_pred - expected) ** 2 / expected))
-            p = float(stats.chi2.sf(chi, df=max(k - 1, 1)))
+            # two samples, two sets of counts: the reference's shares are estimates too (a
+            # goodness-of-fit test against them as exact flagged a model's own training data)
+            table = np.stack([ref_pred, cur_pred])
+            table = table[:, table.sum(axis=0) > 0]
+            if table.shape[1] >= 2:
+                chi, p, _, _ = stats.chi2_contingency(table, correction=False)
+                chi, p = float(chi), float(p)
+            else:  # one class answered on both sides: nothing has moved
+                chi, p = 0.0, 1.0
             rows.append(dict(name="prediction", kind="prediction", test="chi2", statistic=chi, p_value=p,
                              effect=_psi_counts(ref_pred, cur_pred)))
-            ref_conf, cur_conf = ref_p.max(axis=1), cur_p.max(axis=1)
+            conf_p = reference.get("confidence_proba")
+            conf_p = ref_p if conf_p is None else _check_2d("reference confidence_proba", conf_p)
+            ref_conf, cur_conf = conf_p.max(axis=1), cur_p.max(axis=1)
             res = stats.mannwhitneyu(cur_conf, ref_conf, alternative="less")
             rows.append(dict(name="confidence", kind="confidence", test="mannwhitney",
                              statistic=float(res.statistic), p_value=float(res.pvalue),
