@@ -241,3 +241,27 @@ def test_split_refuses_what_it_cannot_do_with_the_reason(tmp_path: Path, shared:
     assert both.exit_code == 2 and "one or the other" in both.output
     assert runner.invoke(app, ["split", str(classes), "--by", "bogus", "--out", str(tmp_path / "d")]).exit_code == 2
     assert not any((tmp_path / d).exists() for d in "abcd")  # nothing written when refused
+
+
+def test_version_alone_and_the_catalog_as_json() -> None:
+    from earmark import __version__
+
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.stdout.strip() == __version__  # no command needed
+    res = runner.invoke(app, ["datasets", "list", "--json"])
+    assert res.exit_code == 0
+    entries = json.loads(res.stdout)
+    fsdd = next(e for e in entries if e["name"] == "fsdd")
+    assert fsdd["url"].startswith("https://") and fsdd["downloadable"] is True
+
+
+def test_init_from_refuses_what_it_cannot_fine_tune(shared: Path, tmp_path: Path) -> None:
+    """--init-from fine-tunes a neural classifier: a numeric target or a classical --model was
+    trained silently as something else (a 59-class 'pitch' classifier, finetune instead of svm)."""
+    inst = shared / "instruments" / "manifest.csv"
+    res = runner.invoke(app, ["train", str(inst), "--target", "pitch", "--init-from", "bundle:/nonexistent",
+                              "--out", str(tmp_path / "a")])
+    assert res.exit_code == 2 and "--target pitch is numeric" in " ".join(res.output.split())
+    res = runner.invoke(app, ["train", str(inst), "--model", "svm", "--init-from", "bundle:/nonexistent",
+                              "--out", str(tmp_path / "b")])
+    assert res.exit_code == 2 and "--model svm is not a neural network" in " ".join(res.output.split())

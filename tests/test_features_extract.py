@@ -269,3 +269,38 @@ def test_settings_a_preset_cannot_compute_are_refused_once_up_front(shared):
     with pytest.raises(ParameterError, match="'cqt' cannot be computed with these settings: hop_length=160"):
         extract(paths, get_preset("cqt:hop_length=160"), workers=1)
     assert extract(paths, get_preset("cqt:hop_length=256"), workers=1).X.shape == (4, 288, 63)
+
+
+def test_workers_leave_when_their_parent_is_killed(tmp_path, shared):
+    """SIGKILL runs no exit handler: the workers (and the fork server they keep alive) must see
+    for themselves that the process that started them is gone."""
+    script = tmp_path / "run.py"
+    script.write_text(textwrap.dedent(f"""
+        import glob, os, sys, time
+        from earmark.features import extract
+        from earmark.features._extract import _POOL
+
+        if __name__ == "__main__":
+            files = sorted(glob.glob({str(shared / "fsdd/recordings/*.wav")!r}))
+            extract(files[:300], "classic173", workers=2)  # start the pool (small jobs run in-process)
+            print(" ".join(str(p) for p in _POOL["pool"]._processes), flush=True)
+            extract(files, "classic173", workers=2)  # busy when killed
+    """))
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    workers = [int(p) for p in proc.stdout.readline().split()]
+    assert workers  # started lazily: one or two
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+    def alive(pid: int) -> bool:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+        except OSError:
+            return False
+        return state != "Z"
+
+    deadline = time.time() + 15
+    while time.time() < deadline and any(alive(p) for p in workers):
+        time.sleep(0.2)
+    assert not any(alive(p) for p in workers)

@@ -124,6 +124,33 @@ def test_cnn_learns_unseen_speaker(logmel_small):
     assert est.input_shape_ == (64, 101)
 
 
+def test_cnn_resnorm_learns_and_exports(logmel_small, tmp_path):
+    """net_options={"resnorm": 0.0}: frequency-wise instance normalisation after the stem and each block."""
+    import onnxruntime as ort
+
+    from earmark.models._nets import ResNorm
+
+    X, y, g = logmel_small
+    tr, te = _split_by_take(y, g)
+    est = get_model("cnn", epochs=15, batch_size=16, validation_fraction=0, net_options={"resnorm": 0.0})
+    est.fit(X[tr], y[tr])
+    assert sum(isinstance(m, ResNorm) for m in est.module_.modules()) == 4  # stem + 3 blocks
+    assert est.score(X[te], y[te]) >= 0.5  # an unseen speaker, 3 digits: chance is 1/3
+    x = torch.randn(3, 5, 8, 7) * 4 + 2
+    out = ResNorm(0.0)(x)  # each example's frequency rows: mean 0, variance 1 over channels and time
+    assert torch.allclose(out.mean(dim=(1, 3)), torch.zeros(3, 8), atol=1e-5)
+    assert torch.allclose(out.var(dim=(1, 3), unbiased=False), torch.ones(3, 8), atol=1e-3)
+    with pytest.raises(ParameterError, match="resnorm"):
+        get_model("cnn", net_options={"resnorm": -1}, epochs=1).fit(X[tr][::10], y[tr][::10])
+    path = tmp_path / "resnorm.onnx"
+    torch.onnx.export(est.module_.eval(), torch.as_tensor(X[:2]), str(path), input_names=["x"],
+                      dynamic_axes={"x": {0: "batch"}}, dynamo=False)
+    got = ort.InferenceSession(str(path)).run(None, {"x": X[te][:5]})[0]
+    with torch.no_grad():
+        want = est.module_(torch.as_tensor(X[te][:5])).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+
 def test_cnn_stats_branch_learns_and_exports(logmel_small, tmp_path):
     """net_options={"stats": True}: the head also reads each band's mean and spread over time."""
     import onnxruntime as ort

@@ -316,7 +316,13 @@ def test_pinned_digest_matches_the_shared_copy(shared: Path) -> None:
 
 def test_download_verifies_and_writes_a_manifest(tmp_path: Path, shared: Path) -> None:
     archive = _fsdd_zip(shared, tmp_path)
+    # a folder to complete may hold other files: they are kept, and the manifest lists the dataset only
+    (tmp_path / "fsdd" / "recordings").mkdir(parents=True)
+    (tmp_path / "fsdd" / "recordings" / "all_zeros.wav").write_bytes(b"RIFF")  # named unlike FSDD: no crash
+    (tmp_path / "fsdd" / "recordings" / "3_lucas_0.wav").write_bytes(b"RIFF")  # named like it: not listed
     dest = download("fsdd", tmp_path / "fsdd", url=archive.as_uri())
+    assert (dest / "recordings" / "all_zeros.wav").exists()
+    assert "lucas" not in (dest / "manifest.csv").read_text()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         df = load_dataset(dest / "manifest.csv", check="none")

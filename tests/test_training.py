@@ -640,8 +640,16 @@ def test_chance_level_validation_warns_that_the_model_did_not_learn(fsdd_small):
 
     rng = np.random.default_rng(0)
     noise = fsdd_small.assign(label=rng.permutation(fsdd_small["label"].to_numpy()))  # nothing to learn
-    with pytest.warns(ChanceLevelWarning, match=r"may not have learned.*chance level, 0\.1\d* for 10 classes.*another model"):
+    with pytest.warns(ChanceLevelWarning, match=r"may not have learned.*chance level, 0\.1\d* \((1/10 for 10 classes|"
+                                                r"always answering the validation part's most common class).*another model"):
         m = train(noise, model="logreg", features="mfcc-mean", workers=1)
+    from earmark.training._train import _warn_if_chance
+
+    # the bar says what it is: the majority share here, not 1/3
+    with pytest.warns(ChanceLevelWarning, match=r"chance level, 0\.400 \(always answering .* most common class \('b'\)\)"):
+        _warn_if_chance("cnn", np.array(list("abbccbbbbacacac")), 0.4, 3, 1)
+    with pytest.warns(ChanceLevelWarning, match=r"chance level, 0\.333 \(1/3 for 3 classes\)"):
+        _warn_if_chance("cnn", np.array(list("abc") * 5), 0.3, 3, 1)
     assert m.metrics["accuracy"] < 0.2  # and the model is still returned
     with warnings.catch_warnings():
         warnings.simplefilter("error", ChanceLevelWarning)

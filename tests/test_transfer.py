@@ -498,3 +498,60 @@ def test_a_pitch_regressor_gives_embeddings(shared: Path) -> None:
     width = m.estimator.module_.body[0].out_channels
     assert emb.shape == (4, 2 * width) and np.isfinite(emb).all()
     assert np.abs(emb[0] - emb[1]).max() > 1e-4  # different notes, different vectors
+
+
+def test_a_base_bundle_that_changed_is_refused_not_used(shared: Path, tmp_path: Path) -> None:
+    """A model trained on embed:BUNDLE records the bundle's content; retraining the bundle in place
+    made it answer confidently and wrongly (0.70 -> 0.10), and the store served stale embeddings."""
+    from earmark.bundle import load_model, save_model
+    from earmark.features import extract
+    from earmark.training import train
+    from earmark.transfer import embed_preset
+
+    df = _instruments(shared, per_class=4)
+    base = tmp_path / "base"
+    save_model(train(df, model="cnn", features=_short_logmel(), epochs=1, val_fraction=0, seed=0,
+                     net_options=CNN, workers=1), base)
+    preset = embed_preset(base)
+    assert preset.params["digest"] and len(preset.params["digest"]) == 64
+    clf = train(df, model="logreg", features=preset, val_fraction=0, seed=0, workers=1)
+    save_model(clf, tmp_path / "clf")
+    assert len(load_model(tmp_path / "clf").predict(list(df.path[:2]))) == 2
+    key = preset.cache_key()
+    save_model(train(df, model="cnn", features=_short_logmel(), epochs=1, val_fraction=0, seed=1,
+                     net_options=CNN, workers=1), base, overwrite=True)
+    from earmark.errors import BundleError
+
+    with pytest.raises(BundleError, match="has changed since they were first made"):  # at load, once
+        load_model(tmp_path / "clf")
+    with pytest.raises(ParameterError, match="has changed since"):  # once, not an error per file
+        extract(df, preset, workers=1)
+    assert embed_preset(base).cache_key() != key  # the new bundle's embeddings are another store entry
+
+
+def test_an_ensemble_bundle_is_fine_tuned_from_its_first_member_and_says_so(tmp_path: Path) -> None:
+    pytest.importorskip("earmark.training", reason="loading bundles needs earmark.training.TrainedModel")
+    from earmark.bundle import save_model
+    from earmark.errors import EarmarkWarning
+
+    X, y = _spectra(["a", "b", "c"], seed=3)
+    from earmark.models import get_model
+
+    ens = get_model("cnn", net_options=CNN, ensemble=2, **FAST).fit(X, y)
+    path = save_model(_Trained(ens, _short_logmel(), ["a", "b", "c"]), tmp_path / "ens")
+    with pytest.warns(EarmarkWarning, match="ensemble of 2 networks; fine-tuning starts from the first"):
+        finetune(f"bundle:{path}", head_only=True, **FAST).fit(X, y)
+    # a clip length that differs is named as such (the preset name alone was the same)
+    with pytest.raises(ParameterError, match=r"--features logmel --duration 0.5"):
+        finetune(f"bundle:{path}", **FAST).fit(np.zeros((4, 16, 60), np.float32), ["a", "b"] * 2)
+
+
+def test_hf_messages_name_the_real_cause(tmp_path: Path, monkeypatch) -> None:
+    pytest.importorskip("transformers")
+    from earmark.transfer import hf_net_options
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ParameterError, match="folder must be written by save_pretrained") as err:
+        hf_net_options(str(tmp_path / "empty"))
+    assert "HF_HUB_OFFLINE" not in str(err.value)  # not set, not the cause

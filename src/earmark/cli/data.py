@@ -296,11 +296,19 @@ def split(
 
 
 @datasets_app.command("list")
-def datasets_list() -> None:
+def datasets_list(
+    as_json: bool = typer.Option(False, "--json", help="Print the catalog as JSON on stdout instead of a table."),
+) -> None:
     """List the catalog: name, licence, source and expected layout."""
+    import dataclasses
+
     from earmark.sources.catalog import list_entries
 
+    if as_json:
+        write_json([dataclasses.asdict(e) for e in list_entries()], "-")
+        return
     t = Table("name", "title", "licence", "download", "source / layout")
+    t.columns[-1].overflow = "fold"  # whole URLs, wrapped: a cut one cannot be followed
     for e in list_entries():
         t.add_row(e.name, e.title, e.license, "yes" if e.downloadable else "manual", f"{e.url}\n{e.layout}")
     Console().print(t)
@@ -312,7 +320,7 @@ def datasets_download(
     to: Path = typer.Option(None, "--out", "-o", "--to", help="Folder to create (default: ./data/NAME)."),
     url: str | None = typer.Option(None, "--url", help="Another location of the same archive (mirror or file://)."),
 ) -> None:
-    """Download a dataset at its pinned version and verify it file by file."""
+    """Download a dataset at its pinned version and verify it (file count and a digest of every file)."""
     from earmark.sources.catalog import download, get_entry
 
     dest = to or Path("data") / name

@@ -260,6 +260,7 @@ def cv(
     embedding: str = typer.Option("pca", "--embedding", help="2-D map in the report: pca or tsne."),
     log: str | None = typer.Option(None, "--log", help=_LOG_HELP),
     logdir: Path = typer.Option(Path("runs"), "--logdir", help="Where --log writes."),
+    workers: int | None = typer.Option(None, "--workers", "-j", min=1, help="Processes for feature extraction (default: the CPU count)."),
 ) -> None:
     """Cross-validate a model: per-fold scores, mean ± std and the worst fold.
 
@@ -287,7 +288,7 @@ def cv(
         features = register_features(features)
         with earmark_warnings():  # e.g. a fold whose model did not learn: one line each
             result = cross_validate(table, model=model, features=features, folds=k, seed=seed,
-                                    target=target, on_fold=_fold_printer(), **train_kwargs)
+                                    target=target, workers=workers, on_fold=_fold_printer(), **train_kwargs)
         summary = _scored_summary(table, result.skipped) if report is not None else None
         if json_out != "-":
             w = result.worst_fold
@@ -324,6 +325,7 @@ def compare(
     label_column: str | None = typer.Option(None, "--label-column", "--label", help=_LABEL_HELP),
     group_column: str | None = typer.Option(None, "--group-column", "--group", help=_GROUP_HELP),
     pattern: str | None = typer.Option(None, "--pattern", help="File-name pattern giving labels (and groups) to a folder of files, e.g. '{label}_{group}_{index}'."),
+    workers: int | None = typer.Option(None, "--workers", "-j", min=1, help="Processes for feature extraction (default: the CPU count)."),
 ) -> None:
     """Cross-validate several models on the same folds: one leaderboard of scores, time and size."""
     from earmark.errors import EarmarkError, ParameterError
@@ -343,7 +345,7 @@ def compare(
         features = register_features(features)
         with earmark_warnings():
             board = run_compare(table, models=names, features=features, folds=k, seed=seed,
-                                target=target,
+                                target=target, workers=workers,
                                 on_fold=lambda name, f: _fold_printer(f"{name} ")(f), **train_kwargs)
         first = next(iter(board.results.values()), None)
         summary = _scored_summary(table, first.skipped if first is not None else []) if report is not None else None

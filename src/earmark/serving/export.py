@@ -330,7 +330,9 @@ def _export(model: Any, target: Any, *, frontend: bool, seconds: float, seed: in
     if getattr(est, "tta", False):
         raise ParameterError(
             "This model averages test-time augmented views (tta=True), which the ONNX graph would not "
-            "do; it runs in PyTorch. Set the estimator's tta to False to export the plain network."
+            "do; it is served in PyTorch (earmark serve MODEL). To export its plain network, turn the views off "
+            "first: model.estimator.set_params(tta=False) in Python, then export_onnx(model, ...); or train "
+            "it without -p tta=true."
         )
     classifier = hasattr(est, "classes_")
     front = _frontend_for(model.preset) if frontend else None
@@ -349,6 +351,9 @@ def _export(model: Any, target: Any, *, frontend: bool, seconds: float, seed: in
     with torch.no_grad(), warnings.catch_warnings():
         # the exporter's notes on its own constant folding are not the user's concern
         warnings.filterwarnings("ignore", message=r".*[Cc]onstant folding.*", category=UserWarning)
+        # tracing notes on Python values read during the trace (the harmonic CNN's bin tables):
+        # the exported graph is checked against torch and earmark's own features right after
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         torch.onnx.export(
             wrapped, (example,), target, input_names=[input_name], output_names=[output_name],
             dynamic_axes={input_name: axes, output_name: {0: "batch"}}, opset_version=_OPSET, dynamo=False,

@@ -207,12 +207,15 @@ def download(
             )
         dest.mkdir(parents=True, exist_ok=True)
         (dest / "recordings").mkdir(exist_ok=True)
+        names = [f.name for f in files]
         for f in files:
             shutil.move(str(f), dest / "recordings" / f.name)
+    # the manifest lists the verified recordings only: other files already in the folder are not
+    # the dataset (and need not be named like it)
     lines = ["path,label,speaker"]
-    for f in sorted((dest / "recordings").glob("*.wav")):
-        digit, speaker, _ = f.stem.split("_")
-        lines.append(f"recordings/{f.name},{digit},{speaker}")
+    for name in sorted(names):
+        digit, speaker, _ = Path(name).stem.split("_")
+        lines.append(f"recordings/{name},{digit},{speaker}")
     (dest / "manifest.csv").write_text("\n".join(lines) + "\n")
     (dest / "SOURCE.txt").write_text(
         f"{entry.title}\nsource: {entry.url}\nversion: {entry.version}\nlicence: {entry.license}\n"

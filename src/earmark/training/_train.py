@@ -114,8 +114,12 @@ def _warn_if_chance(model: str, y_val: np.ndarray, accuracy: float, n_classes: i
     n = len(y_val)
     if n == 0 or n_classes < 2:
         return
-    _, counts = np.unique(y_val, return_counts=True)
+    values, counts = np.unique(y_val, return_counts=True)
     chance = max(1.0 / n_classes, counts.max() / n)
+    if counts.max() / n > 1.0 / n_classes:
+        basis = f"always answering the validation part's most common class ({str(values[counts.argmax()])!r})"
+    else:
+        basis = f"1/{n_classes} for {n_classes} classes"
     bar = chance + min(0.1, 2.0 * float(np.sqrt(chance * (1.0 - chance) / n)))
     if accuracy > bar:
         return
@@ -123,7 +127,7 @@ def _warn_if_chance(model: str, y_val: np.ndarray, accuracy: float, n_classes: i
     how = "at or below" if accuracy <= chance else f"not clearly above (it needs more than {bar:.3f} on {n} clips)"
     warnings.warn(
         f"Model {model!r} may not have learned: its validation accuracy {accuracy:.3f} on {n} clips is {how} "
-        f"chance level, {chance:.3f} for {n_classes} classes. Try {more}more training data, or another model "
+        f"chance level, {chance:.3f} ({basis}). Try {more}more training data, or another model "
         "(e.g. --model svm --features stats; earmark compare ranks several).",
         ChanceLevelWarning, stacklevel=3,
     )

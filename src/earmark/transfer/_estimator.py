@@ -21,6 +21,7 @@ to the head's: discriminative learning rates).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from earmark.errors import ParameterError
+from earmark.errors import EarmarkWarning, ParameterError
 from earmark.models import TorchClassifier
 from earmark.models._nets import first_member
 from earmark.models._torch import _SEQUENCE_NETWORKS
@@ -351,12 +352,20 @@ class TransferClassifier(TorchClassifier):
                 "earmark.transfer.finetune, which copies them."
             )
         if tuple(est.input_shape_) != tuple(input_shape):
+            preset = trained.preset
+            hint = (f"Train with the bundle's preset and clip length ({preset.name!r}, "
+                    f"duration {preset.params.get('duration')} s: --features {preset.name}"
+                    + (f" --duration {preset.params.get('duration'):g}" if preset.params.get("duration") else "")
+                    + ").")
             raise ParameterError(
                 f"init_from='bundle:{path}': the bundle takes inputs of shape {tuple(est.input_shape_)}, the "
-                f"features here have {tuple(input_shape)}. Train with the bundle's preset "
-                f"({getattr(trained.preset, 'name', '?')!r})."
+                f"features here have {tuple(input_shape)}. {hint}"
             )
-        # an ensemble is fine-tuned from its first member
+        members = getattr(module, "members", None)
+        if members is not None and len(members) > 1:
+            warnings.warn(
+                f"init_from='bundle:{path}' is an ensemble of {len(members)} networks; fine-tuning starts from "
+                "the first of them only (the others are not used).", EarmarkWarning, stacklevel=3)
         return first_member(module).state_dict(), getattr(est, "classes_", None)
 
     def _param_groups(self, module: nn.Module) -> list[dict]:

@@ -58,9 +58,15 @@ def hf_net_options(source: str) -> dict[str, Any]:
         config = tf.AutoConfig.from_pretrained(source)
         extractor = tf.AutoFeatureExtractor.from_pretrained(source)
     except (OSError, ValueError) as exc:
+        if os.path.isdir(source):  # a local folder: what is wrong is in it, not the network
+            hint = "The folder must be written by save_pretrained (config.json, preprocessor_config.json, weights)."
+        elif os.environ.get("HF_HUB_OFFLINE"):
+            hint = "HF_HUB_OFFLINE is set: downloads are off. Unset it, or give a folder written by save_pretrained."
+        else:
+            hint = ("Give a Hub model id that exists (downloaded once, then cached), or a folder written by "
+                    "save_pretrained; without a network, download it elsewhere and copy the folder here.")
         raise ParameterError(
-            f"init_from='hf:{source}': cannot read the Hugging Face checkpoint ({exc}). Give a directory "
-            "written by save_pretrained or a Hub model id (and allow downloads: unset HF_HUB_OFFLINE)."
+            f"init_from='hf:{source}': cannot read the Hugging Face checkpoint ({exc}). {hint}"
         ) from exc
     cfg = config.to_dict()
     for key in ("id2label", "label2id", "num_labels", "_name_or_path", "transformers_version", "architectures"):

@@ -21,7 +21,44 @@ from earmark.transfer._embed import get_backbone, window_clip
 __all__ = ["embed_preset"]
 
 
+_CHECKED: dict[tuple[str, float, str], None] = {}
+
+
+def _bundle_digest(path: str) -> str | None:
+    """The sha256 of a bundle's manifest (which holds the hash of every file), or None for a
+    model that is not a bundle on disk (birdnet, torchvision:…, hf:…)."""
+    if path in ("birdnet",) or path.partition(":")[0] in ("torchvision", "hf") or not Path(path).exists():
+        return None
+    from earmark.bundle import read_manifest
+
+    return read_manifest(path).get("manifest_sha256")
+
+
+def _check_digest(p: Mapping[str, Any]) -> None:
+    """Refuse embeddings from a base bundle that is no longer the one the features were made with:
+    a model trained on them would answer confidently and wrongly."""
+    want = p.get("digest")
+    if not want:
+        return
+    path = str(p["model"])
+    try:
+        stamp = Path(path).stat().st_mtime
+    except OSError:
+        stamp = 0.0
+    if (path, stamp, want) in _CHECKED:
+        return
+    now = _bundle_digest(path)
+    if now != want:
+        raise ParameterError(
+            f"These features are embeddings by the bundle at {path}, which has changed since they were "
+            f"first made (manifest sha256 {want[:12]}… then, {(now or 'none')[:12]}… now): a model trained on "
+            "them would answer wrongly. Put the original bundle back, or retrain on the new one's embeddings "
+            f"(earmark train … --features embed:{path}).")
+    _CHECKED[(path, stamp, want)] = None
+
+
 def _embed_batch(clips: Sequence[np.ndarray], sr: int, p: Mapping[str, Any]) -> np.ndarray:
+    _check_digest(p)
     bb = get_backbone(p["model"])
     if p["window"] is None:
         return bb.embed_clips(list(clips))
@@ -33,12 +70,13 @@ def _embed_batch(clips: Sequence[np.ndarray], sr: int, p: Mapping[str, Any]) -> 
 if "embed" not in _KINDS:
     _KINDS["embed"] = _Kind(
         name="embed",
-        defaults={"model": "", "window": None, "hop": None},
+        defaults={"model": "", "window": None, "hop": None, "digest": ""},
         batch=_embed_batch,
         pooled=True,
         shape=lambda sr, p: (get_backbone(p["model"]).dim,),
         description="embedding of a pretrained network (a bundle, birdnet, torchvision:…, hf:…), "
                     "averaged over windows when a window is set",
+        ready=lambda p: _check_digest(p),
     )
 
 
@@ -64,7 +102,8 @@ def embed_preset(model: str | os.PathLike[str], *, window: float | None = None, 
     Parameters
     ----------
     model : str or path
-        A bundle path (stored absolute), ``"birdnet"`` (CC BY-NC-SA 4.0: non-commercial),
+        A bundle path (stored absolute, with the sha256 of its manifest: features from a bundle
+        that has changed since are refused), ``"birdnet"`` (CC BY-NC-SA 4.0: non-commercial),
         ``"torchvision:mobilenet_v2"`` or ``"hf:MODEL_ID_OR_DIR"``.
     window, hop : float, optional
         Embed windows of ``window`` seconds every ``hop`` seconds and average them.
@@ -82,6 +121,8 @@ def embed_preset(model: str | os.PathLike[str], *, window: float | None = None, 
     """
     spec = _canonical_model(model)
     bb = get_backbone(spec)
+    # the base bundle's content, not only its path: a bundle retrained in place (or another one
+    # moved there) is refused, and its features never come from the store under the old key
     preset = Preset(f"embed:{os.fspath(model)}", "embed", bb.sample_rate,
-                    {"model": spec, "window": window, "hop": hop})
+                    {"model": spec, "window": window, "hop": hop, "digest": _bundle_digest(spec) or ""})
     return register_preset(preset, overwrite=True)
