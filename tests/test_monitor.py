@@ -198,6 +198,8 @@ def test_a_models_own_training_clips_are_not_drift(model):
     assert report.test("confidence").reference_mean == pytest.approx(held_out, rel=1e-5)
     given = monitor(model, train_df.iloc[1::2], reference_source=train_df.iloc[::4], workers=2)
     assert given.n_reference == len(train_df.iloc[::4])
+    assert given.test("confidence").reference_mean == pytest.approx(held_out, rel=1e-5)  # the same bar
+    assert not given.drift, given.reasons
 
 
 def test_class_shares_that_moved_are_drift_and_unmoved_ones_are_not():

@@ -422,6 +422,7 @@ def test_linked_class_folders_are_followed_once(tmp_path: Path, shared: Path) ->
     (tmp_path / "data" / "b").mkdir()
     (tmp_path / "data" / "b" / "takes").symlink_to(store, target_is_directory=True)  # audio lies elsewhere
     (tmp_path / "data" / "a" / "loop").symlink_to(tmp_path / "data" / "a", target_is_directory=True)
+    (tmp_path / "data" / "a" / "up").symlink_to(tmp_path / "data", target_is_directory=True)  # b's files are not a's
     df = load_dataset(tmp_path / "data")
     assert df["label"].value_counts().to_dict() == {"b": 3, "a": 2}  # the loop neither hangs nor repeats
     from earmark.serving.batch import expand_paths
@@ -447,6 +448,13 @@ def test_options_that_cannot_apply_are_refused_and_fold_headers_match_any_case(t
     flat = _link_files(sorted((shared / "fsdd" / "recordings").glob("[12]_george_[0-2].wav")), tmp_path / "flat")
     named = load_dataset(tmp_path / "flat", pattern="{digit}_{speaker}_{_}", label_column="digit", group_column="speaker")
     assert len(named) == len(flat) == 6 and set(named["label"]) == {"1", "2"} and set(named["group"]) == {"george"}
+    # as written: a field named as the label is not read as a number first ('07' stays '07')
+    padded = tmp_path / "padded"
+    padded.mkdir()
+    (padded / "07_george_x.wav").symlink_to(wav[0])
+    (padded / "7_george_y.wav").symlink_to(wav[1])
+    both = load_dataset(padded, pattern="{digit}_{speaker}_{_}", label_column="digit")
+    assert sorted(both["label"]) == ["07", "7"] == sorted(load_dataset(padded, pattern="{label}_{_}_{_}")["label"])
     with pytest.raises(ParameterError, match="'who' is not a field of the pattern"):
         load_dataset(tmp_path / "flat", pattern="{digit}_{speaker}_{_}", label_column="digit", group_column="who")
     (tmp_path / "dup.csv").write_text(f"path,label\n{wav[0]},six\n{wav[0]},six\n{wav[1]},six\n")

@@ -401,6 +401,9 @@ def test_tune_checks_every_value_and_names_trials_that_fail(fsdd_small):
     json.dumps(res.to_dict(), allow_nan=False)  # valid JSON
     with pytest.raises(ParameterError, match="every trial of 'knn' failed: ValueError"):
         tune(fsdd_small, model="knn", trials=1, features="mfcc-mean", folds=2, search_space={"n_neighbors": [5000]})
+    # every fit failing (not only scoring) is the same usage error, not scikit-learn's traceback
+    with pytest.raises(ParameterError, match="every trial of 'logreg' failed: ValueError.*dual"):
+        tune(fsdd_small, model="logreg", trials=1, features="mfcc-mean", folds=2, search_space={"dual": [True]})
 
 
 def test_tune_neural_with_optuna(fsdd_small):

@@ -527,6 +527,11 @@ def test_a_base_bundle_that_changed_is_refused_not_used(shared: Path, tmp_path: 
     with pytest.raises(ParameterError, match="has changed since"):  # once, not an error per file
         extract(df, preset, workers=1)
     assert embed_preset(base).cache_key() != key  # the new bundle's embeddings are another store entry
+    import shutil
+
+    shutil.rmtree(base)
+    with pytest.raises(BundleError, match="which is not there"):
+        load_model(tmp_path / "clf")
 
 
 def test_an_ensemble_bundle_is_fine_tuned_from_its_first_member_and_says_so(tmp_path: Path) -> None:

@@ -150,6 +150,22 @@ def _load(source: str, label: str | None, group: str | None, pattern: str | None
         return load_dataset(source, **kwargs)
 
 
+def _extra_label(source: str, label: str | None) -> str | None:
+    """--label for the --extra-train source too, where that source is a manifest with such a
+    column; class folders, or a manifest that names its labels 'label', keep their own."""
+    if not label:
+        return None
+    import pandas as pd
+
+    path = Path(source)
+    manifest = path if path.is_file() else path / "manifest.csv"
+    try:
+        columns = pd.read_csv(manifest, nrows=0, sep="\t" if manifest.suffix.lower() == ".tsv" else ",").columns
+    except (OSError, ValueError):
+        return None
+    return label if label in columns else None
+
+
 def _parse_params(items: list[str]) -> dict[str, Any]:
     params: dict[str, Any] = {}
     for item in items:
@@ -258,7 +274,7 @@ def train_command(
     try:
         features = register_features(features)
         df = _load(source, label, group, pattern)
-        extras = [_load(extra_train, label, None)] if extra_train else []
+        extras = [_load(extra_train, _extra_label(extra_train, label), None)] if extra_train else []
         extra_sources = [f"--extra-train {extra_train}: {len(extras[0])} clips"] if extra_train else []
         if synthetic_voices:
             if target not in (None, "label"):

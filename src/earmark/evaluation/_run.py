@@ -222,6 +222,9 @@ def evaluate(
     if unknown_labels not in ("error", "wrong"):
         raise ParameterError(f"The 'unknown_labels' parameter of evaluate must be 'error' or 'wrong'. "
                              f"Got {unknown_labels!r} instead.")
+    if len(table) == 0:
+        raise DatasetError(f"No clip of the dataset has a {target!r} value to score the model against; fill "
+                           "that column in (or name the truth column with --target / --label-column).")
     if trained.task == "regression":
         values = pd.to_numeric(table[target], errors="coerce")
         bad = values.isna().to_numpy()
@@ -443,11 +446,14 @@ def _cross_validate(
     pooled_parts: list[tuple[pd.DataFrame, EvaluationResult]] = []
     checkpoint_dir = train_kwargs.get("checkpoint_dir")
     fold_dirs: set[str] = set()
-    grouped = "group" in table.columns and table["group"].notna().any()
-    predefined = folds == "fold" or (folds == "auto" and "fold" in table.columns and table["fold"].nunique() > 1)
+    from earmark.sources._splits import _has
+
+    grouped = _has(table, "group")  # as iter_folds decides: a column without blanks, 2+ values
+    predefined = folds == "fold" or (folds == "auto" and _has(table, "fold"))
     if not grouped and not predefined:
         warnings.warn(
-            "The table has no group column, so the folds are drawn at random: clips of one speaker, recording "
+            "The table has no group column (or one with blanks or a single value), so the folds are drawn at "
+            "random: clips of one speaker, recording "
             "or instrument can be on both sides of a split, which inflates the scores. Name the column of who "
             "or what made each clip (--group-column, group_column=) or give predefined folds.",
             EarmarkWarning, stacklevel=3)

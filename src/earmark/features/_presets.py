@@ -644,12 +644,17 @@ class Preset:
         >>> get_preset("logmel").check_window(1.0, 0.5)
         0.5
         """
+        import numbers
+
         from earmark.errors import ParameterError
 
-        if not (isinstance(window, (int, float)) and window > 0):
+        def positive(v: Any) -> bool:  # numpy numbers too; not bools
+            return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) and v > 0
+
+        if not positive(window):
             raise ParameterError(f"The 'window' parameter must be a positive number of seconds. Got {window!r} instead.")
         hop = window if hop is None else hop
-        if not (isinstance(hop, (int, float)) and hop > 0):
+        if not positive(hop):
             raise ParameterError(f"The 'hop' parameter must be a positive number of seconds. Got {hop!r} instead.")
         clip = self.params.get("duration")
         if clip is not None and window > float(clip) + 1e-6:

@@ -22,7 +22,6 @@ import numpy as np
 
 from earmark.errors import AudioDecodeError, EarmarkError, ParameterError
 from earmark.serving.predictor import UNKNOWN, Predictor, is_silent, top_k
-from earmark.sources import audio_files
 
 __all__ = ["expand_paths", "predict_paths"]
 
@@ -42,6 +41,8 @@ def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
     >>> len(expand_paths(["../shared/data/fsdd/recordings"]))  # doctest: +SKIP
     2500
     """
+    from earmark.sources import audio_files  # here: earmark.sources imports scikit-learn (~1 s)
+
     out: list[str] = []
     for p in paths:
         p = Path(p)

@@ -428,7 +428,7 @@ def detect_drift(
             # goodness-of-fit test against them as exact flagged a model's own training data)
             table = np.stack([ref_pred, cur_pred])
             table = table[:, table.sum(axis=0) > 0]
-            if table.shape[1] >= 2:
+            if table.shape[1] >= 2 and (table.sum(axis=1) > 0).all():
                 chi, p, _, _ = stats.chi2_contingency(table, correction=False)
                 chi, p = float(chi), float(p)
             else:  # one class answered on both sides: nothing has moved

@@ -114,21 +114,20 @@ def build_reference(model: Any, source: Any, *, workers: int | None = None) -> d
 
 
 def _reference_of(predictor: Predictor, reference_source: Any, workers: int | None) -> dict[str, np.ndarray]:
+    ref = getattr(predictor.model, "reference", None) or {}
+    # the confidence bar: the validation clips', what the model says of clips it did not train on
+    # (its own training clips would set it too high), whichever data gives the class shares. The
+    # validation clips are often one held-out speaker, whose class shares are not the data's.
+    held_out = ref.get("proba")
+    bar = {}
+    if (held_out is not None and np.ndim(held_out) == 2 and len(held_out) >= 20
+            and np.shape(held_out)[1] == len(predictor.classes)):
+        bar["confidence_proba"] = np.asarray(held_out)
     if reference_source is not None:  # given: it is the reference, whatever the bundle holds
         stats = current_statistics(predictor, reference_source, workers=workers)
-        return {"features": stats["features"], "proba": stats["proba"]}
-    ref = getattr(predictor.model, "reference", None) or {}
+        return {"features": stats["features"], "proba": stats["proba"], **bar}
     if "drift_features" in ref:
-        out = {"features": np.asarray(ref["drift_features"]), "proba": ref.get("drift_proba")}
-        # the class shares come from the sample of the data (above); the confidence bar from the
-        # validation clips, what the model says of clips it did not train on (its own training
-        # clips would set it too high). The validation clips are often one held-out speaker,
-        # whose class shares are not the data's.
-        held_out = ref.get("proba")
-        if (held_out is not None and np.ndim(held_out) == 2 and len(held_out) >= 20
-                and np.shape(held_out)[1] == len(predictor.classes)):
-            out["confidence_proba"] = np.asarray(held_out)
-        return out
+        return {"features": np.asarray(ref["drift_features"]), "proba": ref.get("drift_proba"), **bar}
     feats = ref.get("features")
     if feats is not None and np.ndim(feats) == 2 and np.shape(feats)[1] == len(DRIFT_FEATURES):
         return {"features": np.asarray(feats), "proba": ref.get("proba")}

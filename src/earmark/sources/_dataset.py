@@ -128,7 +128,8 @@ def load_dataset(
         elif pattern is None and (src / "manifest.csv").is_file():
             df = _from_manifest(src / "manifest.csv", label_column, group_column, path_column, fold_column)
         elif pattern is not None:
-            df = _from_pattern(src, pattern, columns.get("label_column") or "label")
+            df = _from_pattern(src, pattern, columns.get("label_column") or "label",
+                               columns.get("group_column") or "group")
             # label_column / group_column may name fields of the pattern ('{digit}_{speaker}_{_}')
             for key, name in (("label_column", "label"), ("group_column", "group")):
                 wanted = columns.pop(key, None)
@@ -314,15 +315,22 @@ def audio_files(folder: str | os.PathLike[str]) -> list[Path]:
     2500
     """
     folder = Path(folder)
+    start = os.path.realpath(folder)
     files = []
     seen: set[str] = set()
+
+    def above(real: str) -> bool:  # a link up the tree (to the folder or one that holds it)
+        return real == start or start.startswith(real.rstrip(os.sep) + os.sep)
+
     for root, dirs, names in os.walk(folder, followlinks=True):
         real = os.path.realpath(root)
         if real in seen:
             dirs[:] = []
             continue
         seen.add(real)
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and os.path.realpath(os.path.join(root, d)) not in seen)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")
+                         and os.path.realpath(os.path.join(root, d)) not in seen
+                         and not above(os.path.realpath(os.path.join(root, d))))
         files.extend(Path(root) / n for n in sorted(names) if is_audio_file(n) and not n.startswith("."))
     return files
 
@@ -391,7 +399,7 @@ def parse_pattern(pattern: str, label: str = "label") -> re.Pattern[str]:
     return re.compile(regex)
 
 
-def _from_pattern(folder: Path, pattern: str, label: str = "label") -> pd.DataFrame:
+def _from_pattern(folder: Path, pattern: str, label: str = "label", group: str = "group") -> pd.DataFrame:
     rx = parse_pattern(pattern, label)
     rows, unmatched = [], []
     for p in audio_files(folder):
@@ -415,8 +423,8 @@ def _from_pattern(folder: Path, pattern: str, label: str = "label") -> pd.DataFr
             stacklevel=3,
         )
     df = pd.DataFrame(rows)
-    for col in df.columns:
-        if col not in ("path", "label", "group"):
+    for col in df.columns:  # labels and groups stay as written ('07' is not '7')
+        if col not in ("path", "label", "group", label, group):
             df[col] = _maybe_numeric(df[col])
     df = _order(df)
     df.attrs["unmatched"] = [{"path": str(Path(u).resolve()), "reason": f"file name does not match the pattern {pattern!r}"}

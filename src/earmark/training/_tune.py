@@ -229,12 +229,21 @@ def tune(
 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", FitFailedWarning)
-            search.fit(X, y, groups=cv_groups)
+            try:
+                search.fit(X, y, groups=cv_groups)
+            except ValueError as exc:  # scikit-learn's "All the N fits failed" (with the tracebacks)
+                if "fits failed" not in str(exc):
+                    raise
+                cause = next((line.strip() for line in str(exc).splitlines()
+                              if re.match(r"^\w*(Error|Exception)\b", line.strip())), "")
+                raise ParameterError(f"tune: every trial of {model!r} failed{': ' + cause if cause else ''}. "
+                                     "Check the search space against the data.") from None
         res = search.cv_results_
         # scikit-learn's own reports of failed fits and scores (tracebacks, one per fold) are
         # summed up in one warning naming the trial and the error; others pass on as they came
         search_notes = [w for w in caught if issubclass(w.category, FitFailedWarning)
-                        or "model_selection" in str(w.filename)]
+                        or ("model_selection" in str(w.filename)
+                            and re.search(r"Scoring failed|non-finite|fits failed", str(w.message)))]
         for w in caught:
             if w not in search_notes:
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)

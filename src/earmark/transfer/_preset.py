@@ -47,6 +47,10 @@ def _check_digest(p: Mapping[str, Any]) -> None:
         stamp = 0.0
     if (path, stamp, want) in _CHECKED:
         return
+    if not Path(path).exists():
+        raise ParameterError(
+            f"These features are embeddings by the bundle at {path}, which is not there (moved, or not copied to "
+            "this machine). Put that bundle back at that path; a model trained on embed:BUNDLE needs it beside it.")
     now = _bundle_digest(path)
     if now != want:
         raise ParameterError(
