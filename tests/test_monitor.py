@@ -182,6 +182,12 @@ def test_monitor_refuses_an_sqlite_file_that_is_not_a_request_log_and_leaves_it_
     with pytest.raises(Exception, match="not an earmark request log"):
         monitor(model, str(other))
     assert other.read_bytes() == before and not (tmp_path / "inventory.sqlite-wal").exists()
+    from earmark.errors import ParameterError
+
+    fake = tmp_path / "requests.sqlite"  # not SQLite at all: named as such, not as a bad dataset source
+    fake.write_text("path,label\n")
+    with pytest.raises(ParameterError, match="is not an SQLite file, so not a request log"):
+        monitor(model, str(fake))
 
 
 def test_a_models_own_training_clips_are_not_drift(model):

@@ -372,3 +372,28 @@ def test_web_page_upload_shows_the_right_label(server):
         assert page.evaluate("document.getElementById('why-class').textContent") == "3"
         assert page.evaluate("document.getElementById('why-map').height") == 8
         assert page.console_errors() == []
+
+
+def test_malformed_multipart_gets_the_service_error_shape(client):
+    """Starlette's own multipart errors came back as a bare {"detail"} without 'error'."""
+    data = CLIP.read_bytes()
+    two = client.post("/predict", files=[("file", ("a.wav", data, "audio/wav")), ("file", ("b.wav", data, "audio/wav"))])
+    assert two.status_code == 400
+    body = two.json()
+    assert body["error"] == "bad_multipart" and "send one field 'file'" in body["detail"]
+    broken = client.post("/predict", content=b"not multipart at all",
+                         headers={"content-type": "multipart/form-data; boundary=xyz"})
+    assert broken.status_code == 400 and broken.json()["error"] == "bad_multipart"
+
+
+def test_an_explain_that_is_too_fine_names_the_upload(client):
+    res = client.post("/explain?window=0.012&bands=64", files={"file": ("3_george_5.wav", CLIP.read_bytes(), "audio/wav")})
+    assert res.status_code == 400
+    detail = res.json()["detail"]
+    assert detail.startswith("3_george_5.wav: Explaining the clip") and "array" not in detail
+
+
+def test_a_json_body_is_refused_as_not_audio(client):
+    res = client.post("/predict", json={})
+    assert res.status_code == 415 and res.json()["error"] == "unsupported_media_type"
+    assert "multipart field 'file'" in res.json()["detail"]

@@ -247,18 +247,19 @@ def explain(
     if not regression and target is not None and str(target) not in model.classes:
         raise ParameterError(f"Unknown class {target!r} to explain; the model's classes are {model.classes}.")
     y, source = _decode(model, clip, sr)
+    shown = "the clip" if source == "array" else source  # in messages
     rate = int(model.preset.sample_rate)
     if len(y) > MAX_SECONDS * rate:
-        raise ParameterError(f"{source} is longer than {MAX_SECONDS:g} s; explain a part of it "
+        raise ParameterError(f"{shown} is longer than {MAX_SECONDS:g} s; explain a part of it "
                              "(cut it, or find the part with 'earmark predict --window').")
     if window < min_window(rate):
         raise ParameterError(f"The 'window' of explain must be at least {min_window(rate):g} s at "
                              f"{rate} Hz (one step of its analysis); got {window!r}.")
     if len(y) == 0:
-        raise ParameterError(f"{source} has no samples to explain.")
+        raise ParameterError(f"{shown} has no samples to explain.")
     n_cells = int(np.ceil(len(y) / rate / window - 1e-9)) * int(bands)
     if max_regions is not None and n_cells > max_regions:
-        raise ParameterError(f"Explaining {source} ({len(y) / rate:.1f} s) in {window:g} s windows × {bands} bands "
+        raise ParameterError(f"Explaining {shown} ({len(y) / rate:.1f} s) in {window:g} s windows × {bands} bands "
                              f"takes {n_cells} regions, more than the {max_regions} allowed; use a wider "
                              "window, fewer bands or a shorter clip.")
 

@@ -397,13 +397,27 @@ def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> Fas
             out["spectrogram"] = spec
         return out
 
+    async def _form(request: Request, *, max_files: int, max_fields: int, hint: str) -> Any:
+        """The multipart form, or the service's own 400 (Starlette answered a bare {"detail"})."""
+        from starlette.exceptions import HTTPException as StarletteHTTPException
+
+        try:
+            return await request.form(max_files=max_files, max_fields=max_fields)
+        except StarletteHTTPException as exc:
+            raise UploadRejected(f"{exc.detail}; {hint}", kind="bad_multipart", status=400) from None
+        except Exception as exc:  # python-multipart's parse errors (a body that is not multipart)
+            if type(exc).__name__ != "MultiPartException":
+                raise
+            raise UploadRejected(f"{exc}; {hint}", kind="bad_multipart", status=400) from None
+
     async def _upload(request: Request) -> tuple[bytes, str | None]:
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > settings.max_bytes + 64 * 1024:
             raise _too_large_header(int(length))
         ctype = request.headers.get("content-type", "")
         if ctype.startswith("multipart/form-data"):
-            form = await request.form(max_files=1, max_fields=16)
+            form = await _form(request, max_files=1, max_fields=16,
+                               hint="send one field 'file' holding the clip (for several, POST /predict/batch)")
             item = form.get("file")
             if item is None or isinstance(item, str):
                 raise UploadRejected("multipart body has no file field 'file'; send the audio as field 'file'",
@@ -411,6 +425,11 @@ def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> Fas
             data = await item.read()
             await form.close()
             return data, item.filename
+        if ctype.split(";")[0].strip().lower() in ("application/json", "application/x-www-form-urlencoded") or \
+                ctype.lower().startswith("text/"):
+            raise UploadRejected(f"a {ctype.split(';')[0]} body is not audio; send the clip as multipart field 'file' "
+                                 "or as the raw body (audio/*, application/octet-stream)", kind="unsupported_media_type",
+                                 status=415)
         return await _read_limited(request), None
 
     async def _read_limited(request: Request) -> bytes:
@@ -442,8 +461,10 @@ def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> Fas
         length: int | None = None
         for name, value in scope["headers"]:
             if name == b"content-type":
-                if value.startswith(b"multipart/form-data"):
-                    return False
+                low = value.lower()
+                if low.startswith((b"multipart/form-data", b"application/json", b"application/x-www-form-urlencoded",
+                                   b"text/")):
+                    return False  # FastAPI's route: multipart, or the 415 for a body that is not audio
             elif name == b"content-length" and value.isdigit():
                 length = int(value)
         handled, top_k = _fast_query(scope["query_string"])
@@ -530,7 +551,8 @@ def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> Fas
                                  kind="too_large", status=413)
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
             raise UploadRejected("send the clips as multipart/form-data fields named 'files'", kind="no_file", status=400)
-        form = await request.form(max_files=settings.max_batch, max_fields=settings.max_batch + 16)
+        form = await _form(request, max_files=settings.max_batch, max_fields=settings.max_batch + 16,
+                           hint=f"send at most {settings.max_batch} fields 'files' per request (max_batch)")
         items = [f for f in form.getlist("files") if not isinstance(f, str)]
         if not items:
             raise UploadRejected("multipart body has no 'files' fields; send one field 'files' per clip",
@@ -598,8 +620,11 @@ def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> Fas
             if width is None:  # 0.1 s, or as wide as a long clip needs to fit the region limit
                 per_band = max(1, settings.explain_max_regions // bands)
                 width = max(0.1, math.ceil(len(y) / predictor.sample_rate / per_band * 1000) / 1000)
-            exp = explain(predictor.model, y, sr=predictor.sample_rate, target=target, window=width, bands=bands,
-                          max_regions=settings.explain_max_regions)
+            try:
+                exp = explain(predictor.model, y, sr=predictor.sample_rate, target=target, window=width, bands=bands,
+                              max_regions=settings.explain_max_regions)
+            except ParameterError as exc:  # named by the upload's file name, not 'the clip'
+                raise ParameterError(f"{name or 'upload'}: {exc}") from None
             out = exp.to_dict()
             out["source"] = name or "upload"
             out["duration"] = round(exp.duration, 4)

@@ -18,6 +18,7 @@ import dataclasses
 import html
 import os
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -173,6 +174,10 @@ def monitor(
     """
     predictor = Predictor.load(model)
     reference = _reference_of(predictor, reference_source, workers)
+    if (isinstance(log_or_source, (str, os.PathLike)) and Path(log_or_source).suffix.lower() in (".sqlite", ".db", ".sqlite3")
+            and Path(log_or_source).is_file() and not is_request_log(log_or_source)):
+        raise ParameterError(f"{os.fspath(log_or_source)} is not an SQLite file, so not a request log of earmark serve "
+                             "(--log); give the file the service wrote, or a dataset source (CSV manifest, folder).")
     if isinstance(log_or_source, (str, os.PathLike)) and is_request_log(log_or_source):
         check_request_log(log_or_source)
         with RequestLog(log_or_source) as log:
