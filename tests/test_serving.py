@@ -397,3 +397,10 @@ def test_a_json_body_is_refused_as_not_audio(client):
     res = client.post("/predict", json={})
     assert res.status_code == 415 and res.json()["error"] == "unsupported_media_type"
     assert "multipart field 'file'" in res.json()["detail"]
+
+
+def test_curl_data_binary_audio_is_still_read_as_audio(client):
+    """`curl --data-binary @clip.wav` labels the body application/x-www-form-urlencoded."""
+    res = client.post("/predict", content=CLIP.read_bytes(),
+                      headers={"content-type": "application/x-www-form-urlencoded"})
+    assert res.status_code == 200 and res.json()["label"] == "7"

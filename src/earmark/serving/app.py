@@ -425,8 +425,8 @@ def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> Fas
             data = await item.read()
             await form.close()
             return data, item.filename
-        if ctype.split(";")[0].strip().lower() in ("application/json", "application/x-www-form-urlencoded") or \
-                ctype.lower().startswith("text/"):
+        # (not form-urlencoded: that is what `curl --data-binary @clip.wav` sends audio as)
+        if ctype.split(";")[0].strip().lower() == "application/json" or ctype.lower().startswith("text/"):
             raise UploadRejected(f"a {ctype.split(';')[0]} body is not audio; send the clip as multipart field 'file' "
                                  "or as the raw body (audio/*, application/octet-stream)", kind="unsupported_media_type",
                                  status=415)
@@ -462,8 +462,7 @@ def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> Fas
         for name, value in scope["headers"]:
             if name == b"content-type":
                 low = value.lower()
-                if low.startswith((b"multipart/form-data", b"application/json", b"application/x-www-form-urlencoded",
-                                   b"text/")):
+                if low.startswith((b"multipart/form-data", b"application/json", b"text/")):
                     return False  # FastAPI's route: multipart, or the 415 for a body that is not audio
             elif name == b"content-length" and value.isdigit():
                 length = int(value)
