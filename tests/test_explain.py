@@ -136,3 +136,8 @@ def test_explain_command_writes_figures_and_lists_bad_files(tmp_path: Path, shar
     assert wrong.exit_code == 2 and "not a class" in wrong.output
     narrow = runner.invoke(app, ["explain", str(bundle), path, "--window", "0.005"])
     assert narrow.exit_code == 2 and "at least 0.008 s" in narrow.output
+    # digital silence: the map is all zeros, and the command says its regions mean nothing
+    zeros = shared / "bad-audio" / "all_zeros.wav"
+    quiet = runner.invoke(app, ["explain", str(bundle), str(zeros), path])
+    said = " ".join(quiet.stderr.split())
+    assert quiet.exit_code == 0 and "silencing no region changes the answer for 1 file" in said and "all_zeros.wav" in said

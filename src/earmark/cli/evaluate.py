@@ -429,7 +429,7 @@ def explain(
         if out.exists() and not out.is_dir():
             fail(f"--out {out} is a file; give a folder for the figures.", ExitCode.USAGE)
         out.mkdir(parents=True, exist_ok=True)
-    results, failed = [], []
+    results, failed, flat = [], [], []
     with progress_bar("explaining", len(files)) as advance:
         for f in files:
             try:
@@ -440,6 +440,8 @@ def explain(
                 continue
             record = exp.to_dict()
             record["top_regions"] = exp.top_regions(top)
+            if not any(abs(float(v)) > 1e-4 for v in exp.importance.ravel()):  # float noise aside
+                flat.append(str(f))
             if out is not None:
                 figure = out / f"{Path(f).stem}.png"
                 n = 1
@@ -467,6 +469,10 @@ def explain(
         Console().print(table)
         if out is not None and results:
             err_console.print(f"figures in {out}", highlight=False)
+    if flat:  # e.g. digital silence: the map is all zeros and its 'top regions' mean nothing
+        err_console.print(f"[yellow]warning:[/] silencing no region changes the answer for {len(flat)} file"
+                          f"{'' if len(flat) == 1 else 's'} (digital silence, or sound the model does not use): "
+                          + ", ".join(flat[:5]) + (" …" if len(flat) > 5 else ""), highlight=False)
     for item in failed:
         reason = item["reason"] if item["path"] in item["reason"] else f"{item['path']}: {item['reason']}"
         err_console.print(f"[yellow]not explained:[/] {reason}", highlight=False)
