@@ -124,10 +124,20 @@ def test_cnn_learns_unseen_speaker(logmel_small):
     assert est.input_shape_ == (64, 101)
 
 
-def test_cnn_resnorm_learns_and_exports(logmel_small, tmp_path):
-    """net_options={"resnorm": 0.0}: frequency-wise instance normalisation after the stem and each block."""
+def _assert_onnx_matches(module: torch.nn.Module, example: np.ndarray, check: np.ndarray, path) -> None:
+    """Export ``module`` to ONNX (dynamic batch) and check ONNX Runtime answers as torch on ``check``."""
     import onnxruntime as ort
 
+    torch.onnx.export(module.eval(), torch.as_tensor(example), str(path), input_names=["x"],
+                      dynamic_axes={"x": {0: "batch"}}, dynamo=False)
+    got = ort.InferenceSession(str(path)).run(None, {"x": check})[0]
+    with torch.no_grad():
+        want = module(torch.as_tensor(check)).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_cnn_resnorm_learns_and_exports(logmel_small, tmp_path):
+    """net_options={"resnorm": 0.0}: frequency-wise instance normalisation after the stem and each block."""
     from earmark.models._nets import ResNorm
 
     X, y, g = logmel_small
@@ -142,19 +152,11 @@ def test_cnn_resnorm_learns_and_exports(logmel_small, tmp_path):
     assert torch.allclose(out.var(dim=(1, 3), unbiased=False), torch.ones(3, 8), atol=1e-3)
     with pytest.raises(ParameterError, match="resnorm"):
         get_model("cnn", net_options={"resnorm": -1}, epochs=1).fit(X[tr][::10], y[tr][::10])
-    path = tmp_path / "resnorm.onnx"
-    torch.onnx.export(est.module_.eval(), torch.as_tensor(X[:2]), str(path), input_names=["x"],
-                      dynamic_axes={"x": {0: "batch"}}, dynamo=False)
-    got = ort.InferenceSession(str(path)).run(None, {"x": X[te][:5]})[0]
-    with torch.no_grad():
-        want = est.module_(torch.as_tensor(X[te][:5])).numpy()
-    np.testing.assert_allclose(got, want, atol=1e-4)
+    _assert_onnx_matches(est.module_, X[:2], X[te][:5], tmp_path / "resnorm.onnx")
 
 
 def test_cnn_stats_branch_learns_and_exports(logmel_small, tmp_path):
     """net_options={"stats": True}: the head also reads each band's mean and spread over time."""
-    import onnxruntime as ort
-
     from earmark.models._nets import _StatsCNN
 
     X, y, g = logmel_small
@@ -165,13 +167,7 @@ def test_cnn_stats_branch_learns_and_exports(logmel_small, tmp_path):
     assert est.score(X[te], y[te]) >= 0.5  # an unseen speaker, 3 digits: chance is 1/3
     # the head reads [pooled conv features, projected band statistics]: 128 + 128 at width 16
     assert est.module_.head[-1].in_features == 256 and est.module_.stats[1].num_features == 2 * 64
-    path = tmp_path / "stats.onnx"
-    torch.onnx.export(est.module_.eval(), torch.as_tensor(X[:2]), str(path), input_names=["x"],
-                      dynamic_axes={"x": {0: "batch"}}, dynamo=False)
-    got = ort.InferenceSession(str(path)).run(None, {"x": X[te][:5]})[0]
-    with torch.no_grad():
-        want = est.module_(torch.as_tensor(X[te][:5])).numpy()
-    np.testing.assert_allclose(got, want, atol=1e-4)
+    _assert_onnx_matches(est.module_, X[:2], X[te][:5], tmp_path / "stats.onnx")
     with pytest.raises(ParameterError, match="pool='global'"):
         build_network("cnn", "default", (64, 101), 3, {"stats": True, "pool": "time"})
 
