@@ -304,3 +304,20 @@ def test_workers_leave_when_their_parent_is_killed(tmp_path, shared):
     while time.time() < deadline and any(alive(p) for p in workers):
         time.sleep(0.2)
     assert not any(alive(p) for p in workers)
+
+
+def test_a_damaged_store_shard_is_set_aside_and_recomputed(tmp_path, fsdd):
+    store = tmp_path / "store"
+    first = extract(fsdd[:10], "mfcc-mean", cache=store, workers=1, batch_size=4)
+    folder = store / get_preset("mfcc-mean").cache_key()
+    npy = sorted(folder.glob("shard-*.npy"))[0]
+    npy.write_bytes(npy.read_bytes()[: npy.stat().st_size // 2])  # truncated (disk full, copy cut short)
+    again = extract(fsdd[:10], "mfcc-mean", cache=store, workers=1)
+    assert 0 < again.cached < 10 and not again.errors
+    np.testing.assert_allclose(again.X, first.X, rtol=1e-5)
+    report = json.loads((folder / "report.json").read_text())
+    assert len(report["corrupt_shards"]) == 1 and npy.stem in report["corrupt_shards"][0]["path"]
+    assert (folder / f"damaged-{npy.name}").is_file() and not npy.exists()  # kept aside, reported once
+    third = extract(fsdd[:10], "mfcc-mean", cache=store, workers=1)
+    assert third.cached == 10
+    assert json.loads((folder / "report.json").read_text())["corrupt_shards"] == []

@@ -230,3 +230,76 @@ def test_stats_leave_out_frames_of_digital_silence(shared):
         np.testing.assert_array_equal(new.transform(y), old.transform(y))  # no silence: same numbers
     for p in (new, old):
         assert np.isfinite(p.transform(np.zeros(p.sample_rate, np.float32))).all()
+
+
+@pytest.mark.parametrize("spec", ["mfcc-seq", "mfcc-seq:normalize=minmax", "psf-mfcc:normalize=meanvar",
+                                  "psf-mfcc:normalize=minmax", "mfcc-seq:duration=none"])
+def test_normalised_sequences_of_digital_silence_are_zero_whatever_the_batch(spec, speech):
+    clips, _ = speech
+    preset = get_preset(spec)
+    silence = np.zeros(3 * 16000, np.float32)
+    alone = preset.transform(silence)
+    assert np.all(np.isfinite(alone)) and np.abs(alone).max() == 0  # not rounding noise scaled up
+    batch = preset.transform_batch([clips[0], silence, clips[1]])
+    np.testing.assert_array_equal(batch[1], alone)
+    assert np.abs(batch[0]).max() > 0.5  # real speech is still normalised
+
+
+def test_delta_width_is_checked_against_the_clip_length():
+    with pytest.raises(ParameterError, match="longer than its clips"):
+        get_preset("mfcc-seq:deltas=1,delta_width=201")
+    with pytest.raises(ParameterError, match="odd integer >= 3"):
+        get_preset("psf-mfcc:deltas=1,delta_width=4")
+    # variable length: a clip shorter than the window gets the widest window that fits, not zeros
+    from earmark.features import _spectral as sp
+    from earmark.features._presets import _delta_any_length
+
+    ramp = np.tile(np.arange(7.0, dtype=np.float32) ** 2, (2, 1))
+    np.testing.assert_allclose(_delta_any_length(ramp, 9, 1), sp.delta(ramp, width=7, order=1))
+    np.testing.assert_allclose(_delta_any_length(ramp[:, :6], 9, 1), sp.delta(ramp[:, :6], width=5, order=1))
+    assert np.all(_delta_any_length(ramp[:, :2], 9, 1) == 0)
+    short = get_preset("mfcc-seq:duration=none,deltas=1").transform(
+        np.random.default_rng(0).normal(size=800).astype(np.float32) * 0.1)  # 6 frames < width 9
+    assert short.shape == (26, 6) and np.abs(short[13:]).max() > 0
+
+
+def test_setting_strings_keep_text_and_allow_variable_length():
+    assert get_preset("mfcc-seq:normalize=none").params["normalize"] == "none"
+    assert get_preset("psf-mfcc:normalize=none").params["normalize"] == "none"
+    assert get_preset("mfcc-seq:duration=none").output_shape is None
+    assert get_preset("logmel:norm=none").params["norm"] is None
+    with pytest.raises(ParameterError, match="needs a fixed 'duration'"):
+        get_preset("logmel:duration=none")
+    with pytest.raises(ParameterError, match="'minmax', 'meanvar'"):
+        get_preset("mfcc-seq:normalize=zscore")
+
+
+def test_settings_are_typed_like_their_defaults():
+    a, b = get_preset("logmel", duration=2), get_preset("logmel:duration=2")
+    assert a == b and a.cache_key() == b.cache_key() and hash(a) == hash(b)
+    c = get_preset("logmel", n_mels=np.int64(32), fmax=np.float32(4000))
+    assert c == get_preset("logmel", n_mels=32, fmax=4000.0)
+    json.dumps(c.to_dict())  # plain Python values: the store and bundles can record it
+    with pytest.raises(ParameterError, match="True or False"):
+        get_preset("raw", peak_normalize="false")
+    with pytest.raises(ParameterError, match="'slaney', None"):
+        get_preset("logmel", norm="foo")
+    with pytest.raises(ParameterError, match="scipy window"):
+        get_preset("logmel", window="foo")
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("logmel:amin=inf", "finite"), ("logmel:power=inf", "finite"), ("psf-mfcc:preemph=nan", "finite"),
+    ("logmel:duration=inf", "finite"), ("logmel:ref=0", "'ref'.*> 0"), ("logmel:ref=-1", "'ref'.*> 0"),
+    ("psf-mfcc:preemph=1.5", r"\[0, 1\)"), ("raw:duration=1e-9", "shorter than one sample"),
+    ("classic173:sample_rate=8000", "above 12800 Hz"), ("stats:sample_rate=8000", "lower n_bands to 5"),
+])
+def test_settings_that_cannot_give_numbers_are_refused(spec, message):
+    with pytest.raises(ParameterError, match=message):
+        get_preset(spec)
+
+
+def test_stats_at_8khz_with_fewer_contrast_bands_computes():
+    p = get_preset("stats:sample_rate=8000,n_bands=4")
+    out = p.transform(np.random.default_rng(0).normal(size=8000).astype(np.float32) * 0.1)
+    assert out.shape == p.output_shape and np.all(np.isfinite(out))

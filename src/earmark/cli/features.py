@@ -107,11 +107,18 @@ def extract_cmd(
         tmp = report.with_name(report.name + ".tmp")
         tmp.write_text(json.dumps(data, indent=2))
         os.replace(tmp, report)
+    corrupt = []
+    if report.is_file():
+        try:
+            corrupt = list(json.loads(report.read_text()).get("corrupt_shards", []))
+        except (OSError, ValueError):
+            corrupt = []
     summary = {
         "source": str(source), "preset": preset.name, "store": str(out / preset.cache_key()),
         "files": len(df) + len(skipped), "features": len(fs), "from_cache": fs.cached,
         "failed": failed, "seconds": round(seconds, 3),
         "files_per_second": round(len(df) / seconds, 1) if seconds > 0 else None,
+        "corrupt_shards": corrupt,
     }
     if as_json:
         write_json(summary, None)
@@ -123,5 +130,8 @@ def extract_cmd(
             err_console.print(f"  [yellow]skipped[/] {e['path']}: {e['reason']}", highlight=False)
         if len(failed) > 20:
             err_console.print(f"  … and {len(failed) - 20} more (see report.json in the store)")
+        for c in corrupt:
+            err_console.print(f"  [yellow]warning:[/] damaged store shard {c['path']} ({c['reason']}); its "
+                              "files are computed again", highlight=False)
     if failed:
         raise typer.Exit(int(ExitCode.PARTIAL))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -152,25 +153,48 @@ _register_kind("logmel", _Kind(
 # --- mfcc sequences ---------------------------------------------------------------------------
 
 
+#: A row whose spread over time is below this share of the clip's largest value is constant:
+#: float rounding, not signal. Digital silence gives identical frames up to rounding noise of about
+#: 1e-7 of the largest coefficient, which must not be blown up to unit scale.
+_CONSTANT_ROW = 1e-5
+
+
 def _normalize_seq(x: np.ndarray, how: str) -> np.ndarray:
+    """Per-row (coefficient) normalisation over time of one clip ``(coefficients, frames)``; rows
+    that are constant up to float rounding (digital silence) become 0, not amplified rounding noise."""
     if how == "none":
         return x
+    x64 = x.astype(np.float64)
+    tol = _CONSTANT_ROW * (float(np.abs(x64).max(initial=0.0)) + 1.0)
     if how == "minmax":
-        lo = x.min(axis=-1, keepdims=True)
-        hi = x.max(axis=-1, keepdims=True)
-        return (x - lo) / np.where(hi - lo > 0, hi - lo, 1)
+        lo = x64.min(axis=-1, keepdims=True)
+        spread = x64.max(axis=-1, keepdims=True) - lo
+        flat = spread <= tol
+        return np.where(flat, 0.0, (x64 - lo) / np.where(flat, 1.0, spread)).astype(x.dtype, copy=False)
     if how == "meanvar":
-        mu = x.mean(axis=-1, keepdims=True)
-        sd = x.std(axis=-1, keepdims=True)
-        return (x - mu) / np.where(sd > 0, sd, 1)
+        mu = x64.mean(axis=-1, keepdims=True)
+        sd = x64.std(axis=-1, keepdims=True)
+        flat = sd <= tol
+        return np.where(flat, 0.0, (x64 - mu) / np.where(flat, 1.0, sd)).astype(x.dtype, copy=False)
     raise ParameterError(f"The 'normalize' parameter must be 'none', 'minmax' or 'meanvar'. Got {how!r}.")
+
+
+def _delta_any_length(x: np.ndarray, width: int, order: int) -> np.ndarray:
+    """``delta`` over time for a clip of any length: with fewer frames than ``width`` (variable-length
+    features of a short clip) the window shrinks to the largest odd length that fits (at least 3);
+    a clip of 1-2 frames has no measurable change, so its deltas are 0. Fixed-length presets refuse
+    a ``delta_width`` longer than their clips up front (see ``_check_delta_width``)."""
+    n = x.shape[-1]
+    if n >= width:
+        return sp.delta(x, width=width, order=order)
+    w = n if n % 2 else n - 1
+    return sp.delta(x, width=w, order=order) if w >= 3 else np.zeros_like(x)
 
 
 def _with_deltas(x: np.ndarray, deltas: int, width: int) -> np.ndarray:
     parts = [x]
     for order in range(1, deltas + 1):
-        parts.append(sp.delta(x, width=width, order=order) if x.shape[-1] >= width
-                     else np.zeros_like(x))
+        parts.append(_delta_any_length(x, width, order))
     return np.concatenate(parts, axis=-2)
 
 
@@ -416,7 +440,7 @@ def _stats_batch(clips: Sequence[np.ndarray], sr: int, p: Mapping[str, Any]) -> 
         keep = sounding[off:off + c]
         idx = np.flatnonzero(keep) + off if keep.any() else np.arange(off, off + c)
         m = mf[:, idx]
-        d = sp.delta(m, width=p["delta_width"], order=1) if len(idx) >= p["delta_width"] else np.zeros_like(m)
+        d = _delta_any_length(m, p["delta_width"], 1)
         X = np.concatenate([m, d] + [r[:, idx] for r in rows], axis=0).astype(np.float64)
         pct = np.percentile(X, [10, 50, 90], axis=1)
         out[i] = np.stack([X.mean(axis=1), X.std(axis=1), pct[0], pct[1], pct[2]], axis=1).ravel()
@@ -469,8 +493,11 @@ _register_kind("raw", _Kind(
 _ZERO_OK = frozenset({"deltas", "ceplifter"})
 #: Settings in Hz: a number >= 0 (or None where that is the default), at most the Nyquist frequency.
 _FREQUENCIES = ("fmin", "fmax", "lowfreq", "highfreq")
-#: Settings whose None means something (no filter normalisation, no dB floor).
-_NONE_OK = frozenset({"norm", "top_db"})
+#: Settings whose None means something (no filter normalisation, no dB floor, variable length;
+#: a preset that needs a fixed length refuses ``duration=None`` itself).
+_NONE_OK = frozenset({"norm", "top_db", "duration"})
+#: Text settings with a fixed set of values.
+_CHOICES = {"normalize": ("none", "minmax", "meanvar"), "norm": ("slaney", None), "align": ("start", "center")}
 #: Float settings that must be > 0 when set.
 _POSITIVE = frozenset({"duration", "winlen", "winstep", "amin", "top_db", "window", "hop", "power"})
 
@@ -479,10 +506,36 @@ def _number(v: Any) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
 
 
+def _coerce_values(name: str, defaults: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings as plain Python values typed like their defaults: numpy numbers become Python
+    numbers, whole numbers become floats where the default is a float (so ``duration=2`` and
+    ``duration=2.0`` are one preset with one cache key); a bool or text setting must be given as one
+    (the text ``"false"`` is not False)."""
+    out = {}
+    for key, value in params.items():
+        if isinstance(value, np.generic):
+            value = value.item()
+        default = defaults.get(key)
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ParameterError(f"The {key!r} of preset {name!r} must be True or False. Got {value!r}.")
+        elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        elif isinstance(default, str) and not isinstance(value, str) and not (value is None and key in _NONE_OK):
+            raise ParameterError(f"The {key!r} of preset {name!r} must be text (default {default!r}). Got {value!r}.")
+        out[key] = value
+    return out
+
+
 def _check_values(name: str, sr: int, defaults: Mapping[str, Any], params: Mapping[str, Any]) -> None:
     """Refuse settings a preset cannot compute, naming the setting and what it must be."""
     for key, value in params.items():
         default = defaults.get(key)
+        if key in _CHOICES and value not in _CHOICES[key]:
+            options = ", ".join(repr(c) for c in _CHOICES[key])
+            raise ParameterError(f"The {key!r} of preset {name!r} must be one of {options}. Got {value!r}.")
+        if _number(value) and not math.isfinite(float(value)):
+            raise ParameterError(f"The {key!r} of preset {name!r} must be a finite number. Got {value!r}.")
         if isinstance(default, (int, np.integer)) and not isinstance(default, bool):
             lowest = 0 if key in _ZERO_OK else 1
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < lowest:
@@ -504,6 +557,26 @@ def _check_values(name: str, sr: int, defaults: Mapping[str, Any], params: Mappi
             raise ParameterError(
                 f"Preset {name!r} would compute {n_ceps} MFCCs from {n_bands} mel bands, but a cepstrum has at "
                 f"most as many coefficients as bands: lower {ceps} to {n_bands} or less, or raise {bands}.")
+    if _number(params.get("ref")) and not float(params["ref"]) > 0:
+        raise ParameterError(f"The 'ref' of preset {name!r} (the level of 0 dB) must be > 0. Got {params['ref']!r}.")
+    if _number(params.get("preemph")) and not 0 <= float(params["preemph"]) < 1:
+        raise ParameterError(f"The 'preemph' of preset {name!r} must be in [0, 1). Got {params['preemph']!r}.")
+    if isinstance(params.get("window"), str):
+        import scipy.signal
+
+        try:
+            scipy.signal.get_window(params["window"], 4)
+        except ValueError:
+            raise ParameterError(f"The 'window' of preset {name!r} must name a scipy window such as 'hann', "
+                                 f"'hamming' or 'blackman'. Got {params['window']!r}.") from None
+    width = params.get("delta_width")
+    if width is not None and (not isinstance(width, int) or width < 3 or width % 2 != 1):
+        raise ParameterError(f"The 'delta_width' of preset {name!r} must be an odd integer >= 3 (a centred "
+                             f"window of frames). Got {width!r}.")
+    duration = params.get("duration")
+    if _number(duration) and round(float(duration) * sr) < 1:
+        raise ParameterError(f"The 'duration' of preset {name!r} ({duration} s) is shorter than one sample at "
+                             f"{sr} Hz; give a longer duration.")
     low = params.get("fmin", params.get("lowfreq"))
     high = params.get("fmax", params.get("highfreq"))
     if _number(low) and _number(high) and float(low) >= float(high):
@@ -557,7 +630,7 @@ class Preset:
                 f"Preset {self.name!r} (kind {self.kind!r}) has no parameter(s) {sorted(unknown)}; "
                 f"valid: {sorted(kind.defaults)}."
             )
-        merged = {**kind.defaults, **self.params}
+        merged = {**kind.defaults, **_coerce_values(self.name, kind.defaults, self.params)}
         object.__setattr__(self, "sample_rate", int(self.sample_rate))
         object.__setattr__(self, "params", _freeze(merged))
         if "duration" in merged and merged["duration"] is not None and float(merged["duration"]) <= 0:
@@ -566,8 +639,22 @@ class Preset:
             raise ParameterError(f"The 'align' of preset {self.name!r} must be 'start' or 'center'. "
                                  f"Got {merged['align']!r}.")
         _check_values(self.name, self.sample_rate, kind.defaults, merged)
-        if self.kind in ("logmel", "raw") and merged["duration"] is None:
+        if self.kind in ("logmel", "raw", "cqt") and merged["duration"] is None:
             raise ParameterError(f"Preset {self.name!r} needs a fixed 'duration' in seconds.")
+        if self.kind in ("classic173", "stats"):  # spectral contrast: octave bands from 200 Hz up
+            n_bands = int(merged.get("n_bands", 6))
+            if 200.0 * 2 ** (n_bands - 1) >= self.sample_rate / 2:
+                fit = max(int(math.floor(math.log2(self.sample_rate / 2 / 200.0 - 1e-9))) + 1, 0)
+                how = (f"lower n_bands to {fit} or less, or " if "n_bands" in kind.defaults and fit >= 1 else "")
+                raise ParameterError(
+                    f"Preset {self.name!r} measures spectral contrast in {n_bands} octave bands from 200 Hz up to "
+                    f"{200 * 2 ** n_bands:g} Hz, beyond the Nyquist frequency of sample_rate {self.sample_rate} Hz; "
+                    f"{how}use a sample_rate above {int(200 * 2 ** n_bands)} Hz.")
+        shape = kind.shape(int(self.sample_rate), merged)
+        if merged.get("deltas") and shape is not None and merged["delta_width"] > shape[-1]:
+            raise ParameterError(
+                f"The 'delta_width' of preset {self.name!r} ({merged['delta_width']} frames) is longer than its "
+                f"clips ({shape[-1]} frames); lower delta_width or raise the duration.")
         kind.ready(merged)
 
     def __eq__(self, other: object) -> bool:
@@ -751,7 +838,9 @@ def _parse_setting(preset: str, item: str, defaults: Mapping[str, Any]) -> tuple
     default = defaults["sample_rate"] if key == "sample_rate" else defaults[key]
     low = text.lower()
     value: Any
-    if low in ("none", "null"):
+    if isinstance(default, str) and not (low in ("none", "null") and key in _NONE_OK):
+        value = text  # text settings keep the text as written ('normalize=none' is the mode 'none')
+    elif low in ("none", "null"):
         value = None
     elif low in ("true", "false"):
         value = low == "true"

@@ -148,15 +148,32 @@ class FeatureStore:
                 npy = m.with_suffix(".npy")
                 if not npy.exists():
                     raise OSError("data file missing")
-                for e in info["entries"]:
-                    self.entries[e["hash"]] = _Entry(m.stem, int(e["offset"]), tuple(e["shape"]))
+                entries = [(e, _Entry(m.stem, int(e["offset"]), tuple(e["shape"]))) for e in info["entries"]]
+                if entries:
+                    # a truncated or damaged data file is found here, once, not as a crash on first read
+                    arr = np.load(npy, mmap_mode="r", allow_pickle=False)
+                    end = max(en.offset + (int(np.prod(en.shape)) if en.shape else 1) for _, en in entries)
+                    if arr.ndim != 1 or arr.dtype != np.float32 or arr.size < end:
+                        raise ValueError(f"data file {npy.name} holds {arr.dtype} {arr.shape}, "
+                                         f"not the {end} float32 values its index lists")
+                    del arr  # opened again when read (one open file per shard in use, not per shard)
+                for e, en in entries:
+                    self.entries[e["hash"]] = en
                     self.by_stat[(e["path"], int(e["size"]), int(e["mtime_ns"]))] = e["hash"]
                 for e in info.get("errors", []):
                     if e.get("hash"):
                         self.failures[e["hash"]] = e
                         self.by_stat[(e["path"], int(e["size"]), int(e["mtime_ns"]))] = e["hash"]
             except (OSError, ValueError, KeyError, TypeError) as exc:
-                self.corrupt.append({"path": str(m), "reason": f"unreadable shard, ignored: {exc}"})
+                moved = []
+                for part in (m, m.with_suffix(".npy")):  # set aside (kept for inspection), so reported once
+                    try:
+                        part.rename(part.with_name("damaged-" + part.name))
+                        moved.append(part.with_name("damaged-" + part.name).name)
+                    except OSError:
+                        pass
+                where = f"; moved aside as {' and '.join(moved)}" if moved else ""
+                self.corrupt.append({"path": str(m), "reason": f"unreadable shard, ignored: {exc}{where}"})
 
     def lookup_hash(self, path: str, size: int, mtime_ns: int) -> str | None:
         """Hash recorded for this exact (path, size, mtime), if any."""
