@@ -253,3 +253,27 @@ def test_cli_export_says_what_the_graph_takes(cnn_export, tmp_path):
     assert res.exit_code == 0, res.output
     assert "waveform (mono float32 at 16000 Hz, any length; padded/cropped to 1 s" in res.output
     assert (tmp_path / "m.onnx").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(("target", "params"), [("pitch", {}), ("label", {"arch": "reference"})])
+def test_networks_with_sized_pooling_export_with_the_waveform_frontend(tmp_path, shared, target, params):
+    """The pitch regressor pools time only and the reference CNN pools to 2x2: both export as one
+    waveform graph (the exporter cannot lower those pools on a symbolic size) and answer the same."""
+    from earmark.sources import load_dataset
+    from earmark.training import train
+
+    df = load_dataset(shared / "instruments" / "manifest.csv")
+    df = df.groupby("label").head(4)
+    model = train(df, model="cnn" if target == "label" else "cnn-reg", target=None if target == "label" else target, epochs=1, seed=0,
+                  val_fraction=0, workers=1, **params)
+    info = export_onnx(model, tmp_path / "m.onnx")
+    assert info["frontend"] and info["input_name"] == "waveform"
+    assert info["max_abs_diff"] < 1e-3
+    assert info["pipeline_max_abs_diff"] < 1e-3 if target == "label" else info["pipeline_max_abs_diff"] is None
+    from earmark.audio import load_audio
+
+    clip = load_audio(df["path"].iloc[0], sr=model.preset.sample_rate)[0]
+    got = _session(info["path"]).run(None, {"waveform": clip[None]})[0][0]
+    want = (model.predict_proba([clip], sr=model.preset.sample_rate)[0] if target == "label"
+            else model.predict([clip], sr=model.preset.sample_rate)["prediction"].to_numpy(float))
+    np.testing.assert_allclose(np.ravel(got), np.ravel(want), rtol=1e-3, atol=1e-3)

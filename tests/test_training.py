@@ -86,6 +86,14 @@ def test_predict_reports_bad_files_per_row(logreg_model, theo):
     assert len(pred) == 2
     assert pred["error"].isna().sum() == 1
     assert pred.loc[pred["path"] == str(bad), "label"].isna().all()
+    # one row per input, in input order: a failed file stays where it was given
+    good = [str(p) for p in theo["path"].iloc[:2]]
+    inputs = [str(bad), good[0], "no-such-file.wav", good[1], good[0]]
+    rows = logreg_model.predict(inputs)
+    assert rows["path"].tolist() == inputs
+    assert [e is None for e in rows["error"]] == [False, True, False, True, True]
+    assert rows["label"].iloc[1] == rows["label"].iloc[4] == logreg_model.predict(good[:1])["label"].iloc[0]
+    assert rows["path"].tolist() == logreg_model.predict(pd.DataFrame({"path": inputs}))["path"].tolist()
 
 
 def test_windows_longer_than_the_clip_are_refused_and_long_files_are_flagged(tmp_path, fsdd_small):
@@ -137,6 +145,19 @@ def test_predict_windows_on_a_long_recording(logreg_model, theo):
     assert windows["end"].max() == pytest.approx(len(y) / sr)
     assert clip["label"] in logreg_model.classes
     assert sum(clip["probabilities"].values()) == pytest.approx(1.0)
+    # hours of audio are featurized a block of windows at a time: blocks of 2 give the same answer
+    import earmark.serving.predictor as predictor_module
+    from earmark.serving import Predictor
+
+    whole, whole_clip = Predictor(logreg_model).predict_windows(y, window=0.5, hop=0.25)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(predictor_module, "WINDOW_BLOCK", 2)
+        blocked, _ = logreg_model.predict_windows(y, window=0.5, hop=0.25, sr=sr)
+        parts, parts_clip = Predictor(logreg_model).predict_windows(y, window=0.5, hop=0.25)
+    pd.testing.assert_frame_equal(blocked, windows, rtol=1e-4, atol=1e-6)  # float32 rounding of another batch size
+    assert [(a, b) for a, b, _ in parts] == [(a, b) for a, b, _ in whole] == list(zip(windows["start"], windows["end"]))
+    np.testing.assert_allclose([p.confidence for *_, p in parts], windows["confidence"], rtol=1e-4)
+    assert parts_clip.label == whole_clip.label == clip["label"]
 
 
 def test_predict_takes_arrays_as_decoders_and_soundfile_give_them(logreg_model, theo):

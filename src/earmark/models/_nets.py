@@ -148,6 +148,32 @@ class _ResBlock(nn.Module):
         return self.act(self.body(x) + self.skip(x))
 
 
+class _AdaptiveAvgPool2d(nn.AdaptiveAvgPool2d):
+    """``nn.AdaptiveAvgPool2d`` that also exports to ONNX with a waveform frontend in the graph.
+
+    The exporter cannot lower an adaptive pool to an output size other than 1 when the input's
+    size is symbolic (as it is behind the frontend, even though the frontend fixes it); during
+    export the same windows are taken as explicit slices of the traced shape (PyTorch's rule: window
+    ``i`` of ``n`` over ``L`` spans ``floor(i L / n)`` to ``ceil((i + 1) L / n)``). Same result; no
+    parameters, so a state dict of the plain pool loads unchanged.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.onnx.is_in_onnx_export():
+            return super().forward(x)
+        size = self.output_size if isinstance(self.output_size, tuple) else (self.output_size,) * 2
+        h, w = int(x.shape[-2]), int(x.shape[-1])
+        oh = h if size[0] is None else int(size[0])
+        ow = w if size[1] is None else int(size[1])
+        rows = []
+        for i in range(oh):
+            r0, r1 = (i * h) // oh, -((-(i + 1) * h) // oh)
+            cols = [x[..., r0:r1, (j * w) // ow:-((-(j + 1) * w) // ow)].mean(dim=(-2, -1), keepdim=True)
+                    for j in range(ow)]
+            rows.append(torch.cat(cols, dim=-1))
+        return torch.cat(rows, dim=-2)
+
+
 class ResNorm(nn.Module):
     """Residual frequency-wise instance normalisation (Kim et al., "Domain generalization on
     efficient acoustic scene classification using residual normalization", DCASE 2021):
@@ -256,7 +282,7 @@ def cnn_default(
     if pool == "global":
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(ch, n_outputs)]
     else:
-        layers += [nn.AdaptiveAvgPool2d((f_out, 1)), nn.Flatten(), nn.Dropout(dropout),
+        layers += [_AdaptiveAvgPool2d((f_out, 1)), nn.Flatten(), nn.Dropout(dropout),
                    nn.Linear(ch * f_out, n_outputs)]
     return nn.Sequential(*front, *layers)
 
@@ -279,7 +305,7 @@ def cnn_reference(
         ]
         ch = out
     layers += [
-        nn.AdaptiveAvgPool2d((2, 2)),
+        _AdaptiveAvgPool2d((2, 2)),
         nn.Flatten(),
         nn.Linear(ch * 4, 128),
         nn.ReLU(inplace=True),

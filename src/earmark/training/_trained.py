@@ -201,6 +201,7 @@ class TrainedModel:
         >>> model.predict(["../shared/data/fsdd/recordings/7_jackson_32.wav"])  # doctest: +SKIP
         """
         X, names, errors = self.features(inputs, sr=sr)
+        order = self._input_order(inputs, names, errors)
         rows: list[dict[str, Any]] = []
         if len(names):
             if self.task == "classification":
@@ -216,7 +217,31 @@ class TrainedModel:
                 rows += [{"path": n, "prediction": float(p), "error": None} for n, p in zip(names, pred)]
         key = "label" if self.task == "classification" else "prediction"
         rows += [{"path": e["path"], key: None, "error": e["reason"]} for e in errors]
-        return pd.DataFrame(rows)
+        out = pd.DataFrame([rows[i] for i in order] if order is not None else rows)
+        if "error" in out:
+            out["error"] = out["error"].astype(object).where(out["error"].notna(), None)
+        return out
+
+    def _input_order(self, inputs: Any, names: list[str], errors: list[dict]) -> list[int] | None:
+        """Positions in ``names + errors`` of each input, in input order (files that failed stay
+        where they were given, as in ``earmark predict``); ``None`` when they already are in order."""
+        if not errors:
+            return None
+        if isinstance(inputs, pd.DataFrame):
+            given = [str(p) for p in inputs["path"]]
+        elif isinstance(inputs, (str, os.PathLike)):
+            given = [str(inputs)]
+        else:
+            given = [str(p) for p in inputs]
+        from collections import defaultdict, deque
+
+        slots: dict[str, deque[int]] = defaultdict(deque)
+        for i, name in enumerate([*names, *(e["path"] for e in errors)]):
+            slots[str(name)].append(i)
+        order = [slots[g].popleft() for g in given if slots.get(g)]
+        if len(order) != len(names) + len(errors):  # names not as given: keep the plain order
+            return None
+        return order
 
     def predict_windows(
         self, path_or_array: Any, *, window: float = 1.0, hop: float = 0.5, sr: int | None = None
@@ -258,12 +283,15 @@ class TrainedModel:
         starts = list(range(0, max(1, len(y) - win + 1), step))
         if len(y) > win and starts[-1] + win < len(y):
             starts.append(len(y) - win)
-        clips = [y[s : s + win] for s in starts]
-        feats = self.preset.transform_batch(clips)
+        from earmark.serving.predictor import WINDOW_BLOCK
+
+        clips = [y[s : s + win] for s in starts]  # views of y: no copies
+        # features a block of windows at a time: memory stays flat for hours of audio
+        blocks = (self.preset.transform_batch(clips[i:i + WINDOW_BLOCK]) for i in range(0, len(clips), WINDOW_BLOCK))
         rows: list[dict[str, Any]] = []
         summary: dict[str, Any] = {"n_windows": len(clips)}
         if self.task == "classification":
-            proba = self.predict_proba_features(feats)
+            proba = np.concatenate([self.predict_proba_features(b) for b in blocks])
             for s, p in zip(starts, proba):
                 k = int(p.argmax())
                 row = {"start": s / rate, "end": min(len(y), s + win) / rate, "label": self.classes[k],
@@ -275,7 +303,7 @@ class TrainedModel:
             summary.update(label=self.classes[k], confidence=float(mean[k]),
                            probabilities={c: float(v) for c, v in zip(self.classes, mean)})
         else:
-            pred = self.predict_features(feats)
+            pred = np.concatenate([self.predict_features(b) for b in blocks])
             rows = [{"start": s / rate, "end": min(len(y), s + win) / rate, "prediction": float(p)}
                     for s, p in zip(starts, pred)]
             summary["prediction"] = float(np.mean(pred))
