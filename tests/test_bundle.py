@@ -10,7 +10,7 @@ import pytest
 
 from _serving_model import FSDD, fsdd_model, require_training
 from earmark.bundle import BUNDLE_FORMAT_VERSION, load_model, read_manifest, save_model
-from earmark.errors import BundleError
+from earmark.errors import BundleError, ParameterError
 
 CLIPS = [str(FSDD / "recordings" / n) for n in ("7_jackson_40.wav", "3_theo_12.wav", "0_george_5.wav")]
 
@@ -98,3 +98,32 @@ def test_reference_statistics_survive(model, tmp_path):
     loaded = load_model(save_model(model, tmp_path / "r", reference=ref))
     assert np.array_equal(loaded.reference["drift_features"], ref["drift_features"])
     assert list(loaded.reference["note"]) == ["a", "b"]
+
+
+def test_bundle_files_get_the_usual_modes_and_a_file_is_never_replaced(model, tmp_path):
+    """safetensors writes 0600 files: other users of a shared model folder could not read the
+    weights. A bundle's files get what this user's umask gives new files. save_model replaces a
+    bundle, never another file (a CSV given as --out by mistake)."""
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    try:
+        folder = save_model(model, tmp_path / "m")
+    finally:
+        os.umask(mask)
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".safetensors" for p in files)
+    assert {stat.S_IMODE(p.stat().st_mode) for p in files} == {0o644}
+    victim = tmp_path / "data.csv"
+    victim.write_text("path,label\n")
+    with pytest.raises(ParameterError, match="not a model bundle; refusing"):
+        save_model(model, victim)
+    assert victim.read_text() == "path,label\n"
+    fake = tmp_path / "x.earmark"
+    fake.write_text("not a zip")
+    with pytest.raises(ParameterError, match="not a model bundle"):
+        save_model(model, fake)
+    packed = save_model(model, tmp_path / "y.earmark")
+    assert save_model(model, packed) == packed  # a bundle is replaced (overwrite=True)
+    load_model(packed)

@@ -265,3 +265,83 @@ def test_init_from_refuses_what_it_cannot_fine_tune(shared: Path, tmp_path: Path
     res = runner.invoke(app, ["train", str(inst), "--model", "svm", "--init-from", "bundle:/nonexistent",
                               "--out", str(tmp_path / "b")])
     assert res.exit_code == 2 and "--model svm is not a neural network" in " ".join(res.output.split())
+
+
+def test_a_row_without_a_group_never_turns_the_split_random(tmp_path: Path, shared: Path) -> None:
+    """One blank speaker cell used to make the whole split random (every speaker on both sides);
+    now the known speakers still stay apart and the blank row is a group of its own, said once."""
+    import warnings
+
+    import pandas as pd
+    import pytest
+
+    from earmark.errors import MissingGroupWarning
+    from earmark.sources import iter_folds, load_dataset, train_test_split
+
+    rows = pd.read_csv(shared / "fsdd" / "manifest.csv").groupby(["speaker", "label"]).head(2)
+    rows["path"] = [str(shared / "fsdd" / p) for p in rows["path"]]
+    rows.loc[rows.index[0], "speaker"] = None
+    manifest = tmp_path / "m.csv"
+    rows.to_csv(manifest, index=False)
+    res = CliRunner().invoke(app, ["split", str(manifest), "--out", str(tmp_path / "s"), "--no-duplicates", "--json"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["by"] == "group" and summary["shared_groups"] == []
+    said = " ".join(res.stderr.split())
+    assert "warning: 1 of 100 rows have no group" in said and said.count("have no group") == 1
+    train = pd.read_csv(tmp_path / "s" / "train.csv")
+    test = pd.read_csv(tmp_path / "s" / "test.csv")
+    assert not set(train["speaker"].dropna()) & set(test["speaker"].dropna()) and len(train) + len(test) == 100
+    df = load_dataset(manifest)
+    with pytest.warns(MissingGroupWarning, match="1 of 100 rows"):
+        names = [name for name, _, _ in iter_folds(df, folds="group")]
+    assert len(names) == 6 and sum(n.startswith("<no group") for n in names) == 1  # 5 speakers + the blank row
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MissingGroupWarning)
+        a, b = train_test_split(df, test_size=0.2, seed=0)
+    assert not set(a["group"].dropna()) & set(b["group"].dropna())
+
+
+def test_split_details_from_a_review(tmp_path: Path, shared: Path) -> None:
+    """Case variants of the columns split writes, test shares above one half, bracketed names,
+    files broken after their header, a plain path as --url, and info without the duplicate check."""
+    import pandas as pd
+
+    rows = pd.read_csv(shared / "fsdd" / "manifest.csv").groupby(["speaker", "label"]).head(2)
+    rows["path"] = [str(shared / "fsdd" / p) for p in rows["path"]]
+    caps = tmp_path / "caps.csv"
+    rows.rename(columns={"path": "Path", "label": "Label"}).assign(Fold=10).to_csv(caps, index=False)
+    res = runner.invoke(app, ["split", str(caps), "--out", str(tmp_path / "s"), "--no-duplicates", "--folds", "5"])
+    assert res.exit_code == 0, res.output
+    written = pd.read_csv(tmp_path / "s" / "manifest.csv")
+    assert "Fold" not in written.columns and "Path" not in written.columns
+    back = json.loads(runner.invoke(app, ["info", str(tmp_path / "s" / "manifest.csv"), "--json",
+                                          "--no-duplicates"]).stdout)
+    assert back["n_ok"] == 100 and sorted(back["folds"]) == ["1", "2", "3", "4", "5"]
+    assert back["duplicates"] is None  # not looked for, which [] would not say
+    # a test share above one half is what it says (it was capped at one half)
+    big = json.loads(runner.invoke(app, ["split", str(shared / "tts-digits" / "espeak"), "--out", str(tmp_path / "t"),
+                                         "--test-size", "0.9", "--no-duplicates", "--json"]).stdout)
+    assert big["sides"]["test"]["files"] == 450 and big["shared_groups"] == []
+    # files that cannot be decoded are left out of both sides, as info lists them
+    bad = json.loads(runner.invoke(app, ["split", str(shared / "bad-audio"), "--out", str(tmp_path / "b"),
+                                         "--json"]).stdout)
+    info = json.loads(runner.invoke(app, ["info", str(shared / "bad-audio"), "--json", "--no-duplicates"]).stdout)
+    assert {Path(e["path"]).name for e in bad["skipped"]} == {Path(e["path"]).name for e in info["errors"]}
+    # bracketed names are text, not markup
+    (tmp_path / "brk" / "dog [old]").mkdir(parents=True)
+    (tmp_path / "brk" / "cat").mkdir()
+    for i in range(2):
+        (tmp_path / "brk" / "dog [old]" / f"{i}.wav").write_bytes((shared / "fsdd/recordings/0_george_0.wav").read_bytes())
+        (tmp_path / "brk" / "cat" / f"{i}.wav").write_bytes((shared / "fsdd/recordings/1_george_0.wav").read_bytes())
+    (tmp_path / "brk" / "cat" / "bad [red]x.wav").write_text("no")
+    shown = " ".join(runner.invoke(app, ["info", str(tmp_path / "brk")], terminal_width=200).output.split())
+    assert "dog [old]" in shown and "[red]" in shown  # (a table cell may wrap at the space)
+    # a plain path to a local copy of the archive is a URL too; a file as the folder is refused
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("x/recordings/0_a_0.wav", (shared / "fsdd" / "recordings" / "0_george_0.wav").read_bytes())
+    plain = runner.invoke(app, ["datasets", "download", "fsdd", "--to", str(tmp_path / "d"), "--url", str(archive)])
+    assert plain.exit_code == 3 and "expected 2500" in plain.output  # read, then refused as incomplete
+    onto = runner.invoke(app, ["datasets", "download", "fsdd", "--to", str(caps), "--url", str(archive)])
+    assert onto.exit_code == 3 and "is a file" in " ".join(onto.output.split())

@@ -10,6 +10,7 @@ import pytest
 import soundfile as sf
 
 from _serving_model import BAD, FSDD, fsdd_model, require_training
+from earmark.errors import ParameterError
 from earmark.serving.batch import expand_paths, predict_paths
 
 GOOD = ["7_jackson_40.wav", "7_jackson_41.wav", "3_theo_12.wav", "3_theo_13.wav", "7_george_40.wav"]
@@ -126,3 +127,7 @@ def test_predictions_through_the_feature_store_equal_direct_ones(folder, tmp_pat
         assert a["label"] == b["label"] == c["label"]
         assert b["duration"] == pytest.approx(a["duration"], abs=1e-3) and b["duration"] > 0
         assert b["confidence"] == pytest.approx(a["confidence"], abs=1e-4)
+        assert a.get("silent", False) == b.get("silent", False) == c.get("silent", False)  # from the stored features
+    assert sum(bool(r.get("silent")) for r in again) >= 1
+    with pytest.raises(ParameterError, match="Drop cache"):  # windows would never use the store
+        predict_paths(fsdd_model(), files[:1], window=0.5, cache=tmp_path / "store")

@@ -360,3 +360,39 @@ def test_overwrite_replaces_the_dataset_and_keeps_other_files(tmp_path):
     with pytest.raises(ParameterError, match="no sound"):
         synthesize(["maybe", "..."], voices=1, out=tmp_path / "half", seed=1)
     assert not (tmp_path / "half").exists()
+    # a failed --overwrite run leaves the earlier dataset whole: nothing is replaced until all is made
+    before = {p: p.read_bytes() for p in out.rglob("*.wav")}
+    with pytest.raises(ParameterError, match="no sound"):
+        synthesize(["yes", "..."], voices=2, out=out, seed=1, sample_rate=8000, overwrite=True)
+    assert {p: p.read_bytes() for p in out.rglob("*.wav")} == before
+    assert not [p for p in out.iterdir() if p.name.startswith(".synth-")]  # no staging left behind
+
+
+def test_overwrite_never_replaces_a_dataset_synth_did_not_make(tmp_path, shared):
+    import shutil
+
+    data = tmp_path / "recordings"
+    (data / "rec").mkdir(parents=True)
+    for name in ("0_george_0.wav", "1_theo_3.wav"):
+        shutil.copy(shared / "fsdd" / "recordings" / name, data / "rec" / name)
+    (data / "manifest.csv").write_text("path,label,speaker\nrec/0_george_0.wav,0,george\nrec/1_theo_3.wav,1,theo\n")
+    with pytest.raises(ParameterError, match="did not make"):
+        synthesize(["yes"], voices=1, out=data, seed=1, overwrite=True)
+    assert sorted(p.name for p in (data / "rec").iterdir()) == ["0_george_0.wav", "1_theo_3.wav"]
+    assert (data / "manifest.csv").read_text().startswith("path,label,speaker")
+
+
+def test_cli_words_from_unlabelled_data_and_text_map_alone_are_refused(tmp_path, shared):
+    from typer.testing import CliRunner
+
+    from earmark.cli.main import app
+
+    res = CliRunner().invoke(app, ["synth", "--words-from", str(shared / "bad-audio"), "--voices", "1",
+                                   "--out", str(tmp_path / "w")])
+    assert res.exit_code != 0 and "no labels to speak" in " ".join(res.output.split())
+    assert not isinstance(res.exception, (KeyError, TypeError))
+    manifest = tmp_path / "m.csv"
+    pd.DataFrame({"path": [str(shared / "fsdd/recordings/0_george_0.wav")], "label": ["0"]}).to_csv(manifest, index=False)
+    res = CliRunner().invoke(app, ["train", str(manifest), "--model", "logreg", "--text-map", "0=zero",
+                                   "--out", str(tmp_path / "b")])
+    assert res.exit_code == 2 and "needs --synthetic-voices" in " ".join(res.output.split())

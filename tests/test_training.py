@@ -484,7 +484,7 @@ def test_cli_reads_labels_from_file_names_with_pattern(tmp_path, fsdd_small):
     res = CliRunner().invoke(app, ["train", str(flat), "--pattern", "{digit}_{speaker}_{_}", "--label", "digit",
                                    "--group-column", "speaker", "--model", "gnb", "--features", "mfcc-mean",
                                    "--out", str(out), "--json"])
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 1, res.output  # partial: the model is written; notes.wav was left out, and said
     info = json.loads(res.stdout)
     assert info["config"]["group"] == "group"
     from earmark.bundle import load_model
@@ -782,3 +782,31 @@ def test_cli_tune_lists_the_files_it_left_out(tmp_path, fsdd_small):
     for name in skipped:
         assert name in res.stderr
     assert "3 files left out of the search" in res.stderr
+
+
+def test_cli_train_records_every_file_left_out_and_checks_out_before_training(tmp_path, fsdd_small):
+    """Files the source could not even list as audio are in the bundle's record and the exit code,
+    as files that failed to decode are; an --out that cannot be written is refused before training."""
+    from earmark.bundle import load_model
+    from earmark.cli.main import app
+
+    small = fsdd_small.groupby(["speaker", "label"]).head(2)
+    bad = pd.DataFrame({"path": [str(SHARED / "bad-audio" / "empty.wav"), str(SHARED / "bad-audio" / "text_as_wav.wav")],
+                        "label": "0", "speaker": "george"})
+    manifest = _manifest(tmp_path, pd.concat([small, bad]))
+    out = tmp_path / "m"
+    res = CliRunner().invoke(app, ["train", str(manifest), "--model", "logreg", "-f", "mfcc-mean", "--group", "speaker",
+                                   "--out", str(out), "--workers", "1"], terminal_width=400)
+    assert res.exit_code == 1, res.output  # partial: the model is written, the left-out files said
+    skipped = load_model(out).data["skipped"]
+    assert {Path(s["path"]).name for s in skipped} == {"empty.wav", "text_as_wav.wav"}
+    assert "empty.wav" in res.output and "text_as_wav.wav" in res.output
+    for target in (manifest / "model", manifest):  # below a file; a file that is not a bundle
+        res = CliRunner().invoke(app, ["train", str(manifest), "--model", "logreg", "-f", "mfcc-mean",
+                                       "--out", str(target), "--overwrite"], terminal_width=400)
+        said = " ".join(res.output.split())
+        assert res.exit_code == 2 and said.startswith("error:"), said  # at once: no training output
+        assert ("is a file, not a folder" if target != manifest else "not a model bundle") in said
+        assert manifest.read_text().startswith("path,label,speaker")
+    res = CliRunner().invoke(app, ["export", str(out), "--onnx", str(tmp_path)], terminal_width=400)
+    assert res.exit_code == 2 and "is a folder" in " ".join(res.output.split())

@@ -198,13 +198,17 @@ def save_model(
     pack = pack or target.suffix == BUNDLE_SUFFIX
     if pack and target.suffix != BUNDLE_SUFFIX:
         target = target.with_name(target.name + BUNDLE_SUFFIX)
-    if target.exists():
+    if target.exists() or target.is_symlink():
         if not overwrite:
             raise ParameterError(f"{target} exists; pass overwrite=True or choose another path.")
         if target.is_dir() and any(target.iterdir()) and not (target / MANIFEST).is_file():
             raise ParameterError(
                 f"{target} is a non-empty directory that is not a model bundle; refusing to replace it. "
                 "Choose another path."
+            )
+        if not target.is_dir() and not _is_packed_bundle(target):
+            raise ParameterError(
+                f"{target} is a file that is not a model bundle; refusing to replace it. Choose another path."
             )
     target.parent.mkdir(parents=True, exist_ok=True)
 
@@ -241,6 +245,7 @@ def save_model(
         manifest["manifest_sha256"] = hashlib.sha256(_canonical(manifest)).hexdigest()
         (work / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False, allow_nan=False) + "\n",
                                      encoding="utf-8")
+        _usual_modes(work)
         if pack:
             staged = Path(tmp) / ("packed" + BUNDLE_SUFFIX)
             with zipfile.ZipFile(staged, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
@@ -256,6 +261,25 @@ def save_model(
                 os.replace(target, old)
             os.replace(work, target)
     return target
+
+
+def _is_packed_bundle(path: Path) -> bool:
+    """A ``.earmark`` archive with a manifest (a file ``save_model`` may replace)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return MANIFEST in zf.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def _usual_modes(root: Path) -> None:
+    """Give the bundle's files and folders the modes this user's umask gives new files (safetensors
+    writes its files 0600, which other users of a shared model folder could not read)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for p in [root, *root.rglob("*")]:
+        if not p.is_symlink():
+            p.chmod((0o777 if p.is_dir() else 0o666) & ~mask)
 
 
 def _earmark_version() -> str:
@@ -335,7 +359,12 @@ def _verify_directory(root: Path, manifest: Mapping[str, Any], where: str) -> No
         file = root / rel
         if not file.is_file():
             raise BundleError(f"{where}: file {rel} listed in the manifest is missing (corrupt bundle).")
-        if _sha256(file) != digest:
+        try:
+            actual = _sha256(file)
+        except OSError as exc:
+            raise BundleError(f"{where}: cannot read {rel} ({exc.strerror or exc}); check the file's "
+                              "permissions (the bundle's files must be readable by this user).") from None
+        if actual != digest:
             raise BundleError(
                 f"{where}: hash mismatch for {rel}: the file was modified after saving (tampered or corrupt)."
             )
@@ -350,7 +379,11 @@ def _opened(path: str | os.PathLike[str]) -> Iterator[tuple[Path, dict[str, Any]
         mf = src / MANIFEST
         if not mf.is_file():
             raise BundleError(f"{where}: not a model bundle (no {MANIFEST}); pass a bundle directory or .earmark file.")
-        manifest = _parse_manifest(mf.read_bytes(), where)
+        try:
+            raw = mf.read_bytes()
+        except OSError as exc:
+            raise BundleError(f"{where}: cannot read {MANIFEST} ({exc.strerror or exc}); check its permissions.") from None
+        manifest = _parse_manifest(raw, where)
         _verify_directory(src, manifest, where)
         yield src, manifest
         return

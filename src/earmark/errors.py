@@ -63,6 +63,10 @@ class EarmarkWarning(UserWarning):
     """Base class of earmark's warnings."""
 
 
+class MissingGroupWarning(EarmarkWarning):
+    """Some rows of a grouped table have no group; each is kept as a group of its own."""
+
+
 class AudioRangeWarning(EarmarkWarning):
     """Float audio outside [-1, 1] was scaled back into range."""
 

@@ -12,8 +12,9 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-__all__ = ["ExitCode", "earmark_warnings", "err_console", "fail", "progress_bar", "register_features", "write_json"]
+__all__ = ["ExitCode", "check_writable_folder", "earmark_warnings", "err_console", "fail", "progress_bar", "register_features", "write_json"]
 
 #: Messages, warnings and progress go to stderr; results (tables, JSON) go to stdout.
 err_console = Console(stderr=True)
@@ -35,18 +36,35 @@ class ExitCode(IntEnum):
 
 def fail(message: str, code: ExitCode = ExitCode.ERROR) -> NoReturn:
     """Print ``message`` to stderr and exit with ``code``."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {escape(str(message))}", highlight=False)  # '[synth]' is text
     raise typer.Exit(int(code))
 
 
 def report_skipped(skipped: list[dict[str, str]], *, label: str = "left out", of: str = "the scores") -> None:
     """List the files a command left out (at most 50, then a count) and say how many there were."""
     for s in skipped[:50]:
-        err_console.print(f"[yellow]{label}[/] {s.get('path')}: {s.get('reason')}", highlight=False)
+        err_console.print(f"[yellow]{label}[/] {escape(str(s.get('path')))}: {escape(str(s.get('reason')))}",
+                          highlight=False)
     if len(skipped) > 50:
         err_console.print(f"… and {len(skipped) - 50} more (see --json).", highlight=False)
     if skipped:
         err_console.print(f"{len(skipped)} file{'' if len(skipped) == 1 else 's'} left out of {of}.", highlight=False)
+
+
+def check_writable_folder(folder: Path, option: str) -> None:
+    """Exit with a usage error, before any work, when ``folder`` could not be created or written
+    (its nearest existing ancestor is a file or not writable). Nothing is created."""
+    import os
+
+    probe = Path(os.path.abspath(folder))
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        fail(f"Cannot write to {folder} for {option}: {probe} is a file, not a folder. Choose another path.",
+             ExitCode.USAGE)
+    if not os.access(probe, os.W_OK | os.X_OK):
+        fail(f"Cannot write to {folder} for {option}: {probe} is not writable. Choose a writable path.",
+             ExitCode.USAGE)
 
 
 def write_text(target: str | Path, text: str) -> None:
@@ -148,7 +166,7 @@ def earmark_warnings() -> Iterator[None]:
                 warnings.showwarning(w.message, w.category, w.filename, w.lineno)
             elif str(w.message) not in shown:
                 shown.add(str(w.message))
-                err_console.print(f"[yellow]warning:[/] {w.message}", highlight=False)
+                err_console.print(f"[yellow]warning:[/] {escape(str(w.message))}", highlight=False)
 
 
 def register_features(features: str | None) -> str | None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from earmark.cli._common import ExitCode, err_console, fail, write_json
+from earmark.cli._common import ExitCode, earmark_warnings, err_console, fail, write_json
 from earmark.errors import EarmarkError
 
 if TYPE_CHECKING:
@@ -19,10 +20,22 @@ if TYPE_CHECKING:
 datasets_app = typer.Typer(help="The catalog of public datasets: list them, download one.", no_args_is_help=True)
 
 
+def _warnings_as_lines(command: Any) -> Any:
+    """``command`` with earmark's warnings shown as ``warning:`` lines (the signature Typer reads is kept)."""
+    import functools
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with earmark_warnings():
+            return command(*args, **kwargs)
+
+    return run
+
+
 def register(app: typer.Typer) -> None:
     """Add ``info``, ``split`` and ``datasets`` to ``app``."""
-    app.command("info")(info)
-    app.command("split")(split)
+    app.command("info")(_warnings_as_lines(info))
+    app.command("split")(_warnings_as_lines(split))
     app.add_typer(datasets_app, name="datasets")
 
 
@@ -75,11 +88,11 @@ def info(
 
 def _print_summary(s: dict) -> None:
     out = Console()
-    out.print(f"[bold]{s['source']}[/]: {s['n_ok']} of {_n(s['n_files'], 'file')} readable")
+    out.print(f"[bold]{escape(str(s['source']))}[/]: {s['n_ok']} of {_n(s['n_files'], 'file')} readable")
     if s.get("classes"):
         t = Table("class", "files", title=f"{_n(len(s['classes']), 'class', 'classes')} (balance {s['balance']:.2f})")
         for k, v in s["classes"].items():
-            t.add_row(str(k), str(v))
+            t.add_row(escape(str(k)), str(v))
         out.print(t)
     unlabelled = s.get("n_unlabelled", 0)
     if unlabelled and unlabelled == s["n_ok"]:
@@ -95,10 +108,10 @@ def _print_summary(s: dict) -> None:
         shown = list(g.items())[:20]
         t = Table("group", "files", title=_n(len(g), "group") + (" (first 20)" if len(g) > 20 else ""))
         for k, v in shown:
-            t.add_row(str(k), str(v))
+            t.add_row(escape(str(k)), str(v))
         out.print(t)
     if s.get("folds"):
-        out.print("folds: " + ", ".join(f"{k}: {v}" for k, v in s["folds"].items()))
+        out.print("folds: " + ", ".join(f"{k}: {v}" for k, v in s["folds"].items()), markup=False)
     if s.get("duration"):
         d = s["duration"]
         total = f"{d['total'] / 60:.1f} min" if d["total"] >= 60 else f"{d['total']:.1f} s"
@@ -115,12 +128,12 @@ def _print_summary(s: dict) -> None:
         t.add_column("file", overflow="fold")  # whole paths, wrapped: a cut one names no file
         t.add_column("reason", overflow="fold")
         for e in s["errors"]:
-            t.add_row(e["path"], e["reason"])
+            t.add_row(escape(str(e["path"])), escape(str(e["reason"])))
         out.print(t)
     if s["duplicates"]:
         out.print(f"[yellow]{_n(len(s['duplicates']), 'set')} of files with identical audio:[/]")
         for group in s["duplicates"][:20]:
-            out.print("  " + " = ".join(group))
+            out.print("  " + " = ".join(group), markup=False, highlight=False)
 
 
 #: Columns load_dataset fills from each file's header; a written manifest leaves them out.
@@ -129,7 +142,9 @@ _HEADER_COLUMNS = ("duration", "sample_rate", "channels")
 
 def _manifest(df: pd.DataFrame) -> pd.DataFrame:
     """``df`` as a manifest to write: absolute paths first, header-derived columns left out."""
-    keep = [c for c in df.columns if c not in _HEADER_COLUMNS]
+    std = {"path", "label", "group", "fold"} & set(df.columns)
+    # a source's own 'Path' / 'Fold' beside the columns written here would be read instead of them
+    keep = [c for c in df.columns if c not in _HEADER_COLUMNS and not (c not in std and c.lower() in std)]
     return df[["path", *[c for c in keep if c != "path"]]]
 
 
@@ -161,13 +176,14 @@ def split(
     Groups (speakers, recordings…) never straddle the two sides; labels are stratified as far as
     groups allow. The manifests hold absolute paths and every column of the source, so
     'earmark train OUT/train.csv' and 'earmark evaluate MODEL OUT/test.csv' read them as they are.
-    Unreadable files are listed and left out of both sides; identical audio found on both sides
-    is reported (exit code 1).
+    Unreadable files are listed and left out of both sides (every file is decoded; with
+    --no-duplicates only headers are read, so a file broken after its header is not found); identical
+    audio found on both sides is reported (exit code 1).
     """
     import numpy as np
 
     from earmark.sources import check_leakage, iter_folds, split_kind, train_test_split
-    from earmark.sources._splits import duplicates_across_folds
+    from earmark.sources._splits import _has, duplicates_across_folds
 
     if out.exists() and not out.is_dir():
         fail(f"--out {out} is a file; give a folder to write the manifests into.", ExitCode.USAGE)
@@ -178,7 +194,8 @@ def split(
              ExitCode.USAGE)
     names = ["manifest.csv"] if folds else ["train.csv", "test.csv"]
     try:
-        df = _load(source, label_column, group_column, pattern, "header")
+        # checking duplicates decodes every file anyway: decode first, so a file that cannot be is left out
+        df = _load(source, label_column, group_column, pattern, "decode" if duplicates else "header")
         skipped = list(df.attrs.get("skipped", []))
         if len(df) < 2:
             first = (f"; e.g. {skipped[0].get('path')}: {skipped[0].get('reason')}"
@@ -186,17 +203,19 @@ def split(
             fail(f"{source} has {len(df)} readable file(s) of {len(df) + len(skipped)} listed{first}. "
                  "A split needs at least 2; check the paths (relative ones are read from the manifest's folder).")
         kind = split_kind(df, by)
-        if kind == "group" and not ("group" in df.columns and df["group"].notna().all() and df["group"].nunique() > 1):
-            fail(f"--by group needs a group column with at least two groups; {source} has none "
-                 "(name it with --group-column, or use --by random).", ExitCode.USAGE)
+        if kind == "group" and not _has(df, "group"):
+            n_groups = df["group"].dropna().astype(str).nunique() if "group" in df.columns else 0
+            fail(f"--by group needs a group column with at least two groups; {source} has "
+                 f"{n_groups or 'none'} (name it with --group-column, or use --by random).",
+                 ExitCode.USAGE)
         if by == "auto" and kind == "random" and "fold" in df.columns and df["fold"].nunique() > 1 and not folds:
             kind = "fold"  # predefined folds are what keeps such a table leak-free
         if folds:
             if by not in ("auto", "group", "random"):
                 fail(f"--folds K makes group-aware (or random) folds; --by {by} does not apply.", ExitCode.USAGE)
             data = df.drop(columns=["group"]) if kind == "random" and "group" in df.columns else df
-            if "group" in data.columns and data["group"].nunique() < folds:
-                n_groups = data["group"].nunique()
+            if "group" in data.columns and data["group"].dropna().nunique() < folds:
+                n_groups = data["group"].dropna().nunique()
                 fail(f"--folds {folds} needs at least {folds} groups to keep each group in one fold; {source} has "
                      f"{n_groups}. Use --folds {n_groups} or fewer (with as many folds as groups, each holds out "
                      "one group), or --by random to ignore the groups.", ExitCode.USAGE)

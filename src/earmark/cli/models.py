@@ -17,6 +17,7 @@ from rich.table import Table
 
 from earmark.cli._common import (
     ExitCode,
+    check_writable_folder,
     earmark_warnings,
     err_console,
     fail,
@@ -204,6 +205,12 @@ def _synthetic_voices(df: Any, n: int, seed: int, text_map: str | None) -> Any:
 
     words = sorted(df["label"].dropna().astype(str).unique())
     mapping = parse_text_map(text_map) or None
+    if mapping and not set(mapping) & set(words):
+        from rich.markup import escape
+
+        err_console.print("[yellow]warning:[/] " + escape(
+            f"--text-map applies to none of the labels: it names {', '.join(list(mapping)[:10])}; the labels are "
+            f"{', '.join(words[:10])}"), highlight=False)
     rate = int(df["sample_rate"].median()) if "sample_rate" in df.columns else 16000
     key = hashlib.sha256(json.dumps([words, n, seed, rate, mapping], sort_keys=True).encode()).hexdigest()[:16]
     root = Path(os.environ.get("EARMARK_CACHE", Path.home() / ".cache" / "earmark")) / "synth" / key
@@ -269,6 +276,14 @@ def train_command(
         # refused now, not after training (save_model never replaces a folder that is not a bundle)
         fail(f"{out} is a non-empty folder that is not a model bundle (a dataset?); choose another --out.",
              ExitCode.USAGE)
+    if out.is_file() and not out.is_dir():
+        from earmark.bundle import _is_packed_bundle
+
+        if not _is_packed_bundle(out):
+            fail(f"{out} is a file that is not a model bundle; choose another --out.", ExitCode.USAGE)
+    check_writable_folder(out.parent, "--out")  # refused now, not after training
+    if text_map and not synthetic_voices:
+        fail("--text-map says how synthetic voices speak each label; it needs --synthetic-voices N.", ExitCode.USAGE)
     if init_from is None and (freeze_epochs or head_only or body_lr_scale != 1.0):
         fail("--freeze-epochs, --body-lr-scale and --head-only need --init-from.", ExitCode.USAGE)
     try:
@@ -333,6 +348,8 @@ def train_command(
         fail(str(exc), ExitCode.USAGE)
     except EarmarkError as exc:
         fail(str(exc))
+    except OSError as exc:  # the disk filled up, a folder became unwritable…
+        fail(f"Cannot write the model bundle {out}: {exc.strerror or exc}. Choose a writable --out.")
     skipped = trained.data.get("skipped", [])
     for s in skipped:
         err_console.print(f"[yellow]skipped[/] {s['path']}: {s['reason']}", highlight=False)

@@ -12,6 +12,7 @@ import typer
 
 from earmark.cli._common import (
     ExitCode,
+    check_writable_folder,
     err_console,
     fail,
     progress_bar,
@@ -83,7 +84,7 @@ def predict(
         write_text(out, text)
     silent = [r["path"] for r in rows if r.get("silent")]
     if silent:
-        err_console.print(f"[yellow]warning:[/] {len(silent)} file{'' if len(silent) == 1 else 's'} hold only digital "
+        err_console.print(f"[yellow]warning:[/] {len(silent)} file{' holds' if len(silent) == 1 else 's hold'} only digital "
                           f"silence; the model's answer for {'it' if len(silent) == 1 else 'them'} is a guess about "
                           f"nothing: {', '.join(silent[:5])}" + (" …" if len(silent) > 5 else ""), highlight=False)
     clip = predictor.preset.params.get("duration")
@@ -157,10 +158,15 @@ def export(
     """Export a neural model to ONNX (network, and the log-mel frontend where expressible)."""
     from earmark.serving.export import export_onnx
 
+    if onnx.is_dir():
+        fail(f"--onnx {onnx} is a folder; give the path of the .onnx file to write.", ExitCode.USAGE)
+    check_writable_folder(onnx.parent, "--onnx")
     try:
         info = export_onnx(model, onnx, frontend=frontend, check=check)
     except EarmarkError as exc:
         fail(str(exc))
+    except OSError as exc:
+        fail(f"Cannot write {onnx}: {exc.strerror or exc}. Choose a writable --onnx path.")
     what = (f"waveform (mono float32 at {info['sample_rate']} Hz, any length; padded/cropped to "
             f"{float(info['duration']):g} s in the graph as earmark predict does)"
             if info.get("frontend") and info.get("duration") is not None

@@ -28,12 +28,21 @@ def register(app: typer.Typer) -> None:
 
 
 def _words_from(source: Path) -> list[str]:
+    import pandas as pd
+
     from earmark.sources import load_dataset
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        df = load_dataset(source)
-    return sorted(df["label"].astype(str).unique(), key=lambda s: (len(s), s))
+        df = load_dataset(source, allow_unlabelled=True)
+    labels = df["label"].dropna().astype(str).str.strip() if "label" in df.columns else pd.Series([], dtype=str)
+    labels = labels[labels != ""]
+    if labels.empty:
+        from earmark.errors import DatasetError
+
+        raise DatasetError(f"{source} has no labels to speak: --words-from needs a dataset with a label column "
+                           "(or class folders, or --pattern); give the words as arguments instead.")
+    return sorted(labels.unique(), key=lambda s: (len(s), s))
 
 
 def synth(

@@ -121,6 +121,10 @@ def predict_paths(
         raise ParameterError(f"The 'reject_below' parameter must be a probability in [0, 1]. Got {reject_below!r} instead.")
     if hop is not None and window is None:
         raise ParameterError("The 'hop' parameter needs 'window' too; pass both (seconds).")
+    if window is not None and cache is not None:
+        raise ParameterError("A feature store (cache) holds features of whole files; windowed prediction "
+                             "computes each window's features as it goes and would not use it. Drop cache "
+                             "(--cache) or window (--window).")
     files = expand_paths(paths)
     if runtime == "auto" and len(files) < ONNX_MIN_FILES:
         runtime = "estimator"
@@ -255,10 +259,12 @@ def _predict_cached(
 ) -> list[dict[str, Any]]:
     xs, errors, durations = _extract_cached(predictor, files, cache, workers)
     ok = [i for i in range(len(files)) if xs[i] is not None]
+    silent_like = _silence_features(predictor.preset)
 
     def chunk_rows(idx: Sequence[int]) -> list[tuple[int, dict[str, Any]]]:
         proba = predictor.outputs([xs[i] for i in idx])
-        return [(i, _row(predictor, files[i], p, durations[i], k)) for i, p in zip(idx, proba, strict=True)]
+        return [(i, _row(predictor, files[i], p, durations[i], k, silent_like(xs[i])))
+                for i, p in zip(idx, proba, strict=True)]
 
     rows: list[dict[str, Any] | None] = [None] * len(files)
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -270,6 +276,26 @@ def _predict_cached(
         rows[i] = _error_row(predictor, files[i], err)
         tick(1)
     return [r for r in rows if r is not None]
+
+
+def _silence_features(preset: Any) -> Callable[[Any], bool]:
+    """A test of stored features for digital silence, without decoding the file again: the
+    features equal those of an all-zero clip (each frame like its frames, for sequences of any
+    length). The same files :func:`~earmark.serving.predictor.is_silent` flags on decoded audio."""
+    seconds = preset.params.get("duration") or 1.0
+    ref = np.asarray(preset.transform(np.zeros(max(1, round(seconds * preset.sample_rate)), np.float32)))
+
+    tol = 1e-5 * (float(np.abs(ref).max(initial=0.0)) + 1.0)  # float rounding at the features' own scale
+
+    def test(x: Any) -> bool:
+        x = np.asarray(x)
+        if x.shape == ref.shape:
+            return bool(np.abs(x - ref).max(initial=0.0) <= tol)
+        if x.ndim == ref.ndim >= 2 and x.shape[:-1] == ref.shape[:-1] and x.shape[-1]:  # frames vary
+            return bool(np.abs(x - ref[..., :1]).max() <= tol)
+        return False
+
+    return test
 
 
 def _extract_cached(

@@ -219,10 +219,12 @@ def _pick(columns: Iterable[str], wanted: str | None, candidates: tuple[str, ...
                 f"Name one of them instead."
             )
         return wanted
-    lower = {c.lower(): c for c in cols}
-    for cand in candidates:
-        if cand.lower() in lower:
-            return lower[cand.lower()]
+    for cand in candidates:  # a column spelled exactly as earmark writes it first ('path' before 'Path')
+        if cand in cols:
+            return cand
+        same = [c for c in cols if c.lower() == cand.lower()]
+        if same:
+            return same[0]
     return None
 
 

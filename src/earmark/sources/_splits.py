@@ -27,8 +27,40 @@ __all__ = ["LeakageReport", "check_leakage", "find_duplicates", "iter_folds", "s
 _BY = ("auto", "group", "fold", "random")
 
 
+def _blank(values: pd.Series) -> np.ndarray:
+    """Cells with no value: missing, or only spaces."""
+    return (values.isna() | values.astype(str).str.strip().eq("")).to_numpy()
+
+
 def _has(df: pd.DataFrame, col: str) -> bool:
-    return col in df.columns and df[col].notna().all() and df[col].nunique() > 1
+    """Whether the table can be split by ``col``: folds must be complete; groups need two values
+    (rows without a group become groups of their own, see :func:`_group_array`)."""
+    if col not in df.columns:
+        return False
+    if col == "group":
+        return df[col][~_blank(df[col])].astype(str).nunique() > 1
+    return bool(df[col].notna().all()) and df[col].nunique() > 1
+
+
+def _group_array(df: pd.DataFrame) -> np.ndarray:
+    """The group of each row as text; a row without one is a group of its own (it can share no
+    group with another row), with a :class:`~earmark.errors.MissingGroupWarning` saying how many."""
+    col = df["group"]
+    groups = col.astype(str).to_numpy(dtype=object)
+    blank = _blank(col)
+    if blank.any():
+        import warnings
+
+        from earmark.errors import MissingGroupWarning
+
+        where = np.flatnonzero(blank)
+        example = f" (e.g. {df['path'].iloc[where[0]]})" if "path" in df.columns else ""
+        warnings.warn(
+            f"{len(where)} of {len(df)} rows have no group{example}; each is kept as a group of its own. "
+            "Fill in their group (speaker, recording…) so that rows of one group stay on one side.",
+            MissingGroupWarning, stacklevel=3)
+        groups[where] = [f"<no group: row {i}>" for i in where]
+    return groups
 
 
 def _labels(df: pd.DataFrame) -> np.ndarray | None:
@@ -114,12 +146,16 @@ def train_test_split(
                 "by='group' needs a 'group' column with at least two groups; "
                 "pass group_column= to load_dataset, or by='random'."
             )
-        groups = df["group"].astype(str).to_numpy()
+        groups = _group_array(df)
         n_groups = len(np.unique(groups))
-        n_splits = max(2, int(round(1.0 / test_size)))
+        # one fold of K is the smaller side: the test side for test_size <= 0.5, else the train side
+        small = min(test_size, 1.0 - test_size)
+        n_splits = max(2, int(round(1.0 / small)))
         if y is not None and n_groups >= n_splits:
             splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
             train_pos, test_pos = next(splitter.split(pos, y, groups))
+            if test_size > 0.5:
+                train_pos, test_pos = test_pos, train_pos
         else:
             n_test = min(n_groups - 1, max(1, int(round(test_size * n_groups))))
             gss = GroupShuffleSplit(n_splits=1, test_size=n_test, random_state=seed)
@@ -179,7 +215,7 @@ def iter_folds(
         if _has(df, "fold"):
             folds = "fold"
         elif has_group:
-            folds = "group" if df["group"].nunique() <= 10 else 5
+            folds = "group" if len(np.unique(_group_array(df))) <= 10 else 5
         else:
             folds = 5
     if folds == "fold":
@@ -193,7 +229,7 @@ def iter_folds(
     if folds == "group":
         if not has_group:
             raise DatasetError("folds='group' needs a 'group' column with at least two groups; the table has none.")
-        groups = df["group"].astype(str).to_numpy()
+        groups = _group_array(df)
         for train, test in LeaveOneGroupOut().split(pos, y, groups):
             yield str(groups[test[0]]), train, test
         return
@@ -202,10 +238,10 @@ def iter_folds(
         if k < 2:
             raise ParameterError(f"The 'folds' parameter must be >= 2 when an int. Got {k} instead.")
         if has_group:
-            groups = df["group"].astype(str).to_numpy()
-            if df["group"].nunique() < k:
+            groups = _group_array(df)
+            if len(np.unique(groups)) < k:
                 raise DatasetError(
-                    f"folds={k} needs at least {k} groups; the table has {df['group'].nunique()}. "
+                    f"folds={k} needs at least {k} groups; the table has {len(np.unique(groups))}. "
                     "Use folds='group' (leave one group out) or fewer folds."
                 )
             splitter = (

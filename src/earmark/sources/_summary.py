@@ -31,7 +31,7 @@ def summarize(df: pd.DataFrame, *, duplicates: bool = True, workers: int | None 
     a folder read with ``allow_unlabelled=True``), ``classes`` (label → count), ``groups`` (group → count), ``folds``, ``duration`` (seconds: min,
     median, mean, max, total), ``sample_rates`` (rate → count), ``channels``, ``balance``
     (smallest / largest class), ``errors`` (list of ``{path, reason}``), ``duplicates`` (lists
-    of paths whose decoded audio is identical).
+    of paths whose decoded audio is identical; ``None`` with ``duplicates=False``: not looked for).
 
     Example
     -------
@@ -71,7 +71,8 @@ def summarize(df: pd.DataFrame, *, duplicates: bool = True, workers: int | None 
         c = df["channels"].value_counts()
         out["channels"] = {str(k): int(c[k]) for k in sorted(c.index)}
     out["errors"] = errors
-    out["duplicates"] = find_duplicates(df["path"].tolist(), workers=workers) if duplicates and len(df) else []
+    # None: not looked for (duplicates=False); [] : looked for, none found
+    out["duplicates"] = (find_duplicates(df["path"].tolist(), workers=workers) if len(df) else []) if duplicates else None
     return out
 
 

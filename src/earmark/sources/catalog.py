@@ -127,6 +127,12 @@ def tree_digest(files: list[Path]) -> str:
 
 
 def _fetch(url: str, progress: Callable[[int, int | None], None] | None, timeout: float) -> bytes:
+    if "://" not in url:  # a plain path to a local copy of the archive
+        local = Path(url).expanduser()
+        if not local.is_file():
+            raise DatasetError(f"Cannot download {url}: it is neither a URL nor a file; give http(s)://…, "
+                               "file:///path/to/archive.zip, or the path of a local copy of the archive.")
+        url = local.resolve().as_uri()
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
             total = resp.headers.get("Content-Length")
@@ -137,7 +143,7 @@ def _fetch(url: str, progress: Callable[[int, int | None], None] | None, timeout
                 if progress:
                     progress(buf.tell(), total_n)
             return buf.getvalue()
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: a URL urllib cannot read ('unknown url type')
         raise DatasetError(
             f"Cannot download {url}: {exc}. Check the network, or point url= (--url) at a mirror or at a "
             "local copy of the same archive (file:///path/to/archive.zip)."
@@ -179,6 +185,8 @@ def download(
             f"unpack it, then: {entry.load_hint}"
         )
     dest = Path(to)
+    if dest.exists() and not dest.is_dir():
+        raise DatasetError(f"{dest} is a file; give a folder to download {entry.name} into.")
     data = _fetch(url or entry.url, progress, timeout)
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import tempfile
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -74,6 +77,17 @@ def parse_text_map(spec: str | Mapping[str, str] | None) -> dict[str, str]:
             )
         out[label] = text
     return out
+
+
+def _made_by_synth(root: Path) -> bool:
+    """Whether ``root`` is the output of an earlier :func:`synthesize` (so its clips may be replaced)."""
+    if not (root / "synth.json").is_file():
+        return False
+    try:
+        engines = set(pd.read_csv(root / "manifest.csv", usecols=["engine"])["engine"].astype(str))
+    except (ValueError, KeyError, OSError, pd.errors.ParserError):
+        return False
+    return engines <= {"espeak-ng"}
 
 
 def _listed_clips(root: Path) -> list[Path]:
@@ -195,9 +209,17 @@ def synthesize(
     root = Path(out)
     if (root / "manifest.csv").exists() and not overwrite:
         raise ParameterError(f"{root / 'manifest.csv'} exists already; choose another --out folder or pass overwrite=True (--overwrite).")
+    if (root / "manifest.csv").exists() and not _made_by_synth(root):
+        raise ParameterError(
+            f"{root} holds a dataset that earmark synth did not make (no synth.json beside its manifest.csv, or "
+            "other engines in it); refusing to write into it, as replacing it would delete its files. Choose an "
+            "empty --out folder.")
     created = [d for d in (root, *root.parents) if not d.exists()]
     old_clips = _listed_clips(root) if overwrite else []
     root.mkdir(parents=True, exist_ok=True)
+    # clips are rendered into a hidden staging folder and moved into place only when all are made:
+    # a failed run leaves an earlier dataset in the folder as it was
+    staging = Path(tempfile.mkdtemp(prefix=".synth-", dir=root))
 
     rows: list[dict] = []
     written: list[Path] = []
@@ -216,9 +238,9 @@ def synthesize(
                 y = resample(raw.astype(np.float32) / 32768.0, orig_sr=engine_sr, target_sr=int(sample_rate))
                 y, drawn = postprocess(y, sr=int(sample_rate), config=post, rng=np.random.default_rng(clip_seed))
                 rel = Path(_slug(label)) / f"{voice.id}.wav"
-                (root / rel.parent).mkdir(exist_ok=True)
-                sf.write(root / rel, y, int(sample_rate), subtype="PCM_16", format="WAV")
-                written.append(root / rel)
+                (staging / rel.parent).mkdir(exist_ok=True)
+                sf.write(staging / rel, y, int(sample_rate), subtype="PCM_16", format="WAV")
+                written.append(rel)
                 rows.append({
                     "path": rel.as_posix(), "label": label, "group": voice.id, "text": text, "voice": voice.name,
                     "language": voice.language, "variant": voice.variant, "rate": voice.rate, "pitch": voice.pitch,
@@ -230,12 +252,16 @@ def synthesize(
                     progress(len(rows), total)
     except BaseException:
         # nothing half-made stays behind: this run's clips go, and the folders it made if now empty
-        for path in written:
-            path.unlink(missing_ok=True)
-        for d in sorted({p.parent for p in written} | set(created), key=lambda d: len(d.parts), reverse=True):
+        shutil.rmtree(staging, ignore_errors=True)
+        for d in sorted(created, key=lambda d: len(d.parts), reverse=True):
             if d.is_dir() and not any(d.iterdir()):
                 d.rmdir()
         raise
+    for rel in written:
+        (root / rel.parent).mkdir(exist_ok=True)
+        os.replace(staging / rel, root / rel)
+    shutil.rmtree(staging, ignore_errors=True)
+    written = [root / rel for rel in written]
     keep = {p.resolve() for p in written}
     for path in old_clips:  # clips of the dataset this run replaces that it did not write again
         if path.resolve() not in keep:

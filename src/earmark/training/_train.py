@@ -189,7 +189,7 @@ def _split(df: pd.DataFrame, group_col: str | None, val_fraction: float, seed: i
         tmp["label"] = df["label"].astype(str).to_numpy()
     by = "random"
     if group_col is not None and df[group_col].nunique() >= 2:
-        tmp["group"] = df[group_col].astype(str).to_numpy()
+        tmp["group"] = df[group_col].to_numpy()  # blanks stay blank: each such row is a group of its own
         by = "group"
     try:
         tr, va = train_test_split(tmp, test_size=val_fraction, seed=seed, by=by)
@@ -896,7 +896,8 @@ def train(
         "n_val": int(len(sel_va_all)),
         "val_only_classes": val_only,
         "sha256": _fingerprint([str(p) for p in main["path"].to_numpy()[main_ok]], main_targets),
-        "skipped": [dict(e) for e in fs.errors],
+        # files the source could not list as audio (load_dataset) and files that failed to decode
+        "skipped": [*(dict(e) for e in dataset.attrs.get("skipped", [])), *(dict(e) for e in fs.errors)],
         "split": split_how,
         "group": group_col,
     }
