@@ -636,3 +636,64 @@ def test_min_steps_raises_the_epoch_budget_of_small_training_sets(mfcc_mean):
     assert get_model("cnn", epochs=5).min_steps == 0
     assert get_model("cnn", epochs=5, min_steps=10).min_steps == 10
     assert clone(raised).min_steps == 12
+
+
+def test_option_dicts_merge_into_the_models_own_and_bad_settings_are_refused_at_build():
+    """-p augment_options / net_options add to a model's own options (hcnn-reg keeps freq_warp 0;
+    cnn-reg keeps pool='time'); another architecture does not get the default one's options; an
+    architecture, device or option the model cannot use is refused before any feature is made."""
+    assert get_model("hcnn-reg", augment_options={"noise": 0.0}).augment_options == {
+        "freq_warp": 0.0, "mixup": 0.0, "noise": 0.0}
+    assert get_model("cnn-reg", net_options={"width": 8}).net_options == {"pool": "time", "width": 8}
+    assert clone(get_model("cnn-reg", net_options={"width": 8})).net_options == {"pool": "time", "width": 8}
+    assert get_model("cnn-reg", arch="reference").net_options is None
+    X = np.random.default_rng(0).normal(size=(12, 64, 20)).astype(np.float32)
+    get_model("cnn-reg", arch="reference", epochs=1, validation_fraction=0.0).fit(X, np.arange(12.0))
+    with pytest.raises(ParameterError, match=r"'arch' parameter of the mlp network must be one of"):
+        get_model("mlp", arch="resnet")
+    with pytest.raises(ParameterError, match="Unknown augment_options"):
+        get_model("cnn", augment_options={"nosie": 0.1})
+    if not torch.cuda.is_available():
+        with pytest.raises(ParameterError, match="no such CUDA device"):
+            get_model("mlp", device="cuda")
+    with pytest.raises(ParameterError, match="'device' parameter must be"):
+        get_model("mlp", device="toaster")
+
+
+def test_class_weight_keys_are_the_labels_as_text(mfcc_mean):
+    """{'7': 5} on digit labels: scikit-learn 1.9's LogisticRegression looked classes up by index
+    (a traceback); a key that is no class is refused, by the torch models too."""
+    from earmark.training._train import _fit_sklearn
+
+    X, y, _ = mfcc_mean
+    y = y.astype(str)
+    weighted = get_model("logreg", class_weight={"7": 50.0})
+    _fit_sklearn(weighted, X, y, np.ones(len(y)))
+    assert weighted.get_params()["logisticregression__class_weight"] == {"7": 50.0}  # kept as given
+    plain = get_model("logreg")
+    _fit_sklearn(plain, X, y, np.ones(len(y)))
+    seven = list(plain.classes_).index("7")
+    assert weighted.predict_proba(X)[:, seven].mean() > plain.predict_proba(X)[:, seven].mean() + 0.01
+    with pytest.raises(ParameterError, match=r"class_weight names \['seven'\]"):
+        _fit_sklearn(get_model("logreg", class_weight={"seven": 2.0}), X, y, np.ones(len(y)))
+    with pytest.raises(ParameterError, match=r"n_neighbors=5000 is more than the 300 training clips"):
+        _fit_sklearn(get_model("knn", n_neighbors=5000), X, y, np.ones(len(y)))
+    with pytest.raises(ParameterError, match=r"could not train this model.*newton-cholesky"):
+        _fit_sklearn(get_model("logreg", solver="newton-cholesky", l1_ratio=1.0), X, y, np.ones(len(y)))
+    with pytest.raises(ParameterError, match=r"class_weight names \['seven'\]"):
+        TorchClassifier("mlp", epochs=1, class_weight={"seven": 2.0}, validation_fraction=0.0).fit(X, y)
+
+
+def test_pooled_features_get_noise_and_regressors_average_only_the_warps_they_learnt(mfcc_mean):
+    import torch
+
+    from earmark.models._augment import tta_views
+
+    X, y, _ = mfcc_mean
+    quiet = get_model("mlp-reg", epochs=2).fit(X, y.astype(float)).predict(X)
+    noisy = get_model("mlp-reg", epochs=2, augment_options={"noise": 0.5}).fit(X, y.astype(float)).predict(X)
+    assert np.abs(quiet - noisy).max() > 1e-4  # noise was ignored for vectors
+    spec = torch.randn(2, 16, 20)
+    assert len(tta_views(spec, "spectrogram", frequency=False)) == 3  # the clip, slower, faster
+    reg = get_model("hcnn-reg", tta=True)
+    assert AugmentConfig.from_options(reg.augment_options).freq_warp == 0  # so no frequency views

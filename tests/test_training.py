@@ -810,3 +810,28 @@ def test_cli_train_records_every_file_left_out_and_checks_out_before_training(tm
         assert manifest.read_text().startswith("path,label,speaker")
     res = CliRunner().invoke(app, ["export", str(out), "--onnx", str(tmp_path)], terminal_width=400)
     assert res.exit_code == 2 and "is a folder" in " ".join(res.output.split())
+
+
+def test_a_numeric_target_with_a_stray_word_is_refused_and_tune_epochs_need_a_network(tmp_path, shared):
+    """One 'n/a' in a pitch column made the column text, and train() silently built a classifier
+    with a class per pitch; it is refused naming the cell. tune --epochs on a classical model too."""
+    from earmark.sources import load_dataset
+    from earmark.training import tune
+
+    df = load_dataset(shared / "instruments" / "manifest.csv").head(40).copy()
+    df["pitch"] = df["pitch"].astype(object)
+    df.loc[df.index[3], "pitch"] = "n/a"
+    with pytest.raises(DatasetError, match=r"holds numbers except in 1 of 40 rows .*'n/a'"):
+        train(df, target="pitch", epochs=1)
+    with pytest.raises(ParameterError, match="not trained in epochs"):
+        tune(df.assign(pitch=1.0), model="knn", trials=1, epochs=3)
+
+
+def test_the_chance_warning_says_when_early_stopping_ended_training():
+    from earmark.training._train import ChanceLevelWarning, _warn_if_chance
+
+    y = np.array(["a", "b"] * 20)
+    with pytest.warns(ChanceLevelWarning, match=r"early stopping ended it at epoch 11 of 60"):
+        _warn_if_chance("mlp", y, 0.5, 2, 11, 60)
+    with pytest.warns(ChanceLevelWarning, match=r"more epochs \(--epochs; it trained 60\)"):
+        _warn_if_chance("mlp", y, 0.5, 2, 60, 60)

@@ -104,9 +104,10 @@ def show_command(
         # -p net_options={...}: the keyword options of the network each architecture builds
         import inspect
 
+        own = defaults.get("net_options") or {}  # this model's own options (of its default architecture)
         info["net_options"] = {
-            arch: {k: p.default for k, p in inspect.signature(builder).parameters.items()
-                   if p.kind is inspect.Parameter.KEYWORD_ONLY}
+            arch: {**{k: p.default for k, p in inspect.signature(builder).parameters.items()
+                      if p.kind is inspect.Parameter.KEYWORD_ONLY}, **(own if arch == "default" else {})}
             for (net, arch), builder in sorted(ARCHS.items()) if net == network}
         info["augment_options"] = asdict(AugmentConfig.from_options(defaults.get("augment_options")))
     if as_json:
@@ -137,6 +138,9 @@ def show_command(
     if "augment_options" in info:
         out.print("augment_options (-p 'augment_options={\"mixup\": 0}'; 0 switches one off): "
                   + ", ".join(f"{k}={v}" for k, v in info["augment_options"].items()), highlight=False)
+        if spec.builder().network == "mlp":
+            out.print("  on pooled features (one vector per clip) only noise and (for classes) mixup apply; "
+                      "pad, crop and max_frames concern sequences.", highlight=False)
 
 
 def _load(source: str, label: str | None, group: str | None, pattern: str | None = None) -> Any:

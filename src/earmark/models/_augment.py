@@ -140,21 +140,26 @@ def _warp(x: torch.Tensor, ts: torch.Tensor, fw: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(x4, grid, mode="bilinear", padding_mode="border", align_corners=False).reshape(shape)
 
 
-def tta_views(x: torch.Tensor, kind: str) -> list[torch.Tensor]:
+def tta_views(x: torch.Tensor, kind: str, *, time: bool = True, frequency: bool = True) -> list[torch.Tensor]:
     """The batch as the network sees it at test time with test-time augmentation: for
     spectrograms, the batch itself plus copies stretched in time (×0.9, ×1.1) and warped in
     frequency (×0.92 … ×1.08, a vocal-tract-length change); other inputs are returned as they are.
+    ``time=False`` / ``frequency=False`` leave those views out (a model trained without that
+    warp, e.g. a pitch regressor, is not invariant to it).
 
     Examples
     --------
     >>> len(tta_views(torch.randn(2, 16, 20), "spectrogram")), len(tta_views(torch.randn(2, 8), "vector"))
     (7, 1)
+    >>> len(tta_views(torch.randn(2, 16, 20), "spectrogram", frequency=False))
+    3
     """
     if kind != "spectrogram":
         return [x]
     n = x.shape[0]
+    wanted = [(ts, fw) for ts, fw in TTA_VIEWS if (time or ts == 1.0) and (frequency or fw == 1.0)]
     return [x if (ts, fw) == (1.0, 1.0) else _warp(x, torch.full((n,), ts), torch.full((n,), fw))
-            for ts, fw in TTA_VIEWS]
+            for ts, fw in wanted]
 
 
 def _uniform(gen: torch.Generator, n: int, low: float, high: float) -> torch.Tensor:

@@ -54,8 +54,19 @@ def _pipeline(cls: type, scale: bool = True, **defaults: Any) -> Callable[..., P
 
 
 def _torch(cls: type, network: str, **defaults: Any) -> Callable[..., Any]:
+    """A builder of ``cls`` with this model's defaults. Option dicts the user gives are merged into
+    the model's own (``-p 'augment_options={"noise": 0}'`` on hcnn-reg keeps its ``freq_warp: 0``);
+    the model's ``net_options`` are those of its default architecture and go with it only."""
+
     def build(**params: Any) -> Any:
-        return cls(**{"network": network, **defaults, **params})
+        merged = {"network": network, **defaults, **params}
+        for key in ("net_options", "augment_options"):
+            own, given = defaults.get(key), params.get(key)
+            if key == "net_options" and merged.get("arch", "default") != "default" and key not in params:
+                merged[key] = None  # another architecture: the default one's options do not apply
+            elif isinstance(own, dict) and isinstance(given, dict):
+                merged[key] = {**own, **given}
+        return cls(**merged)
 
     build.__name__ = f"build_{network}"
     return build

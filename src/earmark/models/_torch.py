@@ -114,6 +114,27 @@ def fix_length(
     return np.stack(out).astype(np.float32, copy=False)
 
 
+def _check_device(device: Any) -> None:
+    """Refuse a device that is not one or that this machine does not have (PyTorch's own
+    ``AssertionError: Torch not compiled with CUDA enabled`` came after feature extraction)."""
+    if device == "auto":
+        return
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ParameterError(f"The 'device' parameter must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'. "
+                             f"Got {device!r} instead.") from None
+    if dev.type == "cuda" and (not torch.cuda.is_available()
+                               or (dev.index is not None and dev.index >= torch.cuda.device_count())):
+        raise ParameterError(f"device={device!r}, but this machine has no such CUDA device "
+                             f"({torch.cuda.device_count()} found); use device='auto' or 'cpu'.")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+        raise ParameterError(f"device={device!r}, but MPS is not available here; use device='auto' or 'cpu'.")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ParameterError(f"The 'device' parameter must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'. "
+                             f"Got {device!r} instead.")
+
+
 def _resolve_device(device: str) -> torch.device:
     if device == "auto":
         if torch.cuda.is_available():
@@ -214,6 +235,16 @@ class _TorchEstimator(BaseEstimator):
             raise ParameterError(
                 f"The 'pad' parameter of {name} must be 'auto', 'min', 'zeros' or 'edge'. Got {self.pad!r} instead."
             )
+        # found now, before any feature is extracted, rather than when the network is built
+        if (self.network, self.arch) not in ARCHS:
+            known = sorted(a for n, a in ARCHS if n == self.network)
+            raise ParameterError(f"The 'arch' parameter of the {self.network} network must be one of {known}. "
+                                 f"Got {self.arch!r} instead.")
+        if self.net_options is not None and not isinstance(self.net_options, dict):
+            raise ParameterError(f"The 'net_options' parameter of {name} must be a dict (or None). "
+                                 f"Got {self.net_options!r} instead.")
+        AugmentConfig.from_options(self.augment_options)  # unknown keys and bad values
+        _check_device(self.device)
 
     @property
     def _is_sequence(self) -> bool:
@@ -537,7 +568,7 @@ class _TorchEstimator(BaseEstimator):
                 if len(idx) < 2 and len(Xt_t) > 1:
                     continue
                 xb, yb, wb = Xt_t[idx], yt_t[idx], w_all[idx]
-                if aug_cfg is not None and kind != "vector":
+                if aug_cfg is not None:  # vectors (pooled features): only noise applies, mixup below
                     xb = augment_batch(xb, aug_cfg, gen, kind=kind)
                 lam, yb2, wb2 = 1.0, yb, wb
                 if aug_cfg is not None and aug_cfg.mixup > 0 and self._task == "classification":
@@ -647,13 +678,16 @@ class _TorchEstimator(BaseEstimator):
         outs = []
         self.module_.eval()
         kind = self._kind(X.ndim - 1) if getattr(self, "tta", False) else None
+        if kind is not None:  # only the warps the model was trained to be invariant to
+            cfg = AugmentConfig.from_options(self.augment_options)
+            warps = {"time": cfg.time_stretch > 0, "frequency": cfg.freq_warp > 0}
         with torch.inference_mode():
             for s in range(0, len(X), 256):
                 xb = torch.as_tensor(X[s : s + 256])
                 if kind is None:
                     outs.append(self.module_(xb).float().numpy())
                 else:
-                    views = [self.module_(v).float() for v in tta_views(xb, kind)]
+                    views = [self.module_(v).float() for v in tta_views(xb, kind, **warps)]
                     outs.append(average_outputs(views, self._task).numpy())
         return np.concatenate(outs) if outs else np.zeros((0, self._n_outputs()), np.float32)
 
@@ -838,7 +872,13 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
         if self.class_weight is None:
             return np.ones(len(y_enc), np.float32)
         if isinstance(self.class_weight, dict):
-            cw = np.array([float(self.class_weight.get(c, 1.0)) for c in self.classes_.tolist()])
+            given = {str(k): float(v) for k, v in self.class_weight.items()}  # '7' and 7 name one class
+            classes = [str(c) for c in self.classes_.tolist()]
+            unknown = sorted(set(given) - set(classes))
+            if unknown:
+                raise ParameterError(f"class_weight names {unknown}, which are not classes of the training data; "
+                                     f"the classes are {classes}.")
+            cw = np.array([given.get(c, 1.0) for c in classes])
             return cw[y_enc].astype(np.float32)
         if self.class_weight != "balanced":
             raise ParameterError(

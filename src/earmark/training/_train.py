@@ -37,6 +37,24 @@ def _is_numeric(col: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
 
 
+def _refuse_mostly_numeric(dataset: pd.DataFrame, column: str) -> None:
+    """A target column of numbers but for a few cells ('n/a', '?') was read as text, and would
+    silently make every value a class: refuse it, naming the cells that are not numbers."""
+    values = dataset[column]
+    filled = values[values.notna() & values.astype(str).str.strip().ne("")]
+    if len(filled) < 10:
+        return
+    as_number = pd.to_numeric(filled, errors="coerce")
+    bad = filled[as_number.isna()]
+    if 0 < len(bad) <= 0.1 * len(filled):
+        rows = ", ".join(f"{dataset['path'].loc[i] if 'path' in dataset.columns else i}: {v!r}"
+                         for i, v in bad.head(5).items())
+        raise DatasetError(
+            f"Column {column!r} holds numbers except in {len(bad)} of {len(filled)} rows ({rows}"
+            f"{' …' if len(bad) > 5 else ''}), so it was read as text and every value would become a class. "
+            "Fix or blank those cells for a numeric target; to learn its values as classes, give them as text.")
+
+
 def _fingerprint(paths: list[str], targets: list[str]) -> str:
     lines = sorted(f"{p}\t{t}" for p, t in zip(paths, targets))
     return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
@@ -106,7 +124,8 @@ def check_targets(frame: pd.DataFrame, target_col: str, task: str, name: str = "
             f"{frame['path'].iloc[bad[0]]}); drop those rows or fill them in.")
 
 
-def _warn_if_chance(model: str, y_val: np.ndarray, accuracy: float, n_classes: int, epochs: int | None) -> None:
+def _warn_if_chance(model: str, y_val: np.ndarray, accuracy: float, n_classes: int, epochs: int | None,
+                    budget: int | None = None) -> None:
     """Warn (:class:`ChanceLevelWarning`) when ``accuracy`` on the validation labels ``y_val`` is
     not above what guessing gets: ``1 / n_classes`` or always answering the validation set's most
     common class, whichever is higher, plus two binomial standard errors of that rate (at most
@@ -123,7 +142,11 @@ def _warn_if_chance(model: str, y_val: np.ndarray, accuracy: float, n_classes: i
     bar = chance + min(0.1, 2.0 * float(np.sqrt(chance * (1.0 - chance) / n)))
     if accuracy > bar:
         return
-    more = f"more epochs (--epochs; it trained {epochs}), " if epochs is not None else ""
+    if epochs is not None and budget is not None and epochs < budget:  # early stopping ended it
+        more = (f"a lower learning rate or more patience (-p lr=…, -p patience=…; early stopping ended it at "
+                f"epoch {epochs} of {budget}), ")
+    else:
+        more = f"more epochs (--epochs; it trained {epochs}), " if epochs is not None else ""
     how = "at or below" if accuracy <= chance else f"not clearly above (it needs more than {bar:.3f} on {n} clips)"
     warnings.warn(
         f"Model {model!r} may not have learned: its validation accuracy {accuracy:.3f} on {n} clips is {how} "
@@ -134,16 +157,49 @@ def _warn_if_chance(model: str, y_val: np.ndarray, accuracy: float, n_classes: i
 
 
 def _fit_sklearn(est: Any, X: Any, y: np.ndarray, w: np.ndarray) -> None:
-    """Fit a scikit-learn estimator, passing weights only when they are not all one."""
-    if np.allclose(w, 1.0):
-        est.fit(X, y)
-        return
-    last = est.steps[-1][0] if hasattr(est, "steps") else None
-    key = f"{last}__sample_weight" if last else "sample_weight"
+    """Fit a scikit-learn estimator, passing weights only when they are not all one.
+
+    A ``class_weight`` dict ``{label: weight}`` is applied as per-sample weights, keyed by the
+    labels as text (scikit-learn 1.9's LogisticRegression looks the classes up by their encoded
+    index, so ``{"7": 5}`` failed on digit labels); a key that is no class is refused. A value
+    scikit-learn refuses when fitting becomes a :class:`ParameterError`, not a traceback.
+    """
+    params = est.get_params()
+    neighbours = [v for k, v in params.items() if k.endswith("n_neighbors") and isinstance(v, (int, np.integer))]
+    if neighbours and neighbours[0] > len(y):  # scikit-learn says so only when predicting
+        raise ParameterError(f"n_neighbors={neighbours[0]} is more than the {len(y)} training clips; "
+                             f"give -p n_neighbors={min(5, len(y))} or another value up to {len(y)}.")
+    keys = [k for k, v in params.items() if k.endswith("class_weight") and isinstance(v, dict)]
+    saved = {k: params[k] for k in keys}
+    if keys:
+        labels = [str(v) for v in np.asarray(y)]
+        classes = sorted(set(labels))
+        weights = {str(c): float(v) for c, v in saved[keys[0]].items()}
+        unknown = sorted(set(weights) - set(classes))
+        if unknown:
+            raise ParameterError(f"class_weight names {unknown}, which are not classes of the training data; "
+                                 f"the classes are {classes}.")
+        w = np.asarray(w, np.float64) * np.array([weights.get(c, 1.0) for c in labels])
+        est.set_params(**{k: None for k in keys})
     try:
-        est.fit(X, y, **{key: w})
-    except TypeError as exc:
-        raise ParameterError(f"This model does not take per-sample weights ({exc}); use extra_weight=1.") from exc
+        if np.allclose(w, 1.0):
+            est.fit(X, y)
+            return
+        last = est.steps[-1][0] if hasattr(est, "steps") else None
+        key = f"{last}__sample_weight" if last else "sample_weight"
+        try:
+            est.fit(X, y, **{key: w})
+        except TypeError as exc:
+            raise ParameterError(f"This model does not take per-sample weights ({exc}); use extra_weight=1"
+                                 + (" and no class_weight." if keys else ".")) from exc
+    except ValueError as exc:
+        if isinstance(exc, ParameterError):
+            raise
+        raise ParameterError(f"scikit-learn could not train this model with its parameters: {exc} "
+                             "Change the -p value it names.") from exc
+    finally:
+        if saved:
+            est.set_params(**saved)  # the model keeps the settings it was given
 
 
 def _rich_epoch_progress(*tasks: tuple[str, int]) -> tuple[list[Callable[[Any, dict], None]], Callable[[], None]]:
@@ -640,6 +696,8 @@ def train(
     if extra_weight <= 0:
         raise ParameterError(f"The 'extra_weight' parameter must be > 0. Got {extra_weight!r} instead.")
     numeric = _is_numeric(dataset[target_col]) and target_col != "label"
+    if not numeric and target_col != "label":
+        _refuse_mostly_numeric(dataset, target_col)
     if model is None:
         model = DEFAULT_REGRESSOR if numeric else DEFAULT_CLASSIFIER
     spec = get_spec(model)
@@ -656,7 +714,9 @@ def train(
     model_params = spec.short_names(model_params)
     task = spec.task
     if task == "regression" and not _is_numeric(dataset[target_col]):
-        raise ParameterError(f"Model {model!r} is a regressor but column {target_col!r} is not numeric; "
+        hint = (" (the label column is always read as text: give the numeric column as --target)"
+                if target_col == "label" else "")
+        raise ParameterError(f"Model {model!r} is a regressor but column {target_col!r} is not numeric{hint}; "
                              "choose a classifier (earmark models list) or a numeric --target.")
     preset = features if isinstance(features, Preset) else get_preset(features or spec.preset)
     preset, duration_from = _set_duration(preset, dataset, duration=duration, chosen=names_duration(features))
@@ -859,7 +919,8 @@ def train(
         metrics = _metrics(task, y_va, pred_va, proba_va, val_classes)
         if task == "classification":
             _warn_if_chance(model, y_va, metrics["accuracy"], len(val_classes),
-                            len(history) if is_torch else None)
+                            len(history) if is_torch else None,
+                            getattr(val_est, "epoch_budget_", None) if is_torch else None)
     else:
         pred_va = np.zeros(0)
         metrics = {}

@@ -158,6 +158,8 @@ def tune(
     if folds < 2:
         raise ParameterError(f"The 'folds' parameter must be an int >= 2. Got {folds!r} instead.")
     spec = get_spec(model)
+    if epochs is not None and spec.kind != "torch":
+        raise ParameterError(f"Model {model!r} is not trained in epochs; drop --epochs.")
     space = dict(search_space if search_space is not None else spec.search_space)
     if epochs is not None:
         space.pop("epochs", None)
