@@ -404,3 +404,121 @@ def test_curl_data_binary_audio_is_still_read_as_audio(client):
     res = client.post("/predict", content=CLIP.read_bytes(),
                       headers={"content-type": "application/x-www-form-urlencoded"})
     assert res.status_code == 200 and res.json()["label"] == "7"
+
+
+def _multipart(parts: list[tuple[str, str, bytes]], boundary: str = "earmark-test") -> bytes:
+    out = b""
+    for field, name, data in parts:
+        out += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{name}\"\r\n"
+                "Content-Type: audio/wav\r\n\r\n").encode() + data + b"\r\n"
+    return out + f"--{boundary}--\r\n".encode()
+
+
+def test_chunked_multipart_uploads_are_counted_as_they_arrive(client):
+    """Without a Content-Length the form used to be read whole (1 GB: 1 GB of memory) before any
+    size check; now the body is counted while it streams and refused as soon as it passes the limit."""
+    def body(field="file"):
+        yield _multipart([(field, "big.wav", b"")])[:-len(b"\r\n--earmark-test--\r\n")]
+        for _ in range(40):  # 2.6 MB, far above max_bytes 200 kB
+            yield b"\0" * 65536
+        yield b"\r\n--earmark-test--\r\n"
+
+    r = client.post("/predict", content=body(), headers={"content-type": "multipart/form-data; boundary=earmark-test"})
+    assert r.status_code == 413 and r.json()["error"] == "too_large"
+    assert "request body is above the limit" in r.json()["detail"]  # stopped while reading, not after
+    r = client.post("/predict/batch", content=body("files"),
+                    headers={"content-type": "multipart/form-data; boundary=earmark-test"})
+    # (the batch's limit is max_bytes x max_batch: this one file is refused by itself)
+    assert r.status_code == 200 and r.json()["results"][0]["error"] == "too_large"
+    # media types are case-insensitive
+    upper = {"content-type": "Multipart/Form-Data; boundary=earmark-test"}
+    r = client.post("/predict", content=_multipart([("file", "x.wav", CLIP.read_bytes())]), headers=upper)
+    assert r.status_code == 200 and r.json()["label"] == "7"
+    r = client.post("/predict/batch", content=_multipart([("files", "x.wav", CLIP.read_bytes())]), headers=upper)
+    assert r.status_code == 200 and r.json()["results"][0]["label"] == "7"
+
+
+def test_every_answer_has_the_error_shape_and_a_locked_log_loses_a_row_not_the_answer(client):
+    import sqlite3
+
+    r = client.get("/no/such/path")
+    assert r.status_code == 404 and r.json()["error"] == "not_found" and "/docs" in r.json()["detail"]
+    r = client.get("/predict")
+    assert r.status_code == 405 and r.json()["error"] == "method_not_allowed" and "POST" in r.headers["allow"]
+    holder = sqlite3.connect(str(client.log_path), isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")  # someone inspecting or pruning the log with the sqlite3 shell
+        start = time.perf_counter()
+        r = client.post("/predict", content=CLIP.read_bytes())
+        waited = time.perf_counter() - start
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert r.status_code == 200 and r.json()["label"] == "7"
+    assert waited < 3  # not SQLite's default 5 s busy wait
+    assert 'earmark_errors_total{endpoint="request_log",kind="write_failed"}' in client.get("/metrics").text
+
+
+def test_a_prediction_says_how_much_of_a_longer_clip_the_model_heard():
+    from earmark.features import get_preset
+    from earmark.serving import Predictor
+
+    p = Predictor(fsdd_model())
+    p.preset = get_preset("logmel")  # a model that hears 1 s clips
+    proba = np.full(10, 0.1)
+    assert p._make(proba, 2.5, None).to_dict()["heard_seconds"] == 1.0
+    assert "heard_seconds" not in p._make(proba, 0.8, None).to_dict()
+    assert "heard_seconds" not in p._make(proba, 2.5, None, whole=True).to_dict()  # windows heard it all
+
+
+def test_a_client_that_leaves_mid_upload_is_not_a_server_error():
+    import asyncio
+
+    from starlette.requests import ClientDisconnect
+
+    from earmark.serving.app import CLIENT_CLOSED, _MetricsMiddleware
+    from earmark.serving.metrics import ServiceMetrics
+
+    async def leaves(scope, receive, send):
+        raise ClientDisconnect()
+
+    metrics = ServiceMetrics()
+    asyncio.run(_MetricsMiddleware(leaves, metrics)({"type": "http", "path": "/predict"}, None, None))
+    text = metrics.render()
+    assert f'status="{CLIENT_CLOSED}"' in text and 'status="500"' not in text
+
+
+def test_onnx_sessions_get_the_threads_setting():
+    from _serving_model import fsdd_mlp
+    from earmark.serving import Predictor
+
+    p = Predictor(fsdd_mlp()[0], runtime="onnx", threads=3)
+    assert p.runtime == "onnx" and p._onnx._session.get_session_options().intra_op_num_threads == 3
+
+
+def test_serve_refuses_what_its_workers_would_fail_on_at_once(tmp_path):
+    """A log path that is a folder, --runtime onnx for a classical model, port 0: one error line
+    before any worker starts (two workers that both failed used to exit 0 after two tracebacks)."""
+    from typer.testing import CliRunner
+
+    from earmark.bundle import save_model
+    from earmark.cli.main import app
+
+    bundle = save_model(fsdd_model(), tmp_path / "m.earmark")
+    run = CliRunner()
+    res = run.invoke(app, ["serve", str(bundle), "--port", str(_free_port()), "--workers", "2", "--log", str(tmp_path)])
+    assert res.exit_code == 3 and "cannot be used as a request log" in " ".join(res.output.split())
+    res = run.invoke(app, ["serve", str(bundle), "--port", str(_free_port()), "--runtime", "onnx"])
+    assert res.exit_code == 2 and "--runtime onnx serves neural classifiers" in " ".join(res.output.split())
+    assert run.invoke(app, ["serve", str(bundle), "--port", "0"]).exit_code == 2
+
+
+def test_workers_that_all_fail_to_start_are_an_error(tmp_path, monkeypatch):
+    from earmark.serving.workers import reuse_port_supported, run_workers
+
+    if not reuse_port_supported():
+        pytest.skip("SO_REUSEPORT is not available here")
+    monkeypatch.setenv("EARMARK_SERVE_MODEL", str(tmp_path / "missing.earmark"))
+    with pytest.raises(RuntimeError, match="none of the 2 workers could start"):
+        run_workers("earmark.serving.app:app_from_env", host="127.0.0.1", port=_free_port(), workers=2,
+                    factory=True, log_level="critical", start_timeout=60)

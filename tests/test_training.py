@@ -146,12 +146,12 @@ def test_predict_windows_on_a_long_recording(logreg_model, theo):
     assert clip["label"] in logreg_model.classes
     assert sum(clip["probabilities"].values()) == pytest.approx(1.0)
     # hours of audio are featurized a block of windows at a time: blocks of 2 give the same answer
-    import earmark.serving.predictor as predictor_module
+    import earmark.features._extract as extract_module
     from earmark.serving import Predictor
 
     whole, whole_clip = Predictor(logreg_model).predict_windows(y, window=0.5, hop=0.25)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(predictor_module, "WINDOW_BLOCK", 2)
+        mp.setattr(extract_module, "WINDOW_BLOCK", 2)
         blocked, _ = logreg_model.predict_windows(y, window=0.5, hop=0.25, sr=sr)
         parts, parts_clip = Predictor(logreg_model).predict_windows(y, window=0.5, hop=0.25)
     pd.testing.assert_frame_equal(blocked, windows, rtol=1e-4, atol=1e-6)  # float32 rounding of another batch size

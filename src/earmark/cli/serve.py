@@ -183,7 +183,7 @@ def export(
 def serve(
     model: Path = typer.Argument(..., exists=True, help="Model bundle (directory or .earmark file)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
-    port: int = typer.Option(8000, "--port", "-p", min=0, max=65535, help="TCP port."),
+    port: int = typer.Option(8000, "--port", "-p", min=1, max=65535, help="TCP port (1-65535; a fixed one, so that clients know where to find it)."),
     workers: int = typer.Option(
         1, "--workers", "-w", min=1,
         help="Server processes, each listening on the port itself (the kernel spreads connections); "
@@ -236,6 +236,15 @@ def serve(
                                           log_path=str(log) if log else None, runtime=runtime,
                                           micro_batch=micro_batch, inline_bytes=inline_bytes,
                                           threads=threads, explain_max_regions=explain_max_regions)
+        # what the service would refuse at startup, refused here: one line, not a traceback per worker
+        model_type = str((manifest.get("model") or {}).get("type", ""))
+        if runtime == "onnx" and (manifest.get("task") != "classification" or "Classifier" not in model_type):
+            fail(f"--runtime onnx serves neural classifiers; {model} holds a {manifest.get('task')} model "
+                 f"({model_type.rsplit(':', 1)[-1] or 'unknown'}). Use --runtime auto or estimator.", ExitCode.USAGE)
+        if log is not None:
+            from earmark.serving.requestlog import RequestLog
+
+            RequestLog(str(log)).close()  # a folder, a file that is not SQLite, a folder without write access
     except EarmarkError as exc:
         fail(str(exc))
     if http not in ("auto", "httptools", "h11"):
@@ -262,6 +271,8 @@ def serve(
                     log_level="warning", access_log=False, http=http, loop=loop)
     except (OSError, ValueError) as exc:
         fail(f"cannot serve on {host}:{port}: {exc}")
+    except RuntimeError as exc:
+        fail(str(exc))
     finally:
         if metrics_dir is not None:
             import shutil

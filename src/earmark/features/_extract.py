@@ -33,6 +33,12 @@ __all__ = ["FeatureSet", "extract", "featurize", "shutdown_workers"]
 ProgressCallback = Callable[[int, int], None]
 
 
+#: Windows of a long recording featurized (and run through the model) together when predicting
+#: window by window: memory per block is its features, ~0.1-0.5 MB per window for the default
+#: presets, whatever the recording's length.
+WINDOW_BLOCK = 256
+
+
 @dataclass
 class FeatureSet:
     """Features of the rows of a dataset that decoded.

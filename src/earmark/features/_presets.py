@@ -650,8 +650,9 @@ class Preset:
                     f"Preset {self.name!r} measures spectral contrast in {n_bands} octave bands from 200 Hz up to "
                     f"{200 * 2 ** n_bands:g} Hz, beyond the Nyquist frequency of sample_rate {self.sample_rate} Hz; "
                     f"{how}use a sample_rate above {int(200 * 2 ** n_bands)} Hz.")
-        shape = kind.shape(int(self.sample_rate), merged)
-        if merged.get("deltas") and shape is not None and merged["delta_width"] > shape[-1]:
+        shape = kind.shape(int(self.sample_rate), merged) if merged.get("deltas") else None  # (an embed
+        # preset's shape loads its model: only asked for where deltas need it)
+        if shape is not None and merged["delta_width"] > shape[-1]:
             raise ParameterError(
                 f"The 'delta_width' of preset {self.name!r} ({merged['delta_width']} frames) is longer than its "
                 f"clips ({shape[-1]} frames); lower delta_width or raise the duration.")

@@ -34,8 +34,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import os
+import sqlite3
 import sys
 import time
 from collections import deque
@@ -49,6 +51,7 @@ import numpy as np
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from earmark.errors import AudioDecodeError, BundleError, EarmarkError, ParameterError
 from earmark.serving.metrics import ServiceMetrics
@@ -65,6 +68,11 @@ _ONE_UPLOAD = {"requestBody": {"content": {
         "file": {"type": "string", "format": "binary"}}, "required": ["file"]}},
     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
 }}}
+
+
+#: Status recorded in /metrics for a request whose client went away before its answer (nginx's
+#: "client closed request"); never sent, as there is nobody to send it to.
+CLIENT_CLOSED = 499
 
 
 class _MetricsMiddleware:
@@ -88,6 +96,8 @@ class _MetricsMiddleware:
 
         try:
             await self.app(scope, receive, _send)
+        except ClientDisconnect:  # the client left mid-upload: not a server error, no traceback
+            status["code"] = CLIENT_CLOSED
         finally:
             path = scope.get("path", "")
             endpoint = path if path in _ROUTES else "other"
@@ -254,7 +264,7 @@ def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> Fas
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         predictor = await run_in_threadpool(Predictor.load, model_or_path, reject_below=settings.reject_below,
-                                            runtime=settings.runtime)
+                                            runtime=settings.runtime, threads=settings.threads or 1)
         if predictor.reject_below is None and settings.reject_below is not None:
             predictor.reject_below = settings.reject_below
         if settings.threads is not None:
@@ -319,11 +329,31 @@ def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> Fas
 
     app.add_exception_handler(RequestValidationError, _invalid_request)
 
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+        # 404, 405…: the same {"error", "detail"} shape as every other answer
+        code = int(getattr(exc, "status_code", 500))
+        kinds = {404: "not_found", 405: "method_not_allowed"}
+        detail = str(getattr(exc, "detail", "") or "")
+        if code == 404:
+            detail = f"no such path {request.url.path}; see /docs for the service's endpoints"
+        elif code == 405:
+            detail = f"{request.method} is not allowed on {request.url.path}; see /docs"
+        response = _error(code, kinds.get(code, "http_error"), detail)
+        for name, value in (getattr(exc, "headers", None) or {}).items():  # e.g. Allow on a 405
+            response.headers[name] = value
+        return response
+
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+
     # ------------------------------------------------------------------ helpers
 
     def _decode(data: bytes) -> np.ndarray:
         return app.state.predictor.decode(data, max_bytes=settings.max_bytes, max_seconds=settings.max_seconds,
                                           timeout=settings.decode_timeout)
+
+    log_failures: list[int] = []  # request-log rows that could not be written
 
     def _record(pred: Prediction, source: str | None) -> None:
         if pred.value is None:
@@ -333,7 +363,15 @@ def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> Fas
         log = app.state.log
         if log is not None:
             out = [pred.value] if pred.value is not None else list(pred.probabilities.values())
-            log.append(features=pred.features, proba=np.array(out), label=pred.label, source=source)
+            try:
+                log.append(features=pred.features, proba=np.array(out), label=pred.label, source=source)
+            except sqlite3.Error as exc:  # the answer still goes out; the lost row is counted and said once
+                metrics.observe_error("request_log", "write_failed")
+                if not log_failures:
+                    logging.getLogger("earmark.serving").warning(
+                        "request log %s: a row could not be written (%s); the answer was still sent, and lost "
+                        "rows are counted in /metrics (earmark_errors_total{endpoint=\"request_log\"})", log.path, exc)
+                log_failures.append(1)
 
     def _predict_clips(clips: list[np.ndarray], sources: list[str | None]) -> list[Prediction | Exception]:
         predictor: Predictor = app.state.predictor
@@ -397,12 +435,30 @@ def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> Fas
             out["spectrogram"] = spec
         return out
 
-    async def _form(request: Request, *, max_files: int, max_fields: int, hint: str) -> Any:
-        """The multipart form, or the service's own 400 (Starlette answered a bare {"detail"})."""
+    async def _form(request: Request, *, max_files: int, max_fields: int, hint: str, limit: int) -> Any:
+        """The multipart form, or the service's own 400 (Starlette answered a bare {"detail"}).
+
+        The body is counted as it arrives and refused (413) once it passes ``limit`` bytes: a
+        chunked upload has no Content-Length to check first, and the form would otherwise be
+        read whole before any size check."""
         from starlette.exceptions import HTTPException as StarletteHTTPException
 
+        seen = 0
+        receive = request.receive
+
+        async def counted() -> Any:
+            nonlocal seen
+            message = await receive()
+            if message.get("type") == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise UploadRejected(
+                        f"request body is above the limit of {limit:,} bytes (setting max_bytes / --max-bytes / "
+                        "EARMARK_SERVE_MAX_BYTES, times max_batch for /predict/batch)", kind="too_large", status=413)
+            return message
+
         try:
-            return await request.form(max_files=max_files, max_fields=max_fields)
+            return await Request(request.scope, receive=counted).form(max_files=max_files, max_fields=max_fields)
         except StarletteHTTPException as exc:
             raise UploadRejected(f"{exc.detail}; {hint}", kind="bad_multipart", status=400) from None
         except Exception as exc:  # python-multipart's parse errors (a body that is not multipart)
@@ -415,8 +471,8 @@ def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> Fas
         if length is not None and length.isdigit() and int(length) > settings.max_bytes + 64 * 1024:
             raise _too_large_header(int(length))
         ctype = request.headers.get("content-type", "")
-        if ctype.startswith("multipart/form-data"):
-            form = await _form(request, max_files=1, max_fields=16,
+        if ctype.lower().startswith("multipart/form-data"):  # media types are case-insensitive
+            form = await _form(request, max_files=1, max_fields=16, limit=settings.max_bytes + 64 * 1024,
                                hint="send one field 'file' holding the clip (for several, POST /predict/batch)")
             item = form.get("file")
             if item is None or isinstance(item, str):
@@ -479,6 +535,7 @@ def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> Fas
                 while True:
                     message = await receive()
                     if message["type"] != "http.request":  # the client went away
+                        status = CLIENT_CLOSED
                         return True
                     chunk = message.get("body", b"")
                     size += len(chunk)
@@ -548,9 +605,10 @@ def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> Fas
         if length is not None and length.isdigit() and int(length) > limit:
             raise UploadRejected(f"request body is {int(length):,} bytes, above max_bytes × max_batch = {limit:,}",
                                  kind="too_large", status=413)
-        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
             raise UploadRejected("send the clips as multipart/form-data fields named 'files'", kind="no_file", status=400)
         form = await _form(request, max_files=settings.max_batch, max_fields=settings.max_batch + 16,
+                           limit=(settings.max_bytes + 64 * 1024) * settings.max_batch,
                            hint=f"send at most {settings.max_batch} fields 'files' per request (max_batch)")
         items = [f for f in form.getlist("files") if not isinstance(f, str)]
         if not items:

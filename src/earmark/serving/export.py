@@ -434,7 +434,7 @@ def onnx_network(model: Any, *, threads: int = 1, tolerance: float = 1e-4, seed:
     """
     est = model.estimator
     if not hasattr(est, "classes_") or getattr(est, "module_", None) is None:
-        raise ParameterError(f"{type(est).__name__} is not a torch classifier; it runs as it is.")
+        raise ParameterError(f"{type(est).__name__} is not a torch classifier, so it has no ONNX network.")
     try:
         import onnxruntime as ort
     except ImportError:

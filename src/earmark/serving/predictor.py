@@ -72,6 +72,9 @@ class Prediction:
     silent : bool
         The clip is digital silence (see :func:`is_silent`): the answer is the model's guess about
         nothing, however confident.
+    heard : float or None
+        Seconds of the clip the model heard, when that is less than ``duration`` (it hears its
+        clip length; for longer audio, predict windows); ``None`` when it heard all of it.
     """
 
     label: str
@@ -82,6 +85,7 @@ class Prediction:
     value: float | None = None
     rejected: bool = False
     silent: bool = False
+    heard: float | None = None
 
     def top(self, k: int) -> list[dict[str, Any]]:
         """The ``k`` most probable classes as ``[{"label", "probability"}, …]`` (rejected or not)."""
@@ -98,7 +102,9 @@ class Prediction:
         >>> Prediction("61.5", None, {}, 1.5, value=61.5).to_dict()
         {'prediction': 61.5, 'duration': 1.5}
         """
-        flag = {"silent": True} if self.silent else {}
+        flag: dict[str, Any] = {"silent": True} if self.silent else {}
+        if self.heard is not None:  # a longer clip: the model heard its first (or middle) seconds only
+            flag["heard_seconds"] = self.heard
         if self.value is not None:
             return {"prediction": self.value, "duration": self.duration, **flag}
         return {
@@ -174,6 +180,7 @@ class Predictor:
         *,
         reject_below: float | None = None,
         runtime: str = "estimator",
+        threads: int = 1,
     ) -> None:
         if runtime not in RUNTIMES:
             raise ParameterError(f"The 'runtime' parameter of Predictor must be one of {RUNTIMES}. Got {runtime!r} instead.")
@@ -206,14 +213,16 @@ class Predictor:
             from earmark.serving.export import onnx_network
 
             try:
-                self._onnx = onnx_network(model)
+                self._onnx = onnx_network(model, threads=max(1, int(threads)))
                 self.runtime = "onnx"
-            except ParameterError:
+            except ParameterError as exc:
                 if runtime == "onnx":
-                    raise
+                    raise ParameterError(f"runtime='onnx' serves neural classifiers through ONNX Runtime, and this "
+                                         f"model cannot: {exc} Use runtime='auto' or 'estimator'.") from None
 
     @classmethod
-    def load(cls, model_or_path: Any, *, reject_below: float | None = None, runtime: str = "estimator") -> Predictor:
+    def load(cls, model_or_path: Any, *, reject_below: float | None = None, runtime: str = "estimator",
+             threads: int = 1) -> Predictor:
         """A predictor for a trained model, or for the bundle at a path (verified on load).
 
         A :class:`Predictor` is returned as it is (``reject_below`` and ``runtime`` ignored).
@@ -229,8 +238,8 @@ class Predictor:
             from earmark.bundle import load_bundle
 
             model, manifest = load_bundle(model_or_path)
-            return cls(model, manifest, reject_below=reject_below, runtime=runtime)
-        return cls(model_or_path, reject_below=reject_below, runtime=runtime)
+            return cls(model, manifest, reject_below=reject_below, runtime=runtime, threads=threads)
+        return cls(model_or_path, reject_below=reject_below, runtime=runtime, threads=threads)
 
     # -- features -------------------------------------------------------------------------
 
@@ -360,12 +369,17 @@ class Predictor:
                     out[i] = y
         return out
 
-    def _make(self, p: np.ndarray, duration: float, summary: np.ndarray | None, silent: bool = False) -> Prediction:
-        """A :class:`Prediction` from one row of :meth:`outputs`."""
+    def _make(self, p: np.ndarray, duration: float, summary: np.ndarray | None, silent: bool = False,
+              *, whole: bool = False) -> Prediction:
+        """A :class:`Prediction` from one row of :meth:`outputs` (``whole``: every second of
+        ``duration`` was heard, as by windows)."""
+        clip = self.preset.params.get("duration")
+        heard = (float(clip) if not whole and clip is not None and duration is not None
+                 and duration > float(clip) + 1e-3 else None)
         if self.task != "classification":
             value = float(p[0])
             return Prediction(label=f"{value:.6g}", confidence=None, probabilities={}, duration=duration,
-                              features=summary, value=value, silent=silent)
+                              features=summary, value=value, silent=silent, heard=heard)
         i = int(np.argmax(p))
         conf = float(p[i])
         rejected = self.reject_below is not None and conf < self.reject_below
@@ -377,6 +391,7 @@ class Predictor:
             features=summary,
             rejected=rejected,
             silent=silent,
+            heard=heard,
         )
 
     def predict_arrays(self, clips: Sequence[np.ndarray], *, summaries: bool = False) -> list[Prediction]:
@@ -452,6 +467,8 @@ class Predictor:
         -------
         >>> windows, clip = p.predict_windows(y, window=1.0, hop=0.5)  # doctest: +SKIP
         """
+        from earmark.features import _extract
+
         hop = self.check_window(window, hop)
         sr = self.sample_rate
         w, h = max(1, round(window * sr)), max(1, round(hop * sr))
@@ -461,18 +478,14 @@ class Predictor:
             starts.append(max(n - w, 0))
         chunks = [y[s : s + w] for s in starts]  # views of y: no copies
         # features and outputs a block of windows at a time: memory stays flat for hours of audio
-        proba = np.concatenate([self.outputs(list(self.preset.transform_batch(chunks[i:i + WINDOW_BLOCK])))
-                                for i in range(0, len(chunks), WINDOW_BLOCK)])
+        block = _extract.WINDOW_BLOCK
+        proba = np.concatenate([self.outputs(list(self.preset.transform_batch(chunks[i:i + block])))
+                                for i in range(0, len(chunks), block)])
         windows = [
             (s / sr, min(s + w, n) / sr, self._make(p, c.shape[0] / sr, None))
             for s, c, p in zip(starts, chunks, proba, strict=True)
         ]
-        return windows, self._make(proba.mean(axis=0), n / sr, None, is_silent(np.asarray(y)))
-
-
-#: Windows of a long recording featurized and run through the model together (memory per block:
-#: its features, ~0.1-0.5 MB per window for the default presets).
-WINDOW_BLOCK = 256
+        return windows, self._make(proba.mean(axis=0), n / sr, None, is_silent(np.asarray(y)), whole=True)
 
 
 def _batch(inputs: Sequence[np.ndarray]) -> tuple[Any, tuple[int, ...] | None]:

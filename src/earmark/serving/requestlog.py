@@ -84,6 +84,10 @@ def check_request_log(path: str | os.PathLike[str]) -> None:
         )
 
 
+#: Longest wait, in seconds, for a request-log write when another connection holds the database.
+WRITE_WAIT_S = 0.25
+
+
 class RequestLog:
     """Append-only SQLite log of predictions, safe to share between the service's threads.
 
@@ -107,7 +111,11 @@ class RequestLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         try:
-            self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+            # a short busy wait: someone holding the file locked (a sqlite3 shell pruning it) must not
+            # stall the service's answers for SQLite's default 5 s; a row that cannot wait is dropped
+            # and counted by the service (earmark_request_log_errors_total)
+            self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None,
+                                       timeout=WRITE_WAIT_S)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:

@@ -107,10 +107,13 @@ def _worker(app: str, host: str, port: int, options: dict[str, Any], barrier: An
         target = target()
     sock = _bind(host, port)
     config = uvicorn.Config(_StartTogether(target, barrier, timeout), host=host, port=port, **options)
+    server = uvicorn.Server(config)
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        server.run(sockets=[sock])
     finally:
         barrier.abort()  # a worker that stops (or never started) releases the others
+    if not server.started:  # its startup failed (uvicorn.run exits 3 for this; Server.run returns)
+        sys.exit(3)
 
 
 def run_workers(app: str, *, host: str, port: int, workers: int, start_timeout: float = 300.0,
@@ -166,3 +169,5 @@ def run_workers(app: str, *, host: str, port: int, workers: int, start_timeout: 
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+    if all(p.exitcode == 3 for p in procs):
+        raise RuntimeError(f"none of the {workers} workers could start the service (their errors are above)")

@@ -283,11 +283,12 @@ class TrainedModel:
         starts = list(range(0, max(1, len(y) - win + 1), step))
         if len(y) > win and starts[-1] + win < len(y):
             starts.append(len(y) - win)
-        from earmark.serving.predictor import WINDOW_BLOCK
+        from earmark.features import _extract
 
         clips = [y[s : s + win] for s in starts]  # views of y: no copies
         # features a block of windows at a time: memory stays flat for hours of audio
-        blocks = (self.preset.transform_batch(clips[i:i + WINDOW_BLOCK]) for i in range(0, len(clips), WINDOW_BLOCK))
+        block = _extract.WINDOW_BLOCK
+        blocks = (self.preset.transform_batch(clips[i:i + block]) for i in range(0, len(clips), block))
         rows: list[dict[str, Any]] = []
         summary: dict[str, Any] = {"n_windows": len(clips)}
         if self.task == "classification":
