@@ -296,6 +296,12 @@ def test_a_row_without_a_group_never_turns_the_split_random(tmp_path: Path, shar
     with pytest.warns(MissingGroupWarning, match="1 of 100 rows"):
         names = [name for name, _, _ in iter_folds(df, folds="group")]
     assert len(names) == 6 and sum(n.startswith("<no group") for n in names) == 1  # 5 speakers + the blank row
+    with pytest.warns(MissingGroupWarning):  # auto: K group-aware folds, not one-clip folds of blank rows
+        assert len(list(iter_folds(df))) == 5
+    cv = CliRunner().invoke(app, ["cv", str(manifest), "--model", "logreg", "--features", "mfcc-mean", "--folds", "4",
+                                  "--json", "-"])
+    assert cv.exit_code in (0, 1), cv.output  # every fold scored (a blank row was a group 'nan' on both sides)
+    assert json.loads(cv.stdout)["n_folds"] == 4 and json.loads(cv.stdout)["grouping"] == "group"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MissingGroupWarning)
         a, b = train_test_split(df, test_size=0.2, seed=0)
@@ -323,6 +329,17 @@ def test_split_details_from_a_review(tmp_path: Path, shared: Path) -> None:
     big = json.loads(runner.invoke(app, ["split", str(shared / "tts-digits" / "espeak"), "--out", str(tmp_path / "t"),
                                          "--test-size", "0.9", "--no-duplicates", "--json"]).stdout)
     assert big["sides"]["test"]["files"] == 450 and big["shared_groups"] == []
+    from earmark.sources import load_dataset, train_test_split
+
+    five = load_dataset(shared / "fsdd" / "manifest.csv")  # 5 speakers: shares of 0.2, 0.4, 0.6, 0.8
+    for share in (0.2, 0.4, 0.6, 0.8):
+        assert len(train_test_split(five, test_size=share)[1]) == round(share * 2500)
+    # a column of the source that only looks like a standard one (a 'Group' of sessions) stays
+    sessions = tmp_path / "sessions.csv"
+    rows.assign(Group="s1").to_csv(sessions, index=False)
+    assert runner.invoke(app, ["split", str(sessions), "--out", str(tmp_path / "g"), "--group-column", "speaker",
+                              "--no-duplicates"]).exit_code == 0
+    assert "Group" in pd.read_csv(tmp_path / "g" / "train.csv").columns
     # files that cannot be decoded are left out of both sides, as info lists them
     bad = json.loads(runner.invoke(app, ["split", str(shared / "bad-audio"), "--out", str(tmp_path / "b"),
                                          "--json"]).stdout)

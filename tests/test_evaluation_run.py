@@ -342,7 +342,7 @@ def test_cv_without_groups_says_its_folds_are_random_and_folds_list_only_their_o
     from earmark.sources import load_dataset
 
     table = fsdd_small[fsdd_small["label"].isin(["0", "1"])].drop(columns=["group", "speaker"])
-    with pytest.warns(EarmarkWarning, match=r"no group column \(or one with blanks or a single value\), so the folds are drawn at random"):
+    with pytest.warns(EarmarkWarning, match=r"no group column \(or one with a single value\), so the folds are drawn at random"):
         cv = cross_validate(table, model="logreg", features=_preset(), folds=3, seed=0, workers=1)
     assert cv.info["grouping"] == "none"
     assert "folds are random" in build_report(cv, max_clips=0)

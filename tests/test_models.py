@@ -697,3 +697,9 @@ def test_pooled_features_get_noise_and_regressors_average_only_the_warps_they_le
     assert len(tta_views(spec, "spectrogram", frequency=False)) == 3  # the clip, slower, faster
     reg = get_model("hcnn-reg", tta=True)
     assert AugmentConfig.from_options(reg.augment_options).freq_warp == 0  # so no frequency views
+    # a model trained without augmentation learnt no warp: test-time augmentation changes nothing
+    spec_X = np.random.default_rng(0).normal(size=(20, 16, 24)).astype(np.float32)
+    plain = TorchClassifier("cnn", epochs=1, augment=False, validation_fraction=0.0).fit(spec_X, np.arange(20) % 2)
+    before = plain.predict_proba(spec_X)
+    plain.set_params(tta=True)
+    np.testing.assert_allclose(plain.predict_proba(spec_X), before, atol=1e-6)

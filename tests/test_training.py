@@ -801,6 +801,12 @@ def test_cli_train_records_every_file_left_out_and_checks_out_before_training(tm
     skipped = load_model(out).data["skipped"]
     assert {Path(s["path"]).name for s in skipped} == {"empty.wav", "text_as_wav.wav"}
     assert "empty.wav" in res.output and "text_as_wav.wav" in res.output
+    odd = tmp_path / "note[bold red]x.wav"  # a name that is Rich markup is printed as it is
+    odd.write_text("not audio")
+    bracketed = _manifest(tmp_path, pd.concat([small, bad.head(1).assign(path=str(odd))]))
+    res = CliRunner().invoke(app, ["train", str(bracketed), "--model", "logreg", "-f", "mfcc-mean", "--group",
+                                   "speaker", "--out", str(tmp_path / "m2"), "--workers", "1"], terminal_width=400)
+    assert res.exit_code == 1 and "note[boldred]x.wav" in "".join(res.output.split())  # (wrapped at any space)
     for target in (manifest / "model", manifest):  # below a file; a file that is not a bundle
         res = CliRunner().invoke(app, ["train", str(manifest), "--model", "logreg", "-f", "mfcc-mean",
                                        "--out", str(target), "--overwrite"], terminal_width=400)
@@ -821,8 +827,12 @@ def test_a_numeric_target_with_a_stray_word_is_refused_and_tune_epochs_need_a_ne
     df = load_dataset(shared / "instruments" / "manifest.csv").head(40).copy()
     df["pitch"] = df["pitch"].astype(object)
     df.loc[df.index[3], "pitch"] = "n/a"
-    with pytest.raises(DatasetError, match=r"holds numbers except in 1 of 40 rows .*'n/a'"):
+    with pytest.raises(DatasetError, match=r"holds numbers except in 1 of 40 rows .*'n/a'.*--label pitch"):
         train(df, target="pitch", epochs=1)
+    with pytest.raises(DatasetError, match="holds numbers except"):  # a regressor named: the same
+        train(df, target="pitch", model="ridge", features="mfcc-mean")
+    named = train(df, target="pitch", model="logreg", features="mfcc-mean")  # a classifier named: its values are classes
+    assert "n/a" in [str(c) for c in named.classes]
     with pytest.raises(ParameterError, match="not trained in epochs"):
         tune(df.assign(pitch=1.0), model="knn", trials=1, epochs=3)
 

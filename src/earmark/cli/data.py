@@ -142,9 +142,11 @@ _HEADER_COLUMNS = ("duration", "sample_rate", "channels")
 
 def _manifest(df: pd.DataFrame) -> pd.DataFrame:
     """``df`` as a manifest to write: absolute paths first, header-derived columns left out."""
-    std = {"path", "label", "group", "fold"} & set(df.columns)
-    # a source's own 'Path' / 'Fold' beside the columns written here would be read instead of them
-    keep = [c for c in df.columns if c not in _HEADER_COLUMNS and not (c not in std and c.lower() in std)]
+    # a source's 'Path' / 'Fold' that a written column was made from would be read back instead of
+    # it (a case variant, found by the same names): left out; any other column of the source stays
+    made_from = df.attrs.get("columns_from", {})
+    variants = {src for std, src in made_from.items() if src != std and src.lower() == std and std in df.columns}
+    keep = [c for c in df.columns if c not in _HEADER_COLUMNS and c not in variants]
     return df[["path", *[c for c in keep if c != "path"]]]
 
 
@@ -288,15 +290,15 @@ def split(
         err_console.print(f"[yellow]{_n(len(skipped), 'unreadable file')} left out:[/]", highlight=False)
         for item in skipped[:20]:
             text = f"{item.get('path')}: {item.get('reason')}" if isinstance(item, dict) else str(item)
-            err_console.print(f"  {text}", highlight=False)
+            err_console.print(f"  {text}", highlight=False, markup=False)
     missing = []
     if not folds and "label" in df.columns:
         missing = sorted(set(sides["train"].get("classes", {})) ^ set(sides["test"].get("classes", {})))  # type: ignore[union-attr, arg-type]
         if missing:
-            err_console.print(f"[yellow]warning:[/] classes on one side only: {', '.join(missing)} "
+            err_console.print(f"[yellow]warning:[/] classes on one side only: {escape(', '.join(missing))} "
                               "(too few files or groups of them to put one on each side)", highlight=False)
     if leak is not None and leak.shared_groups and kind != "random":
-        err_console.print(f"[yellow]warning:[/] groups on both sides: {', '.join(leak.shared_groups[:10])}",
+        err_console.print(f"[yellow]warning:[/] groups on both sides: {escape(', '.join(leak.shared_groups[:10]))}",
                           highlight=False)
     if folds and fold_dups:
         err_console.print(f"[yellow]warning:[/] {_n(len(fold_dups), 'audio')} found in more than one fold "

@@ -13,6 +13,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Column, Table
 
 from earmark.cli._common import (
@@ -472,9 +473,9 @@ def explain(
     if flat:  # e.g. digital silence: the map is all zeros and its 'top regions' mean nothing
         err_console.print(f"[yellow]warning:[/] silencing no region changes the answer for {len(flat)} file"
                           f"{'' if len(flat) == 1 else 's'} (digital silence, or sound the model does not use): "
-                          + ", ".join(flat[:5]) + (" …" if len(flat) > 5 else ""), highlight=False)
+                          + escape(", ".join(flat[:5])) + (" …" if len(flat) > 5 else ""), highlight=False)
     for item in failed:
         reason = item["reason"] if item["path"] in item["reason"] else f"{item['path']}: {item['reason']}"
-        err_console.print(f"[yellow]not explained:[/] {reason}", highlight=False)
+        err_console.print(f"[yellow]not explained:[/] {escape(str(reason))}", highlight=False)
     if failed:
         raise typer.Exit(int(ExitCode.PARTIAL))

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from earmark.cli._common import (
@@ -127,11 +128,13 @@ def extract_cmd(
             f"{preset.name}: {len(fs)} of {summary['files']} files featurized "
             f"({fs.cached} from the store) in {seconds:.2f} s → {summary['store']}", highlight=False)
         for e in failed[:20]:
-            err_console.print(f"  [yellow]skipped[/] {e['path']}: {e['reason']}", highlight=False)
+            err_console.print(f"  [yellow]skipped[/] {escape(str(e['path']))}: {escape(str(e['reason']))}",
+                              highlight=False)
         if len(failed) > 20:
             err_console.print(f"  … and {len(failed) - 20} more (see report.json in the store)")
         for c in corrupt:
-            err_console.print(f"  [yellow]warning:[/] damaged store shard {c['path']} ({c['reason']}); its "
+            err_console.print(f"  [yellow]warning:[/] damaged store shard {escape(str(c['path']))} "
+                              f"({escape(str(c['reason']))}); its "
                               "files are computed again", highlight=False)
     if failed:
         raise typer.Exit(int(ExitCode.PARTIAL))

@@ -13,6 +13,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from earmark.cli._common import (
@@ -210,8 +211,6 @@ def _synthetic_voices(df: Any, n: int, seed: int, text_map: str | None) -> Any:
     words = sorted(df["label"].dropna().astype(str).unique())
     mapping = parse_text_map(text_map) or None
     if mapping and not set(mapping) & set(words):
-        from rich.markup import escape
-
         err_console.print("[yellow]warning:[/] " + escape(
             f"--text-map applies to none of the labels: it names {', '.join(list(mapping)[:10])}; the labels are "
             f"{', '.join(words[:10])}"), highlight=False)
@@ -356,7 +355,7 @@ def train_command(
         fail(f"Cannot write the model bundle {out}: {exc.strerror or exc}. Choose a writable --out.")
     skipped = trained.data.get("skipped", [])
     for s in skipped:
-        err_console.print(f"[yellow]skipped[/] {s['path']}: {s['reason']}", highlight=False)
+        err_console.print(f"[yellow]skipped[/] {escape(str(s['path']))}: {escape(str(s['reason']))}", highlight=False)
     if as_json:
         write_json({"bundle": str(path), "metrics": trained.metrics, "config": trained.config}, None)
     else:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from earmark.cli._common import (
     ExitCode,
@@ -86,7 +87,7 @@ def predict(
     if silent:
         err_console.print(f"[yellow]warning:[/] {len(silent)} file{' holds' if len(silent) == 1 else 's hold'} only digital "
                           f"silence; the model's answer for {'it' if len(silent) == 1 else 'them'} is a guess about "
-                          f"nothing: {', '.join(silent[:5])}" + (" …" if len(silent) > 5 else ""), highlight=False)
+                          f"nothing: {escape(', '.join(silent[:5]))}" + (" …" if len(silent) > 5 else ""), highlight=False)
     clip = predictor.preset.params.get("duration")
     longer = [r["path"] for r in rows if window is None and clip and (r.get("duration") or 0) > 1.25 * float(clip)]
     if longer:  # a long recording through a 1 s model: say what was heard
@@ -98,7 +99,7 @@ def predict(
             + f". Predict along long recordings with --window {float(clip):g} --hop {float(clip) / 2:g}.", highlight=False)
     failed = [r for r in rows if r["error"]]
     for r in failed:
-        err_console.print(f"[red]failed[/] {r['path']}: {r['error']}", highlight=False)
+        err_console.print(f"[red]failed[/] {escape(str(r['path']))}: {escape(str(r['error']))}", highlight=False)
     if failed:
         err_console.print(f"{len(failed)} of {len(rows)} files failed.", highlight=False)
         raise typer.Exit(int(ExitCode.PARTIAL))

@@ -316,7 +316,9 @@ def _as_matrix(X: Any) -> np.ndarray | None:
 def _check_no_straddle(table: pd.DataFrame, train: np.ndarray, test: np.ndarray, name: str) -> list[str]:
     if "group" not in table.columns:
         return []
-    groups = table["group"].astype(str).to_numpy()
+    from earmark.sources._splits import _group_array
+
+    groups = _group_array(table, warn=False)  # as iter_folds sees them: a blank row is its own group
     shared = set(groups[train]) & set(groups[test])
     if shared and len(set(groups)) == 1:
         raise DatasetError(
@@ -448,11 +450,11 @@ def _cross_validate(
     fold_dirs: set[str] = set()
     from earmark.sources._splits import _has
 
-    grouped = _has(table, "group")  # as iter_folds decides: a column without blanks, 2+ values
+    grouped = _has(table, "group")  # as iter_folds decides: 2+ groups (a blank row is a group of its own)
     predefined = folds == "fold" or (folds == "auto" and _has(table, "fold"))
     if not grouped and not predefined:
         warnings.warn(
-            "The table has no group column (or one with blanks or a single value), so the folds are drawn at "
+            "The table has no group column (or one with a single value), so the folds are drawn at "
             "random: clips of one speaker, recording "
             "or instrument can be on both sides of a split, which inflates the scores. Name the column of who "
             "or what made each clip (--group-column, group_column=) or give predefined folds.",

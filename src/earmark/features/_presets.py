@@ -519,8 +519,9 @@ def _coerce_values(name: str, defaults: Mapping[str, Any], params: Mapping[str, 
         if isinstance(default, bool):
             if not isinstance(value, bool):
                 raise ParameterError(f"The {key!r} of preset {name!r} must be True or False. Got {value!r}.")
-        elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
+        elif (isinstance(default, float) or (default is None and key not in _NONE_OK)) and isinstance(
+                value, int) and not isinstance(value, bool):
+            value = float(value)  # (settings whose default is None are Hz or seconds: numbers)
         elif isinstance(default, str) and not isinstance(value, str) and not (value is None and key in _NONE_OK):
             raise ParameterError(f"The {key!r} of preset {name!r} must be text (default {default!r}). Got {value!r}.")
         out[key] = value
@@ -582,6 +583,13 @@ def _check_values(name: str, sr: int, defaults: Mapping[str, Any], params: Mappi
     if _number(low) and _number(high) and float(low) >= float(high):
         raise ParameterError(f"Preset {name!r} needs its lowest frequency ({low} Hz) below its highest ({high} Hz).")
 
+
+
+#: Kinds whose numbers changed for some inputs without a change of their settings (a store key
+#: changes with it; a bundle still loads): 2 = normalised MFCC rows of digital silence are 0, not
+#: scaled rounding noise, and clips shorter than ``delta_width`` frames get deltas over the widest
+#: window that fits, not zeros.
+_RECIPE_REVISION = {"mfcc-seq": 2, "psf-mfcc": 2, "stats": 2}
 
 
 def _freeze(d: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -716,8 +724,13 @@ class Preset:
             raise ParameterError(f"Not a preset record ({exc!r}): {d!r}") from None
 
     def cache_key(self) -> str:
-        """Hex digest of :meth:`to_dict` (the feature store's folder for this preset)."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()
+        """Hex digest of :meth:`to_dict` (the feature store's folder for this preset), and of the
+        kind's recipe revision when its numbers changed for some inputs (:data:`_RECIPE_REVISION`):
+        features stored by the earlier recipe are then computed again, never mixed with new ones."""
+        record = self.to_dict()
+        if self.kind in _RECIPE_REVISION:
+            record["revision"] = _RECIPE_REVISION[self.kind]
+        blob = json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:20]
 
     # -- computing ----------------------------------------------------------------------------

@@ -678,9 +678,10 @@ class _TorchEstimator(BaseEstimator):
         outs = []
         self.module_.eval()
         kind = self._kind(X.ndim - 1) if getattr(self, "tta", False) else None
-        if kind is not None:  # only the warps the model was trained to be invariant to
+        if kind is not None:  # only the warps the model was trained to be invariant to (none: augment off)
             cfg = AugmentConfig.from_options(self.augment_options)
-            warps = {"time": cfg.time_stretch > 0, "frequency": cfg.freq_warp > 0}
+            warps = {"time": bool(self.augment) and cfg.time_stretch > 0,
+                     "frequency": bool(self.augment) and cfg.freq_warp > 0}
         with torch.inference_mode():
             for s in range(0, len(X), 256):
                 xb = torch.as_tensor(X[s : s + 256])

@@ -70,6 +70,10 @@ _ONE_UPLOAD = {"requestBody": {"content": {
 }}}
 
 
+#: Seconds the service stops writing to its request log after a write failed (the log was locked):
+#: rows are dropped (and counted) rather than each answer waiting for the lock.
+LOG_PAUSE_S = 5.0
+
 #: Status recorded in /metrics for a request whose client went away before its answer (nginx's
 #: "client closed request"); never sent, as there is nobody to send it to.
 CLIENT_CLOSED = 499
@@ -354,6 +358,7 @@ def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> Fas
                                           timeout=settings.decode_timeout)
 
     log_failures: list[int] = []  # request-log rows that could not be written
+    log_paused = [0.0]  # monotonic time until which rows are dropped without waiting (after a failure)
 
     def _record(pred: Prediction, source: str | None) -> None:
         if pred.value is None:
@@ -363,14 +368,18 @@ def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> Fas
         log = app.state.log
         if log is not None:
             out = [pred.value] if pred.value is not None else list(pred.probabilities.values())
+            if time.monotonic() < log_paused[0]:  # a write failed just now: no clip waits for the lock again
+                metrics.observe_error("request_log", "write_failed")
+                return
             try:
                 log.append(features=pred.features, proba=np.array(out), label=pred.label, source=source)
             except sqlite3.Error as exc:  # the answer still goes out; the lost row is counted and said once
+                log_paused[0] = time.monotonic() + LOG_PAUSE_S
                 metrics.observe_error("request_log", "write_failed")
                 if not log_failures:
                     logging.getLogger("earmark.serving").warning(
-                        "request log %s: a row could not be written (%s); the answer was still sent, and lost "
-                        "rows are counted in /metrics (earmark_errors_total{endpoint=\"request_log\"})", log.path, exc)
+                        "request log %s: a row could not be written (%s); answers still go out, rows are dropped "
+                        "for 5 s after each failure, and lost rows are counted in /metrics (earmark_errors_total{endpoint=\"request_log\"})", log.path, exc)
                 log_failures.append(1)
 
     def _predict_clips(clips: list[np.ndarray], sources: list[str | None]) -> list[Prediction | Exception]:

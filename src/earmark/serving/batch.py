@@ -281,7 +281,9 @@ def _predict_cached(
 def _silence_features(preset: Any) -> Callable[[Any], bool]:
     """A test of stored features for digital silence, without decoding the file again: the
     features equal those of an all-zero clip (each frame like its frames, for sequences of any
-    length). The same files :func:`~earmark.serving.predictor.is_silent` flags on decoded audio."""
+    length). That finds all-zero files, as :func:`~earmark.serving.predictor.is_silent` does on
+    decoded audio; float noise below half a 16-bit step, which ``is_silent`` also flags, is found
+    only where its features round to those of zeros."""
     seconds = preset.params.get("duration") or 1.0
     ref = np.asarray(preset.transform(np.zeros(max(1, round(seconds * preset.sample_rate)), np.float32)))
 

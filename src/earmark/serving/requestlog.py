@@ -108,20 +108,26 @@ class RequestLog:
 
     def __init__(self, path: str | os.PathLike[str], *, classes: list[str] | None = None) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatasetError(f"{self.path}: cannot be used as a request log: its folder cannot be made "
+                               f"({exc.strerror or exc}); pass a .sqlite path in a writable folder.") from None
         self._lock = threading.Lock()
         try:
             # a short busy wait: someone holding the file locked (a sqlite3 shell pruning it) must not
             # stall the service's answers for SQLite's default 5 s; a row that cannot wait is dropped
             # and counted by the service (earmark_request_log_errors_total)
-            self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None,
-                                       timeout=WRITE_WAIT_S)
+            self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
+            if classes is not None:
+                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('classes', ?)",
+                                 (json.dumps([str(c) for c in classes]),))
+            # set up with SQLite's usual patience (workers open the log together); rows then wait little
+            self._db.execute(f"PRAGMA busy_timeout = {int(WRITE_WAIT_S * 1000)}")
+        except sqlite3.Error as exc:
             raise DatasetError(f"{self.path}: cannot be used as a request log ({exc}); pass a new .sqlite path.") from None
-        if classes is not None:
-            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('classes', ?)", (json.dumps([str(c) for c in classes]),))
 
     def __enter__(self) -> RequestLog:
         return self

@@ -294,6 +294,9 @@ def _from_frame(
             "Drop the repeats unless they are meant.", EarmarkWarning, stacklevel=4)
     df = _order(df)
     df.attrs["no_path"] = no_path
+    # which source column each standard one was made from ('Path' → path, 'speaker' → group…)
+    df.attrs["columns_from"] = {k: v for k, v in (("path", pcol), ("label", lcol), ("group", gcol),
+                                                  ("fold", fcol)) if v is not None}
     return df
 
 

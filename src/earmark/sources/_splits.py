@@ -42,13 +42,15 @@ def _has(df: pd.DataFrame, col: str) -> bool:
     return bool(df[col].notna().all()) and df[col].nunique() > 1
 
 
-def _group_array(df: pd.DataFrame) -> np.ndarray:
+def _group_array(df: pd.DataFrame, *, warn: bool = True) -> np.ndarray:
     """The group of each row as text; a row without one is a group of its own (it can share no
     group with another row), with a :class:`~earmark.errors.MissingGroupWarning` saying how many."""
     col = df["group"]
     groups = col.astype(str).to_numpy(dtype=object)
     blank = _blank(col)
-    if blank.any():
+    if blank.any() and not warn:
+        groups[np.flatnonzero(blank)] = [f"<no group: row {i}>" for i in np.flatnonzero(blank)]
+    elif blank.any():
         import warnings
 
         from earmark.errors import MissingGroupWarning
@@ -148,14 +150,20 @@ def train_test_split(
             )
         groups = _group_array(df)
         n_groups = len(np.unique(groups))
-        # one fold of K is the smaller side: the test side for test_size <= 0.5, else the train side
+        # one fold of K stratified group folds is one side: of the K near 1 / share (of the smaller
+        # side) and of the fold or the rest, the split whose test share is closest to test_size
         small = min(test_size, 1.0 - test_size)
-        n_splits = max(2, int(round(1.0 / small)))
-        if y is not None and n_groups >= n_splits:
-            splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-            train_pos, test_pos = next(splitter.split(pos, y, groups))
-            if test_size > 0.5:
-                train_pos, test_pos = test_pos, train_pos
+        ks = sorted({max(2, int(np.floor(1.0 / small + 1e-9))), max(2, int(np.ceil(1.0 / small - 1e-9)))})
+        ks = [k for k in ks if k <= n_groups]
+        if y is not None and ks:
+            best = None
+            for k in ks:
+                fold_rest = next(StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(pos, y, groups))
+                for tr_, te_ in (fold_rest, fold_rest[::-1]):
+                    gap = abs(len(te_) / n - test_size)
+                    if best is None or gap < best[0] - 1e-12:
+                        best = (gap, tr_, te_)
+            _, train_pos, test_pos = best
         else:
             n_test = min(n_groups - 1, max(1, int(round(test_size * n_groups))))
             gss = GroupShuffleSplit(n_splits=1, test_size=n_test, random_state=seed)
@@ -215,7 +223,10 @@ def iter_folds(
         if _has(df, "fold"):
             folds = "fold"
         elif has_group:
-            folds = "group" if len(np.unique(_group_array(df))) <= 10 else 5
+            # leave one speaker out for a few speakers; rows without a group (each its own group)
+            # would each be a one-clip fold, so then K group-aware folds spread them instead
+            blanks = bool(_blank(df["group"]).any())
+            folds = "group" if not blanks and df["group"].nunique() <= 10 else 5
         else:
             folds = 5
     if folds == "fold":

@@ -52,7 +52,8 @@ def _refuse_mostly_numeric(dataset: pd.DataFrame, column: str) -> None:
         raise DatasetError(
             f"Column {column!r} holds numbers except in {len(bad)} of {len(filled)} rows ({rows}"
             f"{' …' if len(bad) > 5 else ''}), so it was read as text and every value would become a class. "
-            "Fix or blank those cells for a numeric target; to learn its values as classes, give them as text.")
+            f"Fix or blank those cells for a numeric target; to learn its values as classes, name a classifier "
+            f"(--model) or give the column as the label (--label {column}).")
 
 
 def _fingerprint(paths: list[str], targets: list[str]) -> str:
@@ -696,11 +697,12 @@ def train(
     if extra_weight <= 0:
         raise ParameterError(f"The 'extra_weight' parameter must be > 0. Got {extra_weight!r} instead.")
     numeric = _is_numeric(dataset[target_col]) and target_col != "label"
-    if not numeric and target_col != "label":
-        _refuse_mostly_numeric(dataset, target_col)
+    chosen = model is None
     if model is None:
         model = DEFAULT_REGRESSOR if numeric else DEFAULT_CLASSIFIER
     spec = get_spec(model)
+    if not numeric and target_col != "label" and (chosen or spec.task == "regression"):
+        _refuse_mostly_numeric(dataset, target_col)  # a classifier named by the user learns the values as classes
     est = get_model(model, **model_params)  # refuses unknown names and bad values before extraction
     for key in model_params:  # parameters train() sets itself would be silently overwritten
         if key == "random_state" or key.endswith("__random_state"):
