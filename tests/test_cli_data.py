@@ -362,3 +362,35 @@ def test_split_details_from_a_review(tmp_path: Path, shared: Path) -> None:
     assert plain.exit_code == 3 and "expected 2500" in plain.output  # read, then refused as incomplete
     onto = runner.invoke(app, ["datasets", "download", "fsdd", "--to", str(caps), "--url", str(archive)])
     assert onto.exit_code == 3 and "is a file" in " ".join(onto.output.split())
+
+
+def test_group_splits_of_small_tables_and_few_named_groups(tmp_path: Path, shared: Path) -> None:
+    """Shares no fold count can give fall back to what works (9 rows, 3 per class, 0.3 was a
+    scikit-learn traceback); blank rows spread over min(5, named groups) folds; one named group plus
+    blank rows is said to be one group."""
+    import warnings
+
+    import pandas as pd
+    import pytest
+
+    from earmark.errors import DatasetError, MissingGroupWarning
+    from earmark.evaluation import cross_validate
+    from earmark.sources import iter_folds, load_dataset, train_test_split
+
+    tiny = pd.DataFrame({"path": [f"f{i}" for i in range(9)], "label": list("aaabbbccc"), "group": list("vwxyzvwxy")})
+    a, b = train_test_split(tiny, test_size=0.3)
+    assert len(b) == 3 and not set(a["group"]) & set(b["group"])
+    five = load_dataset(shared / "fsdd" / "manifest.csv")
+    assert len(train_test_split(five, test_size=0.25)[1]) == 500  # one speaker: nearer 0.25 than two
+    rows = five[five["group"].isin(["george", "jackson", "theo"])].groupby(["group", "label"]).head(3).copy()
+    rows.loc[rows.index[:2], "group"] = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MissingGroupWarning)
+        sizes = [len(te) for _, _, te in iter_folds(rows)]
+    assert len(sizes) == 3 and min(sizes) > 20  # not one-clip folds of the blank rows
+    one = rows.copy()
+    one.loc[one["group"] != "george", "group"] = None
+    with pytest.raises(DatasetError, match=r"belongs to one group \('george'\) and \d+ have none"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cross_validate(one, model="logreg", features="mfcc-mean", workers=1)

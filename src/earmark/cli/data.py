@@ -185,7 +185,7 @@ def split(
     import numpy as np
 
     from earmark.sources import check_leakage, iter_folds, split_kind, train_test_split
-    from earmark.sources._splits import _has, duplicates_across_folds
+    from earmark.sources._splits import _group_array, _has, duplicates_across_folds
 
     if out.exists() and not out.is_dir():
         fail(f"--out {out} is a file; give a folder to write the manifests into.", ExitCode.USAGE)
@@ -216,8 +216,8 @@ def split(
             if by not in ("auto", "group", "random"):
                 fail(f"--folds K makes group-aware (or random) folds; --by {by} does not apply.", ExitCode.USAGE)
             data = df.drop(columns=["group"]) if kind == "random" and "group" in df.columns else df
-            if "group" in data.columns and data["group"].dropna().nunique() < folds:
-                n_groups = data["group"].dropna().nunique()
+            if "group" in data.columns and len(set(_group_array(data, warn=False))) < folds:
+                n_groups = len(set(_group_array(data, warn=False)))  # a blank row is a group of its own
                 fail(f"--folds {folds} needs at least {folds} groups to keep each group in one fold; {source} has "
                      f"{n_groups}. Use --folds {n_groups} or fewer (with as many folds as groups, each holds out "
                      "one group), or --by random to ignore the groups.", ExitCode.USAGE)
@@ -304,13 +304,14 @@ def split(
         err_console.print(f"[yellow]warning:[/] {_n(len(fold_dups), 'audio')} found in more than one fold "
                           "(identical content under different names):", highlight=False)
         for d in fold_dups[:10]:
-            err_console.print("  " + " = ".join(f"fold {f} {ps[0]}" for f, ps in d["folds"].items()), highlight=False)
+            err_console.print("  " + " = ".join(f"fold {f} {ps[0]}" for f, ps in d["folds"].items()), highlight=False,
+                              markup=False)
         raise typer.Exit(int(ExitCode.PARTIAL))
     if leak is not None and leak.duplicates and duplicates:
         err_console.print(f"[yellow]warning:[/] {_n(len(leak.duplicates), 'audio')} found on both sides "
                           "(identical content under different names):", highlight=False)
         for d in leak.duplicates[:10]:
-            err_console.print(f"  train {d['train'][0]} = test {d['test'][0]}", highlight=False)
+            err_console.print(f"  train {d['train'][0]} = test {d['test'][0]}", highlight=False, markup=False)
         raise typer.Exit(int(ExitCode.PARTIAL))
     if skipped:
         raise typer.Exit(int(ExitCode.PARTIAL))

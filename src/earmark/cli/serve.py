@@ -95,7 +95,7 @@ def predict(
         err_console.print(
             f"[yellow]warning:[/] {len(longer)} file{'' if len(longer) == 1 else 's'} {'is' if len(longer) == 1 else 'are'} "
             f"longer than the model's {float(clip):g} s clips; of each, the model heard {part} {float(clip):g} s only: "
-            f"{', '.join(longer[:3])}" + (" …" if len(longer) > 3 else "")
+            f"{escape(', '.join(longer[:3]))}" + (" …" if len(longer) > 3 else "")
             + f". Predict along long recordings with --window {float(clip):g} --hop {float(clip) / 2:g}.", highlight=False)
     failed = [r for r in rows if r["error"]]
     for r in failed:

@@ -320,9 +320,12 @@ def _check_no_straddle(table: pd.DataFrame, train: np.ndarray, test: np.ndarray,
 
     groups = _group_array(table, warn=False)  # as iter_folds sees them: a blank row is its own group
     shared = set(groups[train]) & set(groups[test])
-    if shared and len(set(groups)) == 1:
+    named = sorted(set(table["group"].dropna().astype(str)) - {""})
+    if shared and len(named) <= 1:
+        unnamed = int(table["group"].isna().sum())
         raise DatasetError(
-            f"Every clip belongs to one group ({groups[0]!r}): any fold would test on the group it trained "
+            f"Every clip {'with a group ' if unnamed else ''}belongs to one group ({named[0] if named else ''!r})"
+            f"{f' and {unnamed} have none' if unnamed else ''}: any fold would test on the group it trained "
             "on, which says nothing about other speakers/recordings. Cross-validation needs clips from at "
             "least 2 groups; check the group column (--group-column) or add data from more groups."
         )

@@ -151,18 +151,21 @@ def train_test_split(
         groups = _group_array(df)
         n_groups = len(np.unique(groups))
         # one fold of K stratified group folds is one side: of the K near 1 / share (of the smaller
-        # side) and of the fold or the rest, the split whose test share is closest to test_size
+        # side), of every fold and of the fold or the rest, the first split whose test share is
+        # closest to test_size (the default 0.2 keeps the first of 5 folds)
         small = min(test_size, 1.0 - test_size)
         ks = sorted({max(2, int(np.floor(1.0 / small + 1e-9))), max(2, int(np.ceil(1.0 / small - 1e-9)))})
-        ks = [k for k in ks if k <= n_groups]
-        if y is not None and ks:
-            best = None
-            for k in ks:
-                fold_rest = next(StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(pos, y, groups))
-                for tr_, te_ in (fold_rest, fold_rest[::-1]):
-                    gap = abs(len(te_) / n - test_size)
-                    if best is None or gap < best[0] - 1e-12:
-                        best = (gap, tr_, te_)
+        best = None
+        for k in (k for k in ks if k <= n_groups) if y is not None else ():
+            try:
+                for fold_rest in StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(pos, y, groups):
+                    for tr_, te_ in (fold_rest, fold_rest[::-1]):
+                        gap = abs(len(te_) / n - test_size)
+                        if best is None or gap < best[0] - 1e-12:
+                            best = (gap, tr_, te_)
+            except ValueError:  # too few rows of a class for K folds: the other K, or a plain group split
+                continue
+        if best is not None:
             _, train_pos, test_pos = best
         else:
             n_test = min(n_groups - 1, max(1, int(round(test_size * n_groups))))
@@ -225,8 +228,9 @@ def iter_folds(
         elif has_group:
             # leave one speaker out for a few speakers; rows without a group (each its own group)
             # would each be a one-clip fold, so then K group-aware folds spread them instead
-            blanks = bool(_blank(df["group"]).any())
-            folds = "group" if not blanks and df["group"].nunique() <= 10 else 5
+            blank = _blank(df["group"])
+            named = int(df["group"][~blank].astype(str).nunique())
+            folds = "group" if not blank.any() and named <= 10 else min(5, named)
         else:
             folds = 5
     if folds == "fold":

@@ -34,6 +34,18 @@ def _bundle_digest(path: str) -> str | None:
     return read_manifest(path).get("manifest_sha256")
 
 
+def _base_revision(path: str) -> int | None:
+    """The recipe revision (``_RECIPE_REVISION``) of the features a base bundle computes, if any."""
+    from earmark.features._presets import _RECIPE_REVISION
+
+    if path in ("birdnet",) or path.partition(":")[0] in ("torchvision", "hf") or not Path(path).exists():
+        return None
+    from earmark.bundle import read_manifest
+
+    kind = ((read_manifest(path).get("features") or {}).get("settings") or {}).get("kind")
+    return _RECIPE_REVISION.get(str(kind))
+
+
 def _check_digest(p: Mapping[str, Any]) -> None:
     """Refuse embeddings from a base bundle that is no longer the one the features were made with:
     a model trained on them would answer confidently and wrongly."""
@@ -52,7 +64,7 @@ def _check_digest(p: Mapping[str, Any]) -> None:
             f"These features are embeddings by the bundle at {path}, which is not there (moved, or not copied to "
             "this machine). Put that bundle back at that path; a model trained on embed:BUNDLE needs it beside it.")
     now = _bundle_digest(path)
-    if now != want:
+    if now != want.split("+r")[0]:  # (a '+rN' suffix is the base's feature recipe revision)
         raise ParameterError(
             f"These features are embeddings by the bundle at {path}, which has changed since they were "
             f"first made (manifest sha256 {want[:12]}… then, {(now or 'none')[:12]}… now): a model trained on "
@@ -127,6 +139,10 @@ def embed_preset(model: str | os.PathLike[str], *, window: float | None = None, 
     bb = get_backbone(spec)
     # the base bundle's content, not only its path: a bundle retrained in place (or another one
     # moved there) is refused, and its features never come from the store under the old key
+    digest = _bundle_digest(spec) or ""
+    revision = _base_revision(spec)
+    if digest and revision:  # the base's own features changed recipe: so do these embeddings (store key)
+        digest = f"{digest}+r{revision}"
     preset = Preset(f"embed:{os.fspath(model)}", "embed", bb.sample_rate,
-                    {"model": spec, "window": window, "hop": hop, "digest": _bundle_digest(spec) or ""})
+                    {"model": spec, "window": window, "hop": hop, "digest": digest})
     return register_preset(preset, overwrite=True)
