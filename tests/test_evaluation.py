@@ -384,3 +384,19 @@ def test_confusion_figure_scales_rates_to_one_and_counts_in_whole_ticks():
     img = imread(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])), format="png")[..., :3]
     for edge in (img[:, :2], img[:, -2:], img[:2], img[-2:]):
         assert edge.min() > 0.95
+
+
+def test_top_k_counts_ties_against_the_true_class():
+    """A one-hot answer for another class (a 1-NN, a kNN's zeros) ties the true class with every other
+    class at 0: it was counted as top-2 (rank = classes strictly above = 1)."""
+    classes = [str(c) for c in range(10)]
+    one_hot = np.zeros((4, 10))
+    one_hot[:, 9] = 1.0
+    m = compute_metrics(["0", "1", "2", "3"], ["9"] * 4, one_hot, classes=classes)
+    assert m["accuracy"] == 0.0 and m["top_k_accuracy"] == {"2": 0.0, "3": 0.0, "5": 0.0}
+    right = np.zeros((2, 10))
+    right[0, 0] = right[1, 1] = 1.0  # no tie for a class that holds all the probability
+    assert compute_metrics(["0", "1"], ["0", "1"], right, classes=classes)["top_k_accuracy"]["2"] == 1.0
+    half = np.zeros((1, 10))
+    half[0, [0, 9]] = 0.5  # a tie for first place: top-2 holds it, top-1 (accuracy by argmax) may not
+    assert compute_metrics(["0"], ["9"], half, classes=classes)["top_k_accuracy"]["2"] == 1.0

@@ -404,3 +404,28 @@ def test_cli_cv_marks_the_metrics_that_are_not_means_of_every_fold(fsdd_small, t
     assert res.exit_code == 0, res.output
     text = " ".join(res.stdout.split())
     assert "top-3 accuracy (pooled)" in text and "accuracy" in text
+
+
+def test_evaluate_outputs_and_warnings_reach_the_user(tmp_path):
+    """An unwritable --report / --json is refused before any work; warnings of the data source (a
+    repeated row is scored twice) are shown; finetune and mobilenet_v2 are known by every command."""
+    from earmark.cli.main import app
+
+    fsdd = Path(os.environ.get("EARMARK_SHARED", Path(__file__).resolve().parents[1].parent / "shared")) / "data" / "fsdd"
+    rows = pd.read_csv(fsdd / "manifest.csv").head(6)
+    rows["path"] = [str(fsdd / p) for p in rows["path"]]
+    manifest = tmp_path / "m.csv"
+    pd.concat([rows, rows.head(2)]).to_csv(manifest, index=False)
+    res = CliRunner().invoke(app, ["evaluate", str(tmp_path), str(manifest), "--report",
+                                   str(manifest / "r.html")])
+    assert res.exit_code == 2 and "is a file, not a folder" in " ".join(res.output.split())
+    res = CliRunner().invoke(app, ["cv", str(manifest), "--json", str(tmp_path)])
+    assert res.exit_code == 2 and "is a folder" in " ".join(res.output.split())
+    res = CliRunner().invoke(app, ["embed", "x", str(manifest), "--out", str(manifest / "e.npy")])
+    assert res.exit_code == 2
+    from earmark.cli.evaluate import _load
+
+    with pytest.warns(Warning, match="listed more than once"):
+        _load(manifest, None, None)
+    listing = CliRunner().invoke(app, ["models", "list", "--json"])
+    assert {"finetune", "mobilenet_v2"} <= {m["name"] for m in json.loads(listing.stdout)}

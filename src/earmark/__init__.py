@@ -79,6 +79,8 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'earmark' has no attribute {name!r}")
+    if module.startswith(("earmark.training", "earmark.evaluation", "earmark.models")):
+        importlib.import_module("earmark.transfer")  # registers 'finetune' and 'mobilenet_v2' by name
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-__all__ = ["ExitCode", "check_writable_folder", "earmark_warnings", "err_console", "fail", "progress_bar", "register_features", "write_json"]
+__all__ = ["ExitCode", "all_models", "check_writable_folder", "earmark_warnings", "err_console", "fail", "progress_bar", "register_features", "write_json"]
 
 #: Messages, warnings and progress go to stderr; results (tables, JSON) go to stdout.
 err_console = Console(stderr=True)
@@ -49,6 +49,22 @@ def report_skipped(skipped: list[dict[str, str]], *, label: str = "left out", of
         err_console.print(f"… and {len(skipped) - 50} more (see --json).", highlight=False)
     if skipped:
         err_console.print(f"{len(skipped)} file{'' if len(skipped) == 1 else 's'} left out of {of}.", highlight=False)
+
+
+def all_models(*names: str | None) -> None:
+    """Register the models the transfer module adds (``finetune``, ``mobilenet_v2``), so that every
+    command that takes a model name knows them. Given names, only when one of them is not yet known
+    (the import loads torch, which a classical model does not need)."""
+    wanted = [n for n in names if n]
+    if names and not wanted:
+        return
+    if wanted:
+        from earmark.models import list_models
+
+        known = {spec.name for spec in list_models()}
+        if all(n in known for n in wanted):
+            return
+    import earmark.transfer  # noqa: F401
 
 
 def check_writable_folder(folder: Path, option: str) -> None:

@@ -18,6 +18,8 @@ from rich.table import Column, Table
 
 from earmark.cli._common import (
     ExitCode,
+    all_models,
+    check_writable_folder,
     earmark_warnings,
     err_console,
     fail,
@@ -60,6 +62,16 @@ def _folds(value: str) -> str | int:
     return k
 
 
+def _check_outputs(json_out: str | None, report: Path | None) -> None:
+    """Refuse, before any work, a --json or --report file that could not be written."""
+    for option, target in (("--json", json_out), ("--report", report)):
+        if target is None or str(target) == "-":
+            continue
+        if Path(target).is_dir():
+            fail(f"{option} {target} is a folder; give the path of the file to write.", ExitCode.USAGE)
+        check_writable_folder(Path(target).parent, option)
+
+
 def _check_log(log: str | None) -> None:
     if log is None:
         return
@@ -75,10 +87,10 @@ def _check_log(log: str | None) -> None:
 
 
 def _load(source: Path, label_column: str | None, group_column: str | None, pattern: str | None = None) -> Any:
-    from earmark.sources import load_dataset
+    from earmark.sources import SkippedFileWarning, load_dataset
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # skipped files are listed by the command itself
+        warnings.simplefilter("ignore", SkippedFileWarning)  # skipped files are listed by the command itself
         return load_dataset(source, label_column=label_column, group_column=group_column, pattern=pattern)
 
 
@@ -138,6 +150,7 @@ def _check_models(names: list[str]) -> None:
     from earmark.errors import EarmarkError
     from earmark.models import get_spec
 
+    all_models(*names)
     for name in names:
         try:
             get_spec(name)
@@ -150,19 +163,21 @@ def _write_outputs(result: Any, *, json_out: str | None, report: Path | None, mo
                    explain: int = 0) -> None:
     from earmark.evaluation import build_report, to_json, write_report
 
-    if json_out is not None:
-        if json_out == "-":
-            typer.echo(to_json(result.to_dict()))
-        else:
-            to_json(result.to_dict(), json_out)
-            err_console.print(f"scores written to {json_out}", highlight=False)
-    if report is not None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            html = build_report(result, model=model, summary=summary, max_clips=max_clips,
-                                embedding=embedding, config=config, explain=explain)
-        write_report(html, report)
-        err_console.print(f"report written to {report}", highlight=False)
+    try:
+        if json_out is not None:
+            if json_out == "-":
+                typer.echo(to_json(result.to_dict()))
+            else:
+                to_json(result.to_dict(), json_out)
+                err_console.print(f"scores written to {escape(str(json_out))}", highlight=False)
+        if report is not None:
+            with earmark_warnings():  # e.g. an explanation left out of the report, and why
+                html = build_report(result, model=model, summary=summary, max_clips=max_clips,
+                                    embedding=embedding, config=config, explain=explain)
+            write_report(html, report)
+            err_console.print(f"report written to {escape(str(report))}", highlight=False)
+    except OSError as exc:
+        fail(f"Cannot write {exc.filename or json_out or report}: {exc.strerror or exc}. Choose a writable path.")
 
 
 def _log(log: str | None, logdir: Path, run_name: str, metrics: dict, history: Any,
@@ -205,6 +220,7 @@ def evaluate(
     if unknown_labels not in ("error", "wrong"):
         fail(f"--unknown-labels must be 'error' or 'wrong'; got {unknown_labels!r}.", ExitCode.USAGE)
     _check_log(log)
+    _check_outputs(json_out, report)
     try:
         model = load_model(model_dir)
         table = _load(source, label_column, group_column, pattern)
@@ -281,6 +297,7 @@ def cv(
                  ExitCode.USAGE)
     if embedding not in ("pca", "tsne"):
         fail(f"--embedding must be 'pca' or 'tsne'; got {embedding!r}.", ExitCode.USAGE)
+    _check_outputs(json_out, report)
     train_kwargs: dict[str, Any] = {"epochs": epochs} if epochs is not None else {}
     if duration is not None:
         train_kwargs["duration"] = duration
@@ -338,6 +355,7 @@ def compare(
              ExitCode.USAGE)
     _check_models(names)
     k = _folds(folds)
+    _check_outputs(json_out, report)
     train_kwargs: dict[str, Any] = {"epochs": epochs} if epochs is not None else {}
     if duration is not None:
         train_kwargs["duration"] = duration
@@ -408,6 +426,10 @@ def explain(
     from earmark.evaluation._explain import min_window, plot_explanation
     from earmark.serving.batch import expand_paths
 
+    if out is not None:
+        if out.exists() and not out.is_dir():
+            fail(f"--out {out} is a file; give a folder for the figures.", ExitCode.USAGE)
+        check_writable_folder(out, "--out")
     try:
         trained = load_model(model)
         if target is not None and trained.task != "classification":

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from earmark.cli._common import (
     ExitCode,
+    all_models,
     check_writable_folder,
     earmark_warnings,
     err_console,
@@ -48,6 +49,7 @@ def list_command(
     """List the registered models with their task and default feature preset."""
     from earmark.models import list_models
 
+    all_models()
     if task not in (None, "classification", "regression"):
         fail(f"--task must be 'classification' or 'regression'; got {task!r}.", ExitCode.USAGE)
     specs = list_models(task)  # type: ignore[arg-type]
@@ -84,6 +86,7 @@ def show_command(
     from earmark.errors import EarmarkError
     from earmark.models import get_spec
 
+    all_models(name)
     try:
         spec = get_spec(name)
     except EarmarkError as exc:
@@ -290,6 +293,7 @@ def train_command(
     if init_from is None and (freeze_epochs or head_only or body_lr_scale != 1.0):
         fail("--freeze-epochs, --body-lr-scale and --head-only need --init-from.", ExitCode.USAGE)
     try:
+        all_models(model)
         features = register_features(features)
         df = _load(source, label, group, pattern)
         extras = [_load(extra_train, _extra_label(extra_train, label), None)] if extra_train else []
@@ -400,6 +404,7 @@ def tune_command(
     from earmark.training import tune
 
     try:
+        all_models(model)
         features = register_features(features)
         with earmark_warnings():
             df = _load(source, label, group, pattern)

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import typer
 
-from earmark.cli._common import ExitCode, err_console, fail, report_skipped
+from earmark.cli._common import (
+    ExitCode,
+    check_writable_folder,
+    earmark_warnings,
+    err_console,
+    fail,
+    report_skipped,
+)
 
 __all__ = ["register"]
 
@@ -42,10 +49,14 @@ def embed_command(
         fail(f"--out must end in .npy or .parquet. Got {out.name!r}.", ExitCode.USAGE)
     if hop is not None and window is None:
         fail("--hop needs --window.", ExitCode.USAGE)
+    if out.is_dir():
+        fail(f"--out {out} is a folder; give the path of the .npy or .parquet file to write.", ExitCode.USAGE)
+    check_writable_folder(out.parent, "--out")
     if model == "birdnet":
         err_console.print(f"[yellow]note:[/] {BIRDNET_LICENSE}", highlight=False)
     try:
-        X, index = embed(model, source, window=window, hop=hop, return_index=True, errors="skip")
+        with earmark_warnings():  # "warning: …" lines, not Python's warning format
+            X, index = embed(model, source, window=window, hop=hop, return_index=True, errors="skip")
     except EarmarkError as exc:
         fail(str(exc))
     skipped = index.attrs.get("skipped", [])

@@ -310,8 +310,10 @@ def compute_metrics(
     prob = np.where(row_sum > 0, prob / np.where(row_sum > 0, row_sum, 1.0), 1.0 / len(classes))
     true_p = np.clip(prob[np.arange(t.size), ti], _EPS, 1.0)
     out["log_loss"] = float(-np.mean(np.log(true_p)))
-    # rank of the true class: how many classes got strictly more probability
-    rank = (prob > prob[np.arange(t.size), ti][:, None]).sum(axis=1)
+    # rank of the true class, ties counted against it: a true class tied with others (a kNN's
+    # zeros, a one-hot answer for another class) is not "in the top k" by the luck of the order
+    p_true = prob[np.arange(t.size), ti][:, None]
+    rank = (prob > p_true).sum(axis=1) + (prob == p_true).sum(axis=1) - 1
     out["top_k_accuracy"] = {
         str(k): float(np.mean(rank < k)) for k in TOP_K if k < len(classes)
     }

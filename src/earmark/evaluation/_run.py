@@ -471,8 +471,18 @@ def _cross_validate(
             fold_kwargs["checkpoint_dir"] = _checkpoint_subdir(checkpoint_dir, str(name), fold_dirs)
         start = time.perf_counter()
         fold_kwargs.setdefault("workers", workers)  # feature extraction of the fold's training clips too
-        trained = train(table.iloc[train_pos], model=model, features=features, target=target,
-                        seed=seed, **fold_kwargs)
+        from earmark.training import ChanceLevelWarning
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ChanceLevelWarning)
+            trained = train(table.iloc[train_pos], model=model, features=features, target=target,
+                            seed=seed, **fold_kwargs)
+        for w in caught:  # a fold's own validation part, not its test scores: say which is which
+            if issubclass(w.category, ChanceLevelWarning):
+                warnings.warn(f"Fold {name!s} (on the validation part carved from its training folds, not its "
+                              f"test fold): {w.message}", ChanceLevelWarning, stacklevel=2)
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         feature_seconds = float((getattr(trained, "config", None) or {}).get("feature_seconds", 0.0))
         train_seconds = max(time.perf_counter() - start - feature_seconds, 0.0)
         # scored without the store: every fold's (and every model's) inference time then includes

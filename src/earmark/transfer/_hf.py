@@ -66,7 +66,7 @@ def hf_net_options(source: str) -> dict[str, Any]:
             hint = ("Give a Hub model id that exists (downloaded once, then cached), or a folder written by "
                     "save_pretrained; without a network, download it elsewhere and copy the folder here.")
         raise ParameterError(
-            f"init_from='hf:{source}': cannot read the Hugging Face checkpoint ({exc}). {hint}"
+            f"hf:{source}: cannot read the Hugging Face checkpoint ({exc}). {hint}"
         ) from exc
     cfg = config.to_dict()
     for key in ("id2label", "label2id", "num_labels", "_name_or_path", "transformers_version", "architectures"):
@@ -189,7 +189,7 @@ def hf_pretrained_state(source: str, n_outputs: int) -> dict[str, torch.Tensor]:
     except (OSError, ValueError) as exc:
         offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") else ""
         raise ParameterError(
-            f"init_from='hf:{source}': cannot load the pretrained weights{offline}: {exc}"
+            f"hf:{source}: cannot load the pretrained weights{offline}: {exc}"
         ) from exc
     finally:
         tf.logging.set_verbosity(verbosity)
