@@ -183,7 +183,7 @@ def _delta_any_length(x: np.ndarray, width: int, order: int) -> np.ndarray:
     """``delta`` over time for a clip of any length: with fewer frames than ``width`` (variable-length
     features of a short clip) the window shrinks to the largest odd length that fits (at least 3);
     a clip of 1-2 frames has no measurable change, so its deltas are 0. Fixed-length presets refuse
-    a ``delta_width`` longer than their clips up front (see ``_check_delta_width``)."""
+    a ``delta_width`` longer than their clips up front (in ``Preset.__post_init__``)."""
     n = x.shape[-1]
     if n >= width:
         return sp.delta(x, width=width, order=order)

@@ -15,7 +15,7 @@ import copy
 import hashlib
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +112,23 @@ def fix_length(
                 c = np.pad(c, width, mode="constant", constant_values=value)
         out.append(c)
     return np.stack(out).astype(np.float32, copy=False)
+
+
+def class_weights_by_label(class_weight: Mapping[Any, Any], classes: Sequence[str]) -> dict[str, float]:
+    """A ``class_weight`` dict keyed by the labels as text ('7' and 7 name one class); a key that
+    names no class of ``classes`` is refused.
+
+    Example
+    -------
+    >>> class_weights_by_label({7: 2}, ["0", "7"])
+    {'7': 2.0}
+    """
+    given = {str(k): float(v) for k, v in class_weight.items()}
+    unknown = sorted(set(given) - set(classes))
+    if unknown:
+        raise ParameterError(f"class_weight names {unknown}, which are not classes of the training data; "
+                             f"the classes are {sorted(classes)}.")
+    return given
 
 
 def _check_device(device: Any) -> None:
@@ -873,12 +890,8 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
         if self.class_weight is None:
             return np.ones(len(y_enc), np.float32)
         if isinstance(self.class_weight, dict):
-            given = {str(k): float(v) for k, v in self.class_weight.items()}  # '7' and 7 name one class
             classes = [str(c) for c in self.classes_.tolist()]
-            unknown = sorted(set(given) - set(classes))
-            if unknown:
-                raise ParameterError(f"class_weight names {unknown}, which are not classes of the training data; "
-                                     f"the classes are {classes}.")
+            given = class_weights_by_label(self.class_weight, classes)
             cw = np.array([given.get(c, 1.0) for c in classes])
             return cw[y_enc].astype(np.float32)
         if self.class_weight != "balanced":

@@ -379,7 +379,8 @@ def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> Fas
                 if not log_failures:
                     logging.getLogger("earmark.serving").warning(
                         "request log %s: a row could not be written (%s); answers still go out, rows are dropped "
-                        "for 5 s after each failure, and lost rows are counted in /metrics (earmark_errors_total{endpoint=\"request_log\"})", log.path, exc)
+                        "for %g s after each failure, and lost rows are counted in /metrics "
+                        "(earmark_errors_total{endpoint=\"request_log\"})", log.path, exc, LOG_PAUSE_S)
                 log_failures.append(1)
 
     def _predict_clips(clips: list[np.ndarray], sources: list[str | None]) -> list[Prediction | Exception]:

@@ -117,7 +117,7 @@ class RequestLog:
         try:
             # a short busy wait: someone holding the file locked (a sqlite3 shell pruning it) must not
             # stall the service's answers for SQLite's default 5 s; a row that cannot wait is dropped
-            # and counted by the service (earmark_request_log_errors_total)
+            # and counted by the service (earmark_errors_total{endpoint="request_log"})
             self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(_SCHEMA)

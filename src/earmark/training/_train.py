@@ -173,13 +173,10 @@ def _fit_sklearn(est: Any, X: Any, y: np.ndarray, w: np.ndarray) -> None:
     keys = [k for k, v in params.items() if k.endswith("class_weight") and isinstance(v, dict)]
     saved = {k: params[k] for k in keys}
     if keys:
+        from earmark.models._torch import class_weights_by_label
+
         labels = [str(v) for v in np.asarray(y)]
-        classes = sorted(set(labels))
-        weights = {str(c): float(v) for c, v in saved[keys[0]].items()}
-        unknown = sorted(set(weights) - set(classes))
-        if unknown:
-            raise ParameterError(f"class_weight names {unknown}, which are not classes of the training data; "
-                                 f"the classes are {classes}.")
+        weights = class_weights_by_label(saved[keys[0]], sorted(set(labels)))
         w = np.asarray(w, np.float64) * np.array([weights.get(c, 1.0) for c in labels])
         est.set_params(**{k: None for k in keys})
     try:

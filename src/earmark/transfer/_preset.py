@@ -24,26 +24,35 @@ __all__ = ["embed_preset"]
 _CHECKED: dict[tuple[str, float, str], None] = {}
 
 
+def _base_manifest(path: str) -> dict[str, Any] | None:
+    """The verified manifest of a base bundle on disk, or None for a model that is not one
+    (birdnet, torchvision:…, hf:…)."""
+    if path in ("birdnet",) or path.partition(":")[0] in ("torchvision", "hf") or not Path(path).exists():
+        return None
+    from earmark.bundle import read_manifest
+
+    return read_manifest(path)
+
+
 def _bundle_digest(path: str) -> str | None:
     """The sha256 of a bundle's manifest (which holds the hash of every file), or None for a
-    model that is not a bundle on disk (birdnet, torchvision:…, hf:…)."""
-    if path in ("birdnet",) or path.partition(":")[0] in ("torchvision", "hf") or not Path(path).exists():
-        return None
-    from earmark.bundle import read_manifest
-
-    return read_manifest(path).get("manifest_sha256")
+    model that is not a bundle on disk."""
+    manifest = _base_manifest(path)
+    return None if manifest is None else manifest.get("manifest_sha256")
 
 
-def _base_revision(path: str) -> int | None:
-    """The recipe revision (``_RECIPE_REVISION``) of the features a base bundle computes, if any."""
+def _embed_digest(path: str) -> str:
+    """What an embed preset records of its base bundle: the manifest's sha256, and ``+rN`` when
+    the base's own features have a recipe revision (``_RECIPE_REVISION``: their numbers changed,
+    so the embeddings' store key changes too); '' for a model that is not a bundle on disk."""
     from earmark.features._presets import _RECIPE_REVISION
 
-    if path in ("birdnet",) or path.partition(":")[0] in ("torchvision", "hf") or not Path(path).exists():
-        return None
-    from earmark.bundle import read_manifest
-
-    kind = ((read_manifest(path).get("features") or {}).get("settings") or {}).get("kind")
-    return _RECIPE_REVISION.get(str(kind))
+    manifest = _base_manifest(path)  # read (and every file hashed) once
+    if manifest is None or not manifest.get("manifest_sha256"):
+        return ""
+    kind = ((manifest.get("features") or {}).get("settings") or {}).get("kind")
+    revision = _RECIPE_REVISION.get(str(kind))
+    return manifest["manifest_sha256"] + (f"+r{revision}" if revision else "")
 
 
 def _check_digest(p: Mapping[str, Any]) -> None:
@@ -139,10 +148,7 @@ def embed_preset(model: str | os.PathLike[str], *, window: float | None = None, 
     bb = get_backbone(spec)
     # the base bundle's content, not only its path: a bundle retrained in place (or another one
     # moved there) is refused, and its features never come from the store under the old key
-    digest = _bundle_digest(spec) or ""
-    revision = _base_revision(spec)
-    if digest and revision:  # the base's own features changed recipe: so do these embeddings (store key)
-        digest = f"{digest}+r{revision}"
+    digest = _embed_digest(spec)
     preset = Preset(f"embed:{os.fspath(model)}", "embed", bb.sample_rate,
                     {"model": spec, "window": window, "hop": hop, "digest": digest})
     return register_preset(preset, overwrite=True)
