@@ -47,6 +47,16 @@ def test_extract_aligns_with_featurize_and_dedupes(fsdd):
     np.testing.assert_allclose(fs.X[3], featurize(paths[3], "logmel"), atol=1e-4)
 
 
+def test_featurize_refuses_a_table_or_list_naming_extract(fsdd):
+    from earmark.audio import load_audio
+
+    for many in (pd.DataFrame({"path": fsdd[:2]}), fsdd[:2]):
+        with pytest.raises(TypeError, match=r"earmark\.extract"):
+            featurize(many, "mfcc-mean")
+    with pytest.raises(TypeError, match="binary file object, got int"):
+        load_audio(42)
+
+
 def test_store_second_run_reads_everything_and_invalidates(tmp_path, fsdd):
     store = tmp_path / "store"
     first = extract(fsdd, "mfcc-mean", cache=store, workers=1, batch_size=16)

@@ -163,6 +163,12 @@ def _open_checked(source: AudioSource, max_bytes: int) -> tuple[BinaryIO, str, s
         except OSError as exc:
             raise AudioDecodeError(name, f"cannot be opened: {exc.strerror or exc}") from None
     else:
+        if not callable(getattr(source, "read", None)):
+            raise TypeError(
+                f"Expected an audio file's path, its bytes or a binary file object, got "
+                f"{type(source).__name__}; for a table or a list of files use earmark.extract or "
+                "earmark.load_dataset."
+            )
         stream = source
         try:
             if stream.seekable() and stream.tell() != 0:

@@ -100,6 +100,11 @@ def featurize(y_or_path: np.ndarray | str | os.PathLike[str] | bytes, preset: st
     """
     from earmark.audio import float_samples, load_audio, to_mono
 
+    if isinstance(y_or_path, (list, tuple)) or hasattr(y_or_path, "columns"):
+        raise TypeError(
+            f"featurize computes the features of one clip, got a {type(y_or_path).__name__}; "
+            "for a table or a list of files use earmark.extract(dataset, preset)."
+        )
     p = _as_preset(preset)
     if isinstance(y_or_path, np.ndarray):
         y = to_mono(float_samples(y_or_path), channels_first=None)
