@@ -91,6 +91,10 @@ def test_corrupt_and_missing_are_refused(model, tmp_path, bundle):
         zf.writestr("hello.txt", "hi")
     with pytest.raises(BundleError, match="not a model bundle"):
         load_model(tmp_path / "empty.earmark")
+    wav = tmp_path / "clip.wav"  # an audio file where the model goes: not "corrupt", not a bundle
+    wav.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(32))
+    with pytest.raises(BundleError, match=r"clip\.wav: not a model bundle \(neither a bundle folder nor"):
+        load_model(wav)
 
 
 def test_reference_statistics_survive(model, tmp_path):

@@ -215,3 +215,94 @@ def test_class_shares_that_moved_are_drift_and_unmoved_ones_are_not():
     assert same.test("prediction").p_value > 0.01 and not same.drift
     skewed = detect_drift(ref, rng.normal(size=(200, 4)), np.eye(3)[np.r_[np.zeros(180, int), np.ones(20, int)]])
     assert skewed.test("prediction").p_value < 1e-6 and skewed.drift
+
+
+def test_a_request_log_belongs_to_one_model(model, tmp_path):
+    """A log written by one model is refused for another (by serve and monitor), rows of two
+    sizes are a clear error, and the same model may reopen its log."""
+    from earmark.bundle import save_model
+    from earmark.errors import DatasetError, ParameterError
+    from earmark.serving.predictor import Predictor
+    from earmark.serving.requestlog import RequestLog
+
+    bundle = save_model(model, tmp_path / "digits")
+    me = Predictor.load(bundle).identity()
+    assert me["bundle"] and me["classes"] == [str(c) for c in model.classes]
+    other = {**me, "bundle": "f" * 64, "created": "2026-01-01T00:00:00+00:00"}
+    path = tmp_path / "requests.sqlite"
+    rng = np.random.default_rng(0)
+    with RequestLog(path, model=other) as log:
+        for _ in range(25):
+            log.append(features=rng.normal(size=7), proba=np.full(10, 0.1), label="3")
+    with pytest.raises(DatasetError, match=r"another model .*bundle ffffffffffff.*pass a new --log path"):
+        RequestLog(path, model={**me, "bundle": "a" * 64})
+    RequestLog(path, model=other).close()  # its own writer reopens it
+    with pytest.raises(ParameterError, match="another model"):
+        monitor(bundle, str(path))
+    # a log of the same classes from an in-process model (no bundle hash) is this model's
+    mine = tmp_path / "mine.sqlite"
+    with RequestLog(mine, model=Predictor.load(model).identity()) as log:
+        for _ in range(25):
+            log.append(features=rng.normal(size=7), proba=np.full(10, 0.1), label="3")
+    assert monitor(bundle, str(mine)).n == 25
+    # an older log that stored only its classes: another class list is another model
+    old = tmp_path / "old.sqlite"
+    with RequestLog(old, classes=["yes", "no"]) as log:
+        log.append(features=rng.normal(size=7), proba=np.array([0.9, 0.1]), label="yes")
+    with pytest.raises(DatasetError, match="another model"):
+        RequestLog(old, model=me)
+    # rows of two sizes (written by hand through two unchecked handles) are an error, not a traceback
+    with RequestLog(old) as log:
+        log.append(features=rng.normal(size=7), proba=np.full(10, 0.1), label="3")
+        with pytest.raises(DatasetError, match="different sizes"):
+            log.read()
+
+
+def test_serve_refuses_another_models_log_before_starting(model, tmp_path):
+    require_training()
+    from typer.testing import CliRunner
+
+    from earmark.bundle import save_model
+    from earmark.cli.main import app
+    from earmark.serving.requestlog import RequestLog
+
+    bundle = save_model(model, tmp_path / "digits")
+    log = tmp_path / "requests.sqlite"
+    with RequestLog(log, model={"bundle": "e" * 64, "task": "regression", "classes": []}) as rl:
+        rl.append(features=np.zeros(7), proba=np.array([60.0]), label="60.0")
+    res = CliRunner().invoke(app, ["serve", str(bundle), "--port", "1", "--log", str(log)])
+    assert res.exit_code != 0 and "another model" in res.output and "regression" in res.output
+
+
+def test_monitor_cli_names_a_missing_log_takes_min_samples_and_checks_outputs_first(model, tmp_path):
+    require_training()
+    from typer.testing import CliRunner
+
+    from earmark.bundle import save_model
+    from earmark.cli.main import app
+    from earmark.serving.predictor import Predictor
+    from earmark.serving.requestlog import RequestLog
+
+    bundle = save_model(model, tmp_path / "digits")
+    run = CliRunner()
+    res = run.invoke(app, ["monitor", str(bundle), "--log", str(tmp_path / "missing.sqlite")])
+    assert res.exit_code == 3 and "no such request log" in res.stderr
+    log = tmp_path / "requests.sqlite"
+    _, held = split()
+    with RequestLog(log, model=Predictor.load(bundle).identity()) as rl:
+        p = Predictor.load(bundle)
+        for path in held["path"][:5]:
+            y, sr = sf.read(path, dtype="float32")
+            assert sr == p.sample_rate
+            pred = p.predict_arrays([y], summaries=True)[0]
+            rl.append(features=pred.features, proba=np.array(list(pred.probabilities.values())), label=pred.label)
+    res = run.invoke(app, ["monitor", str(bundle), "--log", str(log)])
+    assert res.exit_code == 3 and "--min-samples" in " ".join(res.stderr.split())
+    res = run.invoke(app, ["monitor", str(bundle), "--log", str(log), "--min-samples", "5",
+                           "--json", str(tmp_path / "d.json")])
+    assert res.exit_code in (0, 4), res.output
+    assert json.loads((tmp_path / "d.json").read_text())["n"] == 5
+    folder = tmp_path / "out"
+    folder.mkdir()
+    res = run.invoke(app, ["monitor", str(bundle), "--log", str(log), "--report", str(folder)])
+    assert res.exit_code == 2 and "is a folder" in res.stderr

@@ -113,6 +113,34 @@ def test_cli_predict_csv_json_and_exit_code(folder, tmp_path):
     assert res.exit_code == 3 and str(folder) in res.stderr
 
 
+def test_a_folder_without_audio_among_the_inputs_is_an_error_row_and_out_is_checked_first(folder, tmp_path):
+    require_training()
+    from typer.testing import CliRunner
+
+    from earmark.bundle import save_model
+    from earmark.cli.main import app
+
+    empty, notes = tmp_path / "empty", tmp_path / "notes"
+    empty.mkdir()
+    notes.mkdir()
+    (notes / "readme.txt").write_text("no audio here")
+    clip = str(folder / "a" / GOOD[0])
+    rows = predict_paths(fsdd_model(), [empty, clip, notes], workers=1)
+    assert [r["path"] for r in rows] == [str(empty), clip, str(notes)]  # in input order, none dropped
+    assert rows[1]["error"] is None and rows[1]["label"] == GOOD[0][0]
+    assert all("a folder with no audio files in it" in rows[i]["error"] for i in (0, 2))
+    bundle = save_model(fsdd_model(), tmp_path / "m.earmark")
+    runner = CliRunner()
+    res = runner.invoke(app, ["predict", str(bundle), str(empty), clip, "--format", "csv"])
+    assert res.exit_code == 1 and "a folder with no audio files" in " ".join(res.stderr.split())
+    res = runner.invoke(app, ["predict", str(bundle), str(empty)])  # nothing at all to predict: a usage error
+    assert res.exit_code == 2 and "No audio files under" in res.stderr
+    # an --out that is a folder is refused before any prediction
+    res = runner.invoke(app, ["predict", str(bundle), clip, "-o", str(empty)])
+    assert res.exit_code == 2 and "is a folder; give the path of the file" in " ".join(res.stderr.split())
+    assert not any(empty.iterdir())
+
+
 def test_predictions_through_the_feature_store_equal_direct_ones(folder, tmp_path):
     """--cache: the same labels, probabilities and durations as without it, failures alike listed;
     a second run reads every clip from the store."""

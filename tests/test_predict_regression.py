@@ -179,3 +179,23 @@ def test_web_page_shows_a_regressors_number(tmp_path):
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_a_regressor_trained_by_the_cli_can_be_monitored(tmp_path):
+    """`earmark train --target pitch` keeps a drift reference, as for classifiers: `earmark monitor`
+    works on its log without --reference, on the features only."""
+    require_training()
+    from typer.testing import CliRunner
+
+    from earmark.cli.main import app
+    from earmark.serving.monitor import monitor
+
+    train_df, test = _split()
+    manifest = tmp_path / "train.csv"
+    train_df.head(60).to_csv(manifest, index=False)
+    res = CliRunner().invoke(app, ["train", str(manifest), "--target", "pitch", "--model", "ridge",
+                                   "--features", "stats", "--out", str(tmp_path / "pitch"), "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    report = monitor(str(tmp_path / "pitch"), list(test["path"]), min_samples=4)
+    assert report.n == len(test) and report.n_reference == 60
+    assert {t.kind for t in report.tests} == {"feature"}

@@ -13,7 +13,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from earmark.errors import DatasetError, EarmarkWarning, ParameterError, SampleRateWarning
+from earmark.errors import (
+    AudioDecodeError,
+    DatasetError,
+    EarmarkWarning,
+    ParameterError,
+    SampleRateWarning,
+)
 from earmark.sources import load_dataset
 from earmark.training import DEFAULT_REGRESSOR, TrainedModel, summary_vectors, train, tune
 
@@ -172,6 +178,28 @@ def test_predict_takes_arrays_as_decoders_and_soundfile_give_them(logreg_model, 
     np.testing.assert_allclose(logreg_model.predict_proba(stereo, sr=sr), want, atol=1e-5)
     batch = np.stack([y, y])  # rows longer than a channel count: a batch of two clips
     np.testing.assert_allclose(logreg_model.predict_proba(batch, sr=sr), np.vstack([want, want]), atol=1e-5)
+
+
+def test_bad_arrays_are_error_rows_in_place_and_a_bad_rate_is_refused(logreg_model, theo):
+    import soundfile as sf
+
+    y, sr = sf.read(theo["path"].iloc[0], dtype="float32")
+    nan = y.copy()
+    nan[100:112] = np.nan
+    out = logreg_model.predict([y, nan, np.zeros(0, np.float32), y], sr=sr)
+    assert list(out["path"]) == ["array[0]", "array[1]", "array[2]", "array[3]"]  # input order kept
+    assert out["error"][0] is None and out["error"][3] is None and out["label"][0] == out["label"][3]
+    assert "12 non-finite samples" in out["error"][1] and "no samples" in out["error"][2]
+    assert pd.isna(out["label"][1])
+    with pytest.raises(AudioDecodeError, match=r"array\[1\].*non-finite"):
+        logreg_model.predict_proba([y, nan], sr=sr)
+    for bad in (0, -8000, 8000.5, True):
+        with pytest.raises(ParameterError, match="positive integer"):
+            logreg_model.predict([y], sr=bad)
+        with pytest.raises(ParameterError, match="positive integer"):
+            logreg_model.predict_windows(y, sr=bad)
+    with pytest.raises(ParameterError, match="non-finite"):
+        logreg_model.predict_windows(nan, sr=sr)
 
 
 def test_extra_train_goes_to_training_only(fsdd_small):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from earmark.errors import AudioDecodeError, ParameterError
+from earmark.errors import AudioDecodeError, EarmarkWarning, ParameterError
 from earmark.models import dump_estimator, load_estimator
 from earmark.transfer import (
     ImageFront,
@@ -331,9 +331,13 @@ def test_embed_shapes_windows_and_determinism(shared: Path, source_cnn: Transfer
     fs = extract(df, preset, workers=1)
     est = TransferClassifier("cnn", net_options=CNN, **FAST).fit(fs.X, df.label.to_numpy()[fs.rows])
     model = _Trained(est, preset, list(est.classes_))
-    X = embed(model, df)
+    with pytest.warns(EarmarkWarning, match=r"longer than the model's 0\.5 s clips; of each, only its first 0\.5 s"):
+        X = embed(model, df)  # 1.5 s notes: what was embedded is said
+    with pytest.raises(ParameterError, match=r"window \(1 s\) is longer than the clips the model hears \(0\.5 s\)"):
+        embed(model, df, window=1.0)
     assert X.shape == (len(df), est.module_[-1].in_features) and X.dtype == np.float32  # the head's input
-    np.testing.assert_array_equal(X, embed(model, list(df.path)))
+    with pytest.warns(EarmarkWarning):
+        np.testing.assert_array_equal(X, embed(model, list(df.path)))
     Xw, idx = embed(model, df, window=0.5, hop=0.5, return_index=True)
     assert Xw.shape == (3 * len(df), X.shape[1])  # 1.5 s clips → three windows each
     assert list(idx.row[:3]) == [0, 0, 0] and list(idx.start[:3]) == [0.0, 0.5, 1.0]

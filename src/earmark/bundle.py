@@ -392,6 +392,14 @@ def _opened(path: str | os.PathLike[str]) -> Iterator[tuple[Path, dict[str, Any]
     try:
         zf = zipfile.ZipFile(src)
     except (zipfile.BadZipFile, OSError) as exc:
+        try:
+            with open(src, "rb") as f:
+                zipped = f.read(4) == b"PK\x03\x04"
+        except OSError:
+            zipped = True
+        if not zipped:  # an audio file, a CSV… given where a model goes
+            raise BundleError(f"{where}: not a model bundle (neither a bundle folder nor an .earmark archive); "
+                              "pass the folder or .earmark file earmark train --out wrote.") from None
         raise BundleError(f"{where}: corrupt bundle file (not a valid .earmark archive: {exc}).") from None
     with zf, tempfile.TemporaryDirectory(prefix="earmark-bundle-") as tmp:
         try:

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-__all__ = ["ExitCode", "all_models", "check_writable_folder", "earmark_warnings", "err_console", "fail", "progress_bar", "register_features", "write_json"]
+__all__ = ["ExitCode", "all_models", "check_output_file", "check_writable_folder", "earmark_warnings", "err_console", "fail", "progress_bar", "register_features", "write_json"]
 
 #: Messages, warnings and progress go to stderr; results (tables, JSON) go to stdout.
 err_console = Console(stderr=True)
@@ -81,6 +81,17 @@ def check_writable_folder(folder: Path, option: str) -> None:
     if not os.access(probe, os.W_OK | os.X_OK):
         fail(f"Cannot write to {folder} for {option}: {probe} is not writable. Choose a writable path.",
              ExitCode.USAGE)
+
+
+def check_output_file(target: str | Path | None, option: str) -> None:
+    """Exit with a usage error, before any work, when an output file (``--json``, ``--report``,
+    ``--out``) could not be written: it is a folder, or its folder cannot be made or written.
+    ``None`` and ``'-'`` (stdout) pass."""
+    if target is None or str(target) == "-":
+        return
+    if Path(target).is_dir():
+        fail(f"{option} {target} is a folder; give the path of the file to write.", ExitCode.USAGE)
+    check_writable_folder(Path(target).parent, option)
 
 
 def write_text(target: str | Path, text: str) -> None:

@@ -19,6 +19,7 @@ from rich.table import Column, Table
 from earmark.cli._common import (
     ExitCode,
     all_models,
+    check_output_file,
     check_writable_folder,
     earmark_warnings,
     err_console,
@@ -65,11 +66,7 @@ def _folds(value: str) -> str | int:
 def _check_outputs(json_out: str | None, report: Path | None) -> None:
     """Refuse, before any work, a --json or --report file that could not be written."""
     for option, target in (("--json", json_out), ("--report", report)):
-        if target is None or str(target) == "-":
-            continue
-        if Path(target).is_dir():
-            fail(f"{option} {target} is a folder; give the path of the file to write.", ExitCode.USAGE)
-        check_writable_folder(Path(target).parent, option)
+        check_output_file(target, option)
 
 
 def _check_log(log: str | None) -> None:
@@ -446,7 +443,7 @@ def explain(
         fail(str(exc), ExitCode.USAGE)
     except EarmarkError as exc:
         fail(str(exc))
-    if not files:
+    if all(Path(f).is_dir() for f in files):
         fail(f"No audio files under {', '.join(map(str, paths))}.", ExitCode.USAGE)
     if out is not None:
         if out.exists() and not out.is_dir():

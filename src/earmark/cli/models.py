@@ -346,10 +346,9 @@ def train_command(
             )
         if extra_sources and "extra_train" in trained.data:
             trained.data["extra_train"]["sources"] = extra_sources
-        reference = None
-        if trained.task == "classification":
-            sample = df.sample(min(len(df), 2000), random_state=seed) if len(df) > 2000 else df
-            reference = build_reference(trained, sample, workers=workers)
+        # drift reference (earmark monitor): the descriptors of what it trained on, and its answers
+        sample = df.sample(min(len(df), 2000), random_state=seed) if len(df) > 2000 else df
+        reference = build_reference(trained, sample, workers=workers)
         path = save_model(trained, out, overwrite=overwrite, reference=reference)
     except ParameterError as exc:  # a bad model name, --param, column…: a usage error
         fail(str(exc), ExitCode.USAGE)

@@ -13,6 +13,7 @@ from rich.markup import escape
 
 from earmark.cli._common import (
     ExitCode,
+    check_output_file,
     check_writable_folder,
     err_console,
     fail,
@@ -59,6 +60,7 @@ def predict(
         fail("--hop needs --window (both in seconds).", ExitCode.USAGE)
     from earmark.serving.predictor import Predictor
 
+    check_output_file(out, "--out")  # refused now, not after predicting every file
     try:
         predictor = Predictor.load(model)  # a bad bundle is named before any audio is looked at
     except EarmarkError as exc:
@@ -69,7 +71,7 @@ def predict(
         top_k = min(top_k, len(predictor.classes))  # no empty columns past the last class
     try:
         files = expand_paths(paths)
-        if not files:
+        if all(Path(f).is_dir() for f in files):
             fail(f"No audio files under {', '.join(map(str, paths))}.", ExitCode.USAGE)
         with progress_bar("predicting", len(files)) as advance:
             rows = predict_paths(predictor, files, k=top_k, window=window, hop=hop, reject_below=reject_below,
@@ -243,9 +245,11 @@ def serve(
             fail(f"--runtime onnx serves neural classifiers; {model} holds a {manifest.get('task')} model "
                  f"({model_type.rsplit(':', 1)[-1] or 'unknown'}). Use --runtime auto or estimator.", ExitCode.USAGE)
         if log is not None:
+            from earmark.serving.predictor import bundle_identity
             from earmark.serving.requestlog import RequestLog
 
-            RequestLog(str(log)).close()  # a folder, a file that is not SQLite, a folder without write access
+            # a folder, a file that is not SQLite, a folder without write access, another model's log
+            RequestLog(str(log), model=bundle_identity(manifest)).close()
     except EarmarkError as exc:
         fail(str(exc))
     if http not in ("auto", "httptools", "h11"):
@@ -292,14 +296,18 @@ def monitor(
     psi: float | None = typer.Option(None, "--psi", min=0.0, help="PSI above which a descriptor drifts (default 2.0)."),
     prediction_psi: float | None = typer.Option(None, "--prediction-psi", min=0.0, help="PSI above which the predicted-class shares drift (default 2.0)."),
     confidence_drop: float | None = typer.Option(None, "--confidence-drop", min=0.0, max=1.0, help="Fall of the mean top-class probability that counts as drift (default 0.25)."),
+    min_samples: int | None = typer.Option(None, "--min-samples", min=2, help="Fewest current clips to judge (default 20)."),
     workers: int | None = typer.Option(None, "--workers", "-j", min=1, help="Threads for a dataset source."),
 ) -> None:
     """Compare what the model hears now (request log or data) with its training data; exit 4 on drift."""
     from earmark.serving.monitor import monitor as run_monitor
     from earmark.serving.monitor import render_html
 
+    check_output_file(report, "--report")  # before any work
+    check_output_file(json_out, "--json")
     thresholds = {k: v for k, v in (("alpha", alpha), ("psi_threshold", psi), ("prediction_psi", prediction_psi),
-                                    ("confidence_drop", confidence_drop)) if v is not None}
+                                    ("confidence_drop", confidence_drop), ("min_samples", min_samples))
+                  if v is not None}
     try:
         result = run_monitor(model, log, reference_source=reference, workers=workers, **thresholds)
     except EarmarkError as exc:

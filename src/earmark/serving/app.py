@@ -279,7 +279,7 @@ def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> Fas
         if settings.log_path:
             from earmark.serving.requestlog import RequestLog
 
-            log = RequestLog(settings.log_path, classes=predictor.classes)
+            log = RequestLog(settings.log_path, model=predictor.identity())
         app.state.predictor = predictor
         app.state.log = log
         app.state.batcher = _MicroBatcher(_predict_many, settings.micro_batch, inline=_inline)

@@ -34,7 +34,8 @@ ONNX_MIN_FILES = 2000
 def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
     """Files as given, folders replaced by their audio files (recursively, sorted).
 
-    A path that does not exist is kept, so that it is reported as a per-file error.
+    A path that does not exist is kept, so that it is reported as a per-file error, and so is a
+    folder without audio files (never silently dropped).
 
     Example
     -------
@@ -47,7 +48,8 @@ def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            out.extend(str(f) for f in audio_files(p))  # as datasets read folders: hidden ones left out
+            found = [str(f) for f in audio_files(p)]  # as datasets read folders: hidden ones left out
+            out.extend(found or [str(p)])
         else:
             out.append(str(p))
     return out
@@ -134,12 +136,22 @@ def predict_paths(
     tick = progress or (lambda n: None)
     if window is not None:
         predictor.check_window(window, hop)  # once, before any file: not one error per file
+    folders = [i for i, f in enumerate(files) if os.path.isdir(f)]  # given, with no audio file in them
+    skip = set(folders)
+    audio = [f for i, f in enumerate(files) if i not in skip]
     with _one_thread_each():
         if window is not None:
-            return _predict_windows(predictor, files, k, window, hop, workers, tick)
-        if cache is None:
-            return _predict_files(predictor, files, k, workers, tick)
-        return _predict_cached(predictor, files, k, cache, workers, tick)
+            rows = _predict_windows(predictor, audio, k, window, hop, workers, tick)
+        elif cache is None:
+            rows = _predict_files(predictor, audio, k, workers, tick)
+        else:
+            rows = _predict_cached(predictor, audio, k, cache, workers, tick)
+    for i in folders:
+        rows.insert(i, _error_row(predictor, files[i], "a folder with no audio files in it (searched recursively, "
+                                  "hidden files left out); give audio files or a folder that holds some"))
+    if folders:
+        tick(len(folders))
+    return rows
 
 
 @contextmanager

@@ -446,7 +446,7 @@ def detect_drift(
     if n < min_samples:
         raise ParameterError(
             f"Drift needs at least min_samples={min_samples} current clips to say anything. Got {n}; "
-            "log more requests (or give more clips) before checking, or lower min_samples (Python API)."
+            "log more requests (or give more clips) before checking, or lower min_samples (--min-samples)."
         )
 
     adjusted = benjamini_hochberg([r["p_value"] for r in rows])

@@ -26,7 +26,13 @@ import numpy as np
 from earmark.errors import EarmarkError, ParameterError
 from earmark.serving.drift import DRIFT_FEATURES, DriftReport, detect_drift
 from earmark.serving.predictor import Predictor
-from earmark.serving.requestlog import RequestLog, check_request_log, is_request_log
+from earmark.serving.requestlog import (
+    RequestLog,
+    check_request_log,
+    describe_model,
+    is_request_log,
+    same_model,
+)
 
 __all__ = ["build_reference", "current_statistics", "monitor", "render_html"]
 
@@ -173,6 +179,10 @@ def monitor(
     True
     """
     predictor = Predictor.load(model)
+    if (isinstance(log_or_source, (str, os.PathLike)) and Path(log_or_source).suffix.lower() in (".sqlite", ".db", ".sqlite3")
+            and not Path(log_or_source).exists()):
+        raise ParameterError(f"{os.fspath(log_or_source)}: no such request log. Give the file earmark serve --log "
+                             "writes (it exists once the service has started), or a dataset source.")
     reference = _reference_of(predictor, reference_source, workers)
     if (isinstance(log_or_source, (str, os.PathLike)) and Path(log_or_source).suffix.lower() in (".sqlite", ".db", ".sqlite3")
             and Path(log_or_source).is_file() and not is_request_log(log_or_source)):
@@ -184,10 +194,19 @@ def monitor(
             rows = log.read()
         if rows["proba"].shape[0] == 0:
             raise ParameterError(f"{log_or_source}: the request log is empty; nothing to compare yet.")
-        if predictor.task == "classification" and rows["proba"].shape[1] != len(predictor.classes):
+        me = predictor.identity()
+        owner = rows["model"] or ({"task": "classification", "classes": rows["classes"]}
+                                  if rows["classes"] and rows["proba"].shape[1] > 1 else None)
+        if owner is not None and not same_model(owner, me):
             raise ParameterError(
-                f"{log_or_source}: logged probabilities have {rows['proba'].shape[1]} classes but the model has "
-                f"{len(predictor.classes)}; was the log written by another model?"
+                f"{log_or_source} holds the requests of another model ({describe_model(owner)}), not of "
+                f"{describe_model(me)}. Monitor a log with the model that wrote it (earmark serve MODEL --log)."
+            )
+        width = len(predictor.classes) if predictor.task == "classification" else 1
+        if rows["proba"].shape[1] != width:
+            raise ParameterError(
+                f"{log_or_source}: logged answers have {rows['proba'].shape[1]} columns but this "
+                f"{predictor.task} model gives {width}; the log was written by another model."
             )
         current = {"features": rows["features"], "proba": rows["proba"]}
     else:

@@ -14,7 +14,7 @@ Example
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,6 +145,23 @@ def top_k(probabilities: dict[str, float], k: int) -> list[dict[str, Any]]:
     return [{"label": lab, "probability": p} for lab, p in items]
 
 
+def bundle_identity(manifest: Mapping[str, Any], *, task: str | None = None, target: str | None = None,
+                    classes: Sequence[str] | None = None) -> dict[str, Any]:
+    """A model's identity in a request log, from its bundle manifest (``task`` / ``target`` /
+    ``classes`` given where there is no manifest).
+
+    Example
+    -------
+    >>> bundle_identity({"manifest_sha256": "ab12", "task": "regression", "target": "pitch"})["classes"]
+    []
+    """
+    task = str(task or manifest.get("task") or "classification")
+    names = classes if classes is not None else (manifest.get("classes") or [])
+    return {"bundle": manifest.get("manifest_sha256"), "created": manifest.get("created"), "task": task,
+            "target": target if target is not None else manifest.get("target"),
+            "classes": [str(c) for c in names] if task == "classification" else []}
+
+
 class Predictor:
     """A trained model ready to answer: decoding limits, features, probabilities, drift summary.
 
@@ -240,6 +257,17 @@ class Predictor:
             model, manifest = load_bundle(model_or_path)
             return cls(model, manifest, reject_below=reject_below, runtime=runtime, threads=threads)
         return cls(model_or_path, reject_below=reject_below, runtime=runtime, threads=threads)
+
+    def identity(self) -> dict[str, Any]:
+        """What a request log stores of the model that writes it: its bundle's manifest hash and
+        creation time (when it came from a bundle), task, target and classes.
+
+        Example
+        -------
+        >>> Predictor.load("digits.earmark").identity()["task"]  # doctest: +SKIP
+        'classification'
+        """
+        return bundle_identity(self.manifest or {}, task=self.task, target=self.target, classes=self.classes)
 
     # -- features -------------------------------------------------------------------------
 

@@ -25,6 +25,20 @@ def _warn_assumed_rate(rate: int) -> None:
         "resamples them; audio at another rate gets wrong answers.", SampleRateWarning, stacklevel=3)
 
 
+def _array_problem(y: np.ndarray) -> str | None:
+    """Why an array of samples cannot be predicted (as a decoder says it of a file), or None."""
+    if y.dtype.kind != "f":
+        return "does not hold real numbers; pass float or integer PCM samples"
+    if y.ndim == 0 or y.size == 0:
+        return "holds no samples"
+    if y.ndim > 2:
+        return f"has {y.ndim} dimensions; pass (samples,) or (samples, channels)"
+    bad = int(np.count_nonzero(~np.isfinite(y)))
+    if bad:
+        return f"holds {bad} non-finite samples (NaN or Inf); fix the array before predicting"
+    return None
+
+
 def summary_vectors(X: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
     """One vector per clip for drift monitoring: the pooled vector, or the time mean of sequences.
 
@@ -138,11 +152,23 @@ class TrainedModel:
             return fs.X, list(fs.paths), list(fs.errors)
         if sr is None:
             _warn_assumed_rate(self.preset.sample_rate)
-        feats = [featurize(float_samples(y), self.preset, sr=sr) for y in inputs]
-        names = [f"array[{i}]" for i in range(len(feats))]
+        elif isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr <= 0:
+            raise ParameterError(f"sr must be the arrays' sample rate in Hz, a positive integer; got {sr!r}.")
+        feats, names, errors = [], [], []
+        for i, y in enumerate(inputs):
+            try:
+                samples = float_samples(y)
+            except (TypeError, ValueError):
+                samples = np.asarray([], dtype=object)
+            reason = _array_problem(samples)
+            if reason:
+                errors.append({"path": f"array[{i}]", "reason": reason})
+                continue
+            feats.append(featurize(samples, self.preset, sr=sr))
+            names.append(f"array[{i}]")
         if feats and len({f.shape for f in feats}) == 1:
-            return np.stack(feats), names, []
-        return feats, names, []
+            return np.stack(feats), names, errors
+        return feats, names, errors
 
     # ------------------------------------------------------------------ prediction
     def _need_classifier(self, what: str) -> None:
@@ -227,6 +253,10 @@ class TrainedModel:
         where they were given, as in ``earmark predict``); ``None`` when they already are in order."""
         if not errors:
             return None
+        every = [str(n) for n in [*names, *(e["path"] for e in errors)]]
+        if all(n.startswith("array[") for n in every):  # arrays: back to their index order
+            index = [int(n[6:-1]) for n in every]
+            return sorted(range(len(index)), key=index.__getitem__)
         if isinstance(inputs, pd.DataFrame):
             given = [str(p) for p in inputs["path"]]
         elif isinstance(inputs, (str, os.PathLike)):
@@ -272,9 +302,15 @@ class TrainedModel:
         hop = self.preset.check_window(window, hop)  # positive, and no longer than the clips the model hears
         rate = self.preset.sample_rate
         if isinstance(path_or_array, np.ndarray):
-            y = to_mono(float_samples(path_or_array), channels_first=None)
+            samples = float_samples(path_or_array)
+            reason = _array_problem(samples)
+            if reason:
+                raise ParameterError(f"The array {reason}.")
+            y = to_mono(samples, channels_first=None)
             if sr is None:
                 _warn_assumed_rate(rate)
+            elif isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr <= 0:
+                raise ParameterError(f"sr must be the array's sample rate in Hz, a positive integer; got {sr!r}.")
             elif sr != rate:
                 y = resample(y, orig_sr=int(sr), target_sr=rate)
         else:

@@ -428,9 +428,14 @@ def embed(
     if errors not in ("raise", "skip"):
         raise ParameterError(f"The 'errors' parameter of embed must be 'raise' or 'skip'. Got {errors!r} instead.")
     bb = get_backbone(model_or_bundle)
+    preset = getattr(bb, "preset", None)
+    clip = preset.params.get("duration") if preset is not None else None
+    if window is not None and preset is not None:
+        preset.check_window(window, hop)  # no window longer than the clips the model hears
     paths, skipped = _paths(dataset_or_paths)
     sr = bb.sample_rate
     rows, starts, clips = [], [], []
+    longer: list[str] = []
     for i, p in enumerate(paths):
         try:
             y, _ = load_audio(p, sr=sr)
@@ -443,6 +448,8 @@ def embed(
             rows.append(i)
             starts.append(0.0)
             clips.append(y)
+            if clip and len(y) > 1.25 * float(clip) * sr:
+                longer.append(os.fspath(p))
             continue
         w = max(1, int(round(window * sr)))
         h = max(1, int(round((hop or window) * sr)))
@@ -450,6 +457,15 @@ def embed(
             rows.append(i)
             starts.append(k * h / sr)
             clips.append(piece)
+    if longer:  # a long recording through a model of short clips: say what was embedded
+        from earmark.errors import EarmarkWarning
+
+        part = "centre" if preset.params.get("align") == "center" else "first"
+        warnings.warn(
+            f"{len(longer)} file{'' if len(longer) == 1 else 's'} {'is' if len(longer) == 1 else 'are'} longer than "
+            f"the model's {float(clip):g} s clips; of each, only its {part} {float(clip):g} s was embedded: "
+            f"{', '.join(longer[:3])}{' …' if len(longer) > 3 else ''}. Embed along long recordings with "
+            f"window={float(clip):g}, hop={float(clip) / 2:g} (--window/--hop).", EarmarkWarning, stacklevel=2)
     X = np.zeros((0, bb.dim), np.float32)
     if clips:
         X = np.concatenate([bb.embed_clips(clips[s:s + 64]) for s in range(0, len(clips), 64)])
