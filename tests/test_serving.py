@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import wave
 
 import numpy as np
@@ -371,6 +372,30 @@ def test_web_page_upload_shows_the_right_label(server):
         assert page.evaluate("document.querySelectorAll('#why-top li').length") == 3
         assert page.evaluate("document.getElementById('why-class').textContent") == "3"
         assert page.evaluate("document.getElementById('why-map').height") == 8
+        assert page.console_errors() == []
+
+
+def test_api_docs_render_offline_from_the_service_itself(server):
+    """/docs is Swagger UI served by the service (no CDN: this machine has no network), listing
+    the endpoints from openapi.json; its URLs are relative, like the web page's."""
+    from _chromium import chromium_path, open_page
+
+    page_html = urllib.request.urlopen(server + "/docs", timeout=10).read().decode()
+    assert "cdn." not in page_html and "docs-assets/swagger-ui-bundle.js" in page_html
+    assert "'openapi.json'" in page_html or '"openapi.json"' in page_html
+    redoc = urllib.request.urlopen(server + "/redoc", timeout=10).read().decode()
+    assert "docs-assets/redoc.standalone.js" in redoc and "cdn." not in redoc and "fonts.googleapis" not in redoc
+    js = urllib.request.urlopen(server + "/docs-assets/swagger-ui-bundle.js", timeout=10)
+    assert js.status == 200 and len(js.read()) > 100_000
+    if chromium_path() is None:
+        pytest.skip("chromium is not installed")
+    with open_page(server + "/docs") as page:
+        deadline = time.monotonic() + 20
+        ops: list[str] = []
+        while time.monotonic() < deadline and len(ops) < 3:
+            ops = page.evaluate("[...document.querySelectorAll('.opblock-summary-path')].map(e => e.textContent)") or []
+            time.sleep(0.1)
+        assert {"/predict", "/predict/batch", "/explain"} <= {o.replace("\u200b", "") for o in ops}
         assert page.console_errors() == []
 
 

@@ -544,6 +544,26 @@ def test_cli_train_duration_is_kept_in_the_bundle(tmp_path, fsdd_small):
     assert bad.exit_code != 0 and "fixed-length" in bad.output
 
 
+def test_cli_train_takes_p_epochs_and_python_booleans(tmp_path, fsdd_small):
+    """`-p epochs=N` (as `models show` and `tune` print it) trains N epochs; `-p augment=False`
+    is false (it was the truthy string 'False'); a value that is no boolean is refused."""
+    from earmark.bundle import load_model
+    from earmark.cli.main import app
+
+    manifest = _manifest(tmp_path, fsdd_small.groupby(["group", "label"]).head(1))
+    base = ["train", str(manifest), "--model", "mlp", "--features", "mfcc-mean", "--workers", "1",
+            "--val-fraction", "0"]
+    res = CliRunner().invoke(app, [*base, "-p", "epochs=2", "-p", "augment=False", "-p", "tta=false",
+                                   "--out", str(tmp_path / "a")])
+    assert res.exit_code == 0, res.output
+    est = load_model(tmp_path / "a").estimator
+    assert est.epochs == 2 and est.augment is False and est.tta is False and est.n_epochs_ == 2
+    clash = CliRunner().invoke(app, [*base, "--epochs", "3", "-p", "epochs=2", "--out", str(tmp_path / "b")])
+    assert clash.exit_code == 2 and "disagree" in clash.output
+    bad = CliRunner().invoke(app, [*base, "-p", "augment=nope", "--out", str(tmp_path / "c")])
+    assert bad.exit_code == 2 and "'augment' parameter" in bad.output and "true or false" in " ".join(bad.output.split())
+
+
 def test_cli_tune_prints_best(tmp_path, fsdd_small):
     from earmark.cli.main import app
 

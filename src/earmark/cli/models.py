@@ -181,10 +181,11 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key:
             fail(f"--param takes KEY=VALUE (e.g. --param lr=0.001); got {item!r}.", ExitCode.USAGE)
+        words = {"true": True, "false": False, "none": None, "null": None}  # Python's spelling too
         try:
             params[key] = json.loads(value)
         except json.JSONDecodeError:
-            params[key] = value
+            params[key] = words.get(value.strip().lower(), value)
     return params
 
 
@@ -276,6 +277,10 @@ def train_command(
     from earmark.training import train
 
     params = _parse_params(param)
+    if "epochs" in params:  # `models show` and `tune` spell it -p epochs=N too
+        if epochs is not None and params["epochs"] != epochs:
+            fail(f"--epochs {epochs} and -p epochs={params['epochs']} disagree; give one of them.", ExitCode.USAGE)
+        epochs = params.pop("epochs")
     if out.exists() and not overwrite:
         fail(f"{out} exists; pass --overwrite or choose another --out.", ExitCode.USAGE)
     if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():

@@ -243,7 +243,11 @@ class _TorchEstimator(BaseEstimator):
                 raise ParameterError(
                     f"The '{pname}' parameter of {name} must be a float >= 0. Got {value!r} instead."
                 )
-        if not 0 <= self.validation_fraction < 1:
+        for pname in ("augment", "tta", "resume"):
+            value = getattr(self, pname, False)
+            if not isinstance(value, (bool, np.bool_)):
+                raise ParameterError(f"The '{pname}' parameter of {name} must be true or false. Got {value!r} instead.")
+        if not isinstance(self.validation_fraction, (int, float)) or not 0 <= self.validation_fraction < 1:
             raise ParameterError(
                 f"The 'validation_fraction' parameter of {name} must be a float in [0, 1). "
                 f"Got {self.validation_fraction!r} instead."

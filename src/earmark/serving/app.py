@@ -60,7 +60,7 @@ from earmark.serving.settings import ServeSettings
 
 __all__ = ["create_app"]
 
-_ROUTES = {"/predict", "/predict/batch", "/explain", "/health", "/model", "/metrics", "/"}
+_ROUTES = {"/predict", "/predict/batch", "/explain", "/health", "/model", "/metrics", "/", "/docs", "/redoc", "/openapi.json"}
 _SPEC_MELS = 64
 #: OpenAPI request body of the one-clip endpoints: multipart field ``file``, or the raw bytes.
 _ONE_UPLOAD = {"requestBody": {"content": {
@@ -304,6 +304,8 @@ def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> Fas
         description="Upload a clip, get its class probabilities (or a regressor's number). Web page at `/`.",
         version=_version(),
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's pages load Swagger UI from a CDN: blank offline; served locally below
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -716,6 +718,29 @@ def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> Fas
         shared = app.state.shared_metrics
         text = shared.render() if shared is not None else metrics.render()
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    # ------------------------------------------------------------------ API docs (no network needed)
+
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    # Swagger UI's and ReDoc's files, as the fastapi-offline package keeps them up to date
+    app.mount("/docs-assets", StaticFiles(directory=str(resources.files("fastapi_offline") / "static")),
+              name="docs-assets")
+
+    # relative URLs, as the web page's: the docs work behind a path prefix too
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="openapi.json", title="earmark · API",
+                                   swagger_js_url="docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="docs-assets/swagger-ui.css",
+                                   swagger_favicon_url="docs-assets/favicon.png")
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url="openapi.json", title="earmark · API",
+                              redoc_js_url="docs-assets/redoc.standalone.js",
+                              redoc_favicon_url="docs-assets/favicon.png", with_google_fonts=False)
 
     @app.get("/", summary="Web page: upload or record a clip", response_class=HTMLResponse, include_in_schema=False)
     def page() -> HTMLResponse:
