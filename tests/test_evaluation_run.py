@@ -152,6 +152,34 @@ def test_cli_evaluate_writes_json_and_report(model, fsdd_small, tmp_path):
     assert r.exit_code == 0 and "silencing" not in quiet.read_text()
 
 
+def test_scoring_a_model_on_its_own_training_files_is_said(model, fsdd_small, tmp_path):
+    """The bundle keeps fingerprints of the files it learnt from; evaluate warns (and the report
+    says) when they are among the scored clips: the tour's old `evaluate digits` on training data."""
+    import warnings
+
+    from earmark.bundle import load_model, save_model
+    from earmark.cli.main import app
+    from earmark.errors import TrainingDataWarning
+    from earmark.evaluation import evaluate
+
+    bundle = save_model(model, tmp_path / "digits")
+    loaded = load_model(bundle)
+    assert loaded.reference["train_files"].dtype == np.uint64 and len(loaded.reference["train_files"]) == 240
+    theo = fsdd_small[fsdd_small["group"] == "theo"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TrainingDataWarning)
+        assert evaluate(loaded, theo, workers=1).info["training_files"] == 0  # a speaker it never heard
+    mixed = pd.concat([theo.head(10), fsdd_small[fsdd_small["group"] == "jackson"].head(30)])
+    with pytest.warns(TrainingDataWarning, match=r"30 of the 40 clips scored are files the model was trained on"):
+        assert evaluate(loaded, mixed, workers=1).info["training_files"] == 30
+    manifest, report = tmp_path / "mixed.csv", tmp_path / "r.html"
+    mixed[["path", "label"]].to_csv(manifest, index=False)
+    r = CliRunner().invoke(app, ["evaluate", str(bundle), str(manifest), "--report", str(report), "--explain", "0"])
+    assert r.exit_code == 0, r.output
+    assert "warning:" in r.stderr and "30 of the 40 clips" in " ".join(r.stderr.split())
+    assert "30 of the 40 clips scored are files the model was trained on" in report.read_text()
+
+
 def test_cli_rejects_bad_options(tmp_path):
     from earmark.cli.main import app
 

@@ -20,6 +20,7 @@ __all__ = [
     "EarmarkError",
     "EarmarkWarning",
     "ParameterError",
+    "TrainingDataWarning",
 ]
 
 
@@ -73,3 +74,7 @@ class AudioRangeWarning(EarmarkWarning):
 
 class SampleRateWarning(EarmarkWarning):
     """An array of samples came without its sample rate, so the model's own rate was assumed."""
+
+
+class TrainingDataWarning(EarmarkWarning):
+    """A model was scored on files it was trained on: those scores do not measure generalisation."""

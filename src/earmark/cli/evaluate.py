@@ -221,7 +221,8 @@ def evaluate(
     try:
         model = load_model(model_dir)
         table = _load(source, label_column, group_column, pattern)
-        result = run_evaluation(model, table, target=target, unknown_labels=unknown_labels)
+        with earmark_warnings():  # e.g. clips it was trained on
+            result = run_evaluation(model, table, target=target, unknown_labels=unknown_labels)
         summary = _scored_summary(table, result.skipped) if report is not None else None
         if json_out != "-":
             _print_metrics(result.metrics, f"{model_dir.name} on {source.name}")

@@ -265,6 +265,7 @@ def evaluate(
         "target": target,
         "predict_seconds": out["seconds"],
         "ms_per_clip": 1000.0 * out["seconds"] / n,
+        "training_files": _training_overlap(trained, [str(p) for p in scored["path"]]),
     }
     proba = out["proba"]
     if proba is not None and unknown and classes is not None and len(classes) > np.shape(proba)[1]:
@@ -281,6 +282,31 @@ def evaluate(
     )
     result.features = _as_matrix(out["X"])
     return result
+
+
+def _training_overlap(trained: Any, paths: list[str]) -> int | None:
+    """How many of ``paths`` are files the model was trained on (same bytes), warned when any;
+    ``None`` for a model that keeps no fingerprints of its training files."""
+    known = (getattr(trained, "reference", None) or {}).get("train_files")
+    if known is None or not len(paths):
+        return None
+    from earmark.audio import file_digests
+
+    digests = file_digests(paths)
+    hit = np.isin(digests, np.asarray(known, dtype=np.uint64)) & (digests != 0)
+    k = int(hit.sum())
+    if k:
+        import warnings
+
+        from earmark.errors import TrainingDataWarning
+
+        example = paths[int(np.flatnonzero(hit)[0])]
+        warnings.warn(
+            f"{k} of the {len(paths)} clips scored are files the model was trained on (e.g. {example}): "
+            "on them it is tested on what it learnt, so these scores overstate what it does on new "
+            "recordings. Score it on data it never saw (earmark split writes a train and a test part).",
+            TrainingDataWarning, stacklevel=3)
+    return k
 
 
 def _as_matrix(X: Any) -> np.ndarray | None:

@@ -276,6 +276,11 @@ def build_report(
         heading = title or f"Evaluation of {res.info.get('model', 'a model')}"
         extra_figs = {}
         skipped = res.skipped
+        seen = res.info.get("training_files")
+        if seen:
+            notes.append(f"Warning: {seen} of the {res.metrics.get('n', 0)} clips scored are files the model was "
+                         "trained on, so these scores overstate what it does on new recordings. Score it on "
+                         "data it never saw (earmark split).")
     figures = {**extra_figs, **_evaluation_figures(res, _history_of(model), embedding, seed,
                                                    max_seconds, _feature_names(model))}
     clips = _clips(res, max_clips, max_seconds)

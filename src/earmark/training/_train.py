@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from earmark.audio import file_digests
 from earmark.errors import DatasetError, EarmarkWarning, ParameterError
 from earmark.training._trained import TrainedModel, summary_vectors
 
@@ -950,6 +951,8 @@ def train(
 
     main_ok = ok[ok < n_main]
     main_targets = [str(v) for v in main[target_col].to_numpy()[main_ok]]
+    # fingerprints of the files it learnt from: evaluate() says when it is scored on them
+    reference["train_files"] = file_digests([str(p) for p in main["path"].to_numpy()[main_ok]])
     data: dict[str, Any] = {
         "n": int(len(main_ok)),
         "n_train": int(len(main_tr)),
