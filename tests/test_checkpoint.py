@@ -119,6 +119,19 @@ def test_checkpoint_without_fingerprint_is_refused(mfcc, tmp_path):
         TorchClassifier("mlp", resume=True, **kw).fit(X, y)
 
 
+def test_a_damaged_checkpoint_is_named_and_a_save_never_leaves_half_a_file(mfcc, tmp_path):
+    X, y = mfcc
+    kw = {"epochs": 2, "batch_size": 16, "validation_fraction": 0.0, "checkpoint_dir": str(tmp_path)}
+    TorchClassifier("mlp", **kw).fit(X, y)
+    path = tmp_path / "checkpoint.pt"
+    assert path.is_file() and [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # no .partial left
+    whole = path.read_bytes()
+    for damaged in (whole[: len(whole) // 2], b""):  # killed mid-write by an older version; an empty file
+        path.write_bytes(damaged)
+        with pytest.raises(ParameterError, match=r"checkpoint\.pt cannot be read .*Delete it .*-p resume=false"):
+            TorchClassifier("mlp", resume=True, **kw).fit(X, y)
+
+
 # ---------------------------------------------------------------------------- train()
 
 

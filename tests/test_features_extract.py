@@ -205,6 +205,21 @@ def test_ray_address_nobody_answers_on_is_refused_at_once(fsdd):
             extract(fsdd[:2], "mfcc-mean", backend="ray", ray_address=address)  # Ray itself retries for minutes
 
 
+def test_ray_misconfiguration_is_a_message_and_ray_address_is_honoured(fsdd, monkeypatch):
+    pytest.importorskip("ray")
+    import socket
+
+    for address in ("nonsense", "auto"):  # a malformed address; 'auto' with no cluster on this machine
+        with pytest.raises(ParameterError, match=rf"Could not join the Ray cluster at '{address}': .*ray start --head"):
+            extract(fsdd[:2], "mfcc-mean", backend="ray", ray_address=address)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")  # Ray's variable: the cluster to join
+    with pytest.raises(ParameterError, match=rf"No Ray cluster answers at '127.0.0.1:{port}'"):
+        extract(fsdd[:2], "mfcc-mean", backend="ray")
+
+
 def test_cli_features_list_and_extract(tmp_path, shared):
     from typer.testing import CliRunner
 

@@ -703,3 +703,15 @@ def test_pooled_features_get_noise_and_regressors_average_only_the_warps_they_le
     before = plain.predict_proba(spec_X)
     plain.set_params(tta=True)
     np.testing.assert_allclose(plain.predict_proba(spec_X), before, atol=1e-6)
+
+
+def test_n_jobs_is_checked_when_the_model_is_built():
+    import os
+
+    from earmark.models import get_model
+
+    cores = os.cpu_count() or 1
+    assert get_model("rf", n_jobs=-1).get_params()["randomforestclassifier__n_jobs"] == -1
+    for bad in (0, 100_000, -(cores + 1), 1.5, True):
+        with pytest.raises(ParameterError, match=r"n_jobs must be a whole number"):
+            get_model("rf", n_jobs=bad)

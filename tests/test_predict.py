@@ -159,3 +159,9 @@ def test_predictions_through_the_feature_store_equal_direct_ones(folder, tmp_pat
     assert sum(bool(r.get("silent")) for r in again) >= 1
     with pytest.raises(ParameterError, match="Drop cache"):  # windows would never use the store
         predict_paths(fsdd_model(), files[:1], window=0.5, cache=tmp_path / "store")
+
+
+def test_predict_paths_checks_workers():
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ParameterError, match="'workers' parameter of predict_paths"):
+            predict_paths(fsdd_model(), [FSDD / "recordings" / GOOD[0]], workers=bad)

@@ -893,3 +893,17 @@ def test_the_chance_warning_says_when_early_stopping_ended_training():
         _warn_if_chance("mlp", y, 0.5, 2, 11, 60)
     with pytest.warns(ChanceLevelWarning, match=r"more epochs \(--epochs; it trained 60\)"):
         _warn_if_chance("mlp", y, 0.5, 2, 60, 60)
+
+
+def test_orphaned_refit_jobs_are_swept_and_live_ones_kept(tmp_path):
+    from earmark.training._train import STALE_REFIT_S, _sweep_stale_refit_jobs
+
+    old, live = tmp_path / "earmark-refit-old", tmp_path / "earmark-refit-live"
+    for job in (old, live):
+        job.mkdir()
+        (job / "job.pkl").write_bytes(b"features")
+    past = os.stat(old / "job.pkl").st_mtime - STALE_REFIT_S - 60
+    os.utime(old / "job.pkl", (past, past))
+    (tmp_path / "other").mkdir()
+    _sweep_stale_refit_jobs(tmp_path)
+    assert not old.exists() and (live / "job.pkl").exists() and (tmp_path / "other").exists()

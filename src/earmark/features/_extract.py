@@ -488,11 +488,22 @@ def _run_ray(batches: list[list[str]], record: dict[str, Any], want_hash: bool, 
         raise ParameterError("backend='ray' needs Ray: pip install 'earmark[ray]'.") from None
     started = False
     if not ray.is_initialized():
-        if address:
-            _probe_ray_address(address)
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
-        else:
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        # Ray's own convention: RAY_ADDRESS names the cluster to join when no address is given
+        address = address or os.environ.get("RAY_ADDRESS") or None
+        try:
+            if address:
+                _probe_ray_address(address)
+                ray.init(address=address, include_dashboard=False, log_to_driver=False)
+            else:
+                ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        except (ValueError, ConnectionError, RuntimeError, TimeoutError) as exc:
+            why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            where = f"join the Ray cluster at {address!r}" if address else "start a local Ray instance"
+            raise ParameterError(
+                f"Could not {where}: {why}. Check the address (host:port of `ray start --head`, or 'auto' "
+                "with a cluster running on this machine) and that this client may join it; without an "
+                "address (and RAY_ADDRESS unset) earmark starts a local Ray instance."
+            ) from None
         started = True
     try:
         task = ray.remote(compute_batch)

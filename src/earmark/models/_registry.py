@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+import numpy as np
 
 from earmark.errors import ParameterError
 
@@ -191,7 +194,15 @@ def _check_values(name: str, est: Any) -> None:
     parts = [est]
     if hasattr(est, "get_params"):
         parts += [v for v in est.get_params(deep=True).values() if hasattr(v, "get_params")]
+    cores = os.cpu_count() or 1
     for part in parts:
+        jobs = part.get_params(deep=False).get("n_jobs") if hasattr(part, "get_params") else None
+        if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer)) or jobs == 0
+                                 or not -cores <= jobs <= 4 * cores):
+            raise ParameterError(
+                f"Model {name!r}: n_jobs must be a whole number of parallel jobs from 1 to {4 * cores} (this machine "
+                f"has {cores} cores), -1 for one per core (-2 for all but one…), or null; got {jobs!r}."
+            )
         try:
             if hasattr(type(part), "_parameter_constraints"):
                 part._validate_params()  # scikit-learn's own check of its constraint table

@@ -15,6 +15,8 @@ import copy
 import hashlib
 import json
 import math
+import os
+import pickle
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -410,7 +412,7 @@ class _TorchEstimator(BaseEstimator):
     def _check_checkpoint(self, state: dict, fingerprint: dict[str, str], path: Path) -> None:
         """Refuse (:class:`ParameterError`) a checkpoint that another training run wrote."""
         how = (
-            "Use a fresh checkpoint_dir for this run, or resume=False to start over "
+            "Use a fresh checkpoint_dir for this run, or resume=False (-p resume=false) to start over "
             "(the checkpoint is then overwritten)."
         )
         saved = state.get("fingerprint")
@@ -561,7 +563,15 @@ class _TorchEstimator(BaseEstimator):
         bad_epochs = 0
         start_epoch = 1
         if self.resume and ckpt_path is not None and ckpt_path.exists():
-            state = torch.load(ckpt_path, map_location=device, weights_only=True)
+            try:
+                state = torch.load(ckpt_path, map_location=device, weights_only=True)
+            except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as exc:
+                why = (str(exc).strip().splitlines() or ["empty or cut short"])[0][:200]
+                raise ParameterError(
+                    f"The checkpoint {ckpt_path} cannot be read ({type(exc).__name__}: {why}); "
+                    "it is damaged (a run killed while writing it by an earlier version?). Delete it to start over, "
+                    "or train without resume (-p resume=false)."
+                ) from None
             self._check_checkpoint(state, fingerprint, ckpt_path)
             module.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
@@ -648,6 +658,7 @@ class _TorchEstimator(BaseEstimator):
                 stopped = True
             if ckpt_path is not None:
                 ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+                partial = ckpt_path.with_name(ckpt_path.name + ".partial")
                 torch.save(
                     {
                         "fingerprint": fingerprint,
@@ -663,8 +674,9 @@ class _TorchEstimator(BaseEstimator):
                         "bad_epochs": bad_epochs,
                         "history": history,
                     },
-                    ckpt_path,
+                    partial,
                 )
+                os.replace(partial, ckpt_path)  # atomic: a run killed mid-write keeps the last good epoch
             for cb in self.callbacks or ():
                 cb(self, record)
 

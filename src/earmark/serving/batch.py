@@ -132,6 +132,8 @@ def predict_paths(
         runtime = "estimator"
     predictor = Predictor.load(model, runtime=runtime)
     predictor.reject_below = reject_below
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1):
+        raise ParameterError(f"The 'workers' parameter of predict_paths must be an int >= 1 or None. Got {workers!r} instead.")
     workers = workers or _default_workers()
     tick = progress or (lambda n: None)
     if window is not None:

@@ -194,11 +194,33 @@ def _fit_sklearn(est: Any, X: Any, y: np.ndarray, w: np.ndarray) -> None:
     except ValueError as exc:
         if isinstance(exc, ParameterError):
             raise
-        raise ParameterError(f"scikit-learn could not train this model with its parameters: {exc} "
+        raise ParameterError(f"scikit-learn could not train this model with its parameters: {str(exc).rstrip('.')}. "
                              "Change the -p value it names.") from exc
     finally:
         if saved:
             est.set_params(**saved)  # the model keeps the settings it was given
+
+
+#: A refit job whose inputs (job.pkl) are older than this was never picked up: its run was killed.
+STALE_REFIT_S = 3600.0
+
+
+def _sweep_stale_refit_jobs(tmp: Path) -> None:
+    """Remove refit job folders left by runs killed together with their refit process (SIGKILL of
+    the process group) before the refit read its inputs; a live refit deletes ``job.pkl`` within
+    seconds of starting, so an hour-old one is an orphan holding a copy of the training features."""
+    import shutil
+    import time
+
+    try:
+        for job in tmp.glob("earmark-refit-*/job.pkl"):
+            try:
+                if time.time() - job.stat().st_mtime > STALE_REFIT_S:
+                    shutil.rmtree(job.parent, ignore_errors=True)
+            except OSError:
+                continue
+    except OSError:
+        pass
 
 
 def _rich_epoch_progress(*tasks: tuple[str, int]) -> tuple[list[Callable[[Any, dict], None]], Callable[[], None]]:
@@ -365,6 +387,7 @@ class _RefitProcess:
 
         import earmark
 
+        _sweep_stale_refit_jobs(Path(tempfile.gettempdir()))
         self._tmp = tempfile.TemporaryDirectory(prefix="earmark-refit-")
         self.job = Path(self._tmp.name)
         env = dict(os.environ)
