@@ -103,7 +103,7 @@ def _logmel_batch(clips: Sequence[np.ndarray], sr: int, p: Mapping[str, Any]) ->
         power = mag if p["power"] == 1.0 else mag ** p["power"]
     fb = sp.mel_filterbank(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=p["fmin"], fmax=p["fmax"],
                            htk=p["htk"], norm=p["norm"])
-    MT = power @ fb.T  # (computed frames, mels)
+    MT = sp.rowwise(power, fb.T)  # (computed frames, mels), each frame's row as if alone
     return _logmel_db(MT, counts.astype(np.int64), len(clips), n_frames, p)
 
 
@@ -211,7 +211,7 @@ def _mfcc_seq_batch(clips: Sequence[np.ndarray], sr: int, p: Mapping[str, Any]):
                                    pad_mode="constant")
     fb = sp.mel_filterbank(sr=sr, n_fft=p["n_fft"], n_mels=p["n_mels"], fmin=p["fmin"], fmax=p["fmax"],
                            htk=p["htk"], norm="slaney")
-    logm = sp._power_to_db_flat(fb @ (np.abs(spec) ** 2), counts, ref=1.0, amin=1e-10, top_db=p["top_db"])
+    logm = sp._power_to_db_flat(sp.colwise(fb, np.abs(spec) ** 2), counts, ref=1.0, amin=1e-10, top_db=p["top_db"])
     M = sp._mfcc_flat(logm, n_mfcc=p["n_mfcc"], dct_type=2, norm="ortho", lifter=p["lifter"])
     out = []
     off = 0
@@ -295,7 +295,7 @@ def _psf_batch(clips: Sequence[np.ndarray], sr: int, p: Mapping[str, Any]):
     pspec = 1.0 / nfft * np.square(np.abs(np.fft.rfft(F, nfft)))
     energy = pspec.sum(axis=1)
     energy = np.where(energy == 0, eps, energy)
-    feat = pspec @ fb.T
+    feat = sp.rowwise(pspec, fb.T)
     feat = np.where(feat == 0, eps, feat)
     import scipy.fft
 
@@ -343,7 +343,7 @@ def _mfcc_mean_batch(clips: Sequence[np.ndarray], sr: int, p: Mapping[str, Any])
     spec, counts = sp._stft_ragged(clips, n_fft=p["n_fft"], hop_length=p["hop_length"], win_length=None,
                                    window="hann", center=True, pad_mode="constant")
     fb = sp.mel_filterbank(sr=sr, n_fft=p["n_fft"], n_mels=p["n_mels"], fmin=0.0, fmax=None)
-    logm = sp._power_to_db_flat(fb @ (np.abs(spec) ** 2), counts, ref=1.0, amin=1e-10, top_db=80.0)
+    logm = sp._power_to_db_flat(sp.colwise(fb, np.abs(spec) ** 2), counts, ref=1.0, amin=1e-10, top_db=80.0)
     M = sp._mfcc_flat(logm, n_mfcc=p["n_mfcc"], dct_type=2, norm="ortho", lifter=0.0)
     return sp.segment_mean(M, counts).T.astype(np.float32)
 
@@ -363,7 +363,7 @@ def _classic_batch(clips: Sequence[np.ndarray], sr: int, p: Mapping[str, Any]) -
     D, counts = sp._stft_ragged(clips, n_fft=2048, hop_length=512, win_length=None, window="hann",
                                 center=True, pad_mode="constant")
     S = np.abs(D)
-    mel = sp.mel_filterbank(sr=sr, n_fft=2048, n_mels=128, fmin=0.0, fmax=None) @ (S * S)
+    mel = sp.colwise(sp.mel_filterbank(sr=sr, n_fft=2048, n_mels=128, fmin=0.0, fmax=None), S * S)
     logm = sp._power_to_db_flat(mel, counts, ref=1.0, amin=1e-10, top_db=80.0)
     mf = sp._mfcc_flat(logm, n_mfcc=20, dct_type=2, norm="ortho", lifter=0.0)
     chroma = sp._chroma_stft_flat(S, counts, sr=sr, n_chroma=12, tuning=None, norm=np.inf)
@@ -422,7 +422,7 @@ def _stats_batch(clips: Sequence[np.ndarray], sr: int, p: Mapping[str, Any]) -> 
                                 window="hann", center=True, pad_mode="constant")
     S = np.abs(D)
     fb = sp.mel_filterbank(sr=sr, n_fft=n_fft, n_mels=p["n_mels"], fmin=0.0, fmax=None)
-    logm = sp._power_to_db_flat(fb @ (S * S), counts, ref=1.0, amin=_AMIN, top_db=80.0)
+    logm = sp._power_to_db_flat(sp.colwise(fb, S * S), counts, ref=1.0, amin=_AMIN, top_db=80.0)
     mf = sp._mfcc_flat(logm, n_mfcc=p["n_mfcc"], dct_type=2, norm="ortho", lifter=0.0)
     frames, _ = sp._frame_ragged(clips, frame_length=n_fft, hop_length=hop, center=True, pad_mode="constant")
     zframes, _ = sp._frame_ragged(clips, frame_length=n_fft, hop_length=hop, center=True, pad_mode="edge")

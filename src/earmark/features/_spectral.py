@@ -162,6 +162,40 @@ def _stft_ragged(
     return spec.T, counts
 
 
+def rowwise(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """``A @ B`` where each row of the result is, to float32, what that row of ``A`` alone would
+    give: the product is summed in float64 and rounded to ``A``'s precision. (BLAS picks kernels
+    by shape and position, so in float32 a frame's features changed in their last bits with the
+    batch it shared, and the same seed trained another model with another worker count or feature
+    store; float64 sums differ by ~1e-16, which float32 rounding hides.)
+
+    Example
+    -------
+    >>> a = np.random.default_rng(0).random((300, 5), dtype=np.float32)
+    >>> b = np.ones((5, 2), np.float32)
+    >>> bool((rowwise(a, b)[3:10] == rowwise(a[3:10], b)).all())
+    True
+    """
+    A = np.asarray(A)
+    B = np.asarray(B)
+    out_dtype = np.result_type(A, B)
+    wide = np.complex128 if np.iscomplexobj(A) or np.iscomplexobj(B) else np.float64
+    return (A.astype(wide, copy=False) @ B.astype(wide, copy=False)).astype(out_dtype, copy=False)
+
+
+def colwise(L: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """``L @ X`` where each column of the result depends only on that column of ``X`` (the
+    frames of a ``(bins, frames)`` spectrogram): :func:`rowwise` of the transposes.
+
+    Example
+    -------
+    >>> x = np.random.default_rng(0).random((5, 300), dtype=np.float32)
+    >>> bool((colwise(np.ones((2, 5), np.float32), x)[:, :7] == colwise(np.ones((2, 5), np.float32), x[:, :7])).all())
+    True
+    """
+    return np.ascontiguousarray(rowwise(np.asarray(X).T, np.asarray(L).T).T)
+
+
 def _unflatten(x: np.ndarray, counts: np.ndarray, lead: tuple[int, ...]) -> np.ndarray:
     """``(features, total_frames)`` with equal counts → ``(*lead, features, frames)``."""
     n = int(counts[0]) if len(counts) else 0
@@ -422,7 +456,7 @@ def mel_spectrogram(
                                    owner="mel_spectrogram")
     n_fft_eff = 2 * (Sf.shape[0] - 1)
     fb = mel_filterbank(sr=sr, n_fft=n_fft_eff, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk, norm=norm)
-    return _unflatten(fb @ Sf.astype(np.float32, copy=False), counts, lead)
+    return _unflatten(colwise(fb, Sf.astype(np.float32, copy=False)), counts, lead)
 
 
 def _power_to_db_flat(
@@ -520,7 +554,7 @@ def _dct_matrix(n_in: int, n_out: int, dct_type: int, norm: str | None) -> np.nd
 
 
 def _mfcc_flat(logS: np.ndarray, *, n_mfcc: int, dct_type: int, norm: str | None, lifter: float) -> np.ndarray:
-    M = _dct_matrix(logS.shape[0], n_mfcc, dct_type, norm) @ logS
+    M = colwise(_dct_matrix(logS.shape[0], n_mfcc, dct_type, norm), logS)
     if lifter > 0:
         li = 1 + (lifter / 2) * np.sin(np.pi * np.arange(1, 1 + n_mfcc, dtype=np.float64) / lifter)
         M = M * li[:, None].astype(M.dtype)
@@ -783,9 +817,9 @@ def _chroma_stft_flat(S: np.ndarray, counts: np.ndarray, *, sr: float, n_chroma:
     for t in np.unique(tunings):
         cols = np.nonzero(per_frame == t)[0]
         if len(cols) == S.shape[1]:
-            out = _chroma_fb(float(sr), n_fft, float(t), n_chroma) @ S32
+            out = colwise(_chroma_fb(float(sr), n_fft, float(t), n_chroma), S32)
         else:
-            out[:, cols] = _chroma_fb(float(sr), n_fft, float(t), n_chroma) @ S32[:, cols]
+            out[:, cols] = colwise(_chroma_fb(float(sr), n_fft, float(t), n_chroma), S32[:, cols])
     return _normalize_frames(out, norm)
 
 
@@ -1231,7 +1265,7 @@ def _cqt_ragged(clips: Sequence[np.ndarray], tunings: np.ndarray, *, sr: float, 
             for g in use:
                 band, blo, bhi, _ = bases[g]
                 a, b = fstart[group_start[g]], fstart[group_end[g]]
-                R[a:b] = D[a:b, blo - lo:bhi - lo] @ band
+                R[a:b] = rowwise(D[a:b, blo - lo:bhi - lo], band)
         responses.append(R)
         frame_counts.append(counts)
         if octave < n_octaves - 1:
@@ -1345,7 +1379,7 @@ def _chroma_cqt_ragged(clips: Sequence[np.ndarray], *, sr: float, hop_length: in
     tunings = _resolve_tunings(clips, tuning, sr=sr, bins_per_octave=bins_per_octave)
     C, counts = _cqt_ragged(clips, tunings, sr=sr, hop_length=hop_length, fmin=fmin, n_bins=n_bins,
                             bins_per_octave=bins_per_octave)
-    chroma = _cq_to_chroma(n_bins, bins_per_octave, n_chroma, float(fmin)) @ np.abs(C)
+    chroma = colwise(_cq_to_chroma(n_bins, bins_per_octave, n_chroma, float(fmin)), np.abs(C))
     chroma[chroma < threshold] = 0.0
     return _normalize_frames(chroma, norm), counts
 
@@ -1401,7 +1435,7 @@ def _tonnetz_matrix(n_chroma: int) -> np.ndarray:
 
 
 def _tonnetz_flat(chroma: np.ndarray) -> np.ndarray:
-    return _tonnetz_matrix(chroma.shape[0]) @ _normalize_frames(chroma, 1)
+    return colwise(_tonnetz_matrix(chroma.shape[0]), _normalize_frames(chroma, 1))
 
 
 def tonnetz(
@@ -1459,7 +1493,7 @@ def _centroid_flat(S: np.ndarray, sr: float) -> np.ndarray:
     freq = np.fft.rfftfreq(2 * (S.shape[0] - 1), 1.0 / sr).astype(np.float32)
     tot = S.sum(axis=0, keepdims=True)
     tot = np.where(tot < _TINY32, 1.0, tot)
-    return (freq @ S)[None, :] / tot
+    return colwise(freq[None, :], S) / tot
 
 
 def spectral_centroid(
