@@ -173,8 +173,16 @@ def test_web_page_shows_a_regressors_number(tmp_path):
             while time.monotonic() < deadline and not shown:
                 shown = page.evaluate("document.getElementById('label').textContent")
                 time.sleep(0.1)
-            assert float(shown) == pytest.approx(want, rel=1e-3)
+            assert shown.startswith("pitch ") and float(shown.split()[1]) == pytest.approx(want, rel=1e-3)
             assert page.evaluate("document.querySelectorAll('#bars .bar').length") == 0
+            assert f"pitch {shown.split()[1]}" in page.evaluate("document.getElementById('status').textContent")
+            page.evaluate("document.getElementById('why').click()")  # a regressor's map: how far its value moves
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not page.evaluate("document.querySelectorAll('#why-top li').length"):
+                time.sleep(0.1)
+            how = page.evaluate("document.getElementById('why-how').textContent")
+            assert "the further the predicted pitch moves" in how and "falls" not in how
+            assert "value moves by" in page.evaluate("document.getElementById('why-top').textContent")
             assert page.console_errors() == []
     finally:
         server.should_exit = True

@@ -363,6 +363,9 @@ def test_web_page_upload_shows_the_right_label(server):
             label = page.evaluate("document.getElementById('label').textContent")
             time.sleep(0.1)
         assert label == "3"
+        # the file input has a name, and the answer is in the live status a screen reader reads out
+        assert page.evaluate("document.getElementById('file').labels[0].textContent") == "Choose an audio file"
+        assert ": 3, " in page.evaluate("document.getElementById('status').textContent")
         assert page.evaluate("document.querySelectorAll('#bars .bar').length") == 5
         assert page.evaluate("document.getElementById('spectrogram').width") > 5
         page.evaluate("document.getElementById('why').click()")  # "Why?": the occlusion map of the clip
