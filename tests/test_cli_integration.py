@@ -80,6 +80,11 @@ def test_demo_runs_end_to_end_on_the_stand_in_data(tmp_path: Path, monkeypatch: 
     assert (tmp_path / "demo" / "report.html").stat().st_size > 10_000
     model = load_model(tmp_path / "demo" / "model")
     assert model.classes == [str(c) for c in range(10)]
+    # the bundle itself says it learnt from stand-in data, and predict says so
+    assert model.data["stand_in"] is True and model.data["origin"].startswith("SYNTHETIC")
+    clip = next((tmp_path / "demo" / "synthetic-data").rglob("*.wav"))
+    pred = runner.invoke(app, ["predict", str(tmp_path / "demo" / "model"), str(clip)])
+    assert pred.exit_code == 0 and "synthesized stand-in dataset" in " ".join(pred.stderr.split())
 
 
 def test_feature_settings_on_the_command_line_reach_the_bundle_and_predict(tmp_path: Path, small_fsdd: Path) -> None:

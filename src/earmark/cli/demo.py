@@ -13,6 +13,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from earmark.cli._common import ExitCode, earmark_warnings, err_console, fail
@@ -43,7 +44,9 @@ def _find_data(data: Path | None, out: Path, download: bool, console: Console) -
         try:
             return fetch("fsdd", cache, timeout=30) / "manifest.csv", f"FSDD, downloaded and verified into {cache}"
         except EarmarkError as exc:
-            console.print(f"[yellow]Download failed:[/] {exc}")
+            console.print(f"[yellow]Download failed:[/] {escape(str(exc))} For the demo, give a local FSDD "
+                          "copy with --data DIR (or EARMARK_FSDD), or fetch one first with earmark datasets "
+                          f"download fsdd --to {escape(str(cache))} --url URL.", highlight=False)
     console.print(
         "[bold yellow]No FSDD available (no local copy, no download). Running on a SMALL SYNTHESIZED "
         "STAND-IN dataset (vowel-like formant glides × 5 fake speakers): its numbers say nothing about speech.[/]"
@@ -113,6 +116,9 @@ def demo(
             f"balanced accuracy {m['balanced_accuracy']:.1%} on {m['n']} clips"
         )
 
+        trained.data["origin"] = origin  # the bundle says what it learnt from (served at /model, on the page)
+        if synthetic:
+            trained.data["stand_in"] = True
         bundle = save_model(trained, out / "model", reference=build_reference(trained, train_df, workers=workers))
         report = write_report(
             build_report(result, model=trained, summary=summary, title=f"earmark demo — {origin}"),

@@ -409,7 +409,7 @@ def explain(
     window: float = typer.Option(0.1, "--window", min=0.005, max=5.0, help="Width of a region in seconds (at least one analysis step of the model's rate: 8-12 ms)."),
     bands: int = typer.Option(8, "--bands", min=1, max=64, help="Mel-spaced frequency bands."),
     top: int = typer.Option(3, "--top", min=1, help="Regions listed per file."),
-    as_json: bool = typer.Option(False, "--json", help='Print {"explanations": [one object per file], "failed": [{"path", "reason"}]} on stdout.'),
+    as_json: bool = typer.Option(False, "--json", help='Print {"explanations": \\[one object per file], "failed": \\[{"path", "reason"}]} on stdout.'),
 ) -> None:
     """Explain predictions: silence each time-frequency region of a clip in turn and measure how
     much the model's score for the class falls (or its value moves).
@@ -477,8 +477,10 @@ def explain(
         write_json({"explanations": results, "failed": failed}, None)
     else:
         unit = "|change|" if trained.task == "regression" else "score fall"
-        table = Table(Column("file", overflow="fold", min_width=14), "predicted", "explained (score)",
-                      "region (s)", "band (Hz)", unit)
+        # numbers never cut: they keep their width, the file name folds to what is left
+        table = Table(Column("file", overflow="fold", min_width=8, ratio=1), Column("answer", overflow="fold"),
+                      Column("explained", overflow="fold"), Column("seconds", no_wrap=True),
+                      Column("Hz", no_wrap=True), Column(unit, no_wrap=True, justify="right"))
         for r in results:
             answer = r["predicted"] if isinstance(r["predicted"], str) else f"{r['predicted']:.3g}"
             for i, reg in enumerate(r["top_regions"]):

@@ -67,6 +67,10 @@ def predict(
         fail(str(exc))
     if predictor.task == "regression" and reject_below is not None:
         fail("--reject-below applies to classifiers; this model is a regressor.", ExitCode.USAGE)
+    if ((predictor.manifest or {}).get("data") or {}).get("stand_in"):
+        err_console.print(f"[yellow]warning:[/] {escape(str(model))} was trained on a synthesized stand-in dataset "
+                          "(earmark demo without FSDD), not on real recordings: its answers say nothing about them.",
+                          highlight=False)
     if predictor.task == "classification":
         top_k = min(top_k, len(predictor.classes))  # no empty columns past the last class
     try:

@@ -145,8 +145,9 @@ def _fetch(url: str, progress: Callable[[int, int | None], None] | None, timeout
             return buf.getvalue()
     except (OSError, ValueError) as exc:  # ValueError: a URL urllib cannot read ('unknown url type')
         raise DatasetError(
-            f"Cannot download {url}: {exc}. Check the network, or point url= (--url) at a mirror or at a "
-            "local copy of the same archive (file:///path/to/archive.zip)."
+            f"Cannot download {url}: {exc}. Check the network, or download from a mirror or a local copy "
+            "of the same archive, file:///path/to/archive.zip (earmark datasets download NAME --url URL; "
+            "in Python, url=)."
         ) from None
 
 
