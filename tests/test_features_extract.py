@@ -357,3 +357,28 @@ def test_a_damaged_store_shard_is_set_aside_and_recomputed(tmp_path, fsdd):
     third = extract(fsdd[:10], "mfcc-mean", cache=store, workers=1)
     assert third.cached == 10
     assert json.loads((folder / "report.json").read_text())["corrupt_shards"] == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork server and /proc on Linux")
+def test_the_fork_server_and_workers_leave_ctrl_c_to_the_parent(tmp_path, fsdd):
+    """A terminal's Ctrl-C reaches the whole process group: the fork server and the workers
+    ignore SIGINT from their start (each printed a KeyboardInterrupt traceback), the parent not."""
+    script = tmp_path / "probe.py"
+    script.write_text(textwrap.dedent(f"""
+        import multiprocessing.forkserver as fs, signal
+        from earmark.features import extract
+        from earmark.features import _extract
+
+        if __name__ == "__main__":
+            extract({fsdd[:4]!r}, "mfcc-mean", workers=2, batch_size=1)
+            def ignores_sigint(pid):
+                with open(f"/proc/{{pid}}/status") as f:
+                    mask = next(int(line.split()[1], 16) for line in f if line.startswith("SigIgn:"))
+                return bool(mask & (1 << (signal.SIGINT - 1)))
+            workers = list(_extract._POOL["pool"]._processes)
+            print(ignores_sigint(fs._forkserver._forkserver_pid), all(map(ignores_sigint, workers)),
+                  signal.getsignal(signal.SIGINT) is signal.default_int_handler, len(workers) >= 1)
+    """))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "True", "True", "True"]

@@ -99,6 +99,10 @@ def extract_cmd(
                          progress=on_progress, ray_address=ray_address)
     except EarmarkError as exc:
         fail(str(exc))
+    except KeyboardInterrupt:
+        err_console.print(f"interrupted: the features computed so far are kept in {escape(str(out))}; the same "
+                          "command resumes from them.", highlight=False)
+        raise typer.Exit(130) from None
     seconds = time.perf_counter() - t0
     failed = skipped + fs.errors
     report = out / preset.cache_key() / "report.json"

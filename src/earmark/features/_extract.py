@@ -276,6 +276,23 @@ def _exit_with(parent: int) -> None:
     threading.Thread(target=watch, name="earmark-parent-watch", daemon=True).start()
 
 
+def _start_fork_server_deaf_to_ctrl_c() -> None:
+    """Start the fork server with SIGINT ignored, a disposition it and the workers forked from it
+    inherit: a Ctrl-C during their start-up printed a ``KeyboardInterrupt`` traceback per process.
+    The parent, which owns the interrupt, still gets it (restored before returning)."""
+    import multiprocessing.forkserver as fs
+    import signal
+
+    try:
+        before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: the server starts on first use, as usual
+        return
+    try:
+        fs.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 def _shared_pool(workers: int, kind: str | None) -> ProcessPoolExecutor:
     """The process pool of this interpreter, kept between :func:`extract` calls (its workers keep
     their imports, compiled kernels and filter caches); replaced when ``workers`` changes or it
@@ -292,12 +309,13 @@ def _shared_pool(workers: int, kind: str | None) -> ProcessPoolExecutor:
         if ctx.get_start_method() == "forkserver":
             # workers fork from a server that imported these once (librosa builds chroma/CQT filters);
             # only the first pool of a process sets them (the server then keeps running)
-            preload = ["earmark.features._extract"]
+            preload = ["earmark._quiet_ctrl_c", "earmark.features._extract"]
             if kind in ("classic173", "stats"):
                 # and loaded the compiled kernels (numba loads them per process, at first call)
                 preload += ["librosa.filters", "librosa.core.intervals", "librosa.util.utils",
                             "earmark.features._warm"]
             ctx.set_forkserver_preload(preload)
+            _start_fork_server_deaf_to_ctrl_c()
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_exit_with,
                                    initargs=(os.getpid(),))
         if not _POOL.get("atexit"):
