@@ -186,3 +186,11 @@ def test_cross_validation_folds_keep_their_own_checkpoints(clips, cache, tmp_pat
         assert {p.name for p in (ck / f).iterdir()} == {"validation", "refit"}
     again = cross_validate(clips, resume=True, **kw)
     assert [f.result.metrics for f in again.folds] == [f.result.metrics for f in first.folds]
+
+
+def test_resume_without_a_checkpoint_dir_is_refused():
+    from earmark.models import get_model
+
+    with pytest.raises(ParameterError, match=r"resume=True .*pass checkpoint_dir too"):
+        get_model("cnn", resume=True)
+    assert get_model("cnn", resume=True, checkpoint_dir="ckpt").resume is True

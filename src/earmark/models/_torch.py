@@ -249,6 +249,9 @@ class _TorchEstimator(BaseEstimator):
             value = getattr(self, pname, False)
             if not isinstance(value, (bool, np.bool_)):
                 raise ParameterError(f"The '{pname}' parameter of {name} must be true or false. Got {value!r} instead.")
+        if self.resume and not self.checkpoint_dir:
+            raise ParameterError(f"resume=True (-p resume=true) continues from the checkpoints in checkpoint_dir, "
+                                 f"and {name} has none: pass checkpoint_dir too (-p checkpoint_dir=DIR).")
         if not isinstance(self.validation_fraction, (int, float)) or not 0 <= self.validation_fraction < 1:
             raise ParameterError(
                 f"The 'validation_fraction' parameter of {name} must be a float in [0, 1). "
