@@ -63,7 +63,7 @@ def demo(
     test_speaker: str | None = typer.Option(None, "--test-speaker", help="Speaker held out for testing (default: chosen by a seeded group split)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split and the training."),
     download: bool = typer.Option(True, "--download/--no-download", help="Try the public source when no local copy is given."),
-    workers: int | None = typer.Option(None, "--workers", min=1, help="Feature-extraction processes (default: all cores)."),
+    workers: int | None = typer.Option(None, "--workers", "-j", min=1, help="Feature-extraction processes (default: all cores)."),
 ) -> None:
     """Run the main job end to end: data → leakage-free split → train → evaluate → report → bundle → predict."""
     from earmark.bundle import load_model, save_model

@@ -264,7 +264,7 @@ def train_command(
     freeze_epochs: int = typer.Option(0, "--freeze-epochs", min=0, help="With --init-from: epochs with the pretrained body frozen."),
     body_lr_scale: float = typer.Option(1.0, "--body-lr-scale", min=0.0, help="With --init-from: learning rate of the body relative to the head."),
     head_only: bool = typer.Option(False, "--head-only", help="With --init-from: train the new head only."),
-    workers: int | None = typer.Option(None, "--workers", min=1, help="Feature-extraction processes (default: all cores)."),
+    workers: int | None = typer.Option(None, "--workers", "-j", min=1, help="Feature-extraction processes (default: all cores)."),
     param: list[str] = typer.Option([], "--param", "-p", help="Model parameter KEY=VALUE (JSON value), repeatable, e.g. -p arch=reference."),
     cache: Path | None = typer.Option(None, "--cache", help="Feature store directory."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle at --out."),
