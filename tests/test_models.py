@@ -124,7 +124,8 @@ def test_cnn_learns_unseen_speaker(logmel_small):
     assert est.input_shape_ == (64, 101)
 
 
-def _assert_onnx_matches(module: torch.nn.Module, example: np.ndarray, check: np.ndarray, path) -> None:
+def _assert_onnx_matches(module: torch.nn.Module, example: np.ndarray, check: np.ndarray, path,
+                         atol: float = 1e-4) -> None:
     """Export ``module`` to ONNX (dynamic batch) and check ONNX Runtime answers as torch on ``check``."""
     import onnxruntime as ort
 
@@ -133,7 +134,8 @@ def _assert_onnx_matches(module: torch.nn.Module, example: np.ndarray, check: np
     got = ort.InferenceSession(str(path)).run(None, {"x": check})[0]
     with torch.no_grad():
         want = module(torch.as_tensor(check)).numpy()
-    np.testing.assert_allclose(got, want, atol=1e-4)
+    np.testing.assert_allclose(got, want, atol=atol)
+    assert (got.argmax(axis=1) == want.argmax(axis=1)).all()
 
 
 def test_cnn_resnorm_learns_and_exports(logmel_small, tmp_path):
@@ -152,7 +154,9 @@ def test_cnn_resnorm_learns_and_exports(logmel_small, tmp_path):
     assert torch.allclose(out.var(dim=(1, 3), unbiased=False), torch.ones(3, 8), atol=1e-3)
     with pytest.raises(ParameterError, match="resnorm"):
         get_model("cnn", net_options={"resnorm": -1}, epochs=1).fit(X[tr][::10], y[tr][::10])
-    _assert_onnx_matches(est.module_, X[:2], X[te][:5], tmp_path / "resnorm.onnx")
+    # a band of nearly constant level has a variance near eps: its normalisation magnifies the two
+    # runtimes' float32 rounding (measured 2e-4 on logits of about 0.3)
+    _assert_onnx_matches(est.module_, X[:2], X[te][:5], tmp_path / "resnorm.onnx", atol=1e-3)
 
 
 def test_cnn_stats_branch_learns_and_exports(logmel_small, tmp_path):
