@@ -12,7 +12,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "earmark"
 
 # Lower number = lower layer.
 LAYERS = {
-    "earmark": 0, "earmark.errors": 0, "earmark.config": 0, "earmark._version": 0, "earmark._quiet_ctrl_c": 0,
+    "earmark": 0, "earmark.errors": 0, "earmark.config": 0, "earmark._version": 0,
     "earmark.audio": 1,
     "earmark.sources": 2, "earmark.synth": 2,
     "earmark.features": 3,

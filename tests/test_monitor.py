@@ -249,8 +249,8 @@ def test_a_request_log_belongs_to_one_model(model, tmp_path):
     old = tmp_path / "old.sqlite"
     with RequestLog(old, classes=["yes", "no"]) as log:
         log.append(features=rng.normal(size=7), proba=np.array([0.9, 0.1]), label="yes")
-    with pytest.raises(DatasetError, match="another model"):
-        RequestLog(old, model=me)
+    with pytest.raises(DatasetError, match=r"another model \(a classification model of classes yes, no\)"):
+        RequestLog(old, model={"task": "regression", "classes": []})
     # rows of two sizes (written by hand through two unchecked handles) are an error, not a traceback
     with RequestLog(old) as log:
         log.append(features=rng.normal(size=7), proba=np.full(10, 0.1), label="3")
@@ -272,6 +272,9 @@ def test_serve_refuses_another_models_log_before_starting(model, tmp_path):
         rl.append(features=np.zeros(7), proba=np.array([60.0]), label="60.0")
     res = CliRunner().invoke(app, ["serve", str(bundle), "--port", "1", "--log", str(log)])
     assert res.exit_code != 0 and "another model" in res.output and "regression" in res.output
+    # the log named by the environment is checked the same way (it was a traceback per worker)
+    res = CliRunner().invoke(app, ["serve", str(bundle), "--port", "1"], env={"EARMARK_SERVE_LOG_PATH": str(log)})
+    assert res.exit_code != 0 and "another model" in res.output and "Traceback" not in res.output
 
 
 def test_monitor_cli_names_a_missing_log_takes_min_samples_and_checks_outputs_first(model, tmp_path):

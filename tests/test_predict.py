@@ -129,6 +129,8 @@ def test_a_folder_without_audio_among_the_inputs_is_an_error_row_and_out_is_chec
     assert [r["path"] for r in rows] == [str(empty), clip, str(notes)]  # in input order, none dropped
     assert rows[1]["error"] is None and rows[1]["label"] == GOOD[0][0]
     assert all("a folder with no audio files in it" in rows[i]["error"] for i in (0, 2))
+    windowed = predict_paths(fsdd_model(), [empty, clip], window=0.5, workers=1)
+    assert windowed[0]["windows"] == [] and windowed[1]["windows"]  # every row has its windows
     bundle = save_model(fsdd_model(), tmp_path / "m.earmark")
     runner = CliRunner()
     res = runner.invoke(app, ["predict", str(bundle), str(empty), clip, "--format", "csv"])

@@ -191,6 +191,8 @@ def test_bad_arrays_are_error_rows_in_place_and_a_bad_rate_is_refused(logreg_mod
     assert out["error"][0] is None and out["error"][3] is None and out["label"][0] == out["label"][3]
     assert "12 non-finite samples" in out["error"][1] and "no samples" in out["error"][2]
     assert pd.isna(out["label"][1])
+    named = [str(theo["path"].iloc[0]), "array[0].wav"]  # files named like arrays are still files
+    assert list(logreg_model.predict(named)["path"]) == named
     with pytest.raises(AudioDecodeError, match=r"array\[1\].*non-finite"):
         logreg_model.predict_proba([y, nan], sr=sr)
     for bad in (0, -8000, 8000.5, True):
@@ -560,6 +562,9 @@ def test_cli_train_takes_p_epochs_and_python_booleans(tmp_path, fsdd_small):
     assert est.epochs == 2 and est.augment is False and est.tta is False and est.n_epochs_ == 2
     clash = CliRunner().invoke(app, [*base, "--epochs", "3", "-p", "epochs=2", "--out", str(tmp_path / "b")])
     assert clash.exit_code == 2 and "disagree" in clash.output
+    for value in ("abc", "2.5", "true", "0"):
+        odd = CliRunner().invoke(app, [*base, "-p", f"epochs={value}", "--out", str(tmp_path / "d")])
+        assert odd.exit_code == 2 and "-p epochs takes a whole number" in odd.output, value
     bad = CliRunner().invoke(app, [*base, "-p", "augment=nope", "--out", str(tmp_path / "c")])
     assert bad.exit_code == 2 and "'augment' parameter" in bad.output and "true or false" in " ".join(bad.output.split())
 

@@ -489,7 +489,18 @@ def explain(
                               f"{r['explained']} ({r['score']:.3g})" if first else "",
                               f"{reg['start_s']:.2f}-{reg['end_s']:.2f}", f"{reg['low_hz']:.0f}-{reg['high_hz']:.0f}",
                               f"{reg['drop']:.3f}" if trained.task == "regression" else f"{reg['drop']:+.3f}")
-        Console().print(table)
+        console = Console()
+        if console.width >= 72:
+            console.print(table)
+        else:  # too narrow for the table without cutting numbers: one line per region
+            for r in results:
+                answer = r["predicted"] if isinstance(r["predicted"], str) else f"{r['predicted']:.3g}"
+                console.print(f"{escape(Path(r['source']).name)}: {escape(answer)} (explained: "
+                              f"{escape(str(r['explained']))}, {r['score']:.3g})", highlight=False)
+                for reg in r["top_regions"]:
+                    drop = f"{reg['drop']:.3f}" if trained.task == "regression" else f"{reg['drop']:+.3f}"
+                    console.print(f"  {reg['start_s']:.2f}-{reg['end_s']:.2f} s, {reg['low_hz']:.0f}-"
+                                  f"{reg['high_hz']:.0f} Hz: {unit} {drop}", highlight=False)
         if out is not None and results:
             err_console.print(f"figures in {out}", highlight=False)
     if flat:  # e.g. digital silence: the map is all zeros and its 'top regions' mean nothing

@@ -100,6 +100,9 @@ def extract_cmd(
     except EarmarkError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
+        from earmark.features._extract import shutdown_workers
+
+        shutdown_workers(now=True)  # their batches would be lost anyway: no waiting for them
         err_console.print(f"interrupted: the features computed so far are kept in {escape(str(out))}; the same "
                           "command resumes from them.", highlight=False)
         raise typer.Exit(130) from None

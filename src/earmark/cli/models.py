@@ -278,6 +278,9 @@ def train_command(
 
     params = _parse_params(param)
     if "epochs" in params:  # `models show` and `tune` spell it -p epochs=N too
+        value = params["epochs"]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            fail(f"-p epochs takes a whole number of epochs, at least 1; got {value!r}.", ExitCode.USAGE)
         if epochs is not None and params["epochs"] != epochs:
             fail(f"--epochs {epochs} and -p epochs={params['epochs']} disagree; give one of them.", ExitCode.USAGE)
         epochs = params.pop("epochs")

@@ -248,12 +248,12 @@ def serve(
         if runtime == "onnx" and (manifest.get("task") != "classification" or "Classifier" not in model_type):
             fail(f"--runtime onnx serves neural classifiers; {model} holds a {manifest.get('task')} model "
                  f"({model_type.rsplit(':', 1)[-1] or 'unknown'}). Use --runtime auto or estimator.", ExitCode.USAGE)
-        if log is not None:
+        if settings.log_path:  # --log, or EARMARK_SERVE_LOG_PATH
             from earmark.serving.predictor import bundle_identity
             from earmark.serving.requestlog import RequestLog
 
             # a folder, a file that is not SQLite, a folder without write access, another model's log
-            RequestLog(str(log), model=bundle_identity(manifest)).close()
+            RequestLog(settings.log_path, model=bundle_identity(manifest)).close()
     except EarmarkError as exc:
         fail(str(exc))
     if http not in ("auto", "httptools", "h11"):

@@ -100,6 +100,9 @@ def featurize(y_or_path: np.ndarray | str | os.PathLike[str] | bytes, preset: st
     """
     from earmark.audio import float_samples, load_audio, to_mono
 
+    if isinstance(y_or_path, tuple) and len(y_or_path) == 2 and isinstance(y_or_path[0], np.ndarray):
+        raise TypeError("featurize takes the samples and their rate apart: featurize(y, preset, sr=sr) for "
+                        "y, sr = earmark.load_audio(path) (or pass the path itself).")
     if isinstance(y_or_path, (list, tuple)) or hasattr(y_or_path, "columns"):
         raise TypeError(
             f"featurize computes the features of one clip, got a {type(y_or_path).__name__}; "
@@ -276,21 +279,19 @@ def _exit_with(parent: int) -> None:
     threading.Thread(target=watch, name="earmark-parent-watch", daemon=True).start()
 
 
-def _start_fork_server_deaf_to_ctrl_c() -> None:
-    """Start the fork server with SIGINT ignored, a disposition it and the workers forked from it
-    inherit: a Ctrl-C during their start-up printed a ``KeyboardInterrupt`` traceback per process.
-    The parent, which owns the interrupt, still gets it (restored before returning)."""
-    import multiprocessing.forkserver as fs
+def _leave_ctrl_c_to_the_parent() -> None:
+    """Block SIGINT in this (feeder) thread. The pool's fork server is started from it, and a
+    blocked signal mask is inherited by the server and the workers it forks: a terminal's Ctrl-C,
+    which reaches every process of the group, printed a ``KeyboardInterrupt`` traceback per
+    process (during their start-up in particular). The parent's main thread, which owns the
+    interrupt, still gets it; the workers leave when the parent has gone (see :func:`_exit_with`)."""
     import signal
 
-    try:
-        before = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    except ValueError:  # not the main thread: the server starts on first use, as usual
-        return
-    try:
-        fs.ensure_running()
-    finally:
-        signal.signal(signal.SIGINT, before)
+    if hasattr(signal, "pthread_sigmask"):
+        from multiprocessing import resource_tracker
+
+        resource_tracker.ensure_running()  # started first: its start unblocks SIGINT in the calling thread
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
 
 
 def _shared_pool(workers: int, kind: str | None) -> ProcessPoolExecutor:
@@ -309,13 +310,12 @@ def _shared_pool(workers: int, kind: str | None) -> ProcessPoolExecutor:
         if ctx.get_start_method() == "forkserver":
             # workers fork from a server that imported these once (librosa builds chroma/CQT filters);
             # only the first pool of a process sets them (the server then keeps running)
-            preload = ["earmark._quiet_ctrl_c", "earmark.features._extract"]
+            preload = ["earmark.features._extract"]
             if kind in ("classic173", "stats"):
                 # and loaded the compiled kernels (numba loads them per process, at first call)
                 preload += ["librosa.filters", "librosa.core.intervals", "librosa.util.utils",
                             "earmark.features._warm"]
             ctx.set_forkserver_preload(preload)
-            _start_fork_server_deaf_to_ctrl_c()
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_exit_with,
                                    initargs=(os.getpid(),))
         if not _POOL.get("atexit"):
@@ -327,8 +327,10 @@ def _shared_pool(workers: int, kind: str | None) -> ProcessPoolExecutor:
         return pool
 
 
-def shutdown_workers() -> None:
+def shutdown_workers(*, now: bool = False) -> None:
     """Stop the worker processes that :func:`extract` keeps between calls (they also stop at exit).
+
+    ``now=True`` ends them without letting their current batches finish (after an interrupt).
 
     Example
     -------
@@ -338,6 +340,9 @@ def shutdown_workers() -> None:
         pool = _POOL.pop("pool", None)
         _POOL.pop("workers", None)
     if pool is not None:
+        if now:
+            for proc in list(getattr(pool, "_processes", {}).values()):
+                proc.terminate()
         pool.shutdown(wait=True, cancel_futures=True)
 
 
@@ -388,6 +393,7 @@ def _run_local(batches: list[list[str]], record: dict[str, Any], want_hash: bool
     sem = threading.Semaphore(2 * workers)  # batches in flight on the pool
 
     def feed() -> None:
+        _leave_ctrl_c_to_the_parent()
         try:
             pool = _shared_pool(workers, record.get("kind"))
             while True:
@@ -514,8 +520,10 @@ def _run_ray(batches: list[list[str]], record: dict[str, Any], want_hash: bool, 
                 ray.init(address=address, include_dashboard=False, log_to_driver=False)
             else:
                 ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        except ParameterError:  # said already (nobody answers at the address)
+            raise
         except (ValueError, ConnectionError, RuntimeError, TimeoutError) as exc:
-            why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             where = f"join the Ray cluster at {address!r}" if address else "start a local Ray instance"
             raise ParameterError(
                 f"Could not {where}: {why}. Check the address (host:port of `ray start --head`, or 'auto' "

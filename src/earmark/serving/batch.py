@@ -149,8 +149,9 @@ def predict_paths(
         else:
             rows = _predict_cached(predictor, audio, k, cache, workers, tick)
     for i in folders:
-        rows.insert(i, _error_row(predictor, files[i], "a folder with no audio files in it (searched recursively, "
-                                  "hidden files left out); give audio files or a folder that holds some"))
+        row = _error_row(predictor, files[i], "a folder with no audio files in it (searched recursively, "
+                         "hidden files left out); give audio files or a folder that holds some")
+        rows.insert(i, {**row, "windows": []} if window is not None else row)
     if folders:
         tick(len(folders))
     return rows

@@ -176,7 +176,8 @@ class RequestLog:
         names = None if classes is None else [str(c) for c in classes]
         rows = int(self._db.execute("SELECT COUNT(*) FROM requests").fetchone()[0])
         if owner is None and rows and names is not None and logged_classes is not None and logged_classes != names:
-            owner = {"task": (model or {}).get("task", "classification"), "classes": logged_classes}
+            # a log of an earlier version, which stored the classes only (a regressor's: none)
+            owner = {"task": "classification" if logged_classes else "regression", "classes": logged_classes}
         if owner is not None and model is not None and not same_model(owner, model):
             raise DatasetError(
                 f"{self.path} holds the requests of another model ({describe_model(owner)}), not of this one "

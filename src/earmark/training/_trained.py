@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,13 @@ def _warn_assumed_rate(rate: int) -> None:
         "resamples them; audio at another rate gets wrong answers.", SampleRateWarning, stacklevel=3)
 
 
+def _has_paths(inputs: Any) -> bool:
+    """Whether ``inputs`` names files (a table, a path, paths) rather than holding sample arrays."""
+    if isinstance(inputs, (pd.DataFrame, str, os.PathLike)):
+        return True
+    return bool(len(inputs)) and isinstance(inputs[0], (str, os.PathLike))
+
+
 def _array_problem(y: np.ndarray) -> str | None:
     """Why an array of samples cannot be predicted (as a decoder says it of a file), or None."""
     if y.dtype.kind != "f":
@@ -35,7 +43,7 @@ def _array_problem(y: np.ndarray) -> str | None:
         return f"has {y.ndim} dimensions; pass (samples,) or (samples, channels)"
     bad = int(np.count_nonzero(~np.isfinite(y)))
     if bad:
-        return f"holds {bad} non-finite samples (NaN or Inf); fix the array before predicting"
+        return f"holds {bad} non-finite sample{'' if bad == 1 else 's'} (NaN or Inf); fix the array before predicting"
     return None
 
 
@@ -254,8 +262,9 @@ class TrainedModel:
         if not errors:
             return None
         every = [str(n) for n in [*names, *(e["path"] for e in errors)]]
-        if all(n.startswith("array[") for n in every):  # arrays: back to their index order
-            index = [int(n[6:-1]) for n in every]
+        arrays = [re.fullmatch(r"array\[(\d+)\]", n) for n in every]
+        if every and all(arrays) and not _has_paths(inputs):  # arrays: back to their index order
+            index = [int(m.group(1)) for m in arrays if m]
             return sorted(range(len(index)), key=index.__getitem__)
         if isinstance(inputs, pd.DataFrame):
             given = [str(p) for p in inputs["path"]]
