@@ -180,6 +180,25 @@ def test_scoring_a_model_on_its_own_training_files_is_said(model, fsdd_small, tm
     assert "30 of the 40 clips scored are files the model was trained on" in report.read_text()
 
 
+def test_scoring_a_model_on_speakers_it_heard_is_said(model, fsdd_small, tmp_path):
+    """Other recordings of the training speakers: not the same files, but the same voices."""
+    from earmark.bundle import load_model, save_model
+    from earmark.errors import TrainingDataWarning
+    from earmark.evaluation import build_report, evaluate
+    from earmark.sources import load_dataset
+
+    loaded = load_model(save_model(model, tmp_path / "digits"))
+    assert len(loaded.reference["train_groups"]) == 4  # the four speakers other than theo, as digests
+    assert b"jackson" not in (tmp_path / "digits" / "reference.safetensors").read_bytes()
+    df = load_dataset(FSDD / "manifest.csv")
+    take = df["path"].str.extract(r"_(\d+)\.wav$")[0].astype(int)
+    later = df[(take.to_numpy() >= 40) & df["group"].isin(["jackson", "theo"]).to_numpy()]
+    with pytest.warns(TrainingDataWarning, match=r"100 of the 200 clips scored are of groups the model was trained on \(jackson\)"):
+        res = evaluate(loaded, later, workers=1)
+    assert res.info["training_groups"] == 100 and res.info["training_files"] == 0
+    assert "of groups (speakers, recordings…) the model was trained on" in build_report(res, explain=0)
+
+
 def test_cli_rejects_bad_options(tmp_path):
     from earmark.cli.main import app
 
@@ -309,7 +328,14 @@ def test_cli_compare_prints_a_leaderboard_and_writes_a_report(fsdd_small, tmp_pa
     assert [row["model"] for row in d["leaderboard"]] == sorted(
         d["models"], key=lambda m: -d["models"][m]["summary"]["accuracy"]["mean"])
     assert all(row["model_bytes"] > 0 and row["ms_per_clip"] > 0 for row in d["leaderboard"])
-    assert report.read_text().count("<img") == 2  # accuracy per fold, one per model
+    assert all(m["features"] == "mfcc-mean" and m["feature_settings"]["name"] == "mfcc-mean"
+               for m in d["models"].values())  # what the folds' models heard, recorded
+    page = report.read_text()
+    assert page.count("<img") == 2  # accuracy per fold, one per model
+    # the leaderboard as the terminal shows it (not every raw column), in a box that scrolls, and
+    # what kept the folds apart
+    assert "<th>worst fold</th>" in page and "<th>balanced_accuracy_std</th>" not in page
+    assert '<div class="scroll"><table>' in page and "no group is on both sides of any split" in page
 
 
 @needs_training

@@ -578,6 +578,19 @@ def test_cli_tune_prints_best(tmp_path, fsdd_small):
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert out["method"] == "grid" and len(out["trials"]) == 4
+    # the line that trains the best settings carries the seed they were searched with
+    res = CliRunner().invoke(app, ["tune", str(manifest), "--model", "gnb", "--trials", "2", "--features",
+                                   "mfcc-mean", "--group", "speaker", "--folds", "2", "--seed", "3"])
+    assert res.exit_code == 0 and "--seed 3" in res.stdout
+    # without groups the folds are random, and it says so; one group is refused, as cv does
+    plain = tmp_path / "plain.csv"
+    fsdd_small[["path", "label"]].to_csv(plain, index=False)
+    res = CliRunner().invoke(app, ["tune", str(plain), "--model", "gnb", "--trials", "2", "--features", "mfcc-mean"])
+    assert res.exit_code == 0 and "folds are drawn at random" in " ".join(res.output.split())
+    one = tmp_path / "one.csv"
+    fsdd_small[fsdd_small["speaker"] == "george"][["path", "label", "speaker"]].to_csv(one, index=False)
+    res = CliRunner().invoke(app, ["tune", str(one), "--model", "gnb", "--trials", "2", "--features", "mfcc-mean"])
+    assert res.exit_code != 0 and "belongs to one group ('george')" in " ".join(res.output.split())
 
 
 def test_auto_duration_follows_the_clips():
@@ -912,3 +925,14 @@ def test_orphaned_refit_jobs_are_swept_and_live_ones_kept(tmp_path):
     (tmp_path / "other").mkdir()
     _sweep_stale_refit_jobs(tmp_path)
     assert not old.exists() and (live / "job.pkl").exists() and (tmp_path / "other").exists()
+
+
+def test_a_classifier_on_a_numeric_target_is_said_once_with_the_fix():
+    inst = load_dataset(SHARED / "instruments" / "manifest.csv")
+    inst = inst[inst["fold"].isin([1, 2])].head(60)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(inst, target="pitch", model="logreg", features="stats", workers=1)
+    ours = [w for w in caught if issubclass(w.category, EarmarkWarning) and "is a classifier" in str(w.message)]
+    assert len(ours) == 1 and "use a regressor (ridge" in str(ours[0].message)
+    assert not [w for w in caught if "unique classes is greater than 50%" in str(w.message)]

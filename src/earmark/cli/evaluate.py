@@ -367,7 +367,7 @@ def compare(
         first = next(iter(board.results.values()), None)
         summary = _scored_summary(table, first.skipped if first is not None else []) if report is not None else None
         if json_out != "-":
-            _print_board(board.table)
+            _print_board(board)
         config = {"models": names, "features": features, "folds": folds, "seed": seed,
                   "epochs": epochs, "duration": duration, "source": str(source)}
         _write_outputs(board, json_out=json_out, report=report, model=None, summary=summary,
@@ -382,23 +382,12 @@ def compare(
         raise typer.Exit(int(ExitCode.PARTIAL))
 
 
-def _print_board(table: Any) -> None:
-    main = "rmse" if "rmse_mean" in table.columns else "accuracy"
-    second = "mae" if main == "rmse" else "macro_f1"
-    out = Console()
-    t = Table("#", "model", main, second, "worst fold", "train s/fold", "size", "ms/clip",
-              title="Leaderboard (same folds for every model)")
-    for i, row in enumerate(table.to_dict(orient="records"), start=1):
-        size = row.get("model_bytes")
-        t.add_row(
-            str(i), row["model"],
-            f"{row[f'{main}_mean']:.4f} ± {row[f'{main}_std']:.4f}",
-            f"{row[f'{second}_mean']:.4f}" if row.get(f"{second}_mean") is not None else "—",
-            row["worst_fold"], f"{row['train_seconds']:.2f}",
-            "—" if size is None or size != size else f"{size / 1024:.0f} KiB",
-            f"{row['ms_per_clip']:.2f}",
-        )
-    out.print(t)
+def _print_board(board: Any) -> None:
+    header, rows = board.display()
+    t = Table(*header, title="Leaderboard (same folds for every model)")
+    for row in rows:
+        t.add_row(*row)
+    Console().print(t)
 
 
 def explain(

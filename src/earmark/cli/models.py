@@ -438,7 +438,8 @@ def tune_command(
     out.print(table)
     out.print(f"best: mean cv {metric} {result.best_score:.4f} ({result.cv}) with "
               f"{json.dumps(result.best_params, default=str)}", markup=False, highlight=False)
-    options = {"--features": features, "--target": target, "--label": label, "--group": group, "--pattern": pattern}
+    options = {"--features": features, "--target": target, "--label": label, "--group": group, "--pattern": pattern,
+               "--seed": str(seed) if seed else None}  # tune seeds the estimators as train does
     command = ["earmark", "train", source, "--model", model,
                *(x for k, v in options.items() if v for x in (k, v)), *_param_args(result.best_params), "--out", "MODEL"]
     out.print(f"train it: {shlex.join(command)}", markup=False, highlight=False, soft_wrap=True)

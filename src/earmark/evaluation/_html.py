@@ -11,6 +11,7 @@ import html
 import io
 import json
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -31,6 +32,7 @@ section{background:#fff;border-radius:8px;padding:14px 20px;margin:16px 0;
 box-shadow:0 1px 3px rgba(0,0,0,.08)}
 h2{font-size:1.2em;margin:4px 0 12px;color:#23395b}
 table{border-collapse:collapse;font-size:.9em;margin:6px 0}
+.scroll{overflow-x:auto;max-width:100%}
 th,td{border-bottom:1px solid #e3e6ea;padding:4px 10px;text-align:left}
 th{background:#f0f2f5}td.num{text-align:right;font-variant-numeric:tabular-nums}
 figure{margin:10px 0 18px}figure img{max-width:100%;height:auto;border:1px solid #eee}
@@ -73,7 +75,9 @@ def figure_to_data_uri(fig: Figure, *, fmt: str = "png", dpi: int = 100) -> str:
     if fmt not in ("png", "svg"):
         raise ParameterError(f"The 'fmt' parameter must be 'png' or 'svg'. Got {fmt!r} instead.")
     buf = io.BytesIO()
-    fig.savefig(buf, format=fmt, dpi=dpi, bbox_inches="tight", pad_inches=0.05)  # nothing clipped at the edges
+    with warnings.catch_warnings():  # layout notes of matplotlib's are not the user's business
+        warnings.simplefilter("ignore", UserWarning)
+        fig.savefig(buf, format=fmt, dpi=dpi, bbox_inches="tight", pad_inches=0.05)  # nothing clipped at the edges
     mime = "image/png" if fmt == "png" else "image/svg+xml"
     return f"data:{mime};base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
 
@@ -137,7 +141,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
             num = isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
             cells.append(f'<td class="num">{_fmt(v)}</td>' if num else f"<td>{_fmt(v)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
 _HEADLINE = (

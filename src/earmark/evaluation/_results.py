@@ -425,6 +425,33 @@ class Leaderboard:
     table: pd.DataFrame
     results: dict[str, CVResult]
 
+    def display(self) -> tuple[list[str], list[list[str]]]:
+        """The leaderboard as people read it (the CLI's table and the report's): rank, model, main
+        metric mean ± std, second metric, worst fold, training s per fold, size, ms per clip.
+
+        Example
+        -------
+        >>> header, rows = board.display()  # doctest: +SKIP
+        >>> header[:3]  # doctest: +SKIP
+        ['#', 'model', 'accuracy']
+        """
+        table = self.table
+        main = "rmse" if "rmse_mean" in table.columns else "accuracy"
+        second = "mae" if main == "rmse" else "macro_f1"
+        header = ["#", "model", main, second, "worst fold", "train s/fold", "size", "ms/clip"]
+        rows = []
+        for i, row in enumerate(table.to_dict(orient="records"), start=1):
+            size = row.get("model_bytes")
+            rows.append([
+                str(i), str(row["model"]),
+                f"{row[f'{main}_mean']:.4f} ± {row[f'{main}_std']:.4f}",
+                f"{row[f'{second}_mean']:.4f}" if row.get(f"{second}_mean") is not None else "—",
+                str(row["worst_fold"]), f"{row['train_seconds']:.2f}",
+                "—" if size is None or size != size else f"{size / 1024:.0f} KiB",
+                f"{row['ms_per_clip']:.2f}",
+            ])
+        return header, rows
+
     def to_dict(self) -> dict[str, Any]:
         """``{"leaderboard": [row, …], "models": {name: cv dict}}``."""
         return _clean(

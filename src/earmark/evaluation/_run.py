@@ -266,6 +266,7 @@ def evaluate(
         "predict_seconds": out["seconds"],
         "ms_per_clip": 1000.0 * out["seconds"] / n,
         "training_files": _training_overlap(trained, [str(p) for p in scored["path"]]),
+        "training_groups": _group_overlap(trained, scored),
     }
     proba = out["proba"]
     if proba is not None and unknown and classes is not None and len(classes) > np.shape(proba)[1]:
@@ -309,6 +310,31 @@ def _training_overlap(trained: Any, paths: list[str]) -> int | None:
     return k
 
 
+def _group_overlap(trained: Any, scored: pd.DataFrame) -> int | None:
+    """How many scored clips are of groups (speakers…) the model trained on, warned when any;
+    ``None`` when the model keeps no group digests or the table has no groups."""
+    known = (getattr(trained, "reference", None) or {}).get("train_groups")
+    if known is None or "group" not in scored.columns or not len(scored):
+        return None
+    from earmark.sources._splits import group_digests
+
+    digests = group_digests(scored["group"])
+    hit = np.isin(digests, np.asarray(known, dtype=np.uint64)) & (digests != 0)
+    k = int(hit.sum())
+    if k:
+        import warnings
+
+        from earmark.errors import TrainingDataWarning
+
+        names = sorted(set(scored["group"][hit].astype(str)))
+        warnings.warn(
+            f"{k} of the {len(scored)} clips scored are of groups the model was trained on "
+            f"({', '.join(names[:5])}{' …' if len(names) > 5 else ''}): these scores say how it does on "
+            "speakers/recordings it has heard, not on new ones. Score it on groups it never heard "
+            "(earmark split keeps groups apart).", TrainingDataWarning, stacklevel=3)
+    return k
+
+
 def _as_matrix(X: Any) -> np.ndarray | None:
     """Feature arrays as (n, d) for plots: time-frequency inputs become mean and std per band."""
     if X is None:
@@ -337,6 +363,12 @@ def _as_matrix(X: Any) -> np.ndarray | None:
         return X
     flat = X.reshape(X.shape[0], -1, X.shape[-1])
     return np.concatenate([flat.mean(axis=-1), flat.std(axis=-1)], axis=1)
+
+
+def _fold_title(name: Any) -> str:
+    """'Fold 3' for a fold named 3, 'Fold 3' (not 'Fold fold 3') for one named 'fold 3'."""
+    text = str(name)
+    return text[0].upper() + text[1:] if text.lower().startswith("fold") else f"Fold {text}"
 
 
 def _check_no_straddle(table: pd.DataFrame, train: np.ndarray, test: np.ndarray, name: str) -> list[str]:
@@ -505,7 +537,7 @@ def _cross_validate(
                             seed=seed, **fold_kwargs)
         for w in caught:  # a fold's own validation part, not its test scores: say which is which
             if issubclass(w.category, ChanceLevelWarning):
-                warnings.warn(f"Fold {name!s} (on the validation part carved from its training folds, not its "
+                warnings.warn(f"{_fold_title(name)} (on the validation part carved from its training folds, not its "
                               f"test fold): {w.message}", ChanceLevelWarning, stacklevel=2)
             else:
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
@@ -521,7 +553,7 @@ def _cross_validate(
             if unlearnt:
                 unknown_labels = "wrong"
                 warnings.warn(
-                    f"Fold {name!s} tests on class(es) its training folds do not hold: {unlearnt[:10]} "
+                    f"{_fold_title(name)} tests on class(es) its training folds do not hold: {unlearnt[:10]} "
                     f"({int(truth.isin(unlearnt).sum())} clips); they count as errors. Record those classes "
                     "in more groups (or use fewer folds) so that every fold can learn them.",
                     UnlearntClassWarning, stacklevel=2)
@@ -544,7 +576,10 @@ def _cross_validate(
     pooled = _pool(results)
     fold_skips = [s for f in results for s in f.result.skipped if s not in skipped]
     info = {"source": table.attrs.get("source"), "seed": seed,
-            "features": getattr(features, "name", features),
+            # the preset the folds' models used (the model's own when none was named), with its clip length
+            "features": trained.preset.name if getattr(trained, "preset", None) is not None
+            else getattr(features, "name", features),
+            "feature_settings": trained.preset.to_dict() if getattr(trained, "preset", None) is not None else None,
             "mean_train_seconds": float(np.mean([f.train_seconds for f in results])),
             "feature_seconds": float(sum(f.feature_seconds for f in results)),
             # how the folds keep speakers/recordings apart: by the group column, by the predefined

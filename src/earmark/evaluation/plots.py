@@ -245,7 +245,7 @@ def plot_per_class_scores(per_class: Mapping[str, Mapping[str, float]]) -> Figur
     ax = fig.subplots()
     for i, key in enumerate(("precision", "recall", "f1")):
         ax.bar(x + (i - 1) * 0.27, [per_class[c][key] for c in labels], width=0.27, label=key)
-    ax.set_xticks(x, labels, rotation=45 if len(labels) > 6 else 0,
+    ax.set_xticks(x, [_short(c) for c in labels], rotation=45 if len(labels) > 6 else 0,
                   ha="right" if len(labels) > 6 else "center", fontsize=8)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("score")
@@ -321,7 +321,7 @@ def plot_class_examples(
             raise ParameterError(f"The example of class {labels[k]!r} has no samples.")
         t = np.arange(y.size) / sr
         wave_ax.plot(t, y, lw=0.5, color="tab:blue")
-        wave_ax.set_title(str(labels[k]), fontsize=10)
+        wave_ax.set_title(_short(labels[k], 18), fontsize=10)
         wave_ax.set_xlim(0, max(t[-1], 1.0 / sr))
         wave_ax.set_yticks([])
         wave_ax.tick_params(labelsize=7)
@@ -415,7 +415,7 @@ def plot_feature_distributions(
             patch.set_facecolor(color)
             patch.set_alpha(0.6)
         slanted = len(classes) > 6
-        ax.set_xticks(range(1, len(classes) + 1), [str(c) for c in classes], fontsize=7,
+        ax.set_xticks(range(1, len(classes) + 1), [_short(c, 16) for c in classes], fontsize=7,
                       rotation=45 if slanted else 0, ha="right" if slanted else "center",
                       rotation_mode="anchor" if slanted else "default")  # each name ends under its box
         ax.set_title(str(names[col]), fontsize=9)
@@ -513,7 +513,7 @@ def plot_embedding(
     for c, color in zip(classes, _colors(len(classes)), strict=True):
         mask = y == c
         if mask.any():
-            ax.scatter(Z[mask, 0], Z[mask, 1], s=8, alpha=0.7, color=color, label=str(c))
+            ax.scatter(Z[mask, 0], Z[mask, 1], s=8, alpha=0.7, color=color, label=_short(c))
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)

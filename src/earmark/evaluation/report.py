@@ -249,16 +249,13 @@ def build_report(
         second = "macro F1" if result.task == "classification" else "MAE"
         tables = {"Folds": (["fold", "train clips", "test clips", main, second,
                              "training time (s)", "skipped"], fold_rows)}
-        grouping = result.info.get("grouping", "group")
-        apart = {"group": "no group is on both sides of any split",
-                 "predefined folds": "the table's predefined folds (it has no group column to check them with)",
-                 "none": "the table has no group column, so the folds are random: one speaker or recording can "
-                         "be on both sides of a split, which inflates these scores"}[grouping]
+        apart = _apart(result)
         notes = [
             f"{len(result.folds)} folds ({result.folds_kind}); {apart}. "
             f"Worst fold: {worst['fold']} with {worst['metric']} {worst['value']:.4f}. "
-            "Headline metrics are means over folds (± std); the plots and per-class table "
-            "pool all out-of-fold predictions."
+            "Headline metrics are means over folds (± std); the plots"
+            + (" and per-class table" if result.task == "classification" else "")
+            + " pool all out-of-fold predictions."
         ]
         headline = {**res.metrics, **{k: v["mean"] for k, v in spread.items()}}
         heading = title or f"Cross-validation of {result.model}"
@@ -276,6 +273,11 @@ def build_report(
         heading = title or f"Evaluation of {res.info.get('model', 'a model')}"
         extra_figs = {}
         skipped = res.skipped
+        heard = res.info.get("training_groups")
+        if heard and not res.info.get("training_files"):
+            notes.append(f"Warning: {heard} of the {res.metrics.get('n', 0)} clips scored are of groups (speakers, "
+                         "recordings…) the model was trained on, so these scores say how it does on voices or "
+                         "sources it has heard, not on new ones.")
         seen = res.info.get("training_files")
         if seen:
             notes.append(f"Warning: {seen} of the {res.metrics.get('n', 0)} clips scored are files the model was "
@@ -303,11 +305,18 @@ def build_report(
     return page
 
 
+def _apart(result: CVResult) -> str:
+    """What keeps a cross-validation's training and test clips apart, in words."""
+    return {"group": "no group is on both sides of any split",
+            "predefined folds": "the table's predefined folds (it has no group column to check them with)",
+            "none": "the table has no group column, so the folds are random: one speaker or recording can "
+                    "be on both sides of a split, which inflates these scores"}[result.info.get("grouping", "group")]
+
+
 def _leaderboard_report(board: Leaderboard, *, summary: Mapping[str, Any] | None,
                         title: str | None, stamp: str, config: Mapping[str, Any] | None) -> str:
     table = board.table
-    header = list(table.columns)
-    rows = table.to_numpy().tolist()
+    header, rows = board.display()
     figures: dict[str, Figure] = {}
     metric = "rmse" if "rmse_mean" in table.columns else "accuracy"
     for name, cv in board.results.items():
@@ -317,8 +326,11 @@ def _leaderboard_report(board: Leaderboard, *, summary: Mapping[str, Any] | None
     page = render_report(
         title=title or "Model comparison", subtitle=f"{len(board.results)} models · {stamp}",
         summary=summary, tables={"Leaderboard (best first)": (header, rows)}, figures=figures,
-        notes=["Every model is cross-validated on the same folds; training time is the mean "
-               "per fold, inference time includes feature extraction, size is the saved bundle."],
+        notes=["Every model is cross-validated on the same folds"
+               + (f" ({next(iter(board.results.values())).folds_kind}); {_apart(next(iter(board.results.values())))}"
+                  if board.results else "")
+               + ". Training time is the mean per fold, inference time includes feature extraction, size is "
+               "the saved bundle. Every column of every model is in the --json output."],
         config=config,
     )
     for fig in figures.values():

@@ -42,6 +42,26 @@ def _has(df: pd.DataFrame, col: str) -> bool:
     return bool(df[col].notna().all()) and df[col].nunique() > 1
 
 
+def group_digests(values: pd.Series) -> np.ndarray:
+    """A 64-bit digest of each group name (``0`` for a blank cell): what a model bundle keeps of
+    the groups it trained on, so that evaluation can say when it is scored on them again
+    without the bundle holding the names.
+
+    Example
+    -------
+    >>> group_digests(pd.Series(["george", None, "george"])).tolist()[1]
+    0
+    """
+    import hashlib
+
+    blank = _blank(values)
+    out = np.zeros(len(values), dtype=np.uint64)
+    for i, (v, b) in enumerate(zip(values.astype(str), blank)):
+        if not b:
+            out[i] = max(1, int.from_bytes(hashlib.blake2b(v.encode(), digest_size=8).digest(), "little"))
+    return out
+
+
 def _group_array(df: pd.DataFrame, *, warn: bool = True) -> np.ndarray:
     """The group of each row as text; a row without one is a group of its own (it can share no
     group with another row), with a :class:`~earmark.errors.MissingGroupWarning` saying how many."""

@@ -181,16 +181,19 @@ def _fit_sklearn(est: Any, X: Any, y: np.ndarray, w: np.ndarray) -> None:
         w = np.asarray(w, np.float64) * np.array([weights.get(c, 1.0) for c in labels])
         est.set_params(**{k: None for k in keys})
     try:
-        if np.allclose(w, 1.0):
-            est.fit(X, y)
-            return
-        last = est.steps[-1][0] if hasattr(est, "steps") else None
-        key = f"{last}__sample_weight" if last else "sample_weight"
-        try:
-            est.fit(X, y, **{key: w})
-        except TypeError as exc:
-            raise ParameterError(f"This model does not take per-sample weights ({exc}); use extra_weight=1"
-                                 + (" and no class_weight." if keys else ".")) from exc
+        with warnings.catch_warnings():
+            # scikit-learn's remark on a numeric target learnt as classes: train() says it (once, with the fix)
+            warnings.filterwarnings("ignore", message="The number of unique classes is greater than 50%")
+            if np.allclose(w, 1.0):
+                est.fit(X, y)
+                return
+            last = est.steps[-1][0] if hasattr(est, "steps") else None
+            key = f"{last}__sample_weight" if last else "sample_weight"
+            try:
+                est.fit(X, y, **{key: w})
+            except TypeError as exc:
+                raise ParameterError(f"This model does not take per-sample weights ({exc}); use extra_weight=1"
+                                     + (" and no class_weight." if keys else ".")) from exc
     except ValueError as exc:
         if isinstance(exc, ParameterError):
             raise
@@ -203,6 +206,12 @@ def _fit_sklearn(est: Any, X: Any, y: np.ndarray, w: np.ndarray) -> None:
 
 #: A refit job whose inputs (job.pkl) are older than this was never picked up: its run was killed.
 STALE_REFIT_S = 3600.0
+
+
+def source_columns(frame: pd.DataFrame) -> list[str]:
+    """The table's columns as its source names them (``speaker`` for the ``group`` it became)."""
+    named = {k: v for k, v in (frame.attrs.get("columns_from") or {}).items() if v}
+    return [str(named.get(c, c)) for c in frame.columns]
 
 
 def _sweep_stale_refit_jobs(tmp: Path) -> None:
@@ -708,8 +717,8 @@ def train(
     for name, frame in (("dataset", dataset), ("extra_train", extra_train)):
         if frame is not None and target_col not in frame.columns:
             raise ParameterError(
-                f"The {name} table has no column {target_col!r} (columns: {list(frame.columns)}); "
-                "pass target= naming the column to learn."
+                f"The {name} table has no column {target_col!r} (columns: {source_columns(frame)}); "
+                "name the column to learn (--target COLUMN; target= in Python)."
             )
     if val_fraction is None:
         val_fraction = 0.15
@@ -724,6 +733,12 @@ def train(
     spec = get_spec(model)
     if not numeric and target_col != "label" and (chosen or spec.task == "regression"):
         _refuse_mostly_numeric(dataset, target_col)  # a classifier named by the user learns the values as classes
+    if numeric and spec.task == "classification":
+        n_values = int(dataset[target_col].nunique())
+        warnings.warn(
+            f"Column {target_col!r} holds numbers and {model!r} is a classifier: each of its {n_values} values "
+            "becomes a class of its own, and nearness between values is lost. To predict the number, use a "
+            "regressor (ridge, svr, rf-reg, gbdt-reg, cnn-reg; or no --model).", EarmarkWarning, stacklevel=2)
     est = get_model(model, **model_params)  # refuses unknown names and bad values before extraction
     for key in model_params:  # parameters train() sets itself would be silently overwritten
         if key == "random_state" or key.endswith("__random_state"):
@@ -976,6 +991,12 @@ def train(
     main_targets = [str(v) for v in main[target_col].to_numpy()[main_ok]]
     # fingerprints of the files it learnt from: evaluate() says when it is scored on them
     reference["train_files"] = file_digests([str(p) for p in main["path"].to_numpy()[main_ok]])
+    if "group" in main.columns:  # and of the groups (speakers…) it heard, to say when a test set holds them
+        from earmark.sources._splits import group_digests
+
+        heard = np.unique(group_digests(main["group"].iloc[main_ok]))
+        if len(heard[heard != 0]):
+            reference["train_groups"] = heard[heard != 0]
     data: dict[str, Any] = {
         "n": int(len(main_ok)),
         "n_train": int(len(main_tr)),

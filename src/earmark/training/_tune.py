@@ -65,6 +65,18 @@ class TuneResult:
 def _cv(y: np.ndarray, groups: np.ndarray | None, folds: int, seed: int, classification: bool):
     from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
 
+    if groups is not None and len(np.unique(groups)) == 1:  # as cv says it
+        raise DatasetError(
+            f"Every clip belongs to one group ({groups[0]!r}): any fold would test on the group it trained on, "
+            "which says nothing about other speakers/recordings. Tuning needs clips from at least 2 groups; "
+            "check the group column (--group) or add data from more groups."
+        )
+    if groups is None:
+        warnings.warn(
+            "The table has no group column, so the search's folds are drawn at random: clips of one speaker, "
+            "recording or instrument can be on both sides of a split, which inflates the scores and favours "
+            "settings that learn them. Name the column of who or what made each clip (--group).",
+            EarmarkWarning, stacklevel=3)
     if groups is not None and len(np.unique(groups)) >= 2:
         n_groups = len(np.unique(groups))
         k = min(folds, n_groups)
@@ -177,7 +189,10 @@ def tune(
             get_model(model, **{**first, k: value})
     target_col = target or "label"
     if target_col not in dataset.columns:
-        raise ParameterError(f"The dataset has no column {target_col!r}; pass target= naming the column to learn.")
+        from earmark.training._train import source_columns
+
+        raise ParameterError(f"The dataset has no column {target_col!r} (columns: {source_columns(dataset)}); name "
+                             "the column to learn (--target COLUMN; target= in Python).")
     preset = features if isinstance(features, Preset) else get_preset(features or spec.preset)
     # the same clip length train() would choose, so the search tunes the model it will train
     from earmark.training._train import _set_duration, check_targets, names_duration
@@ -196,7 +211,12 @@ def tune(
     classification = spec.task == "classification"
     y = df[target_col].to_numpy()[rows]
     y = y.astype(str) if classification else y.astype(np.float64)
-    groups = df[group_col].astype(str).to_numpy()[rows] if group_col else None
+    if group_col == "group":
+        from earmark.sources._splits import _group_array
+
+        groups = _group_array(df)[rows]  # as cv sees them: a row without a group is a group of its own
+    else:
+        groups = df[group_col].astype(str).to_numpy()[rows] if group_col else None
     cv, cv_groups, cv_desc = _cv(y, groups, folds, seed, classification)
     scoring = "accuracy" if classification else "neg_mean_absolute_error"
 
