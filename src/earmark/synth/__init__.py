@@ -12,7 +12,7 @@ Example
 -------
 >>> from earmark.synth import synthesize
 >>> df = synthesize(["yes", "no"], voices=4, out="synthetic", seed=0)  # doctest: +SKIP
->>> df.groupby("label").size().tolist()
+>>> df.groupby("label").size().tolist()  # doctest: +SKIP
 [4, 4]
 """
 

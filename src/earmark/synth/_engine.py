@@ -231,7 +231,7 @@ def render_speech(
     Example
     -------
     >>> y, sr = render_speech("seven", voice="en-us+m3")  # doctest: +SKIP
-    >>> sr, y.dtype
+    >>> sr, y.dtype  # doctest: +SKIP
     (22050, dtype('int16'))
     """
     if not text or not text.strip():

@@ -177,7 +177,7 @@ def synthesize(
     Example
     -------
     >>> df = synthesize(["yes", "no"], voices=3, out="synth-out")  # doctest: +SKIP
-    >>> df[["label", "group"]].shape
+    >>> df[["label", "group"]].shape  # doctest: +SKIP
     (6, 2)
     """
     labels = [str(w) for w in words]

@@ -146,7 +146,7 @@ def list_voices(*, languages: Sequence[str] = ENGLISH_LANGUAGES) -> list[str]:
     Example
     -------
     >>> names = list_voices(languages=["en-us"])  # doctest: +SKIP
-    >>> names[:2]
+    >>> names[:2]  # doctest: +SKIP
     ['en-us', 'en-us+Alex']
     """
     _check_languages(languages)
@@ -186,7 +186,7 @@ def design_voices(n: int, *, seed: int = 0, design: VoiceDesign | None = None) -
     Example
     -------
     >>> voices = design_voices(3, seed=1)  # doctest: +SKIP
-    >>> [v.id for v in voices]
+    >>> [v.id for v in voices]  # doctest: +SKIP
     ['s1-v0000', 's1-v0001', 's1-v0002']
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:

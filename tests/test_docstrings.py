@@ -1,0 +1,33 @@
+"""Every docstring example that can run here runs and shows what it says (examples that need
+data, a trained model, a network or an optional extra are marked ``+SKIP``)."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import pkgutil
+
+import pytest
+
+import earmark
+
+
+def _modules() -> list[str]:
+    return sorted(["earmark", *(m.name for m in pkgutil.walk_packages(earmark.__path__, "earmark."))])
+
+
+@pytest.mark.parametrize("name", _modules())
+def test_docstring_examples_run(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # examples that write files write them here
+    try:
+        module = importlib.import_module(name)
+    except ImportError as exc:  # a module of an optional extra that is not installed
+        pytest.skip(f"{name}: {exc}")
+    finder = doctest.DocTestFinder(exclude_empty=True)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    failures = []
+    for test in finder.find(module, name):
+        if test.examples and (test.filename or "").endswith(".py") and "earmark" in (test.filename or ""):
+            result = runner.run(test, out=failures.append, clear_globs=True)
+            del result
+    assert not failures, "".join(failures)
