@@ -31,7 +31,7 @@ def test_docstring_examples_run(name, tmp_path, monkeypatch):
     except ImportError as exc:  # a module of an optional extra that is not installed
         pytest.skip(f"{name}: {exc}")
     finder = doctest.DocTestFinder(exclude_empty=True)
-    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    runner = doctest.DocTestRunner(verbose=False, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     failures = []
     for test in finder.find(module, name):
         if test.examples and (test.filename or "").endswith(".py") and "earmark" in (test.filename or ""):

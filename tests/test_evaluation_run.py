@@ -193,7 +193,7 @@ def test_scoring_a_model_on_speakers_it_heard_is_said(model, fsdd_small, tmp_pat
     df = load_dataset(FSDD / "manifest.csv")
     take = df["path"].str.extract(r"_(\d+)\.wav$")[0].astype(int)
     later = df[(take.to_numpy() >= 40) & df["group"].isin(["jackson", "theo"]).to_numpy()]
-    with pytest.warns(TrainingDataWarning, match=r"100 of the 200 clips scored are of groups the model was trained on \(jackson\)"):
+    with pytest.warns(TrainingDataWarning, match=r"100 of the 200 clips scored are of groups \(speakers…\) named as groups the model was trained on \(jackson\)"):
         res = evaluate(loaded, later, workers=1)
     assert res.info["training_groups"] == 100 and res.info["training_files"] == 0
     assert "of groups (speakers, recordings…) the model was trained on" in build_report(res, explain=0)

@@ -191,8 +191,9 @@ def test_bad_arrays_are_error_rows_in_place_and_a_bad_rate_is_refused(logreg_mod
     assert out["error"][0] is None and out["error"][3] is None and out["label"][0] == out["label"][3]
     assert "12 non-finite samples" in out["error"][1] and "no samples" in out["error"][2]
     assert pd.isna(out["label"][1])
-    named = [str(theo["path"].iloc[0]), "array[0].wav"]  # files named like arrays are still files
-    assert list(logreg_model.predict(named)["path"]) == named
+    named = ["array[1].wav", "array[0].wav", str(theo["path"].iloc[0])]  # files named like arrays are files
+    assert list(logreg_model.predict(named)["path"]) == named  # in the order given
+    assert list(logreg_model.predict(named[:2])["path"]) == named[:2]
     with pytest.raises(AudioDecodeError, match=r"array\[1\].*non-finite"):
         logreg_model.predict_proba([y, nan], sr=sr)
     for bad in (0, -8000, 8000.5, True):
@@ -589,8 +590,18 @@ def test_cli_tune_prints_best(tmp_path, fsdd_small):
     assert res.exit_code == 0 and "folds are drawn at random" in " ".join(res.output.split())
     one = tmp_path / "one.csv"
     fsdd_small[fsdd_small["speaker"] == "george"][["path", "label", "speaker"]].to_csv(one, index=False)
-    res = CliRunner().invoke(app, ["tune", str(one), "--model", "gnb", "--trials", "2", "--features", "mfcc-mean"])
+    res = CliRunner().invoke(app, ["tune", str(one), "--model", "gnb", "--trials", "2", "--features", "mfcc-mean",
+                                   "--cache", str(tmp_path / "store")])
     assert res.exit_code != 0 and "belongs to one group ('george')" in " ".join(res.output.split())
+    assert not (tmp_path / "store").exists()  # refused before any feature was computed
+    # blank group cells: none named is random folds (said), one named group and blanks is refused
+    blanks = fsdd_small[["path", "label"]].assign(speaker="")
+    blanks.to_csv(plain, index=False)
+    res = CliRunner().invoke(app, ["tune", str(plain), "--model", "gnb", "--trials", "2", "--features", "mfcc-mean"])
+    assert res.exit_code == 0 and "folds are drawn at random" in " ".join(res.output.split())
+    blanks.assign(speaker=["george"] + [""] * (len(blanks) - 1)).to_csv(plain, index=False)
+    res = CliRunner().invoke(app, ["tune", str(plain), "--model", "gnb", "--trials", "2", "--features", "mfcc-mean"])
+    assert res.exit_code != 0 and "with a group belongs to one group ('george')" in " ".join(res.output.split())
 
 
 def test_auto_duration_follows_the_clips():
@@ -936,3 +947,14 @@ def test_a_classifier_on_a_numeric_target_is_said_once_with_the_fix():
     ours = [w for w in caught if issubclass(w.category, EarmarkWarning) and "is a classifier" in str(w.message)]
     assert len(ours) == 1 and "use a regressor (ridge" in str(ours[0].message)
     assert not [w for w in caught if "unique classes is greater than 50%" in str(w.message)]
+
+
+def test_fingerprints_cover_only_what_was_fitted(fsdd):
+    """Without a refit the validation speaker was never fitted: it is not among the groups (or
+    files) the model says it trained on; with the refit it is."""
+    five = _take(fsdd, 3)
+    alone = train(five, model="gnb", features="mfcc-mean", refit=False, workers=1)
+    assert alone.data["n_val"] > 0
+    assert len(alone.reference["train_groups"]) == 4 and len(alone.reference["train_files"]) == alone.data["n_train"]
+    refitted = train(five, model="gnb", features="mfcc-mean", refit=True, workers=1)
+    assert len(refitted.reference["train_groups"]) == 5 and len(refitted.reference["train_files"]) == len(five)

@@ -77,4 +77,5 @@ class SampleRateWarning(EarmarkWarning):
 
 
 class TrainingDataWarning(EarmarkWarning):
-    """A model was scored on files it was trained on: those scores do not measure generalisation."""
+    """A model was scored on files, or on groups (speakers…), it was trained on: those scores do not
+    measure how it does on new recordings."""

@@ -328,7 +328,7 @@ def _group_overlap(trained: Any, scored: pd.DataFrame) -> int | None:
 
         names = sorted(set(scored["group"][hit].astype(str)))
         warnings.warn(
-            f"{k} of the {len(scored)} clips scored are of groups the model was trained on "
+            f"{k} of the {len(scored)} clips scored are of groups (speakers…) named as groups the model was trained on "
             f"({', '.join(names[:5])}{' …' if len(names) > 5 else ''}): these scores say how it does on "
             "speakers/recordings it has heard, not on new ones. Score it on groups it never heard "
             "(earmark split keeps groups apart).", TrainingDataWarning, stacklevel=3)
@@ -368,7 +368,7 @@ def _as_matrix(X: Any) -> np.ndarray | None:
 def _fold_title(name: Any) -> str:
     """'Fold 3' for a fold named 3, 'Fold 3' (not 'Fold fold 3') for one named 'fold 3'."""
     text = str(name)
-    return text[0].upper() + text[1:] if text.lower().startswith("fold") else f"Fold {text}"
+    return text[0].upper() + text[1:] if re.match(r"fold\s*\d", text, re.IGNORECASE) else f"Fold {text!r}"
 
 
 def _check_no_straddle(table: pd.DataFrame, train: np.ndarray, test: np.ndarray, name: str) -> list[str]:
@@ -389,7 +389,7 @@ def _check_no_straddle(table: pd.DataFrame, train: np.ndarray, test: np.ndarray,
         )
     if shared:  # never score a leaky fold
         raise DatasetError(
-            f"Fold {name!r} puts groups on both sides of the split: {sorted(shared)[:5]}. Clips "
+            f"{_fold_title(name)} puts groups on both sides of the split: {sorted(shared)[:5]}. Clips "
             "of one speaker/recording in training and test inflate the scores. With predefined "
             "folds, fix the 'fold' column so each group sits in one fold, or use folds='group' "
             "or an integer K (group-aware)."

@@ -158,7 +158,7 @@ def _warn_if_chance(model: str, y_val: np.ndarray, accuracy: float, n_classes: i
     )
 
 
-def _fit_sklearn(est: Any, X: Any, y: np.ndarray, w: np.ndarray) -> None:
+def _fit_sklearn(est: Any, X: Any, y: np.ndarray, w: np.ndarray, *, said_numeric: bool = False) -> None:
     """Fit a scikit-learn estimator, passing weights only when they are not all one.
 
     A ``class_weight`` dict ``{label: weight}`` is applied as per-sample weights, keyed by the
@@ -182,8 +182,8 @@ def _fit_sklearn(est: Any, X: Any, y: np.ndarray, w: np.ndarray) -> None:
         est.set_params(**{k: None for k in keys})
     try:
         with warnings.catch_warnings():
-            # scikit-learn's remark on a numeric target learnt as classes: train() says it (once, with the fix)
-            warnings.filterwarnings("ignore", message="The number of unique classes is greater than 50%")
+            if said_numeric:  # scikit-learn's remark on numbers learnt as classes: train() said it, with the fix
+                warnings.filterwarnings("ignore", message="The number of unique classes is greater than 50%")
             if np.allclose(w, 1.0):
                 est.fit(X, y)
                 return
@@ -211,7 +211,7 @@ STALE_REFIT_S = 3600.0
 def source_columns(frame: pd.DataFrame) -> list[str]:
     """The table's columns as its source names them (``speaker`` for the ``group`` it became)."""
     named = {k: v for k, v in (frame.attrs.get("columns_from") or {}).items() if v}
-    return [str(named.get(c, c)) for c in frame.columns]
+    return list(dict.fromkeys(str(named.get(c, c)) for c in frame.columns))  # 'speaker' once, not twice
 
 
 def _sweep_stale_refit_jobs(tmp: Path) -> None:
@@ -733,7 +733,8 @@ def train(
     spec = get_spec(model)
     if not numeric and target_col != "label" and (chosen or spec.task == "regression"):
         _refuse_mostly_numeric(dataset, target_col)  # a classifier named by the user learns the values as classes
-    if numeric and spec.task == "classification":
+    numbers_as_classes = numeric and spec.task == "classification"
+    if numbers_as_classes:
         n_values = int(dataset[target_col].nunique())
         warnings.warn(
             f"Column {target_col!r} holds numbers and {model!r} is a classifier: each of its {n_values} values "
@@ -937,7 +938,7 @@ def train(
                 stop_progress()
         history = [dict(h) for h in est.history_]
     else:
-        _fit_sklearn(est, X_tr, y_tr, w_tr)
+        _fit_sklearn(est, X_tr, y_tr, w_tr, said_numeric=numbers_as_classes)
         history = []
     val_est = est
     if refit_torch:
@@ -968,7 +969,7 @@ def train(
         X_fit = np.concatenate([X_tr, X_va_all]) if isinstance(X_tr, np.ndarray) else [*X_tr, *X_va_all]
         y_fit = np.concatenate([y_tr, y_va_all])
         w_fit = np.concatenate([w_tr, np.ones(len(y_va_all))])
-        _fit_sklearn(est, X_fit, y_fit, w_fit)
+        _fit_sklearn(est, X_fit, y_fit, w_fit, said_numeric=numbers_as_classes)
         refit_sklearn = True
     classes = [str(c) for c in est.classes_] if task == "classification" else []
     if proba_va is not None and classes != val_classes:
@@ -989,12 +990,15 @@ def train(
 
     main_ok = ok[ok < n_main]
     main_targets = [str(v) for v in main[target_col].to_numpy()[main_ok]]
-    # fingerprints of the files it learnt from: evaluate() says when it is scored on them
-    reference["train_files"] = file_digests([str(p) for p in main["path"].to_numpy()[main_ok]])
+    # fingerprints of the files it learnt from (the validation part too once refitted on it):
+    # evaluate() says when it is scored on them
+    fitted = np.concatenate([sel_tr, sel_va_all]) if (refit_sklearn or refit_torch) else sel_tr
+    fitted_rows = np.sort(ok[fitted][ok[fitted] < n_main])
+    reference["train_files"] = file_digests([str(p) for p in main["path"].to_numpy()[fitted_rows]])
     if "group" in main.columns:  # and of the groups (speakers…) it heard, to say when a test set holds them
         from earmark.sources._splits import group_digests
 
-        heard = np.unique(group_digests(main["group"].iloc[main_ok]))
+        heard = np.unique(group_digests(main["group"].iloc[fitted_rows]))
         if len(heard[heard != 0]):
             reference["train_groups"] = heard[heard != 0]
     data: dict[str, Any] = {

@@ -62,18 +62,34 @@ class TuneResult:
                 "skipped": self.skipped}
 
 
+def _groups_of(df: pd.DataFrame, column: str | None) -> np.ndarray | None:
+    """The group of each row as cross-validation sees it (``None``: no groups, random folds): a
+    blank cell is a group of its own; a table of one named group is refused."""
+    if column is None or column not in df.columns:
+        return None
+    from earmark.sources._splits import _blank, _group_array
+
+    named = sorted(set(df[column][~_blank(df[column])].astype(str)))
+    if len(named) == 1:
+        raise DatasetError(
+            f"Every clip {'with a group ' if len(named) < len(df) else ''}belongs to one group ({named[0]!r}): any "
+            "fold would test on the group it trained on, which says nothing about other speakers/recordings. "
+            "Tuning needs clips from at least 2 groups; check the group column (--group) or add data from more "
+            "groups."
+        )
+    if not named:
+        return None
+    if column == "group":
+        return _group_array(df)
+    return df[column].astype(str).to_numpy()
+
+
 def _cv(y: np.ndarray, groups: np.ndarray | None, folds: int, seed: int, classification: bool):
     from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
 
-    if groups is not None and len(np.unique(groups)) == 1:  # as cv says it
-        raise DatasetError(
-            f"Every clip belongs to one group ({groups[0]!r}): any fold would test on the group it trained on, "
-            "which says nothing about other speakers/recordings. Tuning needs clips from at least 2 groups; "
-            "check the group column (--group) or add data from more groups."
-        )
     if groups is None:
         warnings.warn(
-            "The table has no group column, so the search's folds are drawn at random: clips of one speaker, "
+            "The table has no groups, so the search's folds are drawn at random: clips of one speaker, "
             "recording or instrument can be on both sides of a split, which inflates the scores and favours "
             "settings that learn them. Name the column of who or what made each clip (--group).",
             EarmarkWarning, stacklevel=3)
@@ -201,6 +217,7 @@ def tune(
     group_col = group or next((c for c in ("group", "fold") if c in dataset.columns), None)
     df = dataset.reset_index(drop=True)
     check_targets(df, target_col, spec.task)  # before any audio is read
+    all_groups = _groups_of(df, group_col)  # refused before any audio is read, as cv does
     fs = extract(df, preset, cache=cache)
     skipped = [*dataset.attrs.get("skipped", []), *({"path": str(e["path"]), "reason": str(e["reason"])}
                                                    for e in fs.errors)]
@@ -211,12 +228,7 @@ def tune(
     classification = spec.task == "classification"
     y = df[target_col].to_numpy()[rows]
     y = y.astype(str) if classification else y.astype(np.float64)
-    if group_col == "group":
-        from earmark.sources._splits import _group_array
-
-        groups = _group_array(df)[rows]  # as cv sees them: a row without a group is a group of its own
-    else:
-        groups = df[group_col].astype(str).to_numpy()[rows] if group_col else None
+    groups = all_groups[rows] if all_groups is not None else None
     cv, cv_groups, cv_desc = _cv(y, groups, folds, seed, classification)
     scoring = "accuracy" if classification else "neg_mean_absolute_error"
 
