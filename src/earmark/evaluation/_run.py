@@ -368,7 +368,7 @@ def _as_matrix(X: Any) -> np.ndarray | None:
 def _fold_title(name: Any) -> str:
     """'Fold 3' for a fold named 3, 'Fold 3' (not 'Fold fold 3') for one named 'fold 3'."""
     text = str(name)
-    return text[0].upper() + text[1:] if re.match(r"fold\s*\d", text, re.IGNORECASE) else f"Fold {text!r}"
+    return text[0].upper() + text[1:] if re.match(r"fold\s*\d", text, re.IGNORECASE) else f"Fold {text}"
 
 
 def _check_no_straddle(table: pd.DataFrame, train: np.ndarray, test: np.ndarray, name: str) -> list[str]:
