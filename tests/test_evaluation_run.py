@@ -483,3 +483,43 @@ def test_evaluate_outputs_and_warnings_reach_the_user(tmp_path):
         _load(manifest, None, None)
     listing = CliRunner().invoke(app, ["models", "list", "--json"])
     assert {"finetune", "mobilenet_v2"} <= {m["name"] for m in json.loads(listing.stdout)}
+
+
+@needs_training
+def test_python_api_misuse_is_named_before_any_work_and_results_print_short(model, fsdd_small, tmp_path):
+    import numpy as np
+
+    from earmark.bundle import save_model
+    from earmark.errors import ParameterError
+    from earmark.evaluation import build_report, compare, cross_validate, evaluate
+    from earmark.features import extract, featurize
+    from earmark.training import train
+
+    tiny = fsdd_small.groupby(["group", "label"]).head(1).reset_index(drop=True)
+    for kwargs, what in (({"seed": None}, "'seed'"), ({"seed": 1.5}, "'seed'"), ({"refit": "no"}, "'refit'"),
+                         ({"progress": "yes"}, "'progress'"), ({"extra_train": ["a.wav"]}, "'extra_train'"),
+                         ({"cache": 5}, "'cache'")):
+        with pytest.raises(ParameterError, match=what):
+            train(tiny, model="logreg", features=_preset(), **kwargs)
+    with pytest.raises(ParameterError, match="'seed'"):
+        cross_validate(tiny, model="logreg", seed=None)
+    with pytest.raises(ParameterError, match="save_model takes a trained model"):
+        save_model(model.estimator, tmp_path / "x")
+    theo = fsdd_small[fsdd_small["group"] == "theo"]
+    bundle = save_model(model, tmp_path / "digits")
+    res = evaluate(str(bundle), theo, workers=1)  # a bundle's path, as explain and embed take it
+    assert res.metrics["n"] == len(theo)
+    with pytest.raises(ParameterError, match="'embedding'"):
+        build_report(res, embedding="umap")
+    board = compare(tiny, models="logreg,gnb", features=_preset(), folds=2, workers=1)  # the CLI's spelling
+    assert list(board.table["model"]) and set(board.table["model"]) == {"logreg", "gnb"}
+    for shown in (repr(model), repr(res), repr(board), repr(board.results["gnb"]),
+                  repr(extract(list(theo["path"][:3]), _preset(), workers=1))):
+        assert len(shown) < 200 and "array(" not in shown, shown
+    with pytest.raises(ParameterError, match="non-finite"):
+        featurize(np.full(8000, np.nan, np.float32), "mfcc-mean", sr=8000)
+    with pytest.raises(ParameterError, match="positive integer"):
+        featurize(np.zeros(8000, np.float32), "mfcc-mean", sr=0)
+    with pytest.raises(ParameterError, match="'batch_size'"):
+        extract(list(theo["path"][:2]), _preset(), batch_size=0, workers=1)
+    assert model.predict_proba([]).shape == (0, len(model.classes))

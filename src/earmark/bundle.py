@@ -194,6 +194,12 @@ def save_model(
     """
     from earmark.models import dump_estimator
 
+    if not all(hasattr(trained, a) for a in ("estimator", "preset")):
+        raise ParameterError(
+            f"save_model takes a trained model (earmark.train, earmark.load_model), which carries its feature "
+            f"settings; got a {type(trained).__name__}. An estimator fitted by hand has no features to save with it: "
+            "train it with earmark.train(dataset, model=...)."
+        )
     target = Path(path)
     pack = pack or target.suffix == BUNDLE_SUFFIX
     if pack and target.suffix != BUNDLE_SUFFIX:

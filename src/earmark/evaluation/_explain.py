@@ -234,6 +234,8 @@ def explain(
     >>> exp.importance.shape  # 12 bands × 11 windows of 50 ms for this 0.53 s clip  # doctest: +SKIP
     (12, 11)
     """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ParameterError(f"The 'batch_size' parameter of explain must be an int >= 1. Got {batch_size!r} instead.")
     if isinstance(model, (str, os.PathLike)):
         raise ParameterError(
             f"explain() takes a trained model, not the path {os.fspath(model)!r}; load the bundle first: "

@@ -128,6 +128,13 @@ class EvaluationResult:
     info: dict[str, Any] = field(default_factory=dict)
     features: np.ndarray | None = field(default=None, repr=False)
 
+    def __repr__(self) -> str:
+        key = "accuracy" if self.task == "classification" else "mae"
+        value = self.metrics.get(key)
+        shown = f", {key}={value:.4g}" if isinstance(value, (int, float)) else ""
+        return (f"EvaluationResult(task={self.task!r}, n={self.metrics.get('n', 0)}{shown}, "
+                f"skipped={len(self.skipped)})")
+
     @property
     def proba(self) -> np.ndarray | None:
         """Class probabilities, shape (n_scored, n_classes), or ``None``."""
@@ -366,6 +373,13 @@ class CVResult:
     info: dict[str, Any] = field(default_factory=dict)
     last_model: Any = field(default=None, repr=False)
 
+    def __repr__(self) -> str:
+        key = self.main_metric
+        spread = self.summary.get(key) if self.folds else None
+        shown = (f", {key}={spread['mean']:.4g} ± {spread['std']:.2g}, worst {self.worst_fold['fold']} "
+                 f"{self.worst_fold['value']:.4g}") if spread else ""
+        return f"CVResult(model={self.model!r}, folds={len(self.folds)} ({self.folds_kind}){shown})"
+
     @property
     def task(self) -> str:
         """``"classification"`` or ``"regression"``."""
@@ -424,6 +438,11 @@ class Leaderboard:
 
     table: pd.DataFrame
     results: dict[str, CVResult]
+
+    def __repr__(self) -> str:
+        header, rows = self.display() if len(self.table) else ([], [])
+        best = ", ".join(f"{r[1]} {r[2]}" for r in rows[:3])
+        return f"Leaderboard({len(rows)} models, {header[2] if header else 'score'}: {best}{' …' if len(rows) > 3 else ''})"
 
     def display(self) -> tuple[list[str], list[list[str]]]:
         """The leaderboard as people read it (the CLI's table and the report's): rank, model, main

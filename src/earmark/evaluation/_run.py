@@ -6,6 +6,7 @@ they print nothing and write nothing (``compare`` measures model size in a tempo
 
 from __future__ import annotations
 
+import os
 import re
 import tempfile
 import time
@@ -206,6 +207,13 @@ def evaluate(
     >>> evaluate(model, "../shared/data/fsdd/manifest.csv").metrics["accuracy"]  # doctest: +SKIP
     0.97
     """
+    if isinstance(trained, (str, os.PathLike)):  # a bundle's path, as explain and embed take it
+        from earmark.bundle import load_model
+
+        trained = load_model(trained)
+    if not hasattr(trained, "task") or not hasattr(trained, "preset"):
+        raise ParameterError(f"evaluate takes a trained model (earmark.train, earmark.load_model) or a bundle path, "
+                             f"not a {type(trained).__name__}.")
     table = load_table(dataset, label_column=label_column, group_column=group_column)
     target = _target_of(trained, target)
     if target not in table.columns:
@@ -456,6 +464,9 @@ def cross_validate(
     >>> cv.summary["accuracy"]["mean"], cv.worst_fold["fold"]  # doctest: +SKIP
     (0.87, 'theo')
     """
+    from earmark.training._train import check_seed
+
+    check_seed(seed, "cross_validate")
     table = load_table(dataset, label_column=label_column, group_column=group_column)
     if train_kwargs.get("cache") is None:
         # one throw-away feature store for all folds: each clip is featurized once, not K times
@@ -688,6 +699,8 @@ def compare(
     ...                 models=["logreg", "rf"], folds=3)  # doctest: +SKIP
     >>> board.table[["model", "accuracy_mean"]]  # doctest: +SKIP
     """
+    if isinstance(models, str):  # "logreg,svm", as the command line spells it
+        models = models.split(",")
     models = [m.strip() for m in models if m and m.strip()]
     if not models:
         raise ParameterError("The 'models' parameter of compare needs at least one model name.")

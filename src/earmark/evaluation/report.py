@@ -230,6 +230,15 @@ def build_report(
         raise ParameterError(f"The 'max_clips' parameter must be an int >= 0. Got {max_clips!r}.")
     if not isinstance(explain, int) or explain < 0:
         raise ParameterError(f"The 'explain' parameter must be an int >= 0. Got {explain!r}.")
+    if embedding not in ("pca", "tsne"):
+        raise ParameterError(f"The 'embedding' parameter must be 'pca' or 'tsne'. Got {embedding!r}.")
+    if isinstance(model, (str, Path)):  # a bundle's path
+        from earmark.bundle import load_model
+
+        model = load_model(model)
+    if model is not None and not any(hasattr(model, a) for a in ("history", "preset", "estimator")):
+        raise ParameterError(f"The 'model' parameter takes a trained model (earmark.train, earmark.load_model) or "
+                             f"a bundle path, not a {type(model).__name__}.")
     stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     if isinstance(result, Leaderboard):
         return _leaderboard_report(result, summary=summary, title=title, stamp=stamp,

@@ -69,6 +69,11 @@ class FeatureSet:
     def __len__(self) -> int:
         return len(self.rows)
 
+    def __repr__(self) -> str:
+        shape = self.X.shape[1:] if isinstance(self.X, np.ndarray) else "variable"
+        return (f"FeatureSet(preset={self.preset.name!r}, n={len(self.rows)}, shape={shape}, "
+                f"errors={len(self.errors)}, cached={self.cached})")
+
 
 def _as_preset(preset: str | Preset) -> Preset:
     return preset if isinstance(preset, Preset) else get_preset(preset)
@@ -111,6 +116,11 @@ def featurize(y_or_path: np.ndarray | str | os.PathLike[str] | bytes, preset: st
     p = _as_preset(preset)
     if isinstance(y_or_path, np.ndarray):
         y = to_mono(float_samples(y_or_path), channels_first=None)
+        if y.size and not np.isfinite(y).all():
+            raise ParameterError(f"The samples hold {int(np.count_nonzero(~np.isfinite(y)))} non-finite values "
+                                 "(NaN or Inf); fix the array before computing features.")
+        if sr is not None and (isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr <= 0):
+            raise ParameterError(f"sr must be the samples' rate in Hz, a positive integer; got {sr!r}.")
         if sr is not None and sr != p.sample_rate:
             y = resample_like_librosa(y, orig_sr=int(sr), target_sr=p.sample_rate)
     else:
@@ -719,6 +729,9 @@ def extract(
         todo.setdefault(path, []).append(pos)
 
     uniq = list(todo)
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
+                                   or batch_size < 1):
+        raise ParameterError(f"The 'batch_size' parameter of extract must be an int >= 1 or None. Got {batch_size!r} instead.")
     if batch_size is None:
         # costly presets (~10 ms a clip): many small batches, so the tail (one worker finishing the
         # last batch alone) stays short; cheap ones (< 1 ms a clip): fewer, larger batches

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -206,6 +207,12 @@ def _fit_sklearn(est: Any, X: Any, y: np.ndarray, w: np.ndarray, *, said_numeric
 
 #: A refit job whose inputs (job.pkl) are older than this was never picked up: its run was killed.
 STALE_REFIT_S = 3600.0
+
+
+def check_seed(seed: Any, owner: str) -> None:
+    """Refuse a seed that is not a whole number >= 0 (before any work, not after training)."""
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ParameterError(f"The 'seed' parameter of {owner} must be a whole number >= 0. Got {seed!r} instead.")
 
 
 def source_columns(frame: pd.DataFrame) -> list[str]:
@@ -713,6 +720,18 @@ def train(
                              "earmark.sources.load_dataset(SOURCE).")
     if len(dataset) == 0:
         raise DatasetError("The dataset table is empty; check the source and its filters.")
+    check_seed(seed, "train")
+    for pname, value in (("refit", refit), ("parallel", parallel)):
+        if value is not None and not isinstance(value, (bool, np.bool_)):
+            raise ParameterError(f"The '{pname}' parameter of train must be True, False or None. Got {value!r} instead.")
+    if not isinstance(progress, (bool, np.bool_)) and not callable(progress):
+        raise ParameterError(f"The 'progress' parameter of train must be a bool or a callable(estimator, record). "
+                             f"Got {progress!r} instead.")
+    if extra_train is not None and not isinstance(extra_train, pd.DataFrame):
+        raise ParameterError("The 'extra_train' parameter of train takes a table (earmark.load_dataset(SOURCE)), "
+                             f"not a {type(extra_train).__name__}.")
+    if cache is not None and not isinstance(cache, (str, os.PathLike)):
+        raise ParameterError(f"The 'cache' parameter of train must be a folder path or None. Got {cache!r} instead.")
     target_col = target or "label"
     for name, frame in (("dataset", dataset), ("extra_train", extra_train)):
         if frame is not None and target_col not in frame.columns:

@@ -124,6 +124,15 @@ class TrainedModel:
     data: dict = field(default_factory=dict)
     reference: dict = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        acc = (self.metrics or {}).get("accuracy", (self.metrics or {}).get("mae"))
+        what = (f"classes={len(self.classes)}" if self.task == "classification" else f"target={self.target!r}")
+        score = ""
+        if isinstance(acc, (int, float)):
+            score = f", val_{'accuracy' if self.task == 'classification' else 'mae'}={acc:.4g}"
+        return (f"TrainedModel(model={(self.config or {}).get('model')!r}, preset={getattr(self.preset, 'name', None)!r}, "
+                f"task={self.task!r}, {what}{score})")
+
     # ------------------------------------------------------------------ features
     def features(self, inputs: Any, *, sr: int | None = None) -> tuple[Any, list[str], list[dict]]:
         """Features of paths, a dataset table, or arrays of samples.
@@ -216,6 +225,8 @@ class TrainedModel:
         from earmark.errors import AudioDecodeError
 
         self._need_classifier("predict_proba")
+        if not isinstance(inputs, (str, os.PathLike)) and len(inputs) == 0:
+            return np.zeros((0, len(self.classes)), np.float64)
         X, _, errors = self.features(inputs, sr=sr)
         if errors:
             raise AudioDecodeError(errors[0]["path"], errors[0]["reason"])
