@@ -460,3 +460,21 @@ def test_options_that_cannot_apply_are_refused_and_fold_headers_match_any_case(t
     (tmp_path / "dup.csv").write_text(f"path,label\n{wav[0]},six\n{wav[0]},six\n{wav[1]},six\n")
     with pytest.warns(EarmarkWarning, match=r"1 file\(s\) are listed more than once \(2 rows"):
         assert len(load_dataset(tmp_path / "dup.csv")) == 3  # kept: the user may mean it
+
+
+def test_folder_sources_keep_the_paths_the_user_gave(tmp_path: Path, shared: Path) -> None:
+    """Links in a class folder or a pattern-named folder keep their own names in ``path`` (a
+    manifest keeps them too), so predictions and duplicate reports name the user's files."""
+    recordings = shared / "fsdd" / "recordings"
+    (tmp_path / "seven").mkdir()
+    (tmp_path / "seven" / "alice_1.wav").symlink_to(recordings / "7_jackson_32.wav")
+    (tmp_path / "seven" / "bob_1.wav").symlink_to(recordings / "7_jackson_32.wav")
+    df = load_dataset(tmp_path)
+    assert sorted(df["path"]) == [str(tmp_path / "seven" / "alice_1.wav"), str(tmp_path / "seven" / "bob_1.wav")]
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    (flat / "seven_alice_1.wav").symlink_to(recordings / "7_jackson_32.wav")
+    named = load_dataset(flat, pattern="{label}_{group}_{index}")
+    assert list(named["path"]) == [str(flat / "seven_alice_1.wav")] and list(named["label"]) == ["seven"]
+    duplicates = summarize(df)["duplicates"]
+    assert [sorted(d) for d in duplicates] == [sorted(df["path"])]  # the two names, not the target twice

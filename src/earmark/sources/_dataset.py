@@ -342,14 +342,14 @@ def audio_files(folder: str | os.PathLike[str]) -> list[Path]:
 
 def _from_class_folders(folder: Path, *, allow_unlabelled: bool = False) -> pd.DataFrame:
     classes = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
-    rows: list[dict[str, str]] = [{"path": str(p.resolve()), "label": c.name} for c in classes for p in audio_files(c)]
+    rows: list[dict[str, str]] = [{"path": os.path.abspath(p), "label": c.name} for c in classes for p in audio_files(c)]
     # files directly in the folder have no class: kept without a label when allowed (without class
     # sub-folders they are the dataset), else left out and listed (beside class sub-folders)
     loose_here = sorted(
         p for p in folder.iterdir() if p.is_file() and is_audio_file(p.name) and not p.name.startswith(".")
     )
     if allow_unlabelled:
-        rows = [{"path": str(p.resolve())} for p in loose_here] + rows
+        rows = [{"path": os.path.abspath(p)} for p in loose_here] + rows
         loose_here = []
     if not rows:
         loose = audio_files(folder)
@@ -363,7 +363,7 @@ def _from_class_folders(folder: Path, *, allow_unlabelled: bool = False) -> pd.D
         raise DatasetError(f"{folder}: no audio files found (looked for {', '.join(sorted({'.wav', '.flac', '.mp3', '.ogg'}))}, …)")
     df = _order(pd.DataFrame(rows))
     reason = "directly in the dataset folder, not in a class sub-folder: no label"
-    df.attrs["unlabelled"] = [{"path": str(p.resolve()), "reason": reason} for p in loose_here]
+    df.attrs["unlabelled"] = [{"path": os.path.abspath(p), "reason": reason} for p in loose_here]
     return df
 
 
@@ -412,7 +412,7 @@ def _from_pattern(folder: Path, pattern: str, label: str = "label", group: str =
         if m is None:
             unmatched.append(str(p))
             continue
-        rows.append({"path": str(p.resolve()), **m.groupdict()})
+        rows.append({"path": os.path.abspath(p), **m.groupdict()})
     if not rows:
         raise DatasetError(
             f"{folder}: no file name matches the pattern {pattern!r} "
@@ -432,7 +432,7 @@ def _from_pattern(folder: Path, pattern: str, label: str = "label", group: str =
         if col not in ("path", "label", "group", label, group):
             df[col] = _maybe_numeric(df[col])
     df = _order(df)
-    df.attrs["unmatched"] = [{"path": str(Path(u).resolve()), "reason": f"file name does not match the pattern {pattern!r}"}
+    df.attrs["unmatched"] = [{"path": os.path.abspath(u), "reason": f"file name does not match the pattern {pattern!r}"}
                              for u in unmatched]
     return df
 
