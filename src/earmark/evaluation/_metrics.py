@@ -214,8 +214,8 @@ def compute_metrics(
         Predicted labels or values.
     proba : array-like, shape (n, n_classes), optional
         Class probabilities, columns in the order of ``classes``. Enables ``log_loss``,
-        ``top_k_accuracy``, ``ece`` and, for two classes, ``roc_auc`` and ``pr_auc``
-        (the positive class is ``classes[1]``).
+        ``top_k_accuracy``, ``ece`` and ``roc_auc`` (for two classes, with ``pr_auc``: the
+        positive class is ``classes[1]``; for more, the macro one-vs-rest ROC AUC).
     classes : sequence, optional
         Every class, in the model's order (it orders ``confusion`` and ``proba``'s columns).
         Defaults to the sorted union of ``y_true`` and ``y_pred``; required with ``proba``

@@ -606,7 +606,7 @@ class Preset:
     name : str
     kind : str
         Registered implementation (``logmel``, ``mfcc-seq``, ``psf-mfcc``, ``mfcc-mean``,
-        ``classic173``, ``stats``, ``raw``).
+        ``classic173``, ``stats``, ``raw``, ``cqt``; ``embed`` for embeddings of a model).
     sample_rate : int
         Audio is decoded and resampled to this rate before :meth:`transform`.
     params : Mapping[str, Any]

@@ -28,7 +28,7 @@ def summarize(df: pd.DataFrame, *, duplicates: bool = True, workers: int | None 
 
     Keys: ``n_files`` (files listed by the source), ``n_ok`` (readable), ``n_unlabelled``
     (readable files without a label: all of them when the table has no ``label`` column, as for
-    a folder read with ``allow_unlabelled=True``), ``classes`` (label → count), ``groups`` (group → count), ``folds``, ``duration`` (seconds: min,
+    a folder read with ``allow_unlabelled=True``), ``classes`` (label → count), ``groups`` (group → count), ``folds`` (fold → count, when the table has folds), ``duration`` (seconds: min,
     median, mean, max, total), ``sample_rates`` (rate → count), ``channels``, ``balance``
     (smallest / largest class), ``errors`` (list of ``{path, reason}``), ``duplicates`` (lists
     of paths whose decoded audio is identical; ``None`` with ``duplicates=False``: not looked for).
