@@ -237,6 +237,10 @@ def test_a_request_log_belongs_to_one_model(model, tmp_path):
     with pytest.raises(DatasetError, match=r"another model .*bundle ffffffffffff.*pass a new --log path"):
         RequestLog(path, model={**me, "bundle": "a" * 64})
     RequestLog(path, model=other).close()  # its own writer reopens it
+    empty = tmp_path / "empty.sqlite"
+    RequestLog(empty, model=other).close()
+    with RequestLog(empty, model=me) as log:  # a log without rows is taken over by the next model
+        assert log.read()["model"]["bundle"] == me["bundle"]
     with pytest.raises(ParameterError, match="another model"):
         monitor(bundle, str(path))
     # a log of the same classes from an in-process model (no bundle hash) is this model's

@@ -178,7 +178,7 @@ class RequestLog:
         if owner is None and rows and names is not None and logged_classes is not None and logged_classes != names:
             # a log of an earlier version, which stored the classes only (a regressor's: none)
             owner = {"task": "classification" if logged_classes else "regression", "classes": logged_classes}
-        if owner is not None and model is not None and not same_model(owner, model):
+        if owner is not None and model is not None and rows and not same_model(owner, model):  # empty: anyone's
             raise DatasetError(
                 f"{self.path} holds the requests of another model ({describe_model(owner)}), not of this one "
                 f"({describe_model(model)}). A request log belongs to one model, so that earmark monitor "
