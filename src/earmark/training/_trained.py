@@ -103,7 +103,9 @@ class TrainedModel:
         labels, extra-train info, skipped files).
     reference : dict of ndarray
         ``"features"``: summary vectors of up to 2,000 training clips; ``"proba"``: the model's
-        validation probabilities (``"pred"`` for regression). Used for drift monitoring.
+        validation probabilities (``"pred"`` for regression), used for drift monitoring;
+        ``"train_files"`` and ``"train_groups"``: 64-bit digests of the files and group names it
+        was fitted on, with which :func:`earmark.evaluate` says when it is scored on them.
 
     Examples
     --------
