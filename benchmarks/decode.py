@@ -33,7 +33,7 @@ def _time(fn, paths: list[Path], repeat: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "fsdd")
+    ap.add_argument("--data", type=Path, default=Path(os.environ.get("EARMARK_SHARED", REPO.parent / "shared")) / "data" / "fsdd")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     paths = sorted((args.data / "recordings").glob("*.wav"))

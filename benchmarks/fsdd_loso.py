@@ -60,6 +60,9 @@ def main() -> None:
     df = load_dataset(SHARED / "fsdd" / "manifest.csv")
     extra = load_dataset(args.extra) if args.extra else None
     speakers = sorted(df["group"].unique()) if args.folds == "all" else args.folds.split(",")
+    unknown = sorted(set(speakers) - set(df["group"]))
+    if unknown:  # said before any training, not after a whole model
+        raise SystemExit(f"--folds names no FSDD speaker: {unknown}; speakers: {sorted(set(df['group']))}")
     print(f"{'model':34s} {'held-out':10s} {'acc':>6s} {'val_acc':>7s} {'epochs':>6s} {'wall_s':>7s} {'cpu_s':>7s}")
     summary = {}
     for label, name, params in parse_models(args.models):
@@ -79,7 +82,8 @@ def main() -> None:
     print()
     print(f"{'model':34s} {'mean':>6s} {'worst':>6s} {'folds':>5s}")
     for label, (mean, worst, n) in summary.items():
-        print(f"{label:34s} {mean:6.3f} {worst:6.3f} {n:5d}")
+        print(f"{label:34s} {mean:6.3f} {worst:6.3f} {n:5d}   goal mean >= 0.95, worst >= 0.90: "
+              f"{'met' if mean >= 0.95 and worst >= 0.90 else 'NOT met'}")
 
 
 if __name__ == "__main__":

@@ -460,16 +460,19 @@ def main() -> None:
     if naive:
         print(f"  served pred/s / naive librosa loop      {closed['rate'] / naive['rate']:6.2f}x")
         print(f"  naive loop / in-process call ({inproc['runtime']})   {naive['median'] / inproc['median']:6.1f}x")
+    at_16 = args.clients == 16  # the goal's load: judged only at 16 clients
     goals = [
-        ("p50 <= 10 ms at 16 clients", closed["p50"] <= 10),
-        ("p99 <= 50 ms at 16 clients", closed["p99"] <= 50),
+        (f"p50 <= 10 ms at 16 clients{'' if at_16 else f' (ran {args.clients}: not judged)'}",
+         closed["p50"] <= 10 if at_16 else None),
+        (f"p99 <= 50 ms at 16 clients{'' if at_16 else f' (ran {args.clients}: not judged)'}",
+         closed["p99"] <= 50 if at_16 else None),
         (">= 300 predictions/s", closed["rate"] >= 300),
         ("no errors", all(r["errors"] == 0 for _, r in rows)),
     ]
     if len(rows) > 1:
         goals.append((f"open loop {args.rate:g}/s: p50 <= 10 ms, p99 <= 50 ms",
                       rows[1][1]["p50"] <= 10 and rows[1][1]["p99"] <= 50))
-    print("goals: " + "; ".join(f"{g} {'met' if ok else 'NOT met'}" for g, ok in goals))
+    print("goals: " + "; ".join(g if ok is None else f"{g} {'met' if ok else 'NOT met'}" for g, ok in goals))
     # a closed loop's mean latency is clients / throughput (Little's law): what p50 can reach is bounded
     # by how many answers/s the cores give, the load generator's share included
     need = args.clients / 0.010

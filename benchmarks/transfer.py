@@ -89,7 +89,7 @@ def _rotation(r: int, args: argparse.Namespace, df: pd.DataFrame, X: np.ndarray,
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "instruments")
+    ap.add_argument("--data", type=Path, default=Path(os.environ.get("EARMARK_SHARED", REPO.parent / "shared")) / "data" / "instruments")
     ap.add_argument("--rotations", type=int, default=1)
     ap.add_argument("--shots", type=int, default=10)
     ap.add_argument("--source-epochs", type=int, default=15)
