@@ -226,7 +226,6 @@ def _sweep_stale_refit_jobs(tmp: Path) -> None:
     the process group) before the refit read its inputs; a live refit deletes ``job.pkl`` within
     seconds of starting, so an hour-old one is an orphan holding a copy of the training features."""
     import shutil
-    import time
 
     try:
         for job in tmp.glob("earmark-refit-*/job.pkl"):
