@@ -103,6 +103,23 @@ def test_explain_can_be_turned_off():
         assert "earmark" not in body["detail"]  # the service's words, not the command line's
 
 
+def test_a_stopped_service_gives_back_the_process_thread_settings():
+    import sys
+
+    import torch
+    from threadpoolctl import threadpool_info
+
+    def state():
+        return torch.get_num_threads(), sys.getswitchinterval(), {p["filepath"]: p["num_threads"] for p in threadpool_info()}
+
+    before = state()
+    with TestClient(create_app(fsdd_model(), ServeSettings(threads=1, switch_interval=0.0005))) as c:
+        assert c.post("/predict", content=CLIP.read_bytes()).json()["label"] == "7"
+        assert sys.getswitchinterval() == pytest.approx(0.0005)  # (thread counts are the serving thread's)
+    after = state()  # (the model may load more libraries: compare those loaded before)
+    assert after[:2] == before[:2] and {k: after[2][k] for k in before[2]} == before[2]
+
+
 def test_top_k_and_spectrogram(client):
     out = client.post("/predict?top_k=3&spectrogram=true", content=CLIP_3.read_bytes()).json()
     assert len(out["top"]) == 3 and out["label"] == "3"

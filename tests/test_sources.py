@@ -201,6 +201,17 @@ def test_random_split_is_stratified_and_seeded(fsdd: pd.DataFrame) -> None:
     assert not test.index.equals(other.index)
 
 
+def test_split_of_one_group_warns_that_it_is_random_within_it(fsdd: pd.DataFrame) -> None:
+    one = fsdd[fsdd["group"] == "theo"]
+    with pytest.warns(EarmarkWarning, match="one group .'theo'.*random within it"):
+        train, test = train_test_split(one, test_size=0.2, seed=0)
+    assert len(test) == 100 and set(test["group"]) == {"theo"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train_test_split(one, by="random", test_size=0.2, seed=0)  # asked for: no warning
+        train_test_split(fsdd, test_size=0.2, seed=0)  # two or more groups: a group split
+
+
 def test_fold_split(instruments: pd.DataFrame) -> None:
     train, test = train_test_split(instruments, by="fold", test_fold=2)
     assert set(test["fold"]) == {2} and 2 not in set(train["fold"])

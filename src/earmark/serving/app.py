@@ -171,14 +171,23 @@ class _MicroBatcher:
             self._queue.clear()
 
 
-def _limit_threads(n: int) -> None:
-    """Use ``n`` threads in BLAS, OpenMP and PyTorch (the service parallelises over requests)."""
+def _limit_threads(n: int) -> Callable[[], None]:
+    """Use ``n`` threads in BLAS, OpenMP and PyTorch (the service parallelises over requests);
+    returns what puts the process's own settings back (when the service stops)."""
     from threadpoolctl import threadpool_limits
 
-    threadpool_limits(limits=n)
+    limiter = threadpool_limits(limits=n)
     torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
     if torch is not None:
         torch.set_num_threads(n)
+
+    def restore() -> None:
+        limiter.restore_original_limits()
+        if torch is not None and before is not None:
+            torch.set_num_threads(before)
+
+    return restore
 
 
 def _error(status: int, kind: str, message: str, **extra: Any) -> JSONResponse:
@@ -271,10 +280,6 @@ def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> Fas
                                             runtime=settings.runtime, threads=settings.threads or 1)
         if predictor.reject_below is None and settings.reject_below is not None:
             predictor.reject_below = settings.reject_below
-        if settings.threads is not None:
-            _limit_threads(settings.threads)
-        if settings.switch_interval is not None:
-            sys.setswitchinterval(settings.switch_interval)
         log = None
         if settings.log_path:
             from earmark.serving.requestlog import RequestLog
@@ -290,6 +295,12 @@ def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> Fas
             shared = SharedMetrics(metrics, settings.metrics_dir)
             shared.start()
         app.state.shared_metrics = shared
+        # the service's thread and switch settings are the process's: put them back when it stops,
+        # so that a notebook or test that served a model in-process trains at full speed afterwards
+        restore_threads = _limit_threads(settings.threads) if settings.threads is not None else None
+        switch_before = sys.getswitchinterval()
+        if settings.switch_interval is not None:
+            sys.setswitchinterval(settings.switch_interval)
         try:
             yield
         finally:
@@ -297,6 +308,9 @@ def create_app(model_or_path: Any, settings: ServeSettings | None = None) -> Fas
                 shared.stop()
             if log is not None:
                 log.close()
+            if restore_threads is not None:
+                restore_threads()
+            sys.setswitchinterval(switch_before)
 
     app = _Service(
         title="earmark",

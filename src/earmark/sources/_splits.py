@@ -151,6 +151,18 @@ def train_test_split(
     n = len(df)
     if n < 2:
         raise DatasetError(f"Cannot split {n} row(s) into train and test; the dataset needs at least 2 files.")
+    if by == "auto" and kind == "random" and "group" in df.columns:
+        named = df["group"][~_blank(df["group"])].astype(str).unique()
+        if len(named) == 1:
+            import warnings
+
+            from earmark.errors import EarmarkWarning
+
+            warnings.warn(
+                f"The group column holds one group ({named[0]!r}), so the split is random within it: the test "
+                "side hears the same speaker or recording as training, which inflates the scores. Test on "
+                "another group's files, or pass by='random' to say that this is meant.",
+                EarmarkWarning, stacklevel=2)
     pos = np.arange(n)
     y = _labels(df)
     if kind == "fold":
