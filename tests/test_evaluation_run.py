@@ -328,6 +328,10 @@ def test_cli_compare_prints_a_leaderboard_and_writes_a_report(fsdd_small, tmp_pa
     assert [row["model"] for row in d["leaderboard"]] == sorted(
         d["models"], key=lambda m: -d["models"][m]["summary"]["accuracy"]["mean"])
     assert all(row["model_bytes"] > 0 and row["ms_per_clip"] > 0 for row in d["leaderboard"])
+    for row in d["leaderboard"]:  # the worst fold: its name, and its score as a number
+        folds = d["models"][row["model"]]["folds"]
+        assert row["worst_fold"] in {f["fold"] for f in folds}
+        assert row["worst_fold_value"] == min(f["accuracy"] for f in folds)
     assert all(m["features"] == "mfcc-mean" and m["feature_settings"]["name"] == "mfcc-mean"
                for m in d["models"].values())  # what the folds' models heard, recorded
     page = report.read_text()

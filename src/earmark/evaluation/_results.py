@@ -465,7 +465,7 @@ class Leaderboard:
                 str(i), str(row["model"]),
                 f"{row[f'{main}_mean']:.4f} ± {row[f'{main}_std']:.4f}",
                 f"{row[f'{second}_mean']:.4f}" if row.get(f"{second}_mean") is not None else "—",
-                str(row["worst_fold"]), f"{row['train_seconds']:.2f}",
+                _worst(row), f"{row['train_seconds']:.2f}",
                 "—" if size is None or size != size else f"{size / 1024:.0f} KiB",
                 f"{row['ms_per_clip']:.2f}",
             ])
@@ -479,3 +479,11 @@ class Leaderboard:
                 "models": {k: v.to_dict() for k, v in self.results.items()},
             }
         )
+
+
+def _worst(row: Mapping[str, Any]) -> str:
+    """A leaderboard row's worst fold as shown: its name and its main metric."""
+    value = row.get("worst_fold_value")
+    if value is None or value != value:
+        return str(row["worst_fold"])
+    return f"{row['worst_fold']} ({value:.3f})"

@@ -691,7 +691,8 @@ def compare(
     -------
     Leaderboard
         ``table`` sorted best first with columns ``model``, ``<metric>_mean``,
-        ``<metric>_std``, ``worst_fold``, ``train_seconds``, ``model_bytes``, ``ms_per_clip``.
+        ``<metric>_std``, ``worst_fold`` (its name) and ``worst_fold_value`` (its main metric),
+        ``train_seconds``, ``model_bytes``, ``ms_per_clip``.
 
     Examples
     --------
@@ -762,7 +763,8 @@ def _compare(table: pd.DataFrame, models: list[str], features: Any, folds: str |
             row[f"{metric}_mean"] = stats["mean"]
             row[f"{metric}_std"] = stats["std"]
         worst = cv.worst_fold
-        row["worst_fold"] = f"{worst['fold']} ({worst['value']:.3f})"
+        row["worst_fold"] = str(worst["fold"])
+        row["worst_fold_value"] = float(worst["value"])
         row["train_seconds"] = float(np.mean([f.train_seconds for f in cv.folds]))
         n_test = sum(f.n_test for f in cv.folds)
         row["ms_per_clip"] = 1000.0 * sum(f.predict_seconds for f in cv.folds) / max(n_test, 1)
