@@ -82,6 +82,13 @@ def main() -> None:
             print(f"{k:<5d} {score:7.3f} {notes:7.3f} {chords:7.3f} {len(model.history):6d} "
                   f"{time.perf_counter() - t0:7.0f} {time.process_time() - c0:6.0f}", flush=True)
         print(f"{task} mean {np.mean(scores):.3f} (worst {max(scores) if task == 'pitch' else min(scores):.3f})")
+        default = args.model is None and not (args.params or args.features or args.epochs) and len(folds) == 5
+        if not default:
+            print("goal (issue 4) is judged on all 5 folds with the default model and settings only")
+        elif task == "family":
+            print(f"goal (issue 4: mean accuracy >= 0.85): {'met' if np.mean(scores) >= 0.85 else 'NOT met'}")
+        else:
+            print(f"goal (issue 4: MAE <= 1.0 semitone): {'met' if np.mean(scores) <= 1.0 else 'NOT met'}")
         if family_programs:
             print("\nprograms below 50 % accuracy (every one unheard in training):")
             print(f"{'fold':5s} {'program':28s} {'family':22s} {'clips':>5s} {'acc':>6s}  most often called")
