@@ -394,3 +394,17 @@ def test_group_splits_of_small_tables_and_few_named_groups(tmp_path: Path, share
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             cross_validate(one, model="logreg", features="mfcc-mean", workers=1)
+
+
+def test_split_and_info_say_when_a_file_is_listed_twice(tmp_path: Path, shared: Path) -> None:
+    import pandas as pd
+
+    rows = pd.read_csv(shared / "fsdd" / "manifest.csv").groupby("speaker").head(10)
+    rows = pd.concat([rows, rows.head(3)])  # three files listed twice
+    rows["path"] = [str(shared / "fsdd" / p) for p in rows["path"]]
+    csv = tmp_path / "m.csv"
+    rows.to_csv(csv, index=False)
+    for args in (["info", str(csv), "--no-duplicates"],
+                 ["split", str(csv), "--out", str(tmp_path / "s"), "--no-duplicates"]):
+        result = runner.invoke(app, args)
+        assert "file(s) are listed more than once" in " ".join(result.stderr.split()), (args, result.output)

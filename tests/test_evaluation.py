@@ -93,6 +93,9 @@ def test_binary_auc_matches_sklearn_with_positive_class_second():
     assert m["roc_auc"] == pytest.approx(skm.roc_auc_score(y, score))
     assert m["pr_auc"] == pytest.approx(skm.average_precision_score(y, score))
     assert "top_k_accuracy" in m and m["top_k_accuracy"] == {}
+    assert m["positive_class"] == "yes"  # which class the AUCs call positive, for the tables that show them
+    perfect = compute_metrics(["no", "yes"], ["no", "yes"], np.eye(2), classes=["no", "yes"])
+    assert str(perfect["log_loss"]) == "0.0"  # not -0.0
 
 
 def test_known_small_case_by_hand():

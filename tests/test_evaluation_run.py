@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -150,6 +151,24 @@ def test_cli_evaluate_writes_json_and_report(model, fsdd_small, tmp_path):
     quiet = tmp_path / "quiet.html"
     r = CliRunner().invoke(app, ["evaluate", str(bundle), str(manifest), "--report", str(quiet), "--explain", "0"])
     assert r.exit_code == 0 and "silencing" not in quiet.read_text()
+
+
+def test_report_counts_clips_without_truth_apart_from_unreadable_files(model, fsdd_small, tmp_path):
+    from earmark.bundle import save_model
+    from earmark.cli.main import app
+
+    bundle = save_model(model, tmp_path / "digits")
+    test = fsdd_small[fsdd_small["group"] == "theo"][["path", "label"]].copy()
+    test.iloc[:2, 1] = None  # two readable clips without a label
+    manifest = tmp_path / "theo.csv"
+    test.to_csv(manifest, index=False)
+    report, out = tmp_path / "r.html", tmp_path / "s.json"
+    r = CliRunner().invoke(app, ["evaluate", str(bundle), str(manifest), "--report", str(report),
+                                 "--json", str(out), "--explain", "0"])
+    assert r.exit_code == 1 and "no 'label' value" in r.output  # listed as left out
+    assert json.loads(out.read_text())["n"] == 58
+    page = re.sub(r"<[^>]+>", " ", report.read_text())
+    assert re.search(r"\b60\s+files readable", page) and re.search(r"\b0\s+unreadable", page), page[:3000]
 
 
 def test_scoring_a_model_on_its_own_training_files_is_said(model, fsdd_small, tmp_path):

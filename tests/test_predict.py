@@ -111,6 +111,12 @@ def test_cli_predict_csv_json_and_exit_code(folder, tmp_path):
     # a model bundle that is not one is named before any audio is searched
     res = runner.invoke(app, ["predict", str(folder), str(bundle)])
     assert res.exit_code == 3 and str(folder) in res.stderr
+    # a float file louder than full scale: earmark's warning as one 'warning:' line, not Python's format
+    y, sr = sf.read(FSDD / "recordings" / "7_jackson_40.wav", dtype="float32")
+    sf.write(tmp_path / "loud.wav", 1.5 * y / np.abs(y).max(), sr, subtype="FLOAT")
+    res = runner.invoke(app, ["predict", str(bundle), str(tmp_path / "loud.wav")])
+    assert res.exit_code == 0 and "warning:" in res.stderr and "loud.wav" in res.stderr
+    assert "AudioRangeWarning" not in res.stderr
 
 
 def test_a_folder_without_audio_among_the_inputs_is_an_error_row_and_out_is_checked_first(folder, tmp_path):

@@ -167,7 +167,7 @@ def test_missing_source_and_bad_manifest(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="no such file"):
         load_dataset(tmp_path / "absent")
     (tmp_path / "m.csv").write_text("name,label\na.wav,1\n")
-    with pytest.raises(DatasetError, match="rename the column of file paths to 'path'") as info:
+    with pytest.raises(DatasetError, match="[Rr]ename the column of file paths to 'path'") as info:
         load_dataset(tmp_path / "m.csv")
     assert "--path-column" not in str(info.value)  # no command has that option
     (tmp_path / "empty").mkdir()
@@ -489,3 +489,59 @@ def test_folder_sources_keep_the_paths_the_user_gave(tmp_path: Path, shared: Pat
     assert list(named["path"]) == [str(flat / "seven_alice_1.wav")] and list(named["label"]) == ["seven"]
     duplicates = summarize(df)["duplicates"]
     assert [sorted(d) for d in duplicates] == [sorted(df["path"])]  # the two names, not the target twice
+
+
+def test_pattern_fields_stop_at_the_whole_separator() -> None:
+    assert parse_pattern("{label}__{group}").fullmatch("dog_bark__alice").groupdict() == {
+        "label": "dog_bark", "group": "alice"}
+    assert parse_pattern("{label} ({group})").fullmatch("hi hat (carol)").groupdict() == {
+        "label": "hi hat", "group": "carol"}
+    assert parse_pattern("{label}_{group}_{index}").fullmatch("7_jackson_32").groupdict() == {
+        "label": "7", "group": "jackson", "index": "32"}
+
+
+def _fsdd_rows(shared: Path, n: int = 40) -> pd.DataFrame:
+    rows = pd.read_csv(shared / "fsdd" / "manifest.csv").groupby("speaker").head(n // 5).reset_index(drop=True)
+    rows["path"] = [str(shared / "fsdd" / p) for p in rows["path"]]
+    return rows
+
+
+def test_groups_and_labels_are_names_spaces_and_float_forms_aside(shared: Path, tmp_path: Path) -> None:
+    rows = _fsdd_rows(shared)
+    rows["speaker"] = [s + " " if i % 2 else s for i, s in enumerate(rows["speaker"])]  # 'theo ' is theo
+    csv = tmp_path / "m.csv"
+    rows.to_csv(csv, index=False)
+    df = load_dataset(csv)
+    assert sorted(df["group"].unique()) == ["george", "jackson", "nicolas", "theo", "yweweler"]
+    train, test = train_test_split(df, test_size=0.2, seed=0)
+    assert not set(train["group"]) & set(test["group"])
+    # a table whose labels became floats (a NaN dropped): classes '7', not '7.0', as from the CSV
+    frame = rows.assign(label=rows["label"].astype(float))
+    assert sorted(load_dataset(frame)["label"].unique()) == sorted(load_dataset(csv)["label"].unique())
+
+
+def test_folds_of_mixed_types_sort_and_blank_folds_are_named(shared: Path) -> None:
+    rows = _fsdd_rows(shared)
+    mixed = load_dataset(rows.assign(fold=[1, 2, 10, "x"] * 10), check="none")
+    assert [name for name, _, _ in iter_folds(mixed, folds="fold")] == ["fold 1", "fold 2", "fold 10", "fold x"]
+    assert set(train_test_split(mixed, by="fold")[1]["fold"]) == {"x"}
+    assert summarize(mixed, duplicates=False)["folds"] == {"1": 10, "2": 10, "10": 10, "x": 10}
+    holes = load_dataset(rows.assign(fold=[1.0, 2.0, 3.0, None] * 10), check="none")
+    with pytest.raises(DatasetError, match=r"10 of 40 rows have no fold \(e\.g\. .*wav\); fill in"):
+        list(iter_folds(holes, folds="fold"))
+    with pytest.raises(DatasetError, match="10 of 40 rows have no fold"):
+        train_test_split(holes, by="fold")
+    with pytest.warns(EarmarkWarning, match="predefined folds are not used.*10 of 40 rows have no fold"):
+        names = [name for name, _, _ in iter_folds(holes)]
+    assert names == sorted(set(rows["speaker"]))  # the groups' folds, said so
+
+
+def test_manifest_errors_say_how_to_save_the_file(shared: Path, tmp_path: Path) -> None:
+    semi = tmp_path / "semi.csv"
+    semi.write_text("path;label;speaker\nrecordings/0_theo_0.wav;0;theo\n")
+    with pytest.raises(DatasetError, match="separated by ';', so save it with commas"):
+        load_dataset(semi)
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("path,label\nrecordings/0_theo_0.wav,fünf\n".encode("cp1252"))
+    with pytest.raises(DatasetError, match="not UTF-8 text .*Save it as UTF-8 CSV"):
+        load_dataset(latin)

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-__all__ = ["ExitCode", "all_models", "check_output_file", "check_writable_folder", "earmark_warnings", "err_console", "fail", "progress_bar", "register_features", "write_json"]
+__all__ = ["ExitCode", "all_models", "check_output_file", "check_writable_folder", "earmark_warnings", "err_console", "fail", "progress_bar", "register_features", "warnings_as_lines", "write_json"]
 
 #: Messages, warnings and progress go to stderr; results (tables, JSON) go to stdout.
 err_console = Console(stderr=True)
@@ -220,3 +220,15 @@ def register_features(features: str | None) -> str | None:
     from earmark.transfer import embed_preset
 
     return embed_preset(features.split(":", 1)[1]).name
+
+
+def warnings_as_lines(command: Any) -> Any:
+    """``command`` with earmark's warnings shown as ``warning:`` lines (the signature Typer reads is kept)."""
+    import functools
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with earmark_warnings():
+            return command(*args, **kwargs)
+
+    return run

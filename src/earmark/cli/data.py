@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from earmark.cli._common import ExitCode, earmark_warnings, err_console, fail, write_json
+from earmark.cli._common import ExitCode, err_console, fail, warnings_as_lines, write_json
 from earmark.errors import EarmarkError
 
 if TYPE_CHECKING:
@@ -20,32 +20,20 @@ if TYPE_CHECKING:
 datasets_app = typer.Typer(help="The catalog of public datasets: list them, download one.", no_args_is_help=True)
 
 
-def _warnings_as_lines(command: Any) -> Any:
-    """``command`` with earmark's warnings shown as ``warning:`` lines (the signature Typer reads is kept)."""
-    import functools
-
-    @functools.wraps(command)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        with earmark_warnings():
-            return command(*args, **kwargs)
-
-    return run
-
-
 def register(app: typer.Typer) -> None:
     """Add ``info``, ``split`` and ``datasets`` to ``app``."""
-    app.command("info")(_warnings_as_lines(info))
-    app.command("split")(_warnings_as_lines(split))
+    app.command("info")(warnings_as_lines(info))
+    app.command("split")(warnings_as_lines(split))
     app.add_typer(datasets_app, name="datasets")
 
 
 def _load(
     source: Path, label_column: str | None, group_column: str | None, pattern: str | None, check: str
 ) -> pd.DataFrame:
-    from earmark.sources import load_dataset
+    from earmark.sources import SkippedFileWarning, load_dataset
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # skipped files are reported by the command itself
+        warnings.simplefilter("ignore", SkippedFileWarning)  # skipped files are listed by the command itself
         return load_dataset(
             source, label_column=label_column, group_column=group_column, pattern=pattern, check=check,
             allow_unlabelled=True,  # a summary needs no labels: it says when there are none
@@ -302,14 +290,14 @@ def split(
                           highlight=False)
     if folds and fold_dups:
         err_console.print(f"[yellow]warning:[/] {_n(len(fold_dups), 'audio')} found in more than one fold "
-                          "(identical content under different names):", highlight=False)
+                          "(identical content; the same file, when it is listed twice):", highlight=False)
         for d in fold_dups[:10]:
             err_console.print("  " + " = ".join(f"fold {f} {ps[0]}" for f, ps in d["folds"].items()), highlight=False,
                               markup=False)
         raise typer.Exit(int(ExitCode.PARTIAL))
     if leak is not None and leak.duplicates and duplicates:
         err_console.print(f"[yellow]warning:[/] {_n(len(leak.duplicates), 'audio')} found on both sides "
-                          "(identical content under different names):", highlight=False)
+                          "(identical content; the same file, when it is listed twice):", highlight=False)
         for d in leak.duplicates[:10]:
             err_console.print(f"  train {d['train'][0]} = test {d['test'][0]}", highlight=False, markup=False)
         raise typer.Exit(int(ExitCode.PARTIAL))

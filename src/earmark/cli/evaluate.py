@@ -96,9 +96,10 @@ def _scored_summary(table: Any, skipped: list[dict[str, str]]) -> dict[str, Any]
     scored (corrupt audio a header check passes) count as unreadable there too."""
     from earmark.sources import summarize
 
-    failed = {str(s.get("path")) for s in skipped}
+    unreadable = [s for s in skipped if s.get("kind") != "no_value"]  # a clip without truth is readable
+    failed = {str(s.get("path")) for s in unreadable}
     kept = table[~table["path"].astype(str).isin(failed)].copy()
-    kept.attrs = {**table.attrs, "skipped": list(skipped)}
+    kept.attrs = {**table.attrs, "skipped": unreadable}
     return summarize(kept, duplicates=False)
 
 
@@ -118,17 +119,20 @@ def _print_metrics(metrics: dict[str, Any], title: str, spread: dict | None = No
     for key in _HEADLINE:
         if metrics.get(key) is None and not (spread and key in spread):
             continue
+        shown = key
+        if key in ("roc_auc", "pr_auc") and metrics.get("positive_class") is not None:
+            shown = f"{key} (positive: {metrics['positive_class']})"  # the class scored as positive
         if spread and key in spread:
             s = spread[key]
             worst = s["max"] if key in ("log_loss", "ece", "mae", "rmse") else s["min"]
             # a metric some folds cannot compute (ROC-AUC without every class) says over how many
             few = s.get("n_folds", n_folds) < n_folds
-            table.add_row(f"{key} ({s['n_folds']} of {n_folds} folds)" if few else key, _fmt(s["mean"]),
+            table.add_row(f"{shown} ({s['n_folds']} of {n_folds} folds)" if few else shown, _fmt(s["mean"]),
                           _fmt(s["std"]), _fmt(worst))
         elif spread:  # no per-fold value: the pooled predictions', said so rather than passed for a mean
-            table.add_row(f"{key} (pooled)", _fmt(metrics[key]), "", "")
+            table.add_row(f"{shown} (pooled)", _fmt(metrics[key]), "", "")
         else:
-            table.add_row(key, _fmt(metrics[key]))
+            table.add_row(shown, _fmt(metrics[key]))
     for k, v in (metrics.get("top_k_accuracy") or {}).items():
         table.add_row(f"top-{k} accuracy" + (" (pooled)" if spread else ""), _fmt(v), *([""] * 2 if spread else []))
     table.add_row("clips scored", str(metrics.get("n")), *([""] * 2 if spread else []))

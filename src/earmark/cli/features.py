@@ -15,6 +15,7 @@ from rich.table import Table
 
 from earmark.cli._common import (
     ExitCode,
+    earmark_warnings,
     err_console,
     fail,
     progress_bar,
@@ -71,7 +72,7 @@ def extract_cmd(
     store's report.json and skipped. Exit code 1 when some files failed.
     """
     from earmark.features import extract, get_preset
-    from earmark.sources import load_dataset
+    from earmark.sources import SkippedFileWarning, load_dataset
 
     if backend not in ("local", "ray"):
         fail(f"--backend must be 'local' or 'ray', not {backend!r}.", ExitCode.USAGE)
@@ -80,8 +81,8 @@ def extract_cmd(
     except EarmarkError as exc:
         fail(f"{exc} (option --features)", ExitCode.USAGE)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with earmark_warnings(), warnings.catch_warnings():  # e.g. files listed twice: a 'warning:' line
+            warnings.simplefilter("ignore", SkippedFileWarning)  # listed in the report and below
             df = load_dataset(source, label_column=label_column, pattern=pattern, allow_unlabelled=True)
     except EarmarkError as exc:
         fail(str(exc))

@@ -19,6 +19,7 @@ from earmark.cli._common import (
     fail,
     progress_bar,
     report_skipped,
+    warnings_as_lines,
     write_json,
     write_text,
 )
@@ -31,8 +32,8 @@ class OutputFormat:
 
 def register(app: typer.Typer) -> None:
     """Add predict, export, serve and monitor to ``app``."""
-    app.command("predict")(predict)
-    app.command("export")(export)
+    app.command("predict")(warnings_as_lines(predict))
+    app.command("export")(warnings_as_lines(export))
     app.command("serve")(serve)
     app.command("monitor")(monitor)
 

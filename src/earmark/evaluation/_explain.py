@@ -349,8 +349,10 @@ def plot_explanation(exp: Explanation) -> Figure:
     db = 20 * np.log10(np.abs(Z) + 1e-6)
     ax.pcolormesh(t, f, db, cmap="gray_r", vmin=db.max() - 80, shading="auto")
     scale = float(np.abs(exp.importance).max()) or 1.0
-    mesh = ax.pcolormesh(exp.times, exp.freqs, exp.importance, cmap="RdBu_r", vmin=-scale, vmax=scale,
-                         alpha=0.55, shading="flat")
+    # a fall of a probability has a sign (red: the answer rests there); a regressor's change is a size
+    one_sided = exp.explained == "value"
+    mesh = ax.pcolormesh(exp.times, exp.freqs, exp.importance, cmap="Reds" if one_sided else "RdBu_r",
+                         vmin=0.0 if one_sided else -scale, vmax=scale, alpha=0.55, shading="flat")
     ax.set_yscale("function", functions=(_hz_to_mel, _mel_to_hz))  # mel scale: every band as tall
     ax.set_ylim(0, exp.sample_rate / 2)
     ax.set_xlabel("time (s)")

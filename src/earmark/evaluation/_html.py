@@ -152,7 +152,7 @@ _HEADLINE = (
     ("log_loss", "log loss"),
     ("ece", "calibration error"),
     ("roc_auc", "ROC-AUC"),
-    ("pr_auc", "PR-AUC"),
+    ("pr_auc", "PR-AUC (average precision)"),
     ("mae", "MAE"),
     ("rmse", "RMSE"),
     ("r2", "R²"),
@@ -166,6 +166,8 @@ def _metrics_section(metrics: Mapping[str, Any], spread: Mapping[str, Any] | Non
         if metrics.get(key) is None:
             continue
         extra = ""
+        if key in ("roc_auc", "pr_auc") and metrics.get("positive_class") is not None:
+            name = f"{name}, positive: {metrics['positive_class']}"
         n_all = max((v.get("n_folds", 0) for v in (spread or {}).values()), default=0)
         if spread and key in spread and spread[key].get("std") is not None:
             extra = f" ± {spread[key]['std']:.3f}"

@@ -234,7 +234,7 @@ def compute_metrics(
         ``per_class`` ({label: {precision, recall, f1, support}}), ``confusion`` (rows = true,
         columns = predicted, ordered by ``classes``) and, with ``proba``, ``log_loss``,
         ``top_k_accuracy`` ({"k": value}), ``ece``, ``mean_confidence``, ``roc_auc``,
-        ``pr_auc``. Regression: ``task``, ``n``, ``mae``, ``rmse``, ``r2``, ``median_ae``,
+        ``pr_auc`` (average precision) and, for two classes, ``positive_class``. Regression: ``task``, ``n``, ``mae``, ``rmse``, ``r2``, ``median_ae``,
         ``max_error``, ``bias``.
 
     Raises
@@ -309,7 +309,7 @@ def compute_metrics(
     row_sum = prob.sum(axis=1, keepdims=True)
     prob = np.where(row_sum > 0, prob / np.where(row_sum > 0, row_sum, 1.0), 1.0 / len(classes))
     true_p = np.clip(prob[np.arange(t.size), ti], _EPS, 1.0)
-    out["log_loss"] = float(-np.mean(np.log(true_p)))
+    out["log_loss"] = float(-np.mean(np.log(true_p))) + 0.0  # + 0.0: never -0.0 for a perfect score
     # rank of the true class, ties counted against it: a true class tied with others (a kNN's
     # zeros, a one-hot answer for another class) is not "in the top k" by the luck of the order
     p_true = prob[np.arange(t.size), ti][:, None]
@@ -322,6 +322,7 @@ def compute_metrics(
     out["ece"] = expected_calibration_error(correct, confidence, n_bins=n_bins)
     out["mean_confidence"] = float(confidence.mean())
     if len(classes) == 2:
+        out["positive_class"] = str(classes[1])  # the class ROC-AUC and PR-AUC score as positive
         positive = ti == 1
         if positive.all() or not positive.any():
             out["roc_auc"] = out["pr_auc"] = None

@@ -225,7 +225,8 @@ def evaluate(
     labelled = table[target].notna().to_numpy()
     if not labelled.all():
         missing = table.loc[~labelled, "path"].tolist()
-        skipped += [{"path": str(p), "reason": f"no {target!r} value"} for p in missing]
+        # readable files that cannot be scored: listed with the skipped, marked apart from unreadable ones
+        skipped += [{"path": str(p), "reason": f"no {target!r} value", "kind": "no_value"} for p in missing]
         table = table[labelled]
     if unknown_labels not in ("error", "wrong"):
         raise ParameterError(f"The 'unknown_labels' parameter of evaluate must be 'error' or 'wrong'. "
@@ -524,7 +525,7 @@ def _cross_validate(
 
     grouped = _has(table, "group")  # as iter_folds decides: 2+ groups (a blank row is a group of its own)
     predefined = folds == "fold" or (folds == "auto" and _has(table, "fold"))
-    if not grouped and not predefined:
+    if not grouped and not predefined and folds != "group":  # (folds='group' without groups: refused below)
         warnings.warn(
             "The table has no group column (or one with a single value), so the folds are drawn at "
             "random: clips of one speaker, recording "

@@ -84,7 +84,7 @@ def _evaluation_figures(
     _try(figures, "Confusion matrix", lambda: plots.plot_confusion_matrix(m["confusion"], classes))
     _try(figures, "Precision, recall and F1 per class",
          lambda: plots.plot_per_class_scores(m["per_class"]))
-    curve = res.calibration(n_bins=10)
+    curve = res.calibration()  # the bins of the ECE in its title
     if curve is not None:
         _try(figures, "Reliability diagram (confidence vs accuracy)",
              lambda: plots.plot_reliability(curve, ece=m.get("ece")))

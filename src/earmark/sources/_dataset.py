@@ -204,7 +204,10 @@ def _from_manifest(
 ) -> pd.DataFrame:
     try:
         raw = pd.read_csv(csv, sep="\t" if csv.suffix.lower() == ".tsv" else ",", dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{csv}: cannot be read as a CSV manifest: it is not UTF-8 text ({exc}). "
+                           "Save it as UTF-8 CSV (e.g. Excel's 'CSV UTF-8').") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise DatasetError(f"{csv}: cannot be read as a CSV manifest ({exc})") from None
     raw = raw.replace("", np.nan)
     return _from_frame(raw, csv.parent, label_column, group_column, path_column, fold_column, csv=csv)
@@ -240,9 +243,13 @@ def _from_frame(
     where = str(csv) if csv is not None else "DataFrame"
     pcol = _pick(raw.columns, path_column, PATH_COLUMNS, "path", where)
     if pcol is None:
+        cols = [str(c) for c in raw.columns]
+        sep = next((c for c in ";|" if len(cols) == 1 and c in cols[0]), None)
+        hint = (f"; its one column is {cols[0]!r}: the file looks separated by {sep!r}, so save it with "
+                "commas (or as .tsv with tabs)") if sep else f"; its columns are {cols[:12]}"
         raise DatasetError(
-            f"{where}: no column names the audio files (looked for {list(PATH_COLUMNS)}); "
-            "rename the column of file paths to 'path' (or pass path_column= to load_dataset)"
+            f"{where}: no column names the audio files (looked for {list(PATH_COLUMNS)}){hint}. "
+            "Rename the column of file paths to 'path' (or pass path_column= to load_dataset)."
         )
     lcol = _pick(raw.columns, label_column, LABEL_COLUMNS, "label", where)
     gcol = _pick(raw.columns, group_column, GROUP_COLUMNS, "group", where)
@@ -271,20 +278,20 @@ def _from_frame(
     else:
         paths = [p if os.path.isabs(p) else str(base / p) for p in rel]
     df["path"] = [os.path.abspath(p) for p in paths]
+    # labels and groups are names: 'theo ' is theo (else one speaker is two, on both sides of a
+    # split), and a whole number a table holds as a float (7.0, after a NaN) is 7, as in a CSV
     if lcol is not None:
-        df["label"] = df[lcol].map(lambda v: None if pd.isna(v) else str(v).strip())
-    if gcol is not None and gcol != "group":
-        df["group"] = df[gcol]
-    if fcol is not None and fcol != "fold":
-        df["fold"] = df[fcol]
+        df["label"] = df[lcol].map(_name)
+    if gcol is not None:
+        df["group"] = df[gcol].map(_name)
+    if fcol is not None:
+        df["fold"] = df[fcol].map(lambda v: (v.strip() or None) if isinstance(v, str) else v)
     for col in ("fold",):
         if col in df.columns:
             df[col] = _maybe_numeric(df[col])
     for col in df.columns:
         if col not in ("path", "label", "group", "fold") and not pd.api.types.is_numeric_dtype(df[col]):
             df[col] = _maybe_numeric(df[col])
-    if "group" in df.columns:
-        df["group"] = df["group"].map(lambda v: v if pd.isna(v) else str(v))
     repeated = df["path"].duplicated(keep=False).to_numpy()
     if repeated.any():
         first = df["path"][repeated].iloc[0]
@@ -298,6 +305,16 @@ def _from_frame(
     df.attrs["columns_from"] = {k: v for k, v in (("path", pcol), ("label", lcol), ("group", gcol),
                                                   ("fold", fcol)) if v is not None}
     return df
+
+
+def _name(v: object) -> str | None:
+    """A label or group cell as text: stripped, a whole float as an int ('7.0' → '7'), blank → None."""
+    if v is None or (not isinstance(v, str) and pd.isna(v)):
+        return None
+    if isinstance(v, (float, np.floating)) and float(v).is_integer():
+        v = int(v)
+    text = str(v).strip()
+    return text or None
 
 
 def _maybe_numeric(col: pd.Series) -> pd.Series:
@@ -392,9 +409,9 @@ def parse_pattern(pattern: str, label: str = "label") -> re.Pattern[str]:
                 )
             fields.append(name)
             nxt = parts[i + 1] if i + 1 < len(parts) else ""
-            # a field stops at its literal separator when one follows
+            # a field stops at its literal separator (all of it: '__', ' (') when one follows
             if nxt and not nxt.startswith("{"):
-                regex += f"(?P<{name}>[^{re.escape(nxt[0])}]+)"
+                regex += f"(?P<{name}>(?:(?!{re.escape(nxt)}).)+)"
             else:
                 regex += f"(?P<{name}>.+?)"
         else:

@@ -62,6 +62,33 @@ def group_digests(values: pd.Series) -> np.ndarray:
     return out
 
 
+def _fold_order(v: object) -> tuple:
+    """Sort key of fold values: numbers by value (2 before 10), then text (a column may mix them)."""
+    if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool):
+        return (0, float(v), "")
+    return (1, 0.0, str(v))
+
+
+def _fold_values(df: pd.DataFrame) -> list:
+    """The fold column's values, in order."""
+    return sorted(pd.unique(df["fold"].dropna()), key=_fold_order)
+
+
+def _no_folds(df: pd.DataFrame, asked: str) -> DatasetError:
+    """Why a table cannot be split by its predefined folds, naming the rows at fault."""
+    if "fold" not in df.columns:
+        return DatasetError(f"{asked} needs a 'fold' column with at least two values; the table has none "
+                            "(name it with fold_column=, or split by group).")
+    blank = df["fold"].isna().to_numpy()
+    if blank.any():
+        where = np.flatnonzero(blank)
+        example = f" (e.g. {df['path'].iloc[where[0]]})" if "path" in df.columns else ""
+        return DatasetError(f"{asked}: {len(where)} of {len(df)} rows have no fold{example}; fill in their "
+                            "fold, or drop those rows, so that every clip is in one fold.")
+    return DatasetError(f"{asked} needs at least two fold values; the fold column holds only "
+                        f"{_fold_values(df)}.")
+
+
 def _group_array(df: pd.DataFrame, *, warn: bool = True) -> np.ndarray:
     """The group of each row as text; a row without one is a group of its own (it can share no
     group with another row), with a :class:`~earmark.errors.MissingGroupWarning` saying how many."""
@@ -167,12 +194,12 @@ def train_test_split(
     y = _labels(df)
     if kind == "fold":
         if not _has(df, "fold"):
-            raise DatasetError("by='fold' needs a 'fold' column with at least two values; the table has none.")
+            raise _no_folds(df, "Holding out a predefined fold (by='fold', --by fold)")
         folds = df["fold"].to_numpy()
-        value = sorted(pd.unique(folds))[-1] if test_fold is None else test_fold
+        value = _fold_values(df)[-1] if test_fold is None else test_fold
         test_mask = folds == value
         if not test_mask.any():
-            raise ParameterError(f"The 'test_fold' value {value!r} is not in the fold column {sorted(pd.unique(folds))}.")
+            raise ParameterError(f"The 'test_fold' value {value!r} is not in the fold column {_fold_values(df)}.")
         return df.iloc[pos[~test_mask]], df.iloc[pos[test_mask]]
     if kind == "group":
         if not _has(df, "group"):
@@ -255,6 +282,13 @@ def iter_folds(
     y = _labels(df)
     has_group = _has(df, "group")
     if folds == "auto":
+        if not _has(df, "fold") and "fold" in df.columns and df["fold"].isna().any() and df["fold"].nunique() > 1:
+            import warnings
+
+            from earmark.errors import EarmarkWarning
+
+            warnings.warn(str(_no_folds(df, "The table's predefined folds are not used")) + " Until then the "
+                          "folds are made from the groups (or at random).", EarmarkWarning, stacklevel=2)
         if _has(df, "fold"):
             folds = "fold"
         elif has_group:
@@ -267,9 +301,9 @@ def iter_folds(
             folds = 5
     if folds == "fold":
         if not _has(df, "fold"):
-            raise DatasetError("folds='fold' needs a 'fold' column with at least two values; the table has none.")
+            raise _no_folds(df, "Cross-validating over predefined folds (folds='fold', --folds fold)")
         values = df["fold"].to_numpy()
-        for v in sorted(pd.unique(values)):
+        for v in _fold_values(df):
             mask = values == v
             yield f"fold {v}", pos[~mask], pos[mask]
         return

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from earmark.sources._splits import find_duplicates
+from earmark.sources._splits import _fold_order, find_duplicates
 
 __all__ = ["summarize"]
 
@@ -61,7 +61,7 @@ def summarize(df: pd.DataFrame, *, duplicates: bool = True, workers: int | None 
         out["groups"] = {k: int(g[k]) for k in sorted(g.index, key=_natural)}
     if "fold" in df.columns:
         f = df["fold"].dropna().value_counts()
-        out["folds"] = {str(k): int(f[k]) for k in sorted(f.index)}
+        out["folds"] = {str(k): int(f[k]) for k in sorted(f.index, key=_fold_order)}
     if "duration" in df.columns:
         out["duration"] = _stats(df["duration"])
     if "sample_rate" in df.columns:
