@@ -215,6 +215,15 @@ def test_extra_train_goes_to_training_only(fsdd_small):
     assert m.data["extra_train"]["n"] == 30 and m.data["extra_train"]["weight"] == 0.5
     assert m.data["sha256"] == base.data["sha256"]
     assert m.reference["features"].shape[0] == base.reference["features"].shape[0]
+    # the extra clips were learnt from: scoring the model on them is said, as on the dataset's own
+    from earmark.errors import TrainingDataWarning
+    from earmark.evaluation import evaluate
+
+    with pytest.warns(TrainingDataWarning, match="30 of the 30 clips"):
+        evaluate(m, tts)
+    # the dataset's own files as extra rows would be validated on (or weigh twice): refused
+    with pytest.raises(DatasetError, match=r"extra_train lists 5 file\(s\) of the dataset itself"):
+        train(fsdd_small, model="logreg", features="mfcc-mean", seed=0, extra_train=fsdd_small.head(5))
 
 
 def test_default_cnn_trains_and_history_is_recorded(fsdd, theo):

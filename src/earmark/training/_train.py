@@ -267,6 +267,29 @@ def _rich_epoch_progress(*tasks: tuple[str, int]) -> tuple[list[Callable[[Any, d
     return [callback(label, total) for label, total in tasks], bar.stop
 
 
+def _check_extra_apart(main: pd.DataFrame, extra: pd.DataFrame, group_col: str | None, va_pos: np.ndarray) -> None:
+    """Extra training rows must not be the dataset's own files (they would be validated on, or
+    weigh twice); a validation group among them is said (its clips are then heard in training)."""
+    import os
+
+    own = {os.path.realpath(str(p)): str(p) for p in main["path"]}
+    both = [str(p) for p in extra["path"] if os.path.realpath(str(p)) in own]
+    if both:
+        raise DatasetError(
+            f"extra_train lists {len(both)} file(s) of the dataset itself (e.g. {both[0]}); extra rows are "
+            "trained on only, and these would also be validated on or weigh twice. Leave them out of the "
+            "extra table (--extra-train), or out of the dataset.")
+    if group_col is not None and "group" in extra.columns and len(va_pos):
+        val_groups = set(main[group_col].iloc[va_pos].dropna().astype(str))
+        shared = sorted(val_groups & set(extra["group"].dropna().astype(str)))
+        if shared:
+            warnings.warn(
+                f"extra_train holds clips of {len(shared)} validation group(s) ({', '.join(shared[:5])}): the "
+                "validation score then includes groups heard in training, so it overstates accuracy on new "
+                "ones. Give the extra clips other group names only if they really are other speakers.",
+                EarmarkWarning, stacklevel=3)
+
+
 def _split(df: pd.DataFrame, group_col: str | None, val_fraction: float, seed: int
            ) -> tuple[np.ndarray, np.ndarray, str]:
     """Positions of the training and validation rows, and how they were split."""
@@ -808,6 +831,8 @@ def train(
                 f"learn classes it is never validated on. Keep only the dataset's labels {sorted(known)[:10]} in "
                 "the extra table (or map its labels to them, e.g. --text-map for synthetic voices)."
             )
+    if extra is not None:
+        _check_extra_apart(main, extra, group_col, va_pos)
     # before any audio is read: a missing target is a fix to the table
     for name, frame in (("dataset", main), ("extra_train", extra)):
         if frame is not None:
@@ -1012,11 +1037,18 @@ def train(
     # evaluate() says when it is scored on them
     fitted = np.concatenate([sel_tr, sel_va_all]) if (refit_sklearn or refit_torch) else sel_tr
     fitted_rows = np.sort(ok[fitted][ok[fitted] < n_main])
-    reference["train_files"] = file_digests([str(p) for p in main["path"].to_numpy()[fitted_rows]])
-    if "group" in main.columns:  # and of the groups (speakers…) it heard, to say when a test set holds them
+    extra_rows = np.sort(ok[fitted][ok[fitted] >= n_main]) - n_main  # extra clips are learnt from too
+    fitted_paths = [str(p) for p in main["path"].to_numpy()[fitted_rows]]
+    if extra is not None:
+        fitted_paths += [str(p) for p in extra["path"].to_numpy()[extra_rows]]
+    reference["train_files"] = file_digests(fitted_paths)
+    heard_groups = [main["group"].iloc[fitted_rows]] if "group" in main.columns else []
+    if extra is not None and "group" in extra.columns:
+        heard_groups.append(extra["group"].iloc[extra_rows])
+    if heard_groups:  # and of the groups (speakers…) it heard, to say when a test set holds them
         from earmark.sources._splits import group_digests
 
-        heard = np.unique(group_digests(main["group"].iloc[fitted_rows]))
+        heard = np.unique(group_digests(pd.concat(heard_groups, ignore_index=True)))
         if len(heard[heard != 0]):
             reference["train_groups"] = heard[heard != 0]
     data: dict[str, Any] = {
