@@ -564,3 +564,36 @@ def test_hf_messages_name_the_real_cause(tmp_path: Path, monkeypatch) -> None:
     with pytest.raises(ParameterError, match="folder must be written by save_pretrained") as err:
         hf_net_options(str(tmp_path / "empty"))
     assert "HF_HUB_OFFLINE" not in str(err.value)  # not set, not the cause
+
+
+def test_an_hf_checkpoint_folder_is_kept_absolute_and_fingerprinted(tiny_hf: Path, tmp_path: Path,
+                                                                    monkeypatch) -> None:
+    """embed:hf:FOLDER named a folder relative to where it was trained: elsewhere another folder of
+    that name gave confident wrong answers. The folder is stored absolute, with its fingerprint."""
+    import shutil
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from earmark.features._presets import _KINDS
+    from earmark.transfer import embed_preset
+
+    work = tmp_path / "work"
+    shutil.copytree(tiny_hf, work / "ckpt")
+    monkeypatch.chdir(work)
+    preset = embed_preset("hf:ckpt")
+    assert preset.params["model"] == f"hf:{(work / 'ckpt').resolve()}" and preset.params["digest"].startswith("hf-")
+    monkeypatch.chdir(tmp_path)  # another working directory: the same folder is used
+    _KINDS["embed"].ready(preset.params)
+    # the checkpoint changed in place (another seed's weights under the same name): refused
+    import transformers
+
+    cfg = transformers.Wav2Vec2Config.from_pretrained(work / "ckpt")
+    torch.manual_seed(1)
+    transformers.Wav2Vec2ForSequenceClassification(cfg).save_pretrained(work / "ckpt")
+    from earmark.transfer import _preset as preset_module
+
+    preset_module._CHECKED.clear()
+    with pytest.raises(ParameterError, match="has changed since they were first made"):
+        _KINDS["embed"].ready(preset.params)
+    shutil.rmtree(work / "ckpt")
+    with pytest.raises(ParameterError, match="checkpoint folder .* is not there"):
+        _KINDS["embed"].ready(preset.params)

@@ -41,12 +41,41 @@ def _bundle_digest(path: str) -> str | None:
     return None if manifest is None else manifest.get("manifest_sha256")
 
 
+def _hf_folder(spec: str) -> Path | None:
+    """The local folder of an ``hf:`` spec (a checkpoint written by ``save_pretrained``), or None
+    for a Hub id or another kind of model."""
+    kind, sep, target = spec.partition(":")
+    if kind != "hf" or not sep or not os.path.isabs(target):
+        return None
+    return Path(target)
+
+
+def _hf_digest(folder: Path) -> str:
+    """The sha256 of a local Hugging Face checkpoint's configs and weights: the embeddings change
+    with any of them."""
+    import hashlib
+
+    files = sorted(f for f in folder.iterdir()
+                   if f.is_file() and f.suffix in (".json", ".safetensors", ".bin", ".pt", ".pth", ".msgpack"))
+    h = hashlib.sha256()
+    for f in files:
+        part = hashlib.sha256()
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                part.update(block)
+        h.update(f"{f.name}\0{part.hexdigest()}\n".encode())
+    return "hf-" + h.hexdigest()
+
+
 def _embed_digest(path: str) -> str:
     """What an embed preset records of its base bundle: the manifest's sha256, and ``+rN`` when
     the base's own features have a recipe revision (``_RECIPE_REVISION``: their numbers changed,
     so the embeddings' store key changes too); '' for a model that is not a bundle on disk."""
     from earmark.features._presets import _RECIPE_REVISION
 
+    folder = _hf_folder(path)
+    if folder is not None:
+        return _hf_digest(folder)
     manifest = _base_manifest(path)  # read (and every file hashed) once
     if manifest is None or not manifest.get("manifest_sha256"):
         return ""
@@ -63,10 +92,24 @@ def _check_digest(p: Mapping[str, Any]) -> None:
         return
     path = str(p["model"])
     try:
-        stamp = Path(path).stat().st_mtime
+        stamp = (_hf_folder(path) or Path(path)).stat().st_mtime
     except OSError:
         stamp = 0.0
     if (path, stamp, want) in _CHECKED:
+        return
+    folder = _hf_folder(path)
+    if folder is not None:
+        if not folder.is_dir():
+            raise ParameterError(
+                f"These features are embeddings by the Hugging Face checkpoint folder {folder}, which is not there "
+                "(moved, or not copied to this machine). Put that folder back at that path; a model trained on "
+                "embed:hf:FOLDER needs it.")
+        if _hf_digest(folder) != want:
+            raise ParameterError(
+                f"These features are embeddings by the Hugging Face checkpoint in {folder}, which has changed "
+                "since they were first made (its configs or weights differ): a model trained on them would answer "
+                f"wrongly. Put the original checkpoint back, or retrain (earmark train … --features embed:hf:{folder}).")
+        _CHECKED[(path, stamp, want)] = None
         return
     if not Path(path).exists():
         raise ParameterError(
@@ -108,6 +151,10 @@ if "embed" not in _KINDS:
 def _canonical_model(model: Any) -> str:
     spec = os.fspath(model)
     kind, sep, target = spec.partition(":")
+    if sep and kind == "hf" and Path(target).is_dir():
+        # a local checkpoint folder: stored absolute (a relative one is another folder, or none, in
+        # another working directory) and fingerprinted (see _embed_digest)
+        return f"hf:{Path(target).resolve()}"
     if sep and kind in ("torchvision", "hf"):
         return spec
     if spec == "birdnet":
