@@ -597,3 +597,38 @@ def test_an_hf_checkpoint_folder_is_kept_absolute_and_fingerprinted(tiny_hf: Pat
     shutil.rmtree(work / "ckpt")
     with pytest.raises(ParameterError, match="checkpoint folder .* is not there"):
         _KINDS["embed"].ready(preset.params)
+
+
+def test_cli_fine_tuning_picks_the_network_and_rate_its_weights_need(shared: Path, tiny_hf: Path, tmp_path: Path,
+                                                                     monkeypatch) -> None:
+    """--init-from hf: trains on raw waveforms at the extractor's rate by default and refuses another
+    rate before extracting; --model mobilenet_v2 --init-from file: builds mobilenet_v2's own arch."""
+    from typer.testing import CliRunner
+
+    from earmark.bundle import load_model
+    from earmark.cli.main import app
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    df = _instruments(shared, per_class=4)
+    manifest = tmp_path / "m.csv"
+    df[["path", "label"]].to_csv(manifest, index=False)
+    runner = CliRunner()
+    r = runner.invoke(app, ["train", str(manifest), "--init-from", f"hf:{tiny_hf}", "--features",
+                            "raw:sample_rate=8000", "--epochs", "1", "--out", str(tmp_path / "h8")])
+    said = " ".join(r.stderr.split())
+    assert r.exit_code == 2 and "at 16000 Hz" in said and "raw:sample_rate=16000" in said, r.output
+    assert not (tmp_path / "h8").exists()
+    r = runner.invoke(app, ["train", str(manifest), "--init-from", f"hf:{tiny_hf}", "--epochs", "1",
+                            "--workers", "1", "--out", str(tmp_path / "h")])
+    assert r.exit_code == 0, r.output
+    preset = load_model(tmp_path / "h").preset
+    assert (preset.kind, preset.sample_rate) == ("raw", 16000)
+    r = runner.invoke(app, ["train", str(manifest), "--init-from", f"hf:{tiny_hf}", "--model", "cnn",
+                            "--out", str(tmp_path / "hc")])
+    assert r.exit_code == 2 and "fine-tunes its own network (hf)" in " ".join(r.stderr.split()), r.output
+    torch.save(MobileNetV2(num_classes=1000).state_dict(), tmp_path / "mn.pt")
+    r = runner.invoke(app, ["train", str(manifest), "--model", "mobilenet_v2", "--init-from",
+                            f"file:{tmp_path / 'mn.pt'}", "--epochs", "1", "--workers", "1",
+                            "--features", "logmel:duration=0.5", "--out", str(tmp_path / "mn")])
+    assert r.exit_code == 0, r.output
+    assert load_model(tmp_path / "mn").estimator.arch == "imagenet"

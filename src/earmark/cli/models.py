@@ -339,7 +339,17 @@ def train_command(
             if model is not None:
                 from earmark.models import get_model
 
-                params.setdefault("network", get_model(model).get_params().get("network"))
+                kind = init_from.partition(":")[0]
+                chosen = get_model(model).get_params()
+                needs = {"hf": "hf", "torchvision": "mobilenet_v2"}.get(kind)
+                if needs is not None and chosen.get("network") != needs:
+                    raise ParameterError(
+                        f"--init-from {init_from} fine-tunes its own network ({needs}); --model {model} is another. "
+                        "Drop --model (or start from a bundle or file of that model).")
+                params.setdefault("network", chosen.get("network"))
+                if kind == "file":  # the model's whole network (arch and options too): the weights must fit it
+                    params.setdefault("arch", chosen.get("arch"))
+                    params.setdefault("net_options", chosen.get("net_options"))
             if features is None and init_from.startswith("bundle:"):
                 from earmark.bundle import read_manifest
 

@@ -267,6 +267,34 @@ def _rich_epoch_progress(*tasks: tuple[str, int]) -> tuple[list[Callable[[Any, d
     return [callback(label, total) for label, total in tasks], bar.stop
 
 
+def _hf_rate(est: Any) -> int | None:
+    """The sampling rate a Hugging Face network's extractor expects, or None for other models."""
+    if getattr(est, "network", None) != "hf":
+        return None
+    extractor = (getattr(est, "net_options", None) or {}).get("extractor") or {}
+    return int(extractor.get("sampling_rate", 16000))
+
+
+def _default_preset(est: Any, spec: Any) -> str:
+    """The preset a model trains on when none is named: a Hugging Face network hears raw waveforms
+    at its extractor's rate; the others their spec's preset."""
+    rate = _hf_rate(est)
+    return f"raw:sample_rate={rate}" if rate is not None else spec.preset
+
+
+def _check_waveform_rate(est: Any, preset: Any) -> None:
+    """A Hugging Face checkpoint learnt from waveforms at one rate: other features, or another
+    rate, would train it on what it cannot read (refused before any audio is read)."""
+    rate = _hf_rate(est)
+    if rate is None:
+        return
+    if preset.kind != "raw" or preset.sample_rate != rate:
+        raise ParameterError(
+            f"The Hugging Face network reads raw waveforms at {rate} Hz (its feature extractor's rate); the "
+            f"features are {preset.name} at {preset.sample_rate} Hz. Use --features raw:sample_rate={rate} "
+            "(or leave --features out: that is the default for it).")
+
+
 def _check_extra_apart(main: pd.DataFrame, extra: pd.DataFrame, group_col: str | None, va_pos: np.ndarray) -> None:
     """Extra training rows must not be the dataset's own files (they would be validated on, or
     weigh twice); a validation group among them is said (its clips are then heard in training)."""
@@ -798,7 +826,8 @@ def train(
                 if target_col == "label" else "")
         raise ParameterError(f"Model {model!r} is a regressor but column {target_col!r} is not numeric{hint}; "
                              "choose a classifier (earmark models list) or a numeric --target.")
-    preset = features if isinstance(features, Preset) else get_preset(features or spec.preset)
+    preset = features if isinstance(features, Preset) else get_preset(features or _default_preset(est, spec))
+    _check_waveform_rate(est, preset)
     preset, duration_from = _set_duration(preset, dataset, duration=duration, chosen=names_duration(features))
 
     group_col = group
