@@ -632,3 +632,25 @@ def test_cli_fine_tuning_picks_the_network_and_rate_its_weights_need(shared: Pat
                             "--features", "logmel:duration=0.5", "--out", str(tmp_path / "mn")])
     assert r.exit_code == 0, r.output
     assert load_model(tmp_path / "mn").estimator.arch == "imagenet"
+
+
+def test_an_hf_network_whose_extractor_is_numpy_is_refused_by_export(tmp_path: Path, monkeypatch) -> None:
+    """An AST's extractor runs in NumPy: tracing made its input a constant, the export crashed in
+    its self-check and left a broken .onnx. It is refused before anything is written."""
+    transformers = pytest.importorskip("transformers")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from earmark.features import get_preset
+    from earmark.serving.export import export_onnx
+
+    d = tmp_path / "tiny-ast"
+    cfg = transformers.ASTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                                 max_length=100, num_mel_bins=64, num_labels=2)
+    torch.manual_seed(0)
+    transformers.ASTForAudioClassification(cfg).save_pretrained(d)
+    transformers.ASTFeatureExtractor(max_length=100, num_mel_bins=64).save_pretrained(d)
+    X, y = _waves()
+    clf = finetune(f"hf:{d}", **{**FAST, "epochs": 1, "batch_size": 6}).fit(X, y)
+    trained = _Trained(estimator=clf, preset=get_preset("raw", duration=0.25), classes=list(clf.classes_))
+    with pytest.raises(ParameterError, match="runs in NumPy.*earmark serve"):
+        export_onnx(trained, tmp_path / "ast.onnx")
+    assert list(tmp_path.glob("*.onnx*")) == [] and list(tmp_path.glob(".*partial")) == []

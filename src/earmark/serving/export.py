@@ -276,10 +276,16 @@ def export_onnx(
     meta = onnx_metadata(model, info)
     onnx.helper.set_model_props(proto, meta)
     proto.doc_string = _doc_string(model, info)
-    onnx.save_model(proto, str(target))
-    diff = pipeline = checked = None
-    if check:
-        diff, pipeline, checked = _self_check(model, str(target), info, example, wrapped, seed=seed)
+    # written beside the target and put in place once checked: a failed check leaves no broken file
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        onnx.save_model(proto, str(partial))
+        diff = pipeline = checked = None
+        if check:
+            diff, pipeline, checked = _self_check(model, str(partial), info, example, wrapped, seed=seed)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
     return {"path": str(target), **info, "sample_rate": int(model.preset.sample_rate),
             "duration": model.preset.params.get("duration"), "metadata": meta, "max_abs_diff": diff,
             "pipeline_max_abs_diff": pipeline, "checked_samples": checked}
@@ -327,6 +333,12 @@ def _export(model: Any, target: Any, *, frontend: bool, seconds: float, seed: in
             "network; only torch models (cnn, mlp, lstm, cnn1d…) export to ONNX. scikit-learn models are served "
             "from their bundle (earmark serve MODEL)."
         )
+    if getattr(est, "network", None) == "hf" and not getattr(module, "_torch_norm", True):
+        extractor = type(getattr(module, "extractor", None)).__name__
+        raise ParameterError(
+            f"This Hugging Face network's feature extractor ({extractor}) runs in NumPy, outside the network, so "
+            "it cannot be traced into ONNX (only wav2vec2-style extractors can). Serve the bundle itself "
+            "(earmark serve MODEL), which runs it as trained.")
     if getattr(est, "tta", False):
         raise ParameterError(
             "This model averages test-time augmented views (tta=True), which the ONNX graph would not "
