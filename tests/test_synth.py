@@ -396,3 +396,23 @@ def test_cli_words_from_unlabelled_data_and_text_map_alone_are_refused(tmp_path,
     res = CliRunner().invoke(app, ["train", str(manifest), "--model", "logreg", "--text-map", "0=zero",
                                    "--out", str(tmp_path / "b")])
     assert res.exit_code == 2 and "needs --synthetic-voices" in " ".join(res.output.split())
+
+
+def test_long_labels_get_short_folders_and_a_bad_out_is_named(tmp_path, shared):
+    from typer.testing import CliRunner
+
+    from earmark.cli.main import app
+    from earmark.synth._synthesize import _slug
+
+    long = "a" * 300
+    assert len(_slug(long).encode()) <= 90 and _slug(long) != _slug(long + "b")
+    assert len(_slug("数" * 100).encode()) <= 90 and _slug("seven") == "seven"
+    res = CliRunner().invoke(app, ["synth", long, "--voices", "1", "--out", str(tmp_path / "long")])
+    assert res.exit_code == 0, res.output
+    df = pd.read_csv(tmp_path / "long" / "manifest.csv")
+    assert df["label"].tolist() == [long] and (tmp_path / "long" / df["path"][0]).is_file()
+    a_file = tmp_path / "m.csv"
+    a_file.write_text("path,label\n")
+    res = CliRunner().invoke(app, ["synth", "yes", "--voices", "1", "--out", str(a_file / "x")])
+    assert res.exit_code == 2 and "is a file, not a folder" in " ".join(res.output.split())
+    assert res.exception is None or isinstance(res.exception, SystemExit)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from earmark.cli._common import ExitCode, err_console, fail, progress_bar
+from earmark.cli._common import ExitCode, check_writable_folder, err_console, fail, progress_bar
 from earmark.errors import EarmarkError
 
 _HELP = """Render every WORD in N synthetic voices with espeak-ng and write a dataset.
@@ -41,7 +41,7 @@ def _words_from(source: Path) -> list[str]:
         from earmark.errors import DatasetError
 
         raise DatasetError(f"{source} has no labels to speak: --words-from needs a dataset with a label column "
-                           "(or class folders, or --pattern); give the words as arguments instead.")
+                           "(or class folders); give the words as arguments instead.")
     return sorted(labels.unique(), key=lambda s: (len(s), s))
 
 
@@ -71,6 +71,7 @@ def synth(
             fail(str(exc))
     if not labels:
         fail("give the words to speak (earmark synth yes no --voices 10 --out DIR) or --words-from DATASET", ExitCode.USAGE)
+    check_writable_folder(out, "--out")  # before any clip is rendered
     changes = {k: v for k, v in (("noise_probability", noise), ("reverb_probability", reverb)) if v is not None}
     total = voices * len(labels)
     if text_map:
@@ -92,6 +93,8 @@ def synth(
     except EarmarkError as exc:
         code = ExitCode.USAGE if isinstance(exc, ValueError) else ExitCode.ERROR
         fail(str(exc), code)
+    except OSError as exc:  # a folder that cannot be made, a full disk…
+        fail(f"Cannot write the clips to {out} (--out): {exc.strerror or exc}. Choose a writable folder.")
     err_console.print(
         f"[green]wrote[/] {_n(len(df), 'clip')}, {_n(df['group'].nunique(), 'voice')}, "
         f"{df['duration'].sum() / 60:.1f} min to {out} (espeak-ng, GPL-3.0-or-later); next: earmark info {out}"

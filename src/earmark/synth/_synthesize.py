@@ -36,8 +36,12 @@ _UNSAFE = re.compile(r"[^\w.-]+")
 
 
 def _slug(label: str) -> str:
+    """A folder name for ``label``: itself when safe; else its safe characters, at most 80 bytes
+    (file systems allow 255), and a checksum that keeps distinct labels in distinct folders."""
     slug = _UNSAFE.sub("_", label).strip("._") or "word"
-    if slug != label:  # keep distinct labels in distinct folders
+    if len(slug.encode()) > 80:
+        slug = slug.encode()[:80].decode("utf-8", "ignore")
+    if slug != label:
         slug = f"{slug}-{zlib.crc32(label.encode()):08x}"
     return slug
 
