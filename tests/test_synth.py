@@ -396,6 +396,11 @@ def test_cli_words_from_unlabelled_data_and_text_map_alone_are_refused(tmp_path,
     res = CliRunner().invoke(app, ["train", str(manifest), "--model", "logreg", "--text-map", "0=zero",
                                    "--out", str(tmp_path / "b")])
     assert res.exit_code == 2 and "needs --synthetic-voices" in " ".join(res.output.split())
+    for weight, said in (("0.5", "needs --extra-train or --synthetic-voices"), ("0", "must be above 0")):
+        extra = ["--synthetic-voices", "1"] if weight == "0" else []
+        res = CliRunner().invoke(app, ["train", str(manifest), "--model", "logreg", "--extra-weight", weight,
+                                       *extra, "--out", str(tmp_path / "b")])
+        assert res.exit_code == 2 and said in " ".join(res.output.split()), res.output
 
 
 def test_long_labels_get_short_folders_and_a_bad_out_is_named(tmp_path, shared):

@@ -376,6 +376,20 @@ def test_birdnet_embeddings(shared: Path) -> None:
     assert X.shape == (2, 1024) and np.isfinite(X).all()
     np.testing.assert_array_equal(X, embed("birdnet", df))
     assert not np.allclose(X[0], X[1])
+    # a command that trains on its embeddings says under which terms (they reach the model)
+    from rich.console import Console
+
+    import earmark.cli._common as common
+    from earmark.cli._common import register_features
+
+    seen = Console(record=True, width=200)
+    old, common.err_console = common.err_console, seen
+    try:
+        assert register_features("embed:birdnet") == "embed:birdnet"
+    finally:
+        common.err_console = old
+    said = seen.export_text()
+    assert "note:" in said and "CC BY-NC-SA 4.0" in said
 
 
 # ------------------------------------------------------------------------------------ CLI

@@ -218,8 +218,13 @@ def register_features(features: str | None) -> str | None:
             fail(f"{exc} (option --features)", ExitCode.USAGE)
         return features
     from earmark.transfer import embed_preset
+    from earmark.transfer._embed import get_backbone
 
-    return embed_preset(features.split(":", 1)[1]).name
+    preset = embed_preset(features.split(":", 1)[1])
+    terms = getattr(get_backbone(preset.params["model"]), "license", None)
+    if terms:  # the backbone's terms reach what is made with its embeddings (BirdNET: non-commercial)
+        err_console.print(f"[yellow]note:[/] {escape(terms)}", highlight=False)
+    return preset.name
 
 
 def warnings_as_lines(command: Any) -> Any:

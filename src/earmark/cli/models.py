@@ -257,7 +257,7 @@ def train_command(
     refit: bool | None = typer.Option(None, "--refit/--no-refit", help="After validating, retrain on all the data for the full epoch budget (default: neural models when a class has fewer than 6 groups)."),
     parallel_refit: bool | None = typer.Option(None, "--parallel-refit/--no-parallel-refit", help="Train that refit at the same time as the validated run, in a second process with half the threads (default: on the CPU when the refit is long enough to pay for it)."),
     extra_train: str | None = typer.Option(None, "--extra-train", help="Extra training-only source (e.g. synthetic voices)."),
-    extra_weight: float = typer.Option(1.0, "--extra-weight", min=0.0, help="Loss weight of the extra training rows."),
+    extra_weight: float = typer.Option(1.0, "--extra-weight", help="Loss weight (> 0) of the extra training rows (--extra-train, --synthetic-voices)."),
     synthetic_voices: int = typer.Option(0, "--synthetic-voices", min=0, help="Add every label spoken by N espeak-ng voices to training only (needs the synth extra: pip install earmark\\[synth]; GPL)."),
     text_map: str | None = typer.Option(None, "--text-map", help="Label→text for --synthetic-voices, e.g. 'dog=woof,7=seven'."),
     init_from: str | None = typer.Option(None, "--init-from", help="Start from pretrained weights: bundle:PATH, torchvision:mobilenet_v2, hf:MODEL_OR_DIR, file:PATH."),
@@ -296,6 +296,12 @@ def train_command(
         if not _is_packed_bundle(out):
             fail(f"{out} is a file that is not a model bundle; choose another --out.", ExitCode.USAGE)
     check_writable_folder(out.parent, "--out")  # refused now, not after training
+    if extra_weight != 1.0 and not (extra_train or synthetic_voices):
+        fail("--extra-weight weighs extra training clips; it needs --extra-train or --synthetic-voices.",
+             ExitCode.USAGE)
+    if not extra_weight > 0:
+        fail(f"--extra-weight must be above 0 (got {extra_weight}); leave the extra clips out instead of "
+             "weighing them 0.", ExitCode.USAGE)
     if text_map and not synthetic_voices:
         fail("--text-map says how synthetic voices speak each label; it needs --synthetic-voices N.", ExitCode.USAGE)
     if init_from is None and (freeze_epochs or head_only or body_lr_scale != 1.0):
