@@ -408,3 +408,25 @@ def test_split_and_info_say_when_a_file_is_listed_twice(tmp_path: Path, shared: 
                  ["split", str(csv), "--out", str(tmp_path / "s"), "--no-duplicates"]):
         result = runner.invoke(app, args)
         assert "file(s) are listed more than once" in " ".join(result.stderr.split()), (args, result.output)
+
+
+def test_split_says_when_groups_cannot_make_the_share_and_when_labels_are_missing(tmp_path: Path,
+                                                                                 shared: Path) -> None:
+    import pandas as pd
+
+    rows = pd.read_csv(shared / "fsdd" / "manifest.csv")
+    big = rows[rows["speaker"] == "theo"].head(60)
+    small = rows[rows["speaker"] != "theo"].groupby("speaker").head(1)  # four groups of one clip
+    table = pd.concat([big, small])
+    table["path"] = [str(shared / "fsdd" / p) for p in table["path"]]
+    table.iloc[0, table.columns.get_loc("label")] = None
+    csv = tmp_path / "m.csv"
+    table.to_csv(csv, index=False)
+    result = runner.invoke(app, ["split", str(csv), "--out", str(tmp_path / "s"), "--no-duplicates"])
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 0, result.output
+    assert "the test side holds" in said and "asked for 20%" in said
+    assert "1 file without a label is written to the split unstratified" in said
+    fine = runner.invoke(app, ["split", str(shared / "fsdd" / "manifest.csv"), "--out", str(tmp_path / "f"),
+                               "--no-duplicates"])
+    assert "the test side holds" not in fine.stderr and "without a label" not in fine.stderr

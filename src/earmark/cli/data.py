@@ -271,6 +271,17 @@ def split(
         err_console.print("wrote " + ", ".join(str(out / n) for n in names), highlight=False)
         if "note" in summary:
             err_console.print(f"[yellow]warning:[/] {summary['note']}", highlight=False)
+    if kind == "group" and not folds and len(df):
+        share = len(test_df) / len(df)
+        if abs(share - test_size) > max(0.5 * min(test_size, 1 - test_size), 0.05):
+            err_console.print(f"[yellow]warning:[/] the test side holds {share:.1%} of the files (asked for "
+                              f"{test_size:.0%}): whole groups cannot make up that share, their sizes differ too "
+                              "much. Check the groups, or choose --test-size near what they allow.", highlight=False)
+    if "label" in df.columns and df["label"].isna().any():
+        n_blank = int(df["label"].isna().sum())
+        err_console.print(f"[yellow]warning:[/] {_n(n_blank, 'file')} without a label {'is' if n_blank == 1 else 'are'} "
+                          "written to the split unstratified; train and evaluate need a label for every file "
+                          "(fill them in, or drop those rows).", highlight=False)
     if kind == "fold" and test_size != 0.2 and not folds:
         err_console.print("[yellow]warning:[/] --test-size does not apply when a fold is held out "
                           "(the fold's files are the test side)", highlight=False)
