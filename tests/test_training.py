@@ -269,11 +269,13 @@ def test_a_split_that_cannot_use_the_groups_says_so_and_bad_targets_are_found_fi
     refused = CliRunner().invoke(app, ["train", str(SHARED / "fsdd" / "manifest.csv"), "--model", "logreg",
                                        "--group", "label", "--out", "/nonexistent/m"])
     assert refused.exit_code == 2 and "column being learnt" in " ".join(refused.output.split())
-    notes = load_dataset(SHARED / "instruments" / "manifest.csv").head(12).reset_index(drop=True)
+    every = load_dataset(SHARED / "instruments" / "manifest.csv")
+    notes = every.head(12).reset_index(drop=True)
     notes.loc[[3, 7], "pitch"] = np.nan
     with pytest.raises(DatasetError, match=r"'pitch' of the dataset table has 2 missing.*rows \[3, 7\]"):
         train(notes, model="ridge", target="pitch", features="mfcc-mean", cache="/nonexistent/never-used")
-    extra = notes.iloc[:4].copy()
+    extra = every.iloc[12:16].reset_index(drop=True)  # other files than the dataset's
+    extra.loc[[3], "pitch"] = np.nan
     notes = notes.dropna(subset=["pitch"])
     with pytest.raises(DatasetError, match="of the extra_train table has 1 missing"):
         train(notes, model="ridge", target="pitch", features="mfcc-mean", extra_train=extra)
