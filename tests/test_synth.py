@@ -421,3 +421,26 @@ def test_long_labels_get_short_folders_and_a_bad_out_is_named(tmp_path, shared):
     res = CliRunner().invoke(app, ["synth", "yes", "--voices", "1", "--out", str(a_file / "x")])
     assert res.exit_code == 2 and "is a file, not a folder" in " ".join(res.output.split())
     assert res.exception is None or isinstance(res.exception, SystemExit)
+
+
+def test_cv_adds_synthetic_voices_to_every_folds_training_only(tmp_path, shared):
+    from typer.testing import CliRunner
+
+    from earmark.cli.main import app
+
+    rows = pd.read_csv(shared / "fsdd" / "manifest.csv")
+    rows = rows[rows["speaker"].isin(["theo", "george", "jackson"])].groupby(["speaker", "label"]).head(2)
+    rows["path"] = [str(shared / "fsdd" / p) for p in rows["path"]]
+    manifest = tmp_path / "m.csv"
+    rows.to_csv(manifest, index=False)
+    out = tmp_path / "cv.json"
+    res = CliRunner().invoke(app, ["cv", str(manifest), "--model", "logreg", "--features", "mfcc-mean",
+                                   "-p", "C=0.5", "--synthetic-voices", "2", "--json", str(out)],
+                             env={"EARMARK_CACHE": str(tmp_path / "cache")})
+    assert res.exit_code == 0, res.output
+    folds = json.loads(out.read_text())["folds"]
+    assert [(f["n_train"], f["n_extra_train"], f["n_test"], f["n"]) for f in folds] == [(40, 20, 20, 20)] * 3
+    assert all(set(f["test_groups"]) <= {"theo", "george", "jackson"} for f in folds)  # voices never scored
+    assert "+ 20 extra" in " ".join(res.stderr.split())
+    res = CliRunner().invoke(app, ["cv", str(manifest), "--model", "logreg", "-p", "seed=3"])
+    assert res.exit_code == 2 and "use its own option (--seed" in " ".join(res.output.split())

@@ -255,7 +255,8 @@ def _fold_printer(prefix: str = "") -> Any:
         left_out = f", {fold.n_test - scored} unreadable left out" if scored < fold.n_test else ""
         err_console.print(
             f"{prefix}{label}: {key} {m[key]:.4f} on {scored} clips{left_out} "
-            f"(trained on {fold.n_train} in {fold.train_seconds:.1f} s"
+            f"(trained on {fold.n_train}" + (f" + {fold.n_extra_train} extra" if fold.n_extra_train else "")
+            + f" in {fold.train_seconds:.1f} s"
             + (f", features {fold.feature_seconds:.1f} s" if fold.feature_seconds >= 0.05 else "") + ")",
             highlight=False)
     return show
@@ -280,14 +281,39 @@ def cv(
     log: str | None = typer.Option(None, "--log", help=_LOG_HELP),
     logdir: Path = typer.Option(Path("runs"), "--logdir", help="Where --log writes."),
     workers: int | None = typer.Option(None, "--workers", "-j", min=1, help="Processes for feature extraction (default: the CPU count)."),
+    param: list[str] = typer.Option([], "--param", "-p", help="Model parameter KEY=VALUE (JSON value), repeatable, as for earmark train."),
+    extra_train: str | None = typer.Option(None, "--extra-train", help="Extra source added to every fold's training only (never scored)."),
+    synthetic_voices: int = typer.Option(0, "--synthetic-voices", min=0, help="Add every label spoken by N espeak-ng voices to every fold's training only (needs the synth extra; GPL)."),
+    text_map: str | None = typer.Option(None, "--text-map", help="Label→text for --synthetic-voices, e.g. '7=seven'."),
+    extra_weight: float = typer.Option(1.0, "--extra-weight", help="Loss weight (> 0) of the extra training clips."),
 ) -> None:
     """Cross-validate a model: per-fold scores, mean ± std and the worst fold.
 
-    No group (speaker, recording, program…) is ever on both sides of a split.
+    No group (speaker, recording, program…) is ever on both sides of a split. Extra training
+    clips (--extra-train, --synthetic-voices) join each fold's training side only: the scores are
+    the dataset's own clips, so they measure what the extra clips are worth on held-out groups.
     """
+    from earmark.cli.models import (
+        _check_param_keys,
+        _concat,
+        _extra_label,
+        _parse_params,
+        _synthetic_voices,
+    )
     from earmark.errors import EarmarkError, ParameterError
     from earmark.evaluation import cross_validate
 
+    params = _parse_params(param)
+    _check_param_keys(params)
+    if "epochs" in params:
+        fail("Give the epochs as --epochs N, not -p epochs.", ExitCode.USAGE)
+    if extra_weight != 1.0 and not (extra_train or synthetic_voices):
+        fail("--extra-weight weighs extra training clips; it needs --extra-train or --synthetic-voices.",
+             ExitCode.USAGE)
+    if not extra_weight > 0:
+        fail(f"--extra-weight must be above 0 (got {extra_weight}).", ExitCode.USAGE)
+    if text_map and not synthetic_voices:
+        fail("--text-map says how synthetic voices speak each label; it needs --synthetic-voices N.", ExitCode.USAGE)
     k = _folds(folds)
     _check_log(log)
     _check_models([model] if model else [])
@@ -306,9 +332,17 @@ def cv(
     try:
         table = _load(source, label_column, group_column, pattern)
         features = register_features(features)
+        extras = [_load(Path(extra_train), _extra_label(extra_train, label_column), None)] if extra_train else []
+        if synthetic_voices:
+            if target not in (None, "label"):
+                raise ParameterError(f"--synthetic-voices speaks the labels; it cannot go with --target {target}.")
+            extras.append(_synthetic_voices(table, synthetic_voices, seed, text_map))
+        if extras:
+            train_kwargs.update(extra_train=_concat(extras), extra_weight=extra_weight)
         with earmark_warnings():  # e.g. a fold whose model did not learn: one line each
             result = cross_validate(table, model=model, features=features, folds=k, seed=seed,
-                                    target=target, workers=workers, on_fold=_fold_printer(), **train_kwargs)
+                                    target=target, workers=workers, on_fold=_fold_printer(), **train_kwargs,
+                                    **params)
         summary = _scored_summary(table, result.skipped) if report is not None else None
         if json_out != "-":
             w = result.worst_fold
@@ -317,7 +351,8 @@ def cv(
                            f"worst {w['fold']} ({w['metric']} {w['value']:.4f})",
                            spread=result.summary)
         config = {"model": model, "features": features, "folds": folds, "seed": seed,
-                  "epochs": epochs, "duration": duration, "source": str(source)}
+                  "epochs": epochs, "duration": duration, "source": str(source), "params": params or None,
+                  "extra_train": extra_train, "synthetic_voices": synthetic_voices or None}
         _write_outputs(result, json_out=json_out, report=report, model=None, summary=summary,
                        max_clips=max_clips, embedding=embedding, config=config)
         _log(log, logdir, f"cv-{result.model}", result.to_dict(),

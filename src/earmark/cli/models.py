@@ -189,6 +189,22 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
     return params
 
 
+def _check_param_keys(params: dict[str, Any]) -> None:
+    """Exit with a usage error when a ``-p`` key is one of train()'s own settings (seed, features,
+    target…): those have options of their own, and both would reach train twice."""
+    import inspect
+
+    from earmark.training import train
+
+    own = [name for name, p in inspect.signature(train).parameters.items()
+           if p.kind is not inspect.Parameter.VAR_KEYWORD and name not in ("dataset",)]
+    options = {"parallel": "--parallel-refit", "progress": "none: the progress bar shows on a terminal"}
+    for key in params:
+        if key in own and key != "epochs":
+            fail(f"-p {key} is not a model parameter but a setting of training; use its own option "
+                 f"({options.get(key, '--' + key.replace('_', '-'))}; see --help).", ExitCode.USAGE)
+
+
 def _param_args(params: dict[str, Any]) -> list[str]:
     """``params`` as ``earmark train`` options (``-p KEY=VALUE``, the value as ``_parse_params`` reads it)."""
     out = []
@@ -277,6 +293,7 @@ def train_command(
     from earmark.training import train
 
     params = _parse_params(param)
+    _check_param_keys(params)
     if "epochs" in params:  # `models show` and `tune` spell it -p epochs=N too
         value = params["epochs"]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:

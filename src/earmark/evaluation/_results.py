@@ -289,12 +289,14 @@ class FoldResult:
     predict_seconds: float
     history: list[dict[str, Any]] = field(default_factory=list)
     feature_seconds: float = 0.0
+    n_extra_train: int = 0  # extra training clips (extra_train, synthetic voices): trained on, never scored
 
     def to_dict(self) -> dict[str, Any]:
         """The fold's JSON shape: the evaluation's keys plus fold bookkeeping."""
         return {
             "fold": self.name,
             "n_train": self.n_train,
+            "n_extra_train": self.n_extra_train,
             "n_test": self.n_test,
             "test_groups": self.test_groups,
             "train_seconds": self.train_seconds,

@@ -577,6 +577,7 @@ def _cross_validate(
             test_groups=test_groups, result=res, train_seconds=train_seconds, feature_seconds=feature_seconds,
             predict_seconds=float(res.info.get("predict_seconds", 0.0)),
             history=list(getattr(trained, "history", None) or []),
+            n_extra_train=int(((getattr(trained, "data", None) or {}).get("extra_train") or {}).get("n", 0)),
         )
         results.append(fold)
         pooled_parts.append((table.iloc[test_pos], res))
