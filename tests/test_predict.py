@@ -83,6 +83,35 @@ def test_windows_give_a_timeline_and_a_clip_summary(tmp_path):
     assert last["label"] == "7"
 
 
+def test_silent_windows_are_flagged_and_left_out_of_the_summary(tmp_path):
+    """A recording with long gaps was summarised by the model's guesses about its gaps."""
+    b, sr = sf.read(FSDD / "recordings" / "7_jackson_40.wav", dtype="float32")
+    gap = np.zeros(3 * sr, np.float32)
+    gappy = tmp_path / "gappy.wav"
+    sf.write(gappy, np.concatenate([gap, b, gap, b, gap]), sr)
+    row = predict_paths(fsdd_model(), [gappy], window=0.5)[0]
+    wins = row["windows"]
+    silent = [w for w in wins if w.get("silent")]
+    assert len(silent) >= 12 and row["silent_windows"] == len(silent) and not row.get("silent")
+    full = predict_paths(fsdd_model(), [gappy], window=0.5, k=len(fsdd_model().classes))[0]
+    heard = [w for w in full["windows"] if not w.get("silent")]
+    means = np.mean([[dict((t["label"], t["probability"]) for t in w["top"])[c] for c in fsdd_model().classes]
+                     for w in heard], axis=0)
+    assert full["probabilities"] == pytest.approx(dict(zip(fsdd_model().classes, means)), abs=1e-6)
+    # the command line: a silent column, and a note of how many windows were left out
+    from typer.testing import CliRunner
+
+    from earmark.bundle import save_model
+    from earmark.cli.main import app
+
+    bundle = save_model(fsdd_model(), tmp_path / "m.earmark")
+    res = CliRunner().invoke(app, ["predict", str(bundle), str(gappy), "--window", "0.5"])
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.strip().splitlines()
+    assert lines[0].endswith("start,end,silent,error") and sum(line.endswith(",true,") for line in lines) == len(silent)
+    assert f"{len(silent)} windows of digital silence" in " ".join(res.stderr.split())
+
+
 def test_cli_predict_csv_json_and_exit_code(folder, tmp_path):
     require_training()
     from typer.testing import CliRunner

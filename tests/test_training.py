@@ -151,6 +151,12 @@ def test_predict_windows_on_a_long_recording(logreg_model, theo):
     assert windows["end"].max() == pytest.approx(len(y) / sr)
     assert clip["label"] in logreg_model.classes
     assert sum(clip["probabilities"].values()) == pytest.approx(1.0)
+    # windows of digital silence are flagged and left out of the summary
+    gappy = np.concatenate([np.zeros(2 * sr, np.float32), clips[0], np.zeros(2 * sr, np.float32)])
+    wins, summary = logreg_model.predict_windows(gappy, window=0.5, hop=0.5, sr=sr)
+    assert summary["n_silent_windows"] == int(wins["silent"].sum()) >= 6
+    proba = wins.loc[~wins["silent"], [f"proba_{c}" for c in logreg_model.classes]].to_numpy().mean(axis=0)
+    assert list(summary["probabilities"].values()) == pytest.approx(list(proba))
     # hours of audio are featurized a block of windows at a time: blocks of 2 give the same answer
     import earmark.features._extract as extract_module
     from earmark.serving import Predictor

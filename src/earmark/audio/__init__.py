@@ -8,12 +8,14 @@ Example
 
 from earmark.audio._decode import (
     AUDIO_EXTENSIONS,
+    SILENCE_PEAK,
     AudioInfo,
     audio_info,
     content_hash,
     file_digests,
     float_samples,
     is_audio_file,
+    is_silent,
     load_audio,
     read_pcm16_wav,
     resample,
@@ -23,12 +25,14 @@ from earmark.audio._decode import (
 
 __all__ = [
     "AUDIO_EXTENSIONS",
+    "SILENCE_PEAK",
     "AudioInfo",
     "audio_info",
     "content_hash",
     "file_digests",
     "float_samples",
     "is_audio_file",
+    "is_silent",
     "load_audio",
     "read_pcm16_wav",
     "resample",

@@ -682,3 +682,18 @@ def hash_samples(y: np.ndarray, sr: int) -> str:
     h.update(f"{sr}:{y.shape}".encode())
     h.update(np.ascontiguousarray(y, dtype=np.float32).tobytes())
     return h.hexdigest()
+
+
+#: Peak level below which a clip counts as digital silence: under half the smallest step of 16-bit audio.
+SILENCE_PEAK = 0.5 / 32768
+
+
+def is_silent(y: np.ndarray) -> bool:
+    """Whether a clip holds no sound at all (every sample below :data:`SILENCE_PEAK`).
+
+    Example
+    -------
+    >>> is_silent(np.zeros(8000, np.float32)), is_silent(np.full(10, 0.01, np.float32))
+    (True, False)
+    """
+    return y.size == 0 or float(np.max(np.abs(y))) < SILENCE_PEAK

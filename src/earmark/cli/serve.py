@@ -90,6 +90,14 @@ def predict(
         sys.stdout.write(text)
     else:
         write_text(out, text)
+    quiet = [(r["path"], r["silent_windows"], len(r["windows"])) for r in rows
+             if r.get("silent_windows") and not r.get("silent")]
+    if quiet:
+        n_quiet = sum(q for _, q, _ in quiet)
+        err_console.print(f"[yellow]note:[/] {n_quiet} window{'' if n_quiet == 1 else 's'} of digital silence "
+                          f"(silent=true) left out of {'its file' if len(quiet) == 1 else 'their files'}' summary: "
+                          + escape(", ".join(f"{p} ({q} of {n})" for p, q, n in quiet[:5]))
+                          + (" …" if len(quiet) > 5 else ""), highlight=False)
     silent = [r["path"] for r in rows if r.get("silent")]
     if silent:
         err_console.print(f"[yellow]warning:[/] {len(silent)} file{' holds' if len(silent) == 1 else 's hold'} only digital "
@@ -118,7 +126,7 @@ def _format(rows: list[dict], fmt: str, k: int, *, reject: bool = False) -> str:
     CSV columns: ``path``, ``label`` (``unknown`` when rejected), ``confidence`` (the top class's
     probability), with ``reject`` a ``top_label`` column (the top class, rejected or not), then
     ``label_i``/``probability_i`` for the next classes up to ``k``; a regressor's rows are ``path``,
-    ``prediction``. Windowed rows add ``start``/``end``; every row ends with ``error``.
+    ``prediction``. Windowed rows add ``start``/``end`` and ``silent`` (a window of digital silence); every row ends with ``error``.
     """
     if fmt == "json":
         return json.dumps(rows, indent=2, ensure_ascii=False) + "\n"
@@ -132,7 +140,7 @@ def _format(rows: list[dict], fmt: str, k: int, *, reject: bool = False) -> str:
         head = ["path", "label", "confidence"] + (["top_label"] if reject else [])
         for i in range(2, k + 1):
             head += [f"label_{i}", f"probability_{i}"]
-    w.writerow([*head, "start", "end", "error"] if windowed else [*head, "error"])
+    w.writerow([*head, "start", "end", "silent", "error"] if windowed else [*head, "error"])
 
     def line(path: str, r: dict, start: float | None = None, end: float | None = None) -> None:
         if regression:
@@ -145,7 +153,8 @@ def _format(rows: list[dict], fmt: str, k: int, *, reject: bool = False) -> str:
             for i in range(1, k):
                 cells += [top[i]["label"], f"{top[i]['probability']:.6f}"] if i < len(top) else ["", ""]
         if windowed:
-            cells += ["" if start is None else f"{start:.3f}", "" if end is None else f"{end:.3f}"]
+            cells += ["" if start is None else f"{start:.3f}", "" if end is None else f"{end:.3f}",
+                      "true" if r.get("silent") else ""]
         cells.append(r.get("error") or "")
         w.writerow(cells)
 

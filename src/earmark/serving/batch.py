@@ -205,12 +205,13 @@ def _error_row(predictor: Predictor, path: str, error: str) -> dict[str, Any]:
 
 
 def _window_row(start: float, end: float, pred: Any, k: int = 1) -> dict[str, Any]:
+    flag = {"silent": True} if pred.silent else {}  # digital silence: left out of the file's summary
     if pred.value is not None:
-        return {"start": start, "end": end, "prediction": pred.value}
+        return {"start": start, "end": end, "prediction": pred.value, **flag}
     ranked = sorted(pred.probabilities.items(), key=lambda kv: -kv[1])
     return {"start": start, "end": end, "label": pred.label, "confidence": pred.confidence,
             "rejected": pred.rejected, "top_label": ranked[0][0],
-            "top": [{"label": c, "probability": float(v)} for c, v in ranked[:k]]}
+            "top": [{"label": c, "probability": float(v)} for c, v in ranked[:k]], **flag}
 
 
 def _reason(exc: Exception) -> str:
@@ -376,6 +377,7 @@ def _predict_windows(
         out = [clip.value] if clip.value is not None else list(clip.probabilities.values())
         row = _row(predictor, path, np.array(out), clip.duration, k, clip.silent)
         row["windows"] = [_window_row(s, e, p, k) for s, e, p in windows]
+        row["silent_windows"] = sum(1 for w in row["windows"] if w.get("silent"))
         return row
 
     out = []

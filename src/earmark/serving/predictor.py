@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from earmark.audio import load_audio, resample, resample_many
+from earmark.audio import SILENCE_PEAK, is_silent, load_audio, resample, resample_many
 from earmark.errors import AudioDecodeError, ParameterError
 
 __all__ = ["RUNTIMES", "SILENCE_PEAK", "Prediction", "Predictor", "UploadRejected", "is_silent", "top_k"]
@@ -118,19 +118,6 @@ class Prediction:
         }
 
 
-#: Peak level below which a clip counts as digital silence: under half the smallest step of 16-bit audio.
-SILENCE_PEAK = 0.5 / 32768
-
-
-def is_silent(y: np.ndarray) -> bool:
-    """Whether a clip holds no sound at all (every sample below :data:`SILENCE_PEAK`).
-
-    Example
-    -------
-    >>> is_silent(np.zeros(8000, np.float32)), is_silent(np.full(10, 0.01, np.float32))
-    (True, False)
-    """
-    return y.size == 0 or float(np.max(np.abs(y))) < SILENCE_PEAK
 
 
 def top_k(probabilities: dict[str, float], k: int) -> list[dict[str, Any]]:
@@ -477,7 +464,7 @@ class Predictor:
         self, y: np.ndarray, *, window: float, hop: float | None = None
     ) -> tuple[list[tuple[float, float, Prediction]], Prediction]:
         """Predict a long clip window by window; also the clip-level summary (mean probabilities,
-        or a regressor's mean value).
+        or a regressor's mean value, over the windows that are not digital silence).
 
         Parameters
         ----------
@@ -509,11 +496,15 @@ class Predictor:
         block = _extract.WINDOW_BLOCK
         proba = np.concatenate([self.outputs(list(self.preset.transform_batch(chunks[i:i + block])))
                                 for i in range(0, len(chunks), block)])
+        silent = np.array([is_silent(np.asarray(c)) for c in chunks])
         windows = [
-            (s / sr, min(s + w, n) / sr, self._make(p, c.shape[0] / sr, None))
-            for s, c, p in zip(starts, chunks, proba, strict=True)
+            (s / sr, min(s + w, n) / sr, self._make(p, c.shape[0] / sr, None, bool(q)))
+            for s, c, p, q in zip(starts, chunks, proba, silent, strict=True)
         ]
-        return windows, self._make(proba.mean(axis=0), n / sr, None, is_silent(np.asarray(y)), whole=True)
+        # the summary is of what was heard: a window of digital silence gets the model's guess about
+        # nothing (a recording with gaps was summarised by its gaps); all of them when all are silent
+        heard = proba[~silent] if (~silent).any() else proba
+        return windows, self._make(heard.mean(axis=0), n / sr, None, bool(silent.all()), whole=True)
 
 
 def _batch(inputs: Sequence[np.ndarray]) -> tuple[Any, tuple[int, ...] | None]:

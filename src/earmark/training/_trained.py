@@ -311,15 +311,16 @@ class TrainedModel:
         -------
         (windows, summary)
             ``windows``: one row per window (``start``, ``end`` in seconds, ``label``/``prediction``,
-            ``confidence`` and ``proba_<class>``); ``summary``: the clip-level result (``label``
-            from the mean of the window probabilities, ``confidence``, ``probabilities``; or the
-            mean ``prediction`` for regression) and ``n_windows``.
+            ``confidence``, ``silent`` (digital silence) and ``proba_<class>``); ``summary``: the
+            clip-level result (``label`` from the mean of the probabilities of the windows that are
+            not silent, ``confidence``, ``probabilities``; or the mean ``prediction`` for
+            regression), ``n_windows`` and ``n_silent_windows``.
 
         Examples
         --------
         >>> windows, clip = model.predict_windows("long.wav", window=1.0, hop=0.5)  # doctest: +SKIP
         """
-        from earmark.audio import float_samples, load_audio, resample, to_mono
+        from earmark.audio import float_samples, is_silent, load_audio, resample, to_mono
 
         hop = self.preset.check_window(window, hop)  # positive, and no longer than the clips the model hears
         rate = self.preset.sample_rate
@@ -348,22 +349,26 @@ class TrainedModel:
         block = _extract.WINDOW_BLOCK
         blocks = (self.preset.transform_batch(clips[i:i + block]) for i in range(0, len(clips), block))
         rows: list[dict[str, Any]] = []
-        summary: dict[str, Any] = {"n_windows": len(clips)}
+        # a window of digital silence gets the model's guess about nothing: flagged, and left out of
+        # the summary (all windows count only when every one is silent)
+        silent = np.array([is_silent(np.asarray(c)) for c in clips])
+        heard = ~silent if (~silent).any() else np.ones_like(silent)
+        summary: dict[str, Any] = {"n_windows": len(clips), "n_silent_windows": int(silent.sum())}
         if self.task == "classification":
             proba = np.concatenate([self.predict_proba_features(b) for b in blocks])
-            for s, p in zip(starts, proba):
+            for s, p, q in zip(starts, proba, silent):
                 k = int(p.argmax())
                 row = {"start": s / rate, "end": min(len(y), s + win) / rate, "label": self.classes[k],
-                       "confidence": float(p[k])}
+                       "confidence": float(p[k]), "silent": bool(q)}
                 row.update({f"proba_{c}": float(v) for c, v in zip(self.classes, p)})
                 rows.append(row)
-            mean = proba.mean(axis=0)
+            mean = proba[heard].mean(axis=0)
             k = int(mean.argmax())
             summary.update(label=self.classes[k], confidence=float(mean[k]),
                            probabilities={c: float(v) for c, v in zip(self.classes, mean)})
         else:
             pred = np.concatenate([self.predict_features(b) for b in blocks])
-            rows = [{"start": s / rate, "end": min(len(y), s + win) / rate, "prediction": float(p)}
-                    for s, p in zip(starts, pred)]
-            summary["prediction"] = float(np.mean(pred))
+            rows = [{"start": s / rate, "end": min(len(y), s + win) / rate, "prediction": float(p), "silent": bool(q)}
+                    for s, p, q in zip(starts, pred, silent)]
+            summary["prediction"] = float(np.mean(pred[heard]))
         return pd.DataFrame(rows), summary
