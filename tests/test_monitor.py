@@ -313,3 +313,42 @@ def test_monitor_cli_names_a_missing_log_takes_min_samples_and_checks_outputs_fi
     folder.mkdir()
     res = run.invoke(app, ["monitor", str(bundle), "--log", str(log), "--report", str(folder)])
     assert res.exit_code == 2 and "is a folder" in res.stderr
+
+
+def test_monitor_judges_recent_traffic_only_when_asked(model, tmp_path):
+    """--last N / --since: yesterday's drift-free traffic must not dilute today's shift."""
+    import time
+
+    from typer.testing import CliRunner
+
+    from earmark.bundle import save_model
+    from earmark.cli.main import app
+    from earmark.errors import ParameterError
+    from earmark.serving.predictor import Predictor
+    from earmark.serving.requestlog import RequestLog
+
+    bundle = save_model(model, tmp_path / "digits")
+    path = tmp_path / "requests.sqlite"
+    with RequestLog(path, model=Predictor.load(bundle).identity()) as log:
+        for _ in range(30):
+            log.append(features=np.zeros(7), proba=np.full(10, 0.1), label="3")
+        cut = time.time()
+        time.sleep(0.01)
+        for _ in range(25):
+            log.append(features=np.ones(7), proba=np.full(10, 0.1), label="3")
+    assert monitor(bundle, str(path)).n == 55
+    assert monitor(bundle, str(path), last=25).n == 25
+    assert monitor(bundle, str(path), since=cut).n == 25
+    with pytest.raises(ParameterError, match="holds no request after the time given"):
+        monitor(bundle, str(path), since=time.time() + 60)
+    with pytest.raises(ParameterError, match="last"):
+        monitor(bundle, str(path), last=0)
+    with pytest.raises(ParameterError, match="is a dataset"):
+        monitor(bundle, str(FSDD / "manifest.csv"), last=10)
+    out = tmp_path / "d.json"
+    res = CliRunner().invoke(app, ["monitor", str(bundle), "--log", str(path), "--last", "25", "--json", str(out)])
+    assert res.exit_code in (0, 4) and json.loads(out.read_text())["n"] == 25, res.output
+    res = CliRunner().invoke(app, ["monitor", str(bundle), "--log", str(path), "--since", "1h", "--json", str(out)])
+    assert json.loads(out.read_text())["n"] == 55, res.output
+    res = CliRunner().invoke(app, ["monitor", str(bundle), "--log", str(path), "--since", "yesterday"])
+    assert res.exit_code == 2 and "--since takes an ISO date/time" in " ".join(res.output.split())

@@ -299,6 +299,26 @@ def serve(
             shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
+def _since(text: str) -> float:
+    """``--since`` as a UNIX time: ``30m`` / ``6h`` / ``2d`` back from now, or an ISO date/time (UTC
+    unless it names its zone)."""
+    import re
+    import time
+    from datetime import datetime, timezone
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text)
+    if m:
+        return time.time() - float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        fail(f"--since takes an ISO date/time (2026-11-23T09:00) or a duration back from now (30m, 6h, 2d); "
+             f"got {text!r}.", ExitCode.USAGE)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.timestamp()
+
+
 def monitor(
     model: Path = typer.Argument(..., exists=True, help="Model bundle (directory or .earmark file)."),
     log: str = typer.Option(..., "--log", help="Request log (SQLite) of the service, or a dataset source."),
@@ -312,6 +332,8 @@ def monitor(
     confidence_drop: float | None = typer.Option(None, "--confidence-drop", min=0.0, max=1.0, help="Fall of the mean top-class probability that counts as drift (default 0.25)."),
     min_samples: int | None = typer.Option(None, "--min-samples", min=2, help="Fewest current clips to judge (default 20)."),
     workers: int | None = typer.Option(None, "--workers", "-j", min=1, help="Threads for a dataset source."),
+    last: int | None = typer.Option(None, "--last", min=1, help="Judge only the latest N requests of the log (recent traffic)."),
+    since: str | None = typer.Option(None, "--since", help="Judge only requests logged since this time: ISO date/time (2026-11-23T09:00, UTC unless it says) or a duration back from now (30m, 6h, 2d)."),
 ) -> None:
     """Compare what the model hears now (request log or data) with its training data; exit 4 on drift."""
     from earmark.serving.monitor import monitor as run_monitor
@@ -322,8 +344,10 @@ def monitor(
     thresholds = {k: v for k, v in (("alpha", alpha), ("psi_threshold", psi), ("prediction_psi", prediction_psi),
                                     ("confidence_drop", confidence_drop), ("min_samples", min_samples))
                   if v is not None}
+    since_ts = _since(since) if since is not None else None
     try:
-        result = run_monitor(model, log, reference_source=reference, workers=workers, **thresholds)
+        result = run_monitor(model, log, reference_source=reference, workers=workers, last=last, since=since_ts,
+                             **thresholds)
     except EarmarkError as exc:
         fail(str(exc))
     if report is not None:

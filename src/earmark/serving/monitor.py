@@ -151,6 +151,8 @@ def monitor(
     *,
     reference_source: Any = None,
     workers: int | None = None,
+    last: int | None = None,
+    since: float | None = None,
     **thresholds: Any,
 ) -> DriftReport:
     """Compare what a model hears now with what it was trained on.
@@ -165,6 +167,10 @@ def monitor(
         Training data, when the bundle holds no drift reference.
     workers : int, optional
         Threads for a dataset source.
+    last : int, optional
+        Judge only the latest ``last`` requests of a request log (recent traffic, not all of it).
+    since : float, optional
+        Judge only the requests logged at or after this UNIX time.
     **thresholds
         Passed to :func:`~earmark.serving.drift.detect_drift` (``alpha``, ``psi_threshold``,
         ``feature_share``, ``confidence_drop``, ``prediction_psi``, ``min_samples``).
@@ -178,6 +184,8 @@ def monitor(
     >>> monitor("digits.earmark", "../shared/data/tts-digits/espeak").drift  # doctest: +SKIP
     True
     """
+    if last is not None and (isinstance(last, bool) or not isinstance(last, (int, np.integer)) or last < 1):
+        raise ParameterError(f"The 'last' parameter of monitor must be a whole number of requests >= 1. Got {last!r} instead.")
     predictor = Predictor.load(model)
     if (isinstance(log_or_source, (str, os.PathLike)) and Path(log_or_source).suffix.lower() in (".sqlite", ".db", ".sqlite3")
             and not Path(log_or_source).exists()):
@@ -191,9 +199,10 @@ def monitor(
     if isinstance(log_or_source, (str, os.PathLike)) and is_request_log(log_or_source):
         check_request_log(log_or_source)
         with RequestLog(log_or_source) as log:
-            rows = log.read()
+            rows = log.read(since=since, limit=last)
         if rows["proba"].shape[0] == 0:
-            raise ParameterError(f"{log_or_source}: the request log is empty; nothing to compare yet.")
+            window = " after the time given (since)" if since is not None else ""
+            raise ParameterError(f"{log_or_source}: the request log holds no request{window}; nothing to compare yet.")
         me = predictor.identity()
         owner = rows["model"] or ({"task": "classification", "classes": rows["classes"]}
                                   if rows["classes"] and rows["proba"].shape[1] > 1 else None)
@@ -210,6 +219,9 @@ def monitor(
             )
         current = {"features": rows["features"], "proba": rows["proba"]}
     else:
+        if last is not None or since is not None:
+            raise ParameterError("last / since (--last, --since) choose requests of a request log; "
+                                 f"{log_or_source!s:.200} is a dataset: give the clips to judge instead.")
         current = current_statistics(predictor, log_or_source, workers=workers)
     report = detect_drift(
         reference,
