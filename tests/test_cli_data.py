@@ -426,7 +426,19 @@ def test_split_says_when_groups_cannot_make_the_share_and_when_labels_are_missin
     said = " ".join(result.stderr.split())
     assert result.exit_code == 0, result.output
     assert "the test side holds" in said and "asked for 20%" in said
-    assert "1 file without a label is written to the split unstratified" in said
+    assert "1 file without a label: the split is not stratified by label" in said
     fine = runner.invoke(app, ["split", str(shared / "fsdd" / "manifest.csv"), "--out", str(tmp_path / "f"),
                                "--no-duplicates"])
     assert "the test side holds" not in fine.stderr and "without a label" not in fine.stderr
+
+
+def test_split_in_auto_mode_skips_a_fold_column_with_blanks_and_says_so(tmp_path: Path, shared: Path) -> None:
+    import pandas as pd
+
+    rows = pd.read_csv(shared / "fsdd" / "manifest.csv").head(40).drop(columns=["speaker"])
+    rows["path"] = [str(shared / "fsdd" / p) for p in rows["path"]]
+    rows["fold"] = [1, 2, 3, None] * 10
+    rows.to_csv(tmp_path / "m.csv", index=False)
+    result = runner.invoke(app, ["split", str(tmp_path / "m.csv"), "--out", str(tmp_path / "s"), "--no-duplicates"])
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 0 and "the fold column is not used: 10 rows have no fold" in said, result.output

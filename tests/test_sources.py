@@ -506,7 +506,7 @@ def _fsdd_rows(shared: Path, n: int = 40) -> pd.DataFrame:
     return rows
 
 
-def test_groups_and_labels_are_names_spaces_and_float_forms_aside(shared: Path, tmp_path: Path) -> None:
+def test_groups_and_labels_are_names_with_spaces_aside(shared: Path, tmp_path: Path) -> None:
     rows = _fsdd_rows(shared)
     rows["speaker"] = [s + " " if i % 2 else s for i, s in enumerate(rows["speaker"])]  # 'theo ' is theo
     csv = tmp_path / "m.csv"
@@ -515,13 +515,17 @@ def test_groups_and_labels_are_names_spaces_and_float_forms_aside(shared: Path, 
     assert sorted(df["group"].unique()) == ["george", "jackson", "nicolas", "theo", "yweweler"]
     train, test = train_test_split(df, test_size=0.2, seed=0)
     assert not set(train["group"]) & set(test["group"])
-    # a table whose labels became floats (a NaN dropped): classes '7', not '7.0', as from the CSV
+    # a table whose labels became floats (a NaN dropped) names them as its CSV does ('7.0')
     frame = rows.assign(label=rows["label"].astype(float))
-    assert sorted(load_dataset(frame)["label"].unique()) == sorted(load_dataset(csv)["label"].unique())
+    frame.to_csv(tmp_path / "f.csv", index=False)
+    assert sorted(load_dataset(frame)["label"].unique()) == sorted(load_dataset(tmp_path / "f.csv")["label"].unique())
 
 
-def test_folds_of_mixed_types_sort_and_blank_folds_are_named(shared: Path) -> None:
+def test_folds_of_mixed_types_sort_and_blank_folds_are_named(shared: Path, tmp_path: Path) -> None:
     rows = _fsdd_rows(shared)
+    rows.assign(fold=[2, 3, 10, "x"] * 10).to_csv(tmp_path / "f.csv", index=False)  # a CSV's folds are text
+    as_text = load_dataset(tmp_path / "f.csv", check="none")
+    assert [name for name, _, _ in iter_folds(as_text, folds="fold")] == ["fold 2", "fold 3", "fold 10", "fold x"]
     mixed = load_dataset(rows.assign(fold=[1, 2, 10, "x"] * 10), check="none")
     assert [name for name, _, _ in iter_folds(mixed, folds="fold")] == ["fold 1", "fold 2", "fold 10", "fold x"]
     assert set(train_test_split(mixed, by="fold")[1]["fold"]) == {"x"}

@@ -597,6 +597,10 @@ def test_an_hf_checkpoint_folder_is_kept_absolute_and_fingerprinted(tiny_hf: Pat
     assert preset.params["model"] == f"hf:{(work / 'ckpt').resolve()}" and preset.params["digest"].startswith("hf-")
     monkeypatch.chdir(tmp_path)  # another working directory: the same folder is used
     _KINDS["embed"].ready(preset.params)
+    from earmark.transfer._embed import get_backbone
+
+    before = get_backbone(preset.params["model"])
+    assert get_backbone(preset.params["model"]) is before  # (loaded once while unchanged)
     # the checkpoint changed in place (another seed's weights under the same name): refused
     import transformers
 
@@ -605,9 +609,11 @@ def test_an_hf_checkpoint_folder_is_kept_absolute_and_fingerprinted(tiny_hf: Pat
     transformers.Wav2Vec2ForSequenceClassification(cfg).save_pretrained(work / "ckpt")
     from earmark.transfer import _preset as preset_module
 
-    preset_module._CHECKED.clear()
     with pytest.raises(ParameterError, match="has changed since they were first made"):
-        _KINDS["embed"].ready(preset.params)
+        _KINDS["embed"].ready(preset.params)  # (in the same process too: files rewritten in place)
+    assert get_backbone(preset.params["model"]) is not before  # the new weights, never the old network
+    assert embed_preset(f"hf:{work / 'ckpt'}").params["digest"] != preset.params["digest"]
+    preset_module._CHECKED.clear()
     shutil.rmtree(work / "ckpt")
     with pytest.raises(ParameterError, match="checkpoint folder .* is not there"):
         _KINDS["embed"].ready(preset.params)
@@ -640,6 +646,18 @@ def test_cli_fine_tuning_picks_the_network_and_rate_its_weights_need(shared: Pat
     r = runner.invoke(app, ["train", str(manifest), "--init-from", f"hf:{tiny_hf}", "--model", "cnn",
                             "--out", str(tmp_path / "hc")])
     assert r.exit_code == 2 and "fine-tunes its own network (hf)" in " ".join(r.stderr.split()), r.output
+    r = runner.invoke(app, ["train", str(manifest), "--init-from", f"hf:{tiny_hf}", "--model", "finetune",
+                            "--epochs", "1", "--workers", "1", "--out", str(tmp_path / "hf2")])
+    assert r.exit_code == 0, r.output  # --model finetune is the fine-tuning model itself
+    from earmark.models import get_model
+
+    c1d = get_model("cnn1d", epochs=1, device="cpu", validation_fraction=0.0)
+    c1d.fit(np.zeros((4, 8000), np.float32), np.array(["a", "b", "a", "b"]))
+    torch.save(c1d.module_.state_dict(), tmp_path / "c1d.pt")
+    r = runner.invoke(app, ["train", str(manifest), "--model", "cnn1d", "--init-from", f"file:{tmp_path / 'c1d.pt'}",
+                            "--epochs", "1", "--workers", "1", "--out", str(tmp_path / "c1d")])
+    assert r.exit_code == 0, r.output  # the model's own features (waveforms), not fine-tuning's log-mel
+    assert load_model(tmp_path / "c1d").preset.kind == "raw"
     torch.save(MobileNetV2(num_classes=1000).state_dict(), tmp_path / "mn.pt")
     r = runner.invoke(app, ["train", str(manifest), "--model", "mobilenet_v2", "--init-from",
                             f"file:{tmp_path / 'mn.pt'}", "--epochs", "1", "--workers", "1",

@@ -199,7 +199,13 @@ def split(
                  f"{n_groups or 'none'} (name it with --group-column, or use --by random).",
                  ExitCode.USAGE)
         if by == "auto" and kind == "random" and "fold" in df.columns and df["fold"].nunique() > 1 and not folds:
-            kind = "fold"  # predefined folds are what keeps such a table leak-free
+            if _has(df, "fold"):
+                kind = "fold"  # predefined folds are what keeps such a table leak-free
+            else:
+                n_blank = int(df["fold"].isna().sum())
+                err_console.print(f"[yellow]warning:[/] the fold column is not used: {_n(n_blank, 'row')} "
+                                  f"{'has' if n_blank == 1 else 'have'} no fold (fill them in to hold out a fold); "
+                                  "the split is random.", highlight=False)
         if folds:
             if by not in ("auto", "group", "random"):
                 fail(f"--folds K makes group-aware (or random) folds; --by {by} does not apply.", ExitCode.USAGE)
@@ -279,9 +285,9 @@ def split(
                               "much. Check the groups, or choose --test-size near what they allow.", highlight=False)
     if "label" in df.columns and df["label"].isna().any():
         n_blank = int(df["label"].isna().sum())
-        err_console.print(f"[yellow]warning:[/] {_n(n_blank, 'file')} without a label {'is' if n_blank == 1 else 'are'} "
-                          "written to the split unstratified; train and evaluate need a label for every file "
-                          "(fill them in, or drop those rows).", highlight=False)
+        err_console.print(f"[yellow]warning:[/] {_n(n_blank, 'file')} without a label: the split is not stratified "
+                          "by label, so classes may be unbalanced between the sides; train and evaluate need a "
+                          "label for every file (fill them in, or drop those rows).", highlight=False)
     if kind == "fold" and test_size != 0.2 and not folds:
         err_console.print("[yellow]warning:[/] --test-size does not apply when a fold is held out "
                           "(the fold's files are the test side)", highlight=False)

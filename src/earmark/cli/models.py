@@ -359,6 +359,8 @@ def train_command(
 
             params.update(init_from=init_from, freeze_epochs=freeze_epochs,
                           body_lr_scale=body_lr_scale, head_only=head_only)
+            if model == "finetune":  # the fine-tuning model itself: as if no --model was given
+                model = None
             if model is not None:
                 from earmark.models import get_model
 
@@ -373,6 +375,8 @@ def train_command(
                 if kind == "file":  # the model's whole network (arch and options too): the weights must fit it
                     params.setdefault("arch", chosen.get("arch"))
                     params.setdefault("net_options", chosen.get("net_options"))
+                    if features is None:  # and the features that network reads (cnn1d: waveforms)
+                        features = get_spec(model).preset
             if features is None and init_from.startswith("bundle:"):
                 from earmark.bundle import read_manifest
 

@@ -245,12 +245,13 @@ def _from_frame(
     if pcol is None:
         cols = [str(c) for c in raw.columns]
         sep = next((c for c in ";|" if len(cols) == 1 and c in cols[0]), None)
-        hint = (f"; its one column is {cols[0]!r}: the file looks separated by {sep!r}, so save it with "
-                "commas (or as .tsv with tabs)") if sep else f"; its columns are {cols[:12]}"
-        raise DatasetError(
-            f"{where}: no column names the audio files (looked for {list(PATH_COLUMNS)}){hint}. "
-            "Rename the column of file paths to 'path' (or pass path_column= to load_dataset)."
-        )
+        if sep:
+            fix = (f"its one column is {cols[0]!r}: the file looks separated by {sep!r}, so save it with commas "
+                   "(or as .tsv with tabs).")
+        else:
+            fix = (f"its columns are {cols[:12]}. Rename the column of file paths to 'path' (or pass "
+                   "path_column= to load_dataset).")
+        raise DatasetError(f"{where}: no column names the audio files (looked for {list(PATH_COLUMNS)}); {fix}")
     lcol = _pick(raw.columns, label_column, LABEL_COLUMNS, "label", where)
     gcol = _pick(raw.columns, group_column, GROUP_COLUMNS, "group", where)
     fcol = None
@@ -278,8 +279,7 @@ def _from_frame(
     else:
         paths = [p if os.path.isabs(p) else str(base / p) for p in rel]
     df["path"] = [os.path.abspath(p) for p in paths]
-    # labels and groups are names: 'theo ' is theo (else one speaker is two, on both sides of a
-    # split), and a whole number a table holds as a float (7.0, after a NaN) is 7, as in a CSV
+    # labels and groups are names: 'theo ' is theo (else one speaker is two, on both sides of a split)
     if lcol is not None:
         df["label"] = df[lcol].map(_name)
     if gcol is not None:
@@ -308,11 +308,10 @@ def _from_frame(
 
 
 def _name(v: object) -> str | None:
-    """A label or group cell as text: stripped, a whole float as an int ('7.0' → '7'), blank → None."""
+    """A label or group cell as text, stripped; blank → None. (A number is its ``str``: a float
+    column's 7.0 stays '7.0', as pandas writes it to a CSV and as train() reads a table.)"""
     if v is None or (not isinstance(v, str) and pd.isna(v)):
         return None
-    if isinstance(v, (float, np.floating)) and float(v).is_integer():
-        v = int(v)
     text = str(v).strip()
     return text or None
 

@@ -66,7 +66,10 @@ def _fold_order(v: object) -> tuple:
     """Sort key of fold values: numbers by value (2 before 10), then text (a column may mix them)."""
     if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool):
         return (0, float(v), "")
-    return (1, 0.0, str(v))
+    try:  # a CSV's folds are text when one of them is not a number: '2' still comes before '10'
+        return (0, float(str(v)), str(v))
+    except ValueError:
+        return (1, 0.0, str(v))
 
 
 def _fold_values(df: pd.DataFrame) -> list:

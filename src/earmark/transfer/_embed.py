@@ -285,6 +285,18 @@ def window_clip(y: np.ndarray, window: int, hop: int) -> list[np.ndarray]:
 _CACHE: dict[tuple[str, float], Backbone] = {}
 
 
+def file_stamp(path: Path) -> tuple:
+    """What changes when a file, or any file directly in a folder, is rewritten: names, sizes and
+    modification times (a folder's own time misses files rewritten in place); () when absent."""
+    try:
+        if path.is_dir():
+            return tuple(sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in path.iterdir() if f.is_file()))
+        st = path.stat()
+        return ((path.name, st.st_size, st.st_mtime_ns),)
+    except OSError:
+        return ()
+
+
 def get_backbone(model: Any) -> Backbone:
     """Resolve what :func:`embed` accepts as a model into a :class:`Backbone` (loaded once per file).
 
@@ -315,12 +327,8 @@ def get_backbone(model: Any) -> Backbone:
         )
     spec = os.fspath(model)
     kind, sep, target = spec.partition(":")
-    path = Path(target if (sep and kind == "bundle") else spec)
-    try:
-        stamp = path.stat().st_mtime
-    except OSError:
-        stamp = 0.0
-    key = (spec, stamp)
+    path = Path(target if (sep and kind in ("bundle", "hf")) else spec)
+    key = (spec, file_stamp(path))
     if key in _CACHE:
         return _CACHE[key]
     if spec == "birdnet":

@@ -16,12 +16,12 @@ import numpy as np
 from earmark.errors import ParameterError
 from earmark.features import Preset, register_preset
 from earmark.features._presets import _KINDS, _Kind
-from earmark.transfer._embed import get_backbone, window_clip
+from earmark.transfer._embed import file_stamp, get_backbone, window_clip
 
 __all__ = ["embed_preset"]
 
 
-_CHECKED: dict[tuple[str, float, str], None] = {}
+_CHECKED: dict[tuple[str, tuple, str], None] = {}
 
 
 def _base_manifest(path: str) -> dict[str, Any] | None:
@@ -91,10 +91,7 @@ def _check_digest(p: Mapping[str, Any]) -> None:
     if not want:
         return
     path = str(p["model"])
-    try:
-        stamp = (_hf_folder(path) or Path(path)).stat().st_mtime
-    except OSError:
-        stamp = 0.0
+    stamp = file_stamp(_hf_folder(path) or Path(path))
     if (path, stamp, want) in _CHECKED:
         return
     folder = _hf_folder(path)
