@@ -110,6 +110,8 @@ def test_silent_windows_are_flagged_and_left_out_of_the_summary(tmp_path):
     lines = res.stdout.strip().splitlines()
     assert lines[0].endswith("start,end,silent,error") and sum(line.endswith(",true,") for line in lines) == len(silent)
     assert f"{len(silent)} windows of digital silence" in " ".join(res.stderr.split())
+    res = CliRunner().invoke(app, ["predict", str(bundle), str(gappy), "--window", "0.5", "--hop", "0.75"])
+    assert res.exit_code == 0 and "0.25 s between windows is never heard" in " ".join(res.stderr.split())
 
 
 def test_cli_predict_csv_json_and_exit_code(folder, tmp_path):

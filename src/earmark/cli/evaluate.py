@@ -207,6 +207,7 @@ def evaluate(
     embedding: str = typer.Option("pca", "--embedding", help="2-D map in the report: pca or tsne."),
     log: str | None = typer.Option(None, "--log", help=_LOG_HELP),
     logdir: Path = typer.Option(Path("runs"), "--logdir", help="Where --log writes."),
+    workers: int | None = typer.Option(None, "--workers", "-j", min=1, help="Processes for feature extraction (default: the CPU count)."),
 ) -> None:
     """Score a trained model on a dataset: accuracy, F1, confusion, calibration (or MAE/RMSE/R²).
 
@@ -226,7 +227,7 @@ def evaluate(
         model = load_model(model_dir)
         table = _load(source, label_column, group_column, pattern)
         with earmark_warnings():  # e.g. clips it was trained on
-            result = run_evaluation(model, table, target=target, unknown_labels=unknown_labels)
+            result = run_evaluation(model, table, target=target, unknown_labels=unknown_labels, workers=workers)
         summary = _scored_summary(table, result.skipped) if report is not None else None
         if json_out != "-":
             _print_metrics(result.metrics, f"{model_dir.name} on {source.name}")

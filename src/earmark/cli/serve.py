@@ -59,6 +59,10 @@ def predict(
         fail(f"--format must be one of {', '.join(OutputFormat.CHOICES)}; got {fmt!r}.", ExitCode.USAGE)
     if hop is not None and window is None:
         fail("--hop needs --window (both in seconds).", ExitCode.USAGE)
+    if hop is not None and window is not None and hop > window + 1e-9:
+        err_console.print(f"[yellow]warning:[/] --hop {hop:g} is longer than --window {window:g}: {hop - window:g} s "
+                          "between windows is never heard (nor counted in each file's summary). Use a hop of at "
+                          "most the window to hear all of it.", highlight=False)
     from earmark.serving.predictor import Predictor
 
     check_output_file(out, "--out")  # refused now, not after predicting every file
