@@ -546,3 +546,47 @@ def test_python_api_misuse_is_named_before_any_work_and_results_print_short(mode
     with pytest.raises(ParameterError, match="'batch_size'"):
         extract(list(theo["path"][:2]), _preset(), batch_size=0, workers=1)
     assert model.predict_proba([]).shape == (0, len(model.classes))
+
+
+def test_cv_extra_rows_never_share_a_test_group_and_follow_the_training_classes(fsdd_small, tmp_path):
+    """cv with extra training rows: those of a fold's test speaker are left out of that fold (they
+    scored 1.0), classes its training folds lack are left out (they aborted the run), and the
+    table's own files are refused before any fold trains."""
+    import warnings
+
+    from earmark.errors import EarmarkWarning
+    from earmark.evaluation import cross_validate
+
+    table = fsdd_small[fsdd_small["group"].isin(["george", "jackson", "theo"])
+                       & fsdd_small["label"].isin(["0", "1", "2"])].reset_index(drop=True)
+    table = table[~((table["label"] == "2") & (table["group"] != "theo"))].reset_index(drop=True)  # '2': theo only
+    from earmark.sources import load_dataset
+
+    every = load_dataset(FSDD / "manifest.csv")
+    extra = every[every["group"].isin(["theo", "nicolas"]) & every["label"].isin(["0", "1", "2"])
+                  & ~every["path"].isin(table["path"])].groupby(["group", "label"]).head(2).reset_index(drop=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cv = cross_validate(table, model="logreg", features=_preset(), workers=1, extra_train=extra)
+    said = [str(w.message) for w in caught if issubclass(w.category, EarmarkWarning)]
+    theo = next(f for f in cv.folds if f.name == "theo")
+    assert theo.n_extra_train == 4  # nicolas's 0 and 1 only: theo's own clips and the class '2' are left out
+    assert any("Fold theo: extra training rows left out" in m and "of its test group" in m
+               and "of classes its training folds lack" in m for m in said), said
+    assert {f.name: f.n_extra_train for f in cv.folds}["george"] == 12  # all: no george, every class learnt
+    with pytest.raises(DatasetError, match="extra_train lists 2 file"):
+        cross_validate(table, model="logreg", features=_preset(), workers=1, extra_train=table.head(2))
+    # the command line refuses cv's own settings given as -p, and the JSON records how the run was made
+    from earmark.cli.main import app
+
+    manifest = tmp_path / "t.csv"
+    table.to_csv(manifest, index=False)
+    r = CliRunner().invoke(app, ["cv", str(manifest), "--model", "logreg", "-p", "folds=3"])
+    assert r.exit_code == 2 and "use its own option (--folds" in " ".join(r.output.split())
+    r = CliRunner().invoke(app, ["cv", str(manifest), "--model", "logreg", "-p", "cache=x"])
+    assert r.exit_code == 2 and "this command does not set it" in " ".join(r.output.split())
+    out = tmp_path / "cv.json"
+    r = CliRunner().invoke(app, ["cv", str(manifest), "--model", "logreg", "--features", "mfcc-mean", "-p", "C=0.5",
+                                 "--json", str(out), "-j", "1"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(out.read_text())["config"]["params"] == {"C": 0.5}

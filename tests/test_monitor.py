@@ -341,6 +341,14 @@ def test_monitor_judges_recent_traffic_only_when_asked(model, tmp_path):
     assert monitor(bundle, str(path), since=cut).n == 25
     with pytest.raises(ParameterError, match="holds no request after the time given"):
         monitor(bundle, str(path), since=time.time() + 60)
+    from datetime import datetime, timezone
+
+    assert monitor(bundle, str(path), since=datetime.fromtimestamp(cut, timezone.utc)).n == 25
+    assert monitor(bundle, str(path), since="1h").n == 55
+    with pytest.raises(ParameterError, match="a time is an ISO date/time"):
+        monitor(bundle, str(path), since="yesterday")
+    with pytest.raises(ParameterError, match="kept 10 request.*widen them"):
+        monitor(bundle, str(path), last=10)
     with pytest.raises(ParameterError, match="last"):
         monitor(bundle, str(path), last=0)
     with pytest.raises(ParameterError, match="is a dataset"):
@@ -351,4 +359,4 @@ def test_monitor_judges_recent_traffic_only_when_asked(model, tmp_path):
     res = CliRunner().invoke(app, ["monitor", str(bundle), "--log", str(path), "--since", "1h", "--json", str(out)])
     assert json.loads(out.read_text())["n"] == 55, res.output
     res = CliRunner().invoke(app, ["monitor", str(bundle), "--log", str(path), "--since", "yesterday"])
-    assert res.exit_code == 2 and "--since takes an ISO date/time" in " ".join(res.output.split())
+    assert res.exit_code == 2 and "--since: a time is an ISO date/time" in " ".join(res.output.split())

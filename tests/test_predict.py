@@ -112,6 +112,11 @@ def test_silent_windows_are_flagged_and_left_out_of_the_summary(tmp_path):
     assert f"{len(silent)} windows of digital silence" in " ".join(res.stderr.split())
     res = CliRunner().invoke(app, ["predict", str(bundle), str(gappy), "--window", "0.5", "--hop", "0.75"])
     assert res.exit_code == 0 and "0.25 s between windows is never heard" in " ".join(res.stderr.split())
+    # windows that hop over the only sound: the file still holds sound (not "only digital silence")
+    mid = tmp_path / "mid.wav"
+    sf.write(mid, np.concatenate([np.zeros(int(0.6 * sr), np.float32), b[: int(0.3 * sr)], np.zeros(sr, np.float32)]), sr)
+    row = predict_paths(fsdd_model(), [mid], window=0.5, hop=1.0)[0]
+    assert all(w.get("silent") for w in row["windows"]) and not row.get("silent")
 
 
 def test_cli_predict_csv_json_and_exit_code(folder, tmp_path):

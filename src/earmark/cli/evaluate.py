@@ -161,15 +161,18 @@ def _check_models(names: list[str]) -> None:
 
 def _write_outputs(result: Any, *, json_out: str | None, report: Path | None, model: Any,
                    summary: dict | None, max_clips: int, embedding: str, config: dict,
-                   explain: int = 0) -> None:
+                   explain: int = 0, json_config: bool = False) -> None:
     from earmark.evaluation import build_report, to_json, write_report
 
     try:
         if json_out is not None:
+            data = result.to_dict()
+            if json_config:  # how the run was made (model parameters, extra training sources…)
+                data["config"] = {k: v for k, v in config.items() if v is not None}
             if json_out == "-":
-                typer.echo(to_json(result.to_dict()))
+                typer.echo(to_json(data))
             else:
-                to_json(result.to_dict(), json_out)
+                to_json(data, json_out)
                 err_console.print(f"scores written to {escape(str(json_out))}", highlight=False)
         if report is not None:
             with earmark_warnings():  # e.g. an explanation left out of the report, and why
@@ -305,9 +308,13 @@ def cv(
     from earmark.evaluation import cross_validate
 
     params = _parse_params(param)
-    _check_param_keys(params)
-    if "epochs" in params:
-        fail("Give the epochs as --epochs N, not -p epochs.", ExitCode.USAGE)
+    # cv's own settings, and train()'s that cv sets; train()'s others (val_fraction, refit…) pass through
+    _check_param_keys(params, {
+        "dataset": "SOURCE", "table": "SOURCE", "model": "--model", "features": "--features", "folds": "--folds",
+        "seed": "--seed", "target": "--target", "workers": "--workers", "epochs": "--epochs",
+        "duration": "--duration", "label_column": "--label-column", "group_column": "--group-column",
+        "extra_train": "--extra-train", "extra_weight": "--extra-weight", "on_fold": None, "progress": None,
+        "cache": None, "checkpoint_dir": None, "resume": None})
     if extra_weight != 1.0 and not (extra_train or synthetic_voices):
         fail("--extra-weight weighs extra training clips; it needs --extra-train or --synthetic-voices.",
              ExitCode.USAGE)
@@ -355,7 +362,7 @@ def cv(
                   "epochs": epochs, "duration": duration, "source": str(source), "params": params or None,
                   "extra_train": extra_train, "synthetic_voices": synthetic_voices or None}
         _write_outputs(result, json_out=json_out, report=report, model=None, summary=summary,
-                       max_clips=max_clips, embedding=embedding, config=config)
+                       max_clips=max_clips, embedding=embedding, config=config, json_config=True)
         _log(log, logdir, f"cv-{result.model}", result.to_dict(),
              getattr(result.last_model, "history", None), config)
     except ParameterError as exc:  # a value that cannot apply: a usage error (exit 2)

@@ -189,20 +189,24 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
     return params
 
 
-def _check_param_keys(params: dict[str, Any]) -> None:
-    """Exit with a usage error when a ``-p`` key is one of train()'s own settings (seed, features,
-    target…): those have options of their own, and both would reach train twice."""
-    import inspect
+def _check_param_keys(params: dict[str, Any], options: dict[str, str | None] | None = None) -> None:
+    """Exit with a usage error when a ``-p`` key is a setting of the command rather than of the
+    model: ``options`` maps each such key to its option (``None``: the command has none, so it
+    cannot be set); by default, ``earmark train``'s (train()'s own parameters)."""
+    if options is None:
+        import inspect
 
-    from earmark.training import train
+        from earmark.training import train
 
-    own = [name for name, p in inspect.signature(train).parameters.items()
-           if p.kind is not inspect.Parameter.VAR_KEYWORD and name not in ("dataset",)]
-    options = {"parallel": "--parallel-refit", "progress": "none: the progress bar shows on a terminal"}
+        names = {"parallel": "--parallel-refit", "val_fraction": "--val-fraction", "extra_train": "--extra-train",
+                 "extra_weight": "--extra-weight", "progress": None, "dataset": "SOURCE"}
+        options = {n: names.get(n, "--" + n.replace("_", "-")) for n, p in inspect.signature(train).parameters.items()
+                   if p.kind is not inspect.Parameter.VAR_KEYWORD and n != "epochs"}
     for key in params:
-        if key in own and key != "epochs":
-            fail(f"-p {key} is not a model parameter but a setting of training; use its own option "
-                 f"({options.get(key, '--' + key.replace('_', '-'))}; see --help).", ExitCode.USAGE)
+        if key in options:
+            option = options[key]
+            how = f"use its own option ({option}; see --help)" if option else "this command does not set it"
+            fail(f"-p {key} is not a model parameter but a setting of the command; {how}.", ExitCode.USAGE)
 
 
 def _param_args(params: dict[str, Any]) -> list[str]:

@@ -98,8 +98,9 @@ def predict(
              if r.get("silent_windows") and not r.get("silent")]
     if quiet:
         n_quiet = sum(q for _, q, _ in quiet)
+        whose = "its file's summary" if len(quiet) == 1 else "their files' summaries"
         err_console.print(f"[yellow]note:[/] {n_quiet} window{'' if n_quiet == 1 else 's'} of digital silence "
-                          f"(silent=true) left out of {'its file' if len(quiet) == 1 else 'their files'}' summary: "
+                          f"(silent=true) left out of {whose}: "
                           + escape(", ".join(f"{p} ({q} of {n})" for p, q, n in quiet[:5]))
                           + (" …" if len(quiet) > 5 else ""), highlight=False)
     silent = [r["path"] for r in rows if r.get("silent")]
@@ -303,26 +304,6 @@ def serve(
             shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def _since(text: str) -> float:
-    """``--since`` as a UNIX time: ``30m`` / ``6h`` / ``2d`` back from now, or an ISO date/time (UTC
-    unless it names its zone)."""
-    import re
-    import time
-    from datetime import datetime, timezone
-
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text)
-    if m:
-        return time.time() - float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
-    try:
-        when = datetime.fromisoformat(text.strip())
-    except ValueError:
-        fail(f"--since takes an ISO date/time (2026-11-23T09:00) or a duration back from now (30m, 6h, 2d); "
-             f"got {text!r}.", ExitCode.USAGE)
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return when.timestamp()
-
-
 def monitor(
     model: Path = typer.Argument(..., exists=True, help="Model bundle (directory or .earmark file)."),
     log: str = typer.Option(..., "--log", help="Request log (SQLite) of the service, or a dataset source."),
@@ -348,7 +329,12 @@ def monitor(
     thresholds = {k: v for k, v in (("alpha", alpha), ("psi_threshold", psi), ("prediction_psi", prediction_psi),
                                     ("confidence_drop", confidence_drop), ("min_samples", min_samples))
                   if v is not None}
-    since_ts = _since(since) if since is not None else None
+    from earmark.serving.monitor import since_time
+
+    try:
+        since_ts = since_time(since) if since is not None else None
+    except ParameterError as exc:
+        fail(f"--since: {exc}", ExitCode.USAGE)
     try:
         result = run_monitor(model, log, reference_source=reference, workers=workers, last=last, since=since_ts,
                              **thresholds)

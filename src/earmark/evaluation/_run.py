@@ -532,11 +532,16 @@ def _cross_validate(
             "or instrument can be on both sides of a split, which inflates the scores. Name the column of who "
             "or what made each clip (--group-column, group_column=) or give predefined folds.",
             EarmarkWarning, stacklevel=3)
+    extra = train_kwargs.get("extra_train")
+    if extra is not None:
+        _check_extra_not_scored(table, extra)
     # each fold's test table lists no files: those the source left out are the whole run's, listed once
     own = {k: v for k, v in table.attrs.items() if k != "skipped"}
     for name, train_pos, test_pos in iter_folds(table, folds=folds, seed=seed):
         test_groups = _check_no_straddle(table, train_pos, test_pos, name)
         fold_kwargs = dict(train_kwargs)
+        if extra is not None:
+            fold_kwargs["extra_train"] = _extra_for_fold(table, extra, train_pos, test_pos, name, target)
         if checkpoint_dir:  # each fold its own checkpoints: a fold must never resume another's
             fold_kwargs["checkpoint_dir"] = _checkpoint_subdir(checkpoint_dir, str(name), fold_dirs)
         start = time.perf_counter()
@@ -738,6 +743,44 @@ def _fixed_length(model: str, features: Any) -> bool:
 
     preset = features if isinstance(features, Preset) else get_preset(features or get_spec(model).preset)
     return preset.params.get("duration") is not None
+
+
+def _check_extra_not_scored(table: pd.DataFrame, extra: pd.DataFrame) -> None:
+    """Extra training rows must not be files of the table: every one of those is scored in some
+    fold (refused before any fold trains)."""
+    own = {os.path.realpath(str(p)) for p in table["path"]}
+    both = [str(p) for p in extra["path"] if os.path.realpath(str(p)) in own]
+    if both:
+        raise DatasetError(
+            f"extra_train lists {len(both)} file(s) of the dataset itself (e.g. {both[0]}); each would be trained "
+            "on in the folds that score it. Leave them out of the extra table (--extra-train).")
+
+
+def _extra_for_fold(table: pd.DataFrame, extra: pd.DataFrame, train_pos: np.ndarray, test_pos: np.ndarray,
+                    name: Any, target: str | None) -> pd.DataFrame | None:
+    """The extra rows a fold may train on: none of its test groups or folds (they would be heard
+    in training), and, for labels, only classes its training side holds (a class the training
+    folds lack stays unlearnt, as it does without extra rows). Says what it left out."""
+    keep = np.ones(len(extra), bool)
+    said = []
+    for col in ("group", "fold"):
+        if col in table.columns and col in extra.columns:
+            held = set(table[col].iloc[test_pos].dropna().astype(str))
+            clash = extra[col].astype(str).isin(held).to_numpy() & extra[col].notna().to_numpy()
+            if clash.any():
+                said.append(f"{int(clash.sum())} of its test {col}{'s' if len(held) > 1 else ''}")
+            keep &= ~clash
+    column = target or "label"
+    if column in extra.columns and column in table.columns and not pd.api.types.is_numeric_dtype(table[column]):
+        learnt = set(table[column].iloc[train_pos].dropna().astype(str))
+        foreign = ~extra[column].astype(str).isin(learnt).to_numpy()
+        if (foreign & keep).any():
+            said.append(f"{int((foreign & keep).sum())} of classes its training folds lack")
+        keep &= ~foreign
+    if said:
+        warnings.warn(f"{_fold_title(name)}: extra training rows left out ({'; '.join(said)}).",
+                      EarmarkWarning, stacklevel=3)
+    return extra[keep].reset_index(drop=True) if keep.any() else None
 
 
 def _compare(table: pd.DataFrame, models: list[str], features: Any, folds: str | int, seed: int,

@@ -145,6 +145,38 @@ def _reference_of(predictor: Predictor, reference_source: Any, workers: int | No
     )
 
 
+def since_time(value: Any) -> float:
+    """A point in time as a UNIX time: a number (already one), a ``datetime``, an ISO date/time
+    (UTC unless it names its zone) or a duration back from now (``30m``, ``6h``, ``2d``).
+
+    Example
+    -------
+    >>> since_time("2026-11-23T09:00:00+00:00")
+    1795424400.0
+    """
+    import re
+    import time
+    from datetime import datetime, timezone
+
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        return float(value)
+    when = value
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", value)
+        if m:
+            return time.time() - float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+        try:
+            when = datetime.fromisoformat(value.strip())
+        except ValueError:
+            when = None
+    if not isinstance(when, datetime):
+        raise ParameterError(f"a time is an ISO date/time (2026-11-23T09:00), a duration back from now (30m, 6h, "
+                             f"2d), a datetime or a UNIX time; got {value!r}.")
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.timestamp()
+
+
 def monitor(
     model: Any,
     log_or_source: Any,
@@ -169,8 +201,8 @@ def monitor(
         Threads for a dataset source.
     last : int, optional
         Judge only the latest ``last`` requests of a request log (recent traffic, not all of it).
-    since : float, optional
-        Judge only the requests logged at or after this UNIX time.
+    since : float, str or datetime, optional
+        Judge only the requests logged at or after this time (see :func:`since_time`).
     **thresholds
         Passed to :func:`~earmark.serving.drift.detect_drift` (``alpha``, ``psi_threshold``,
         ``feature_share``, ``confidence_drop``, ``prediction_psi``, ``min_samples``).
@@ -186,6 +218,8 @@ def monitor(
     """
     if last is not None and (isinstance(last, bool) or not isinstance(last, (int, np.integer)) or last < 1):
         raise ParameterError(f"The 'last' parameter of monitor must be a whole number of requests >= 1. Got {last!r} instead.")
+    if since is not None:
+        since = since_time(since)
     predictor = Predictor.load(model)
     if (isinstance(log_or_source, (str, os.PathLike)) and Path(log_or_source).suffix.lower() in (".sqlite", ".db", ".sqlite3")
             and not Path(log_or_source).exists()):
@@ -223,14 +257,22 @@ def monitor(
             raise ParameterError("last / since (--last, --since) choose requests of a request log; "
                                  f"{log_or_source!s:.200} is a dataset: give the clips to judge instead.")
         current = current_statistics(predictor, log_or_source, workers=workers)
-    report = detect_drift(
-        reference,
-        current["features"],
-        current["proba"] if reference.get("proba") is not None and predictor.task == "classification" else None,
-        classes=predictor.classes,
-        feature_names=DRIFT_FEATURES,
-        **thresholds,
-    )
+    try:
+        report = detect_drift(
+            reference,
+            current["features"],
+            current["proba"] if reference.get("proba") is not None and predictor.task == "classification" else None,
+            classes=predictor.classes,
+            feature_names=DRIFT_FEATURES,
+            **thresholds,
+        )
+    except ParameterError as exc:
+        if (last is None and since is None) or "min_samples" not in str(exc):
+            raise
+        n = len(current["proba"]) if current.get("proba") is not None else 0
+        raise ParameterError(f"last / since (--last, --since) kept {n} request(s) of the log, fewer than drift "
+                             "needs: widen them (a larger --last, an earlier --since) or lower min_samples "
+                             "(--min-samples).") from None
     return dataclasses.replace(report, skipped=list(current.get("skipped", [])))
 
 

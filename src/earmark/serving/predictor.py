@@ -504,7 +504,7 @@ class Predictor:
         # the summary is of what was heard: a window of digital silence gets the model's guess about
         # nothing (a recording with gaps was summarised by its gaps); all of them when all are silent
         heard = proba[~silent] if (~silent).any() else proba
-        return windows, self._make(heard.mean(axis=0), n / sr, None, bool(silent.all()), whole=True)
+        return windows, self._make(heard.mean(axis=0), n / sr, None, is_silent(np.asarray(y)), whole=True)
 
 
 def _batch(inputs: Sequence[np.ndarray]) -> tuple[Any, tuple[int, ...] | None]:
