@@ -481,6 +481,26 @@ def test_tune_neural_with_optuna(fsdd_small):
                search_space={"lr": ("log", 1e-3, 1e-2)})
     assert res.method == "optuna" and len(res.trials) == 2
     assert res.best_params["epochs"] == 3 and 1e-3 <= res.best_params["lr"] <= 1e-2
+    # a value the network only refuses when built or run fails its trial, not the search; pruned
+    # trials (partial folds) are listed apart and never outrank the best
+    with pytest.warns(EarmarkWarning, match=r"\d of 6 trials failed.*dropout.*ValueError"):
+        res = tune(df, model="mlp", trials=6, features="mfcc-mean", folds=2, epochs=1,
+                   search_space={"net_options": [{"dropout": 0.3}, {"dropout": 1.5}]}, seed=1)
+    states = {t["state"] for t in res.trials}
+    assert "failed" in states and all((t["score"] is None) == (t["state"] != "complete") for t in res.trials)
+    assert max(t["score"] for t in res.trials if t["score"] is not None) == res.best_score
+    with pytest.raises(ParameterError, match="no trial of 'mlp' finished: ValueError"):
+        tune(df, model="mlp", trials=1, features="mfcc-mean", folds=2, epochs=1,
+             search_space={"net_options": [{"dropout": 1.5}]})
+    # search-space entries are checked, and a tuple of values is the values (it was an int range: lr=0)
+    for bad, said in ((1.0, "not a search-space entry"), ([], "empty list"), (("log", 0, 1), "low > 0"),
+                      (("int", 1, 1), "low < high")):
+        with pytest.raises(ParameterError, match=said):
+            tune(df, model="svm", trials=2, features="mfcc-mean", folds=2, search_space={"C": bad})
+    res = tune(df, model="svm", trials=3, features="mfcc-mean", folds=2, search_space={"C": (0.1, 1.0, 10.0)})
+    assert sorted(t["params"]["C"] for t in res.trials) == [0.1, 1.0, 10.0]
+    with pytest.raises(ParameterError, match=r"2\*\*32"):
+        tune(df, model="knn", trials=1, features="mfcc-mean", folds=2, seed=2**32)
 
 
 # ------------------------------------------------------------------------------------------ CLI

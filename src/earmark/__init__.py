@@ -44,6 +44,7 @@ _LAZY = {
     "get_model": "earmark.models",
     "list_models": "earmark.models",
     "train": "earmark.training",
+    "tune": "earmark.training",
     "evaluate": "earmark.evaluation",
     "cross_validate": "earmark.evaluation",
     "compare": "earmark.evaluation",

@@ -462,6 +462,11 @@ def tune_command(
         fail(str(exc), ExitCode.USAGE)
     except EarmarkError as exc:
         fail(str(exc))
+    except KeyboardInterrupt:
+        err_console.print("interrupted: the search stopped and no result was kept (the feature store keeps the "
+                          "features, so a new search starts faster); use fewer --trials for a shorter one.",
+                          highlight=False)
+        raise typer.Exit(130) from None
     if json_out is not None:
         write_json(result.to_dict(), json_out)
         if json_out == "-":
@@ -474,7 +479,8 @@ def tune_command(
     table.add_column(f"mean cv {metric}", justify="right")
     table.add_column("params")
     for t in sorted(result.trials, key=lambda t: -t["score"] if t["score"] is not None else float("inf"))[:10]:
-        table.add_row("failed" if t["score"] is None else f"{t['score']:.4f}", json.dumps(t["params"], default=str))
+        table.add_row(t.get("state", "failed") if t["score"] is None else f"{t['score']:.4f}",
+                      json.dumps(t["params"], default=str))
     out = Console()
     out.print(table)
     out.print(f"best: mean cv {metric} {result.best_score:.4f} ({result.cv}) with "

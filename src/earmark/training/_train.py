@@ -210,9 +210,11 @@ STALE_REFIT_S = 3600.0
 
 
 def check_seed(seed: Any, owner: str) -> None:
-    """Refuse a seed that is not a whole number >= 0 (before any work, not after training)."""
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ParameterError(f"The 'seed' parameter of {owner} must be a whole number >= 0. Got {seed!r} instead.")
+    """Refuse a seed that is not a whole number in [0, 2**32) (NumPy's and scikit-learn's range;
+    before any work, not after training)."""
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+        raise ParameterError(f"The 'seed' parameter of {owner} must be a whole number from 0 to 2**32 - 1 "
+                             f"(4294967295). Got {seed!r} instead.")
 
 
 def source_columns(frame: pd.DataFrame) -> list[str]:

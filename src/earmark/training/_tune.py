@@ -180,7 +180,9 @@ def tune(
     """
     from earmark.features import Preset, extract, get_preset
     from earmark.models import get_model, get_spec
+    from earmark.training._train import check_seed
 
+    check_seed(seed, "tune")
     if trials < 1:
         raise ParameterError(f"The 'trials' parameter must be an int >= 1. Got {trials!r} instead.")
     if folds < 2:
@@ -189,6 +191,8 @@ def tune(
     if epochs is not None and spec.kind != "torch":
         raise ParameterError(f"Model {model!r} is not trained in epochs; drop --epochs.")
     space = dict(search_space if search_space is not None else spec.search_space)
+    for key, entry in space.items():
+        space[key] = _check_space_entry(key, entry)
     if epochs is not None:
         space.pop("epochs", None)
     if not space:
@@ -303,8 +307,10 @@ def tune(
 
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # earmark reports failed trials itself (one warning), not Optuna's log line and traceback each
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     splits = list(cv.split(np.zeros(len(y)), y, cv_groups))
+    errors: dict[int, str] = {}
 
     def objective(trial: Any) -> float:
         params: dict[str, Any] = {}
@@ -319,10 +325,14 @@ def tune(
             params["epochs"] = int(epochs)
         scores = []
         for step, (tr, te) in enumerate(splits):
-            est = get_model(model, **{**params, "random_state": seed})
-            take = (lambda idx: X[idx]) if isinstance(X, np.ndarray) else (lambda idx: [X[i] for i in idx])
-            est.fit(take(tr), y[tr], groups=None if groups is None else groups[tr])
-            pred = est.predict(take(te))
+            try:
+                est = get_model(model, **{**params, "random_state": seed})
+                take = (lambda idx: X[idx]) if isinstance(X, np.ndarray) else (lambda idx: [X[i] for i in idx])
+                est.fit(take(tr), y[tr], groups=None if groups is None else groups[tr])
+                pred = est.predict(take(te))
+            except Exception as exc:  # a value the network cannot take (dropout 1.5): this trial fails, not the search
+                errors[trial.number] = f"{type(exc).__name__}: {exc}"
+                raise optuna.TrialPruned() from None
             score = float(np.mean(pred == y[te])) if classification else -float(np.mean(np.abs(pred - y[te])))
             scores.append(score)
             trial.report(float(np.mean(scores)), step)
@@ -332,9 +342,49 @@ def tune(
 
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=3))
-    study.optimize(objective, n_trials=trials)
-    trial_list = [{"params": spec.short_names(t.params), "score": t.value} for t in study.trials if t.value is not None]
+    with warnings.catch_warnings():  # (values such as net_options dicts: Optuna's storage note, not the user's)
+        warnings.filterwarnings("ignore", message="Choices for a categorical distribution", category=UserWarning)
+        study.optimize(objective, n_trials=trials)
+    complete = optuna.trial.TrialState.COMPLETE
+    # a pruned trial's value is the mean of the folds it ran, not comparable with the finished ones:
+    # listed with its state and no score, as a failed one is
+    trial_list = [{"params": spec.short_names(t.params),
+                   "score": t.value if t.state == complete else None,
+                   "state": "failed" if t.number in errors else ("complete" if t.state == complete else "pruned"),
+                   **({"error": errors[t.number]} if t.number in errors else {})}
+                  for t in study.trials]
+    if not any(t.state == complete for t in study.trials):
+        first = next(iter(errors.values()), "")
+        raise ParameterError(f"tune: no trial of {model!r} finished{': ' + first if first else ''}. "
+                             "Check the search space against the data.")
+    if errors:
+        number, message = next(iter(errors.items()))
+        warnings.warn(f"tune: {len(errors)} of {len(study.trials)} trials failed and score nothing, e.g. "
+                      f"{spec.short_names(study.trials[number].params)}: {message}. Leave such values out of the "
+                      "search space.", EarmarkWarning, stacklevel=2)
     best = spec.short_names(dict(study.best_params))
     if epochs is not None:
         best["epochs"] = int(epochs)
     return TuneResult(model, best, float(study.best_value), trial_list, "optuna", cv_desc, scoring, skipped)
+
+
+def _check_space_entry(key: str, entry: Any) -> Any:
+    """A search-space entry as tune reads it: a non-empty list of values (a tuple of values is
+    one too), or ``("log" | "int", low, high)`` with low < high (and low > 0 on a log scale)."""
+    forms = "a list of values ([0.1, 1, 10]), ('log', low, high) or ('int', low, high)"
+    if isinstance(entry, list):
+        if not entry:
+            raise ParameterError(f"search_space[{key!r}] is an empty list; give {forms}.")
+        return entry
+    if isinstance(entry, tuple) and len(entry) == 3 and entry[0] in ("log", "int"):
+        kind, low, high = entry
+        numbers = all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+                      for v in (low, high))
+        if not numbers or not low < high or (kind == "log" and low <= 0) or (
+                kind == "int" and not all(float(v).is_integer() for v in (low, high))):
+            raise ParameterError(f"search_space[{key!r}] = {entry!r}: a range needs numbers low < high (whole "
+                                 "numbers for 'int', low > 0 for 'log').")
+        return entry
+    if isinstance(entry, tuple) and entry and entry[0] not in ("log", "int"):
+        return list(entry)  # a tuple of values: the values to try
+    raise ParameterError(f"search_space[{key!r}] = {entry!r} is not a search-space entry; give {forms}.")
