@@ -995,3 +995,19 @@ def test_fingerprints_cover_only_what_was_fitted(fsdd):
     assert len(alone.reference["train_groups"]) == 4 and len(alone.reference["train_files"]) == alone.data["n_train"]
     refitted = train(five, model="gnb", features="mfcc-mean", refit=True, workers=1)
     assert len(refitted.reference["train_groups"]) == 5 and len(refitted.reference["train_files"]) == len(five)
+
+
+def test_cli_tune_shows_a_regressors_error_as_the_error(tmp_path, shared):
+    """tune searches on negated MAE (scikit-learn's 'higher is better'); the table shows the MAE."""
+    from earmark.cli.main import app
+
+    rows = pd.read_csv(shared / "instruments" / "manifest.csv").groupby("fold").head(12)
+    rows["path"] = [str(shared / "instruments" / p) for p in rows["path"]]
+    manifest = tmp_path / "m.csv"
+    rows.to_csv(manifest, index=False)
+    res = CliRunner().invoke(app, ["tune", str(manifest), "--model", "ridge", "--target", "pitch",
+                                   "--features", "mfcc-mean", "--trials", "2", "--folds", "2"], terminal_width=200)
+    assert res.exit_code == 0, res.output
+    best = next(line for line in res.stdout.splitlines() if line.startswith("best:"))
+    assert "mean absolute error (lower is better)" in best and "neg" not in best
+    assert float(best.split("better) ")[1].split()[0]) > 0

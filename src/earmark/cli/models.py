@@ -474,16 +474,18 @@ def tune_command(
             if result.skipped:
                 raise typer.Exit(int(ExitCode.PARTIAL))
             return
-    metric = result.metric.replace("_", " ")
+    # a negated error (scikit-learn's 'higher is better' form) is shown as the error itself
+    sign = -1.0 if result.metric.startswith("neg_") else 1.0
+    metric = result.metric.removeprefix("neg_").replace("_", " ") + (" (lower is better)" if sign < 0 else "")
     table = Table(title=f"tune {model}: {result.method} search, {result.cv}")
     table.add_column(f"mean cv {metric}", justify="right")
     table.add_column("params")
     for t in sorted(result.trials, key=lambda t: -t["score"] if t["score"] is not None else float("inf"))[:10]:
-        table.add_row(t.get("state", "failed") if t["score"] is None else f"{t['score']:.4f}",
+        table.add_row(t.get("state", "failed") if t["score"] is None else f"{sign * t['score']:.4f}",
                       json.dumps(t["params"], default=str))
     out = Console()
     out.print(table)
-    out.print(f"best: mean cv {metric} {result.best_score:.4f} ({result.cv}) with "
+    out.print(f"best: mean cv {metric} {sign * result.best_score:.4f} ({result.cv}) with "
               f"{json.dumps(result.best_params, default=str)}", markup=False, highlight=False)
     options = {"--features": features, "--target": target, "--label": label, "--group": group, "--pattern": pattern,
                "--seed": str(seed) if seed else None}  # tune seeds the estimators as train does
