@@ -110,9 +110,9 @@ def test_fold_lines_name_each_fold_once(shared: Path) -> None:
     result = SimpleNamespace(metrics={"accuracy": 0.5})
     with err_console.capture() as cap:
         for name in names:
-            _fold_printer("logreg ")(SimpleNamespace(name=name, result=result, n_test=10, n_train=90, train_seconds=0.1,
+            _fold_printer("logreg ")(SimpleNamespace(name=name, result=result, n_test=10, n_train=90, n_extra_train=0, train_seconds=0.1,
                                                      feature_seconds=0.0))
-        _fold_printer()(SimpleNamespace(name="fold 2", result=result, n_test=10, n_train=90, train_seconds=0.1,
+        _fold_printer()(SimpleNamespace(name="fold 2", result=result, n_test=10, n_train=90, n_extra_train=0, train_seconds=0.1,
                                         feature_seconds=0.0))
     lines = [line.split(":")[0] for line in cap.get().splitlines()]
     assert lines == ["logreg fold 1", "logreg fold 2", "logreg fold george", "fold 2"]  # `compare`, then `cv`
