@@ -686,3 +686,12 @@ def test_an_hf_network_whose_extractor_is_numpy_is_refused_by_export(tmp_path: P
     with pytest.raises(ParameterError, match="runs in NumPy.*earmark serve"):
         export_onnx(trained, tmp_path / "ast.onnx")
     assert list(tmp_path.glob("*.onnx*")) == [] and list(tmp_path.glob(".*partial")) == []
+
+
+def test_mobilenet_v2_without_imagenet_weights_is_still_mobilenet_v2() -> None:
+    from earmark.models import get_model
+
+    assert (get_model("mobilenet_v2").network, get_model("mobilenet_v2").init_from) == (
+        "mobilenet_v2", "torchvision:mobilenet_v2")
+    scratch = get_model("mobilenet_v2", init_from=None)  # it was a plain cnn
+    assert (scratch.network, scratch.arch, scratch.init_from) == ("mobilenet_v2", "imagenet", None)

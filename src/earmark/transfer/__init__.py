@@ -54,7 +54,11 @@ _persist._TORCH_CLASSES.setdefault("TransferClassifier", TransferClassifier)
 
 
 def _mobilenet(**params: Any) -> TransferClassifier:
-    return finetune(params.pop("init_from", "torchvision:mobilenet_v2"), **params)
+    init = params.pop("init_from", "torchvision:mobilenet_v2")
+    if init is None or str(init).startswith("file:"):  # from scratch, or other weights: still mobilenet_v2
+        params.setdefault("network", "mobilenet_v2")
+        params.setdefault("arch", "imagenet")
+    return finetune(init, **params)
 
 
 _FINETUNE_SPACE = {"lr": ("log", 1e-4, 3e-3), "body_lr_scale": [0.03, 0.1, 0.3, 1.0], "freeze_epochs": [0, 2, 5]}
