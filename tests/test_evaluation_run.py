@@ -576,6 +576,14 @@ def test_cv_extra_rows_never_share_a_test_group_and_follow_the_training_classes(
     assert {f.name: f.n_extra_train for f in cv.folds}["george"] == 12  # all: no george, every class learnt
     with pytest.raises(DatasetError, match="extra_train lists 2 file"):
         cross_validate(table, model="logreg", features=_preset(), workers=1, extra_train=table.head(2))
+    # labels held as numbers (pd.read_csv of a digit column) are classes too: filtered, not an abort
+    as_int = table.assign(label=table["label"].astype(int))
+    cv = cross_validate(as_int, model="logreg", features=_preset(), workers=1,
+                        extra_train=extra.assign(label=extra["label"].astype(int)))
+    assert next(f for f in cv.folds if f.name == "theo").n_extra_train == 4
+    # extra rows without the column the folds keep apart: said, since cv cannot keep a test speaker out
+    with pytest.warns(EarmarkWarning, match="extra training rows have no 'group' column"):
+        cross_validate(table, model="logreg", features=_preset(), workers=1, extra_train=extra.drop(columns="group"))
     # the command line refuses cv's own settings given as -p, and the JSON records how the run was made
     from earmark.cli.main import app
 
@@ -585,6 +593,10 @@ def test_cv_extra_rows_never_share_a_test_group_and_follow_the_training_classes(
     assert r.exit_code == 2 and "use its own option (--folds" in " ".join(r.output.split())
     r = CliRunner().invoke(app, ["cv", str(manifest), "--model", "logreg", "-p", "cache=x"])
     assert r.exit_code == 2 and "this command does not set it" in " ".join(r.output.split())
+    r = CliRunner().invoke(app, ["cv", str(manifest), "--model", "mlp", "--features", "mfcc-mean", "--epochs", "1",
+                                 "-p", f"checkpoint_dir={tmp_path / 'ck'}", "-j", "1"])
+    assert r.exit_code == 0 and sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["fold-george", "fold-jackson", "fold-theo"], \
+        r.output  # a model parameter: one checkpoint folder per fold
     out = tmp_path / "cv.json"
     r = CliRunner().invoke(app, ["cv", str(manifest), "--model", "logreg", "--features", "mfcc-mean", "-p", "C=0.5",
                                  "--json", str(out), "-j", "1"])

@@ -117,6 +117,9 @@ def test_silent_windows_are_flagged_and_left_out_of_the_summary(tmp_path):
     sf.write(mid, np.concatenate([np.zeros(int(0.6 * sr), np.float32), b[: int(0.3 * sr)], np.zeros(sr, np.float32)]), sr)
     row = predict_paths(fsdd_model(), [mid], window=0.5, hop=1.0)[0]
     assert all(w.get("silent") for w in row["windows"]) and not row.get("silent")
+    res = CliRunner().invoke(app, ["predict", str(bundle), str(mid), "--window", "0.5", "--hop", "1"])
+    said = " ".join(res.stderr.split())
+    assert "every window of 1 file is digital silence though the file holds sound" in said and "left out" not in said
 
 
 def test_cli_predict_csv_json_and_exit_code(folder, tmp_path):

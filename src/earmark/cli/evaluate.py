@@ -314,7 +314,7 @@ def cv(
         "seed": "--seed", "target": "--target", "workers": "--workers", "epochs": "--epochs",
         "duration": "--duration", "label_column": "--label-column", "group_column": "--group-column",
         "extra_train": "--extra-train", "extra_weight": "--extra-weight", "on_fold": None, "progress": None,
-        "cache": None, "checkpoint_dir": None, "resume": None})
+        "cache": None})
     if extra_weight != 1.0 and not (extra_train or synthetic_voices):
         fail("--extra-weight weighs extra training clips; it needs --extra-train or --synthetic-voices.",
              ExitCode.USAGE)
@@ -360,7 +360,9 @@ def cv(
                            spread=result.summary)
         config = {"model": model, "features": features, "folds": folds, "seed": seed,
                   "epochs": epochs, "duration": duration, "source": str(source), "params": params or None,
-                  "extra_train": extra_train, "synthetic_voices": synthetic_voices or None}
+                  "extra_train": extra_train, "synthetic_voices": synthetic_voices or None,
+                  "text_map": text_map, "extra_weight": extra_weight if (extra_train or synthetic_voices) else None,
+                  "label_column": label_column, "group_column": group_column}
         _write_outputs(result, json_out=json_out, report=report, model=None, summary=summary,
                        max_clips=max_clips, embedding=embedding, config=config, json_config=True)
         _log(log, logdir, f"cv-{result.model}", result.to_dict(),

@@ -206,7 +206,7 @@ def _check_param_keys(params: dict[str, Any], options: dict[str, str | None] | N
         if key in options:
             option = options[key]
             how = f"use its own option ({option}; see --help)" if option else "this command does not set it"
-            fail(f"-p {key} is not a model parameter but a setting of the command; {how}.", ExitCode.USAGE)
+            fail(f"-p {key} is a setting of this command, not of the model; {how}.", ExitCode.USAGE)
 
 
 def _param_args(params: dict[str, Any]) -> list[str]:
@@ -463,9 +463,10 @@ def tune_command(
     except EarmarkError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
-        err_console.print("interrupted: the search stopped and no result was kept (the feature store keeps the "
-                          "features, so a new search starts faster); use fewer --trials for a shorter one.",
-                          highlight=False)
+        kept = ("the feature store keeps the features, so a new search starts faster" if cache else
+                "with --cache DIR the features would be kept for the next search")
+        err_console.print(f"interrupted: the search stopped and no result was kept ({kept}); use fewer --trials "
+                          "for a shorter one.", highlight=False)
         raise typer.Exit(130) from None
     if json_out is not None:
         write_json(result.to_dict(), json_out)

@@ -95,7 +95,14 @@ def predict(
     else:
         write_text(out, text)
     quiet = [(r["path"], r["silent_windows"], len(r["windows"])) for r in rows
-             if r.get("silent_windows") and not r.get("silent")]
+             if r.get("silent_windows") and not r.get("silent") and r["silent_windows"] < len(r["windows"])]
+    missed = [r["path"] for r in rows if r.get("windows") and not r.get("silent")
+              and r.get("silent_windows") == len(r["windows"])]
+    if missed:  # sound only between the windows (a hop longer than the window): the summary heard nothing
+        err_console.print(f"[yellow]warning:[/] every window of {len(missed)} file{'' if len(missed) == 1 else 's'} is "
+                          "digital silence though the file holds sound (it lies between the windows: a shorter "
+                          "--hop hears it); the summary is a guess about silence: "
+                          + escape(", ".join(missed[:5])) + (" …" if len(missed) > 5 else ""), highlight=False)
     if quiet:
         n_quiet = sum(q for _, q, _ in quiet)
         whose = "its file's summary" if len(quiet) == 1 else "their files' summaries"

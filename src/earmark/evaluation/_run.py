@@ -533,15 +533,26 @@ def _cross_validate(
             "or what made each clip (--group-column, group_column=) or give predefined folds.",
             EarmarkWarning, stacklevel=3)
     extra = train_kwargs.get("extra_train")
+    classes = False
     if extra is not None:
         _check_extra_not_scored(table, extra)
+        from earmark.models import get_spec
+
+        # as train() decides: a classifier learns classes, and the label column is always one
+        classes = (model is not None and get_spec(model).task == "classification") or (target or "label") == "label"
+        kind = "fold" if predefined else "group" if grouped else None
+        if kind is not None and kind not in extra.columns:
+            warnings.warn(
+                f"The extra training rows have no {kind!r} column, so cv cannot keep a fold's test {kind}s out of its "
+                "training: if they hold clips of the same speakers or recordings, the scores are inflated. Give the "
+                f"extra table its {kind} column.", EarmarkWarning, stacklevel=3)
     # each fold's test table lists no files: those the source left out are the whole run's, listed once
     own = {k: v for k, v in table.attrs.items() if k != "skipped"}
     for name, train_pos, test_pos in iter_folds(table, folds=folds, seed=seed):
         test_groups = _check_no_straddle(table, train_pos, test_pos, name)
         fold_kwargs = dict(train_kwargs)
         if extra is not None:
-            fold_kwargs["extra_train"] = _extra_for_fold(table, extra, train_pos, test_pos, name, target)
+            fold_kwargs["extra_train"] = _extra_for_fold(table, extra, train_pos, test_pos, name, target, classes)
         if checkpoint_dir:  # each fold its own checkpoints: a fold must never resume another's
             fold_kwargs["checkpoint_dir"] = _checkpoint_subdir(checkpoint_dir, str(name), fold_dirs)
         start = time.perf_counter()
@@ -757,7 +768,7 @@ def _check_extra_not_scored(table: pd.DataFrame, extra: pd.DataFrame) -> None:
 
 
 def _extra_for_fold(table: pd.DataFrame, extra: pd.DataFrame, train_pos: np.ndarray, test_pos: np.ndarray,
-                    name: Any, target: str | None) -> pd.DataFrame | None:
+                    name: Any, target: str | None, classes: bool) -> pd.DataFrame | None:
     """The extra rows a fold may train on: none of its test groups or folds (they would be heard
     in training), and, for labels, only classes its training side holds (a class the training
     folds lack stays unlearnt, as it does without extra rows). Says what it left out."""
@@ -771,7 +782,7 @@ def _extra_for_fold(table: pd.DataFrame, extra: pd.DataFrame, train_pos: np.ndar
                 said.append(f"{int(clash.sum())} of its test {col}{'s' if len(held) > 1 else ''}")
             keep &= ~clash
     column = target or "label"
-    if column in extra.columns and column in table.columns and not pd.api.types.is_numeric_dtype(table[column]):
+    if classes and column in extra.columns and column in table.columns:
         learnt = set(table[column].iloc[train_pos].dropna().astype(str))
         foreign = ~extra[column].astype(str).isin(learnt).to_numpy()
         if (foreign & keep).any():

@@ -161,6 +161,8 @@ def since_time(value: Any) -> float:
     if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
         return float(value)
     when = value
+    if isinstance(value, str) and re.fullmatch(r"\s*\d{9,}(\.\d+)?\s*", value):  # a UNIX time as text
+        return float(value)
     if isinstance(value, str):
         m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", value)
         if m:
@@ -270,9 +272,10 @@ def monitor(
         if (last is None and since is None) or "min_samples" not in str(exc):
             raise
         n = len(current["proba"]) if current.get("proba") is not None else 0
-        raise ParameterError(f"last / since (--last, --since) kept {n} request(s) of the log, fewer than drift "
-                             "needs: widen them (a larger --last, an earlier --since) or lower min_samples "
-                             "(--min-samples).") from None
+        need = thresholds.get("min_samples", 20)
+        raise ParameterError(f"last / since (--last, --since) kept {n} request(s) of the log, fewer than the "
+                             f"{need} drift needs: widen them (a larger --last, an earlier --since) or lower "
+                             "min_samples (--min-samples).") from None
     return dataclasses.replace(report, skipped=list(current.get("skipped", [])))
 
 

@@ -332,7 +332,7 @@ def tune(
                 pred = est.predict(take(te))
             except Exception as exc:  # a value the network cannot take (dropout 1.5): this trial fails, not the search
                 errors[trial.number] = f"{type(exc).__name__}: {exc}"
-                raise optuna.TrialPruned() from None
+                return float("nan")  # Optuna's FAIL state: the sampler steers away from it (a pruned one it redraws)
             score = float(np.mean(pred == y[te])) if classification else -float(np.mean(np.abs(pred - y[te])))
             scores.append(score)
             trial.report(float(np.mean(scores)), step)
