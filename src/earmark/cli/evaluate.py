@@ -298,6 +298,7 @@ def cv(
     the dataset's own clips, so they measure what the extra clips are worth on held-out groups.
     """
     from earmark.cli.models import (
+        _check_extra_options,
         _check_param_keys,
         _concat,
         _extra_label,
@@ -315,13 +316,7 @@ def cv(
         "duration": "--duration", "label_column": "--label-column", "group_column": "--group-column",
         "extra_train": "--extra-train", "extra_weight": "--extra-weight", "on_fold": None, "progress": None,
         "cache": None})
-    if extra_weight != 1.0 and not (extra_train or synthetic_voices):
-        fail("--extra-weight weighs extra training clips; it needs --extra-train or --synthetic-voices.",
-             ExitCode.USAGE)
-    if not extra_weight > 0:
-        fail(f"--extra-weight must be above 0 (got {extra_weight}).", ExitCode.USAGE)
-    if text_map and not synthetic_voices:
-        fail("--text-map says how synthetic voices speak each label; it needs --synthetic-voices N.", ExitCode.USAGE)
+    _check_extra_options(extra_train, synthetic_voices, text_map, extra_weight)
     k = _folds(folds)
     _check_log(log)
     _check_models([model] if model else [])

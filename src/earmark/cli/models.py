@@ -189,6 +189,20 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
     return params
 
 
+def _check_extra_options(extra_train: str | None, synthetic_voices: int, text_map: str | None,
+                         extra_weight: float) -> None:
+    """Exit with a usage error when the options of extra training clips do not go together
+    (``train`` and ``cv`` take the same ones)."""
+    if extra_weight != 1.0 and not (extra_train or synthetic_voices):
+        fail("--extra-weight weighs extra training clips; it needs --extra-train or --synthetic-voices.",
+             ExitCode.USAGE)
+    if not extra_weight > 0:
+        fail(f"--extra-weight must be above 0 (got {extra_weight}); leave the extra clips out instead of "
+             "weighing them 0.", ExitCode.USAGE)
+    if text_map and not synthetic_voices:
+        fail("--text-map says how synthetic voices speak each label; it needs --synthetic-voices N.", ExitCode.USAGE)
+
+
 def _check_param_keys(params: dict[str, Any], options: dict[str, str | None] | None = None) -> None:
     """Exit with a usage error when a ``-p`` key is a setting of the command rather than of the
     model: ``options`` maps each such key to its option (``None``: the command has none, so it
@@ -317,14 +331,7 @@ def train_command(
         if not _is_packed_bundle(out):
             fail(f"{out} is a file that is not a model bundle; choose another --out.", ExitCode.USAGE)
     check_writable_folder(out.parent, "--out")  # refused now, not after training
-    if extra_weight != 1.0 and not (extra_train or synthetic_voices):
-        fail("--extra-weight weighs extra training clips; it needs --extra-train or --synthetic-voices.",
-             ExitCode.USAGE)
-    if not extra_weight > 0:
-        fail(f"--extra-weight must be above 0 (got {extra_weight}); leave the extra clips out instead of "
-             "weighing them 0.", ExitCode.USAGE)
-    if text_map and not synthetic_voices:
-        fail("--text-map says how synthetic voices speak each label; it needs --synthetic-voices N.", ExitCode.USAGE)
+    _check_extra_options(extra_train, synthetic_voices, text_map, extra_weight)
     if init_from is None and (freeze_epochs or head_only or body_lr_scale != 1.0):
         fail("--freeze-epochs, --body-lr-scale and --head-only need --init-from.", ExitCode.USAGE)
     try:
